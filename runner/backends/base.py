@@ -1,0 +1,95 @@
+"""The one interface every backend implements, and the values that cross it.
+
+A backend turns a `ChatRequest` into a `Completion` or raises `BackendError`, which says whether a
+retry could help; the executor owns the retry policy (`runner.retry`), backends only classify.
+`serve(variant)` brackets the jobs of one model variant: the embedded backend loads the model
+there; HTTP backends only look the model up.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.config import BackendSettings, Experiment
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    request: dict[str, Any]
+    response: dict[str, Any]
+    # The server's own timings where it reports them (llama.cpp: prompt/predicted per second).
+    timings: dict[str, Any] | None = None
+
+
+class BackendError(Exception):
+    """A failed request. `retryable` is the backend's judgement; `retry_after` the server's wish."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model at one quantization: the unit a backend loads, and the outer loop of a plan."""
+
+    model: str
+    quantization: str | None
+    model_id: str
+    # What identifies the weights for hashing: declared source + quantization, or the server's id.
+    identity: str
+
+
+@dataclass
+class VariantInfo:
+    """What the backend learned about a variant while serving it; stored with every job."""
+
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
+        self.settings = settings
+        self.experiment = experiment
+
+    def check(self) -> None:
+        """Validate everything that needs no server (files, keys) before any job; raise UserError."""
+
+    async def start(self) -> None:
+        """Open connections; raise BackendUnavailable if the server cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections and servers; safe to call twice."""
+
+    async def probe(self) -> None:
+        """For `runner validate`: the cheap part of start() (reach the server, but load nothing)."""
+        try:
+            await self.start()
+        finally:
+            await self.close()
+
+    @asynccontextmanager
+    async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
+        yield VariantInfo()
+
+    @abc.abstractmethod
+    async def generate(self, request: ChatRequest) -> Completion: ...

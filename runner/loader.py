@@ -1,0 +1,134 @@
+"""Read an experiment YAML into a validated `Experiment`, turning every mistake into one line.
+
+The message format is `FILE: KEY: problem; fix`, where KEY is the dotted path in the YAML
+(`sampling.temperature[2]`). Pydantic's own messages are kept for the problem part but shortened
+to one line, and unknown keys list the keys allowed at that place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from runner.backends import backend_settings_model, known_backends
+from runner.config import Experiment
+from runner.errors import ConfigError
+
+
+def load_experiment(path: Path | str) -> Experiment:
+    path = Path(path)
+    raw = _read_yaml(path)
+    backend_raw = raw.get("backend") or {}
+    if not isinstance(backend_raw, dict):
+        raise ConfigError("must be a mapping", file=path, key="backend", fix="write backend: {kind: ...}")
+    kind = backend_raw.get("kind", "llamacpp")
+    try:
+        settings_model = backend_settings_model(str(kind))
+    except KeyError:
+        raise ConfigError(
+            f"unknown backend kind {kind!r}", file=path, key="backend.kind",
+            fix=f"use one of: {', '.join(known_backends())}",
+        ) from None
+    try:
+        backend = settings_model.model_validate(backend_raw)
+        data = {**raw, "backend": backend, "source_path": path}
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        model: type[BaseModel] = settings_model if _is_backend_error(exc, settings_model) else Experiment
+        prefix = ("backend",) if model is settings_model else ()
+        raise _config_error(path, exc, model, prefix) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("experiment file not found", file=path, fix="check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"YAML syntax error: {problem}", file=path, key=where,
+                          fix="fix the YAML syntax at that place") from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=path, fix="save the file as UTF-8") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"top level is {type(raw).__name__}, not a mapping", file=path,
+                          fix="start the file with keys such as name:, models:, prompts:, dataset:")
+    return raw
+
+
+def _is_backend_error(exc: ValidationError, settings_model: type[BaseModel]) -> bool:
+    return exc.title == settings_model.__name__
+
+
+def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
+                  prefix: tuple[str, ...]) -> ConfigError:
+    err = exc.errors()[0]
+    loc = prefix + tuple(str(x) for x in err["loc"])
+    # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
+    loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary"} or p == loc[-1])
+    key = _format_loc(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, tuple(str(x) for x in err["loc"][:-1]))
+        fix = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
+        return ConfigError(f"unknown key {loc[-1]!r}", file=path, key=key, fix=fix)
+    if kind == "missing":
+        return ConfigError("required key is missing", file=path, key=key, fix="add it")
+    msg = err["msg"].removeprefix("Value error, ")
+    bad = err.get("input")
+    shown = "" if isinstance(bad, dict | list) or bad is None else f" (got {bad!r})"
+    return ConfigError(f"{msg}{shown}", file=path, key=key or None, fix=_fix_for(kind))
+
+
+def _fix_for(kind: str) -> str | None:
+    fixes = {
+        "int_parsing": "write a whole number", "int_type": "write a whole number",
+        "float_parsing": "write a number", "float_type": "write a number",
+        "bool_parsing": "write true or false", "string_type": "write a string",
+        "list_type": "write a list", "dict_type": "write a mapping",
+        "model_type": "write a mapping", "union_tag_invalid": "use one of the types named",
+        "union_tag_not_found": "add type: with one of exact, regex, json_field, binary",
+    }
+    return fixes.get(kind)
+
+
+def _format_loc(loc: tuple[str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if part.isdigit():
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """Walk the model classes along `loc` to list the fields allowed where the bad key was."""
+    current: Any = model
+    for part in loc:
+        if part.isdigit():
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", {})
+    return [name for name, f in fields.items() if not f.exclude]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first BaseModel class inside an annotation such as `list[X] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

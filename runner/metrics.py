@@ -1,0 +1,199 @@
+"""From stored results to per-cell metrics.
+
+The plan says which jobs belong to the experiment as it is written now (an edited YAML leaves old
+jobs in the store; they are ignored); the store says what happened to each. Cells are read one at
+a time in plan order, so memory follows the largest cell, not the whole run.
+
+`CellStats` accumulates raw counts and lists and can merge with another, which is how a report
+pools cells that differ only on axes it does not show.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.planner import Cell, Job, Plan
+from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, Score, Scorer
+from runner.stats import summarize_runs, wilson_interval
+from runner.store import JobRecord, Store
+
+
+@dataclass
+class JobResult:
+    job: Job
+    record: JobRecord | None  # None: not run yet
+
+    @property
+    def status(self) -> str:
+        return self.record.status if self.record else "missing"
+
+
+@dataclass
+class CellStats:
+    planned: int = 0
+    ok: int = 0
+    failed: int = 0
+    correct: int = 0
+    json_valid: int = 0
+    tp: int = 0
+    fp: int = 0
+    tn: int = 0
+    fn: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    # (cell key, repeat) -> [correct, answered]: one "run" is one repeat of one cell over the items.
+    runs: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    # (cell key, item id) -> predictions across repeats, for agreement and flips.
+    answers: dict[tuple[str, str], list[Any]] = field(default_factory=lambda: defaultdict(list))
+    tokens_per_s: list[float] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    completion_tokens: list[int] = field(default_factory=list)
+    file_sizes: set[int] = field(default_factory=set)
+
+    def add(self, result: JobResult, score: Score | None, scorer: Scorer | None) -> None:
+        self.planned += 1
+        rec = result.record
+        if rec is None:
+            return
+        if rec.status != "ok":
+            self.failed += 1
+            self.outcomes[FAILED_SCORE.outcome] += 1
+            return
+        self.ok += 1
+        if rec.latency_s is not None:
+            self.latency_s.append(rec.latency_s)
+        if rec.completion_tokens is not None:
+            self.completion_tokens.append(rec.completion_tokens)
+        if rec.variant and rec.variant.get("size_bytes"):
+            self.file_sizes.add(int(rec.variant["size_bytes"]))
+        speed = (rec.timings or {}).get("predicted_per_second")
+        if speed:
+            self.tokens_per_s.append(float(speed))
+        if score is None:
+            return
+        cell_key = result.job.cell.key()
+        self.outcomes[score.outcome] += 1
+        self.json_valid += int(score.json_valid)
+        self.correct += int(bool(score.correct))
+        run = self.runs[(cell_key, result.job.repeat)]
+        run[0] += int(bool(score.correct))
+        run[1] += 1
+        self.answers[(cell_key, result.job.item.id)].append(_hashable(score.prediction))
+        if isinstance(scorer, BinaryClassification):
+            self._count_binary(scorer, score)
+
+    def _count_binary(self, scorer: BinaryClassification, score: Score) -> None:
+        truth = scorer.is_positive(score.expected)
+        said = score.prediction is not None and scorer.is_positive(score.prediction)
+        # An answer with no usable prediction counts as the negative class: it did not say "positive".
+        if truth and said:
+            self.tp += 1
+        elif truth:
+            self.fn += 1
+        elif said:
+            self.fp += 1
+        else:
+            self.tn += 1
+
+    def merge(self, other: CellStats) -> CellStats:
+        out = CellStats()
+        for name in ("planned", "ok", "failed", "correct", "json_valid", "tp", "fp", "tn", "fn"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.outcomes = self.outcomes + other.outcomes
+        out.runs.update(self.runs)
+        out.runs.update(other.runs)
+        out.answers.update(self.answers)
+        out.answers.update(other.answers)
+        out.tokens_per_s = self.tokens_per_s + other.tokens_per_s
+        out.latency_s = self.latency_s + other.latency_s
+        out.completion_tokens = self.completion_tokens + other.completion_tokens
+        out.file_sizes = self.file_sizes | other.file_sizes
+        return out
+
+    # metrics
+
+    def accuracy(self) -> float:
+        return self.correct / self.ok if self.ok else math.nan
+
+    def accuracy_interval(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.ok)
+
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else math.nan
+
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+
+    def f1(self) -> float:
+        denom = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denom if denom else math.nan
+
+    def json_valid_rate(self) -> float:
+        return self.json_valid / self.ok if self.ok else math.nan
+
+    def agreement(self) -> float:
+        """Mean over items of the share of repeats that give the item's most common answer."""
+        shares = [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if a]
+        return sum(shares) / len(shares) if shares else math.nan
+
+    def run_accuracies(self) -> list[float]:
+        return [c / n for c, n in self.runs.values() if n]
+
+    def metric(self, name: str) -> Any:
+        runs = summarize_runs(self.run_accuracies()) if name.startswith("run_") else None
+        values: dict[str, Any] = {
+            "n": self.ok, "failed": self.failed, "accuracy": self.accuracy(), "precision": self.precision(),
+            "recall": self.recall(), "f1": self.f1(), "false_positives": self.fp,
+            "false_negatives": self.fn, "json_valid": self.json_valid_rate(), "agreement": self.agreement(),
+            "tokens_per_s": _mean(self.tokens_per_s), "latency_s": _mean(self.latency_s),
+            "completion_tokens": _mean([float(t) for t in self.completion_tokens]),
+            "file_size_mb": _mean([b / 1e6 for b in sorted(self.file_sizes)]),
+        }
+        if runs is not None:
+            values.update(run_mean=runs.mean, run_std=runs.std, run_worst=runs.worst, run_best=runs.best)
+        return values[name]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return repr(value)
+    return value
+
+
+def iter_cell_results(plan: Plan, store: Store | None,
+                      limit_items: int | None = None) -> Iterator[tuple[Cell, list[JobResult]]]:
+    """Each cell with the stored record (or None) of each of its jobs, in plan order."""
+    for cell, jobs in itertools.groupby(plan.jobs(limit_items), key=lambda j: j.cell):
+        batch = list(jobs)
+        records = {r.job_id: r for r in store.jobs(j.job_id for j in batch)} if store else {}
+        yield cell, [JobResult(j, records.get(j.job_id)) for j in batch]
+
+
+def scores_for(results: list[JobResult], scorer: Scorer, store: Store | None) -> list[Score | None]:
+    """Scores from the store's cache where the scorer config matches; computed (and cached) if not."""
+    ok = [r for r in results if r.record is not None and r.record.status == "ok"]
+    cached = store.scores_for(r.job.job_id for r in ok) if store else {}
+    fresh: list[tuple[str, str, dict[str, Any]]] = []
+    out: list[Score | None] = []
+    for r in results:
+        if r.record is None or r.record.status != "ok":
+            out.append(None)
+            continue
+        hit = cached.get((r.job.job_id, scorer.key))
+        if hit is None:
+            score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
+            fresh.append((r.job.job_id, scorer.key, score.to_dict()))
+        else:
+            score = Score.from_dict(hit)
+        out.append(score)
+    if fresh and store is not None:
+        store.save_scores(fresh)
+    return out

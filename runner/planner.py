@@ -1,0 +1,250 @@
+"""What to run: expand an experiment into cells and jobs. Pure; no requests, no store.
+
+A *cell* is one combination of axis values (model, quantization, system, prompt, and each sampling
+key given as a list); a *job* is a cell applied to one dataset item for one repeat. Cells are few
+and kept in a list; jobs are many and are streamed, so a million-job matrix plans in bounded memory.
+
+Jobs come out grouped by model variant (model x quantization), in the order the models are
+declared, so the executor finishes one variant before it loads the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.backends.base import Variant
+from runner.config import SAMPLING_KEYS, Experiment, TemplateRef
+from runner.dataset import Item, load_context_file, load_items
+from runner.errors import ConfigError
+from runner.templates import CompiledTemplate, compile_template
+
+FIXED_AXES = ("model", "quantization", "system", "prompt")
+
+
+@dataclass(frozen=True)
+class Cell:
+    values: tuple[tuple[str, Any], ...]
+    variant: Variant
+    system: CompiledTemplate | None
+    prompt: CompiledTemplate
+    params: dict[str, Any] = field(hash=False, compare=False)
+
+    def get(self, axis: str) -> Any:
+        return dict(self.values).get(axis)
+
+    def key(self) -> str:
+        """Stable text naming the cell, used to group results."""
+        return json.dumps([[k, v] for k, v in self.values], sort_keys=False, default=str)
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    cell: Cell
+    item: Item
+    repeat: int
+    messages: tuple[dict[str, str], ...]
+    params: dict[str, Any] = field(hash=False, compare=False)
+
+
+def canonical_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class Plan:
+    experiment: Experiment
+    axes: dict[str, list[Any]]
+    cells: list[Cell]
+    items: list[Item]
+    context: dict[str, Any]
+
+    @property
+    def repeats(self) -> int:
+        return self.experiment.repeats
+
+    def item_subset(self, limit_items: int | None) -> list[Item]:
+        return self.items if limit_items is None else self.items[:limit_items]
+
+    def count(self, limit_items: int | None = None) -> int:
+        return len(self.cells) * len(self.item_subset(limit_items)) * self.repeats
+
+    def variants(self) -> list[Variant]:
+        return list(dict.fromkeys(c.variant for c in self.cells))
+
+    def varying_axes(self) -> list[str]:
+        return [a for a, vals in self.axes.items() if len(vals) > 1]
+
+    def render_messages(self, cell: Cell, item: Item) -> tuple[dict[str, str], ...]:
+        ctx = {**item.fields, "item": item.fields, **self.context}
+        cfg = self.experiment.source_path
+        messages: list[dict[str, str]] = []
+        if cell.system is not None:
+            system = cell.system.render(ctx, config_file=cfg, item_id=item.id)
+            if system:  # an empty system template means "no system message", not an empty one
+                messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": cell.prompt.render(ctx, config_file=cfg, item_id=item.id)})
+        return tuple(messages)
+
+    def check_templates(self) -> None:
+        """Render every template against every item once, so a template error stops the run first."""
+        pairs = {(c.system.name if c.system else None, c.prompt.name): c for c in self.cells}
+        for cell in pairs.values():
+            for item in self.items:
+                self.render_messages(cell, item)
+
+    def jobs(self, limit_items: int | None = None) -> Iterator[Job]:
+        backend_identity = self.experiment.backend.identity()
+        items = self.item_subset(limit_items)
+        for cell in self.cells:
+            for item in items:
+                messages = self.render_messages(cell, item)
+                for repeat in range(self.repeats):
+                    params = self._params_for_repeat(cell.params, repeat)
+                    job_id = canonical_hash({
+                        "backend": backend_identity, "variant": cell.variant.identity,
+                        "item": item.id, "messages": messages, "params": params, "repeat": repeat,
+                    })
+                    yield Job(job_id, cell, item, repeat, messages, params)
+
+    def _params_for_repeat(self, params: dict[str, Any], repeat: int) -> dict[str, Any]:
+        if repeat and "seed" in params and self.experiment.repeat_seeds == "offset":
+            return {**params, "seed": params["seed"] + repeat}
+        return params
+
+
+def build_plan(experiment: Experiment) -> Plan:
+    """Load the dataset and templates and expand the matrix. Raises ConfigError on any problem."""
+    cfg = experiment.source_path
+    ds = experiment.dataset
+    items = load_items(experiment.resolve(ds.path), id_field=ds.id_field, label_field=ds.label_field,
+                       config_file=cfg)
+    context = {
+        name: load_context_file(experiment.resolve(p), config_file=cfg, key=f"prompts.context.{name}")
+        for name, p in experiment.prompts.context.items()
+    }
+    directory = experiment.resolve(experiment.prompts.directory or Path("."))
+    prompts = [compile_template(ref, directory=directory, config_file=cfg, key=f"prompts.variants[{i}]")
+               for i, ref in enumerate(experiment.prompts.variants)]
+    systems = [_compile_optional(ref, i, directory, experiment)
+               for i, ref in enumerate(experiment.prompts.system_refs())]
+    sampling_axes, fixed = experiment.sampling.axes_and_fixed()
+
+    axes: dict[str, list[Any]] = {
+        "model": [m.name for m in experiment.models],
+        "quantization": list(dict.fromkeys(q for m in experiment.models for q in m.quant_values())),
+        "system": [s.name if s else None for s in systems],
+        "prompt": [p.name for p in prompts],
+        **sampling_axes,
+    }
+    combos = _expand(experiment, axes, sampling_axes, fixed)
+    variants = {
+        (m.name, q): Variant(m.name, q, m.model_id(q), experiment.backend.variant_identity(m, q))
+        for m in experiment.models for q in m.quant_values()
+    }
+    by_name_prompt = {p.name: p for p in prompts}
+    by_name_system = {s.name if s else None: s for s in systems}
+    cells = [
+        Cell(
+            values=tuple((axis, combo[axis]) for axis in axes),
+            variant=variants[(combo["model"], combo["quantization"])],
+            system=by_name_system[combo["system"]],
+            prompt=by_name_prompt[combo["prompt"]],
+            params=params,
+        )
+        for combo, params in combos
+    ]
+    variant_order = list(variants)
+    cells.sort(key=lambda c: variant_order.index((c.variant.model, c.variant.quantization)))
+    if not cells:
+        raise ConfigError("the matrix is empty: matrix.exclude removes every combination", file=cfg,
+                          key="matrix.exclude", fix="remove or narrow an exclude entry")
+    # Axes report only values that occur, in declaration order (include may add sampling values).
+    for axis in axes:
+        seen = [v for v in axes[axis] if any(c.get(axis) == v for c in cells)]
+        extra = [c.get(axis) for c in cells if c.get(axis) not in seen]
+        axes[axis] = seen + list(dict.fromkeys(extra))
+    return Plan(experiment, axes, cells, items, context)
+
+
+def _compile_optional(ref: TemplateRef | None, i: int, directory: Path,
+                      experiment: Experiment) -> CompiledTemplate | None:
+    if ref is None:
+        return None
+    key = f"prompts.systems[{i}]" if experiment.prompts.systems else "prompts.system"
+    return compile_template(ref, directory=directory, config_file=experiment.source_path, key=key)
+
+
+Combo = dict[str, Any]
+
+
+def _expand(experiment: Experiment, axes: dict[str, list[Any]], sampling_axes: dict[str, list[Any]],
+            fixed: dict[str, Any]) -> list[tuple[Combo, dict[str, Any]]]:
+    """The matrix with GitHub Actions' exclude/include rules applied."""
+    cfg = experiment.source_path
+    sampling_names = list(sampling_axes)
+    combos: list[tuple[Combo, dict[str, Any]]] = []
+    for model in experiment.models:
+        for quant in model.quant_values():
+            for system in axes["system"]:
+                for prompt in axes["prompt"]:
+                    for values in itertools.product(*sampling_axes.values()):
+                        combo = {"model": model.name, "quantization": quant, "system": system,
+                                 "prompt": prompt, **dict(zip(sampling_names, values, strict=True))}
+                        combos.append((combo, {**fixed, **dict(zip(sampling_names, values, strict=True))}))
+
+    for i, entry in enumerate(experiment.matrix.exclude):
+        key = f"matrix.exclude[{i}]"
+        _check_keys(entry, axes, allow_overrides=False, cfg=cfg, key=key)
+        combos = [(c, p) for c, p in combos if not all(c.get(k) == v for k, v in entry.items())]
+
+    for i, entry in enumerate(experiment.matrix.include):
+        key = f"matrix.include[{i}]"
+        _check_keys(entry, axes, allow_overrides=True, cfg=cfg, key=key)
+        axis_part = {k: v for k, v in entry.items() if k in axes}
+        overrides = {k: v for k, v in entry.items() if k not in axes}
+        matched = [(c, p) for c, p in combos if all(c.get(k) == v for k, v in axis_part.items())]
+        for _, params in matched:
+            params.update(overrides)
+        if not matched:
+            combos.append(_new_combo(experiment, axes, axis_part, fixed, overrides, key))
+    return combos
+
+
+def _check_keys(entry: dict[str, Any], axes: dict[str, list[Any]], *, allow_overrides: bool,
+                cfg: Path, key: str) -> None:
+    if not entry:
+        raise ConfigError("empty entry", file=cfg, key=key, fix="name at least one axis value")
+    for k in entry:
+        if k in axes or (allow_overrides and k in SAMPLING_KEYS):
+            continue
+        allowed = list(axes) + ([k for k in SAMPLING_KEYS if k not in axes] if allow_overrides else [])
+        raise ConfigError(f"unknown key {k!r}", file=cfg, key=f"{key}.{k}",
+                          fix=f"use one of: {', '.join(allowed)}")
+
+
+def _new_combo(experiment: Experiment, axes: dict[str, list[Any]], axis_part: dict[str, Any],
+               fixed: dict[str, Any], overrides: dict[str, Any], key: str) -> tuple[Combo, dict[str, Any]]:
+    cfg = experiment.source_path
+    missing = [a for a in axes if a not in axis_part and len(axes[a]) > 1]
+    if missing:
+        raise ConfigError("matches no combination and does not name every axis", file=cfg, key=key,
+                          fix=f"add values for {', '.join(missing)} to add it as a new combination")
+    combo = {a: axis_part.get(a, axes[a][0]) for a in axes}
+    for a in FIXED_AXES:
+        if combo[a] not in axes[a]:
+            raise ConfigError(f"{a} {combo[a]!r} is not declared", file=cfg, key=f"{key}.{a}",
+                              fix=f"use one of: {', '.join(map(str, axes[a]))}")
+    model = next(m for m in experiment.models if m.name == combo["model"])
+    if combo["quantization"] not in model.quant_values():
+        raise ConfigError(f"model {model.name} has no quantization {combo['quantization']!r}", file=cfg,
+                          key=f"{key}.quantization", fix=f"use one of: {model.quant_values()}")
+    params = {**fixed, **{a: combo[a] for a in axes if a not in FIXED_AXES}, **overrides}
+    return combo, params

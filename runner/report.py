@@ -1,0 +1,144 @@
+"""Pivot per-cell metrics into tables: one row per value of the row axes, with n, in any format.
+
+Cells that differ only on axes the report does not show are pooled (their counts add up), so
+`rows: [quantization]` over three prompts gives one row per quantization over all prompts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from runner.metrics import CellStats, iter_cell_results, scores_for
+from runner.planner import Plan
+from runner.scoring.scorers import Scorer
+from runner.store import Store
+
+DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s"]
+DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
+RATE_METRICS = {"accuracy", "precision", "recall", "f1", "json_valid", "agreement", "run_mean", "run_std",
+                "run_worst", "run_best"}
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    experiment: str
+    tables: list[Table]
+    totals: dict[str, int]
+
+
+def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
+                 limit_items: int | None = None) -> Report:
+    cfg = plan.experiment.report
+    row_axes = cfg.rows if cfg.rows is not None else (plan.varying_axes() or ["model"])
+    col_axes = [a for a in cfg.columns if a not in row_axes]
+    metrics = cfg.metrics or (DEFAULT_METRICS if scorers else DEFAULT_METRICS_NO_SCORER)
+
+    # One pass over the store: stats per (scorer, row key, column key).
+    groups: dict[tuple[int, tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
+    totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
+    for cell, results in iter_cell_results(plan, store, limit_items):
+        for r in results:
+            totals["planned"] += 1
+            totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
+        row_key = tuple(cell.get(a) for a in row_axes)
+        col_key = tuple(cell.get(a) for a in col_axes)
+        for index, scorer in enumerate(scorers or [None]):
+            stats = CellStats()
+            scores = scores_for(results, scorer, store) if scorer else [None] * len(results)
+            for result, score in zip(results, scores, strict=True):
+                stats.add(result, score, scorer)
+            key = (index, row_key, col_key)
+            groups[key] = groups[key].merge(stats) if key in groups else stats
+
+    tables = []
+    for index, scorer in enumerate(scorers or [None]):
+        title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
+        tables.append(_pivot(title, row_axes, col_axes, metrics,
+                             {(rk, ck): s for (i, rk, ck), s in groups.items() if i == index},
+                             with_interval=scorer is not None))
+    return Report(plan.experiment.name, tables, totals)
+
+
+def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
+           stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats], with_interval: bool) -> Table:
+    row_keys = list(dict.fromkeys(rk for rk, _ in stats))
+    col_keys = list(dict.fromkeys(ck for _, ck in stats))
+    headers = list(row_axes)
+    for ck in col_keys:
+        suffix = " ".join(f"{a}={v}" for a, v in zip(col_axes, ck, strict=True))
+        for m in metrics:
+            headers.append(f"{m} [{suffix}]" if suffix else m)
+    rows = []
+    for rk in row_keys:
+        row: list[Any] = [_show(v) for v in rk]
+        for ck in col_keys:
+            s = stats.get((rk, ck))
+            for m in metrics:
+                row.append(_cell_value(s, m, with_interval) if s else "")
+        rows.append(row)
+    return Table(title, headers, rows)
+
+
+def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
+    value = stats.metric(metric)
+    if metric == "accuracy" and with_interval and stats.ok:
+        low, high = stats.accuracy_interval()
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return round(value, 3) if metric in RATE_METRICS else round(value, 1)
+    return value
+
+
+def _show(value: Any) -> Any:
+    return "-" if value is None else value
+
+
+def render(report: Report, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({
+            "experiment": report.experiment, "totals": report.totals,
+            "tables": [{"title": t.title, "rows": [dict(zip(t.headers, r, strict=True)) for r in t.rows],
+                        "notes": t.notes} for t in report.tables],
+        }, indent=2, default=str) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        for t in report.tables:
+            writer.writerow(["table", *t.headers])
+            writer.writerows([t.title, *r] for r in t.rows)
+        return buf.getvalue()
+    style = "github" if fmt == "markdown" else "simple"
+    parts = []
+    for t in report.tables:
+        heading = f"## {t.title}" if fmt == "markdown" else t.title
+        parts.append(heading + "\n\n" + tabulate(t.rows, headers=t.headers, tablefmt=style))
+        parts.extend(_lines(t.notes, fmt))
+    totals = report.totals
+    parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "
+                 f"{totals['missing']} not run")
+    return "\n\n".join(parts) + "\n"
+
+
+def _lines(notes: Iterable[str], fmt: str) -> list[str]:
+    prefix = "- " if fmt == "markdown" else "  "
+    notes = list(notes)
+    return ["\n".join(prefix + n for n in notes)] if notes else []

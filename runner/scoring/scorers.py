@@ -1,0 +1,177 @@
+"""Scorers, registered by name: each turns one answer into a `Score`.
+
+A score says more than right or wrong: what the answer was (`outcome`), what the model predicted,
+and what was expected, so that reports can count cut-off answers, missing JSON and wrong shapes
+separately from honest mistakes. Scores are pure functions of (answer, item, scorer config), so
+they can be recomputed whenever a scorer changes; `Scorer.key` names the config for the cache.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from runner.config import BinaryScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
+from runner.dataset import Item
+from runner.planner import canonical_hash
+from runner.scoring.extract import extract_json, get_path, is_missing
+
+# What a response was, before asking whether it was right.
+ANSWERED = "answered"
+NO_JSON = "no_json"
+TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
+WRONG_SHAPE = "wrong_shape"
+EMPTY = "empty"
+FAILED = "failed"  # the request failed after its retries; nothing to score
+OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, FAILED)
+
+
+@dataclass(frozen=True)
+class Score:
+    outcome: str
+    correct: bool | None  # None when the job failed: not an answer at all
+    prediction: Any = None
+    expected: Any = None
+    json_valid: bool = False
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        return cls(**data)
+
+
+FAILED_SCORE = Score(outcome=FAILED, correct=None)
+
+
+def normalize(value: Any) -> Any:
+    """Compare answers loosely where models are loose: "true" is true, " Valid " is "valid"."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return {"true": True, "false": False}.get(text, text)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class Scorer:
+    config: ScorerConfig
+
+    def __init__(self, config: ScorerConfig, default_label: str | None) -> None:
+        self.config = config
+        self.default_label = default_label
+        self.name = config.label()
+        self.key = f"{self.name}:{canonical_hash(config.model_dump(mode='json'))[:12]}"
+
+    @property
+    def is_binary(self) -> bool:
+        return isinstance(self.config, BinaryScorer)
+
+    def expected(self, item: Item) -> Any:
+        field = getattr(self.config, "expected_field", None) or getattr(self.config, "label_field", None)
+        return item.label(field or self.default_label)
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        raise NotImplementedError
+
+
+def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Score | None, Any, bool]:
+    """Shared by the JSON scorers: the outcome when no usable value was found, else the value."""
+    if not text.strip():
+        return Score(outcome=EMPTY, correct=False), None, False
+    data = extract_json(text, prefer_key=field)
+    if data is None:
+        outcome = TRUNCATED if finish_reason == "length" else NO_JSON
+        return Score(outcome=outcome, correct=False), None, False
+    value = get_path(data, field)
+    if is_missing(value):
+        shape = f"no key {field!r}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        return Score(outcome=WRONG_SHAPE, correct=False, json_valid=True, detail=shape), None, True
+    return None, value, True
+
+
+class ExactMatch(Scorer):
+    config: ExactScorer
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        expected = self.expected(item)
+        if self.config.field:
+            early, value, _ = _json_outcome(text, finish_reason, self.config.field)
+            if early is not None:
+                return Score(**{**early.to_dict(), "expected": expected})
+            return Score(ANSWERED, normalize(value) == normalize(expected), value, expected, True)
+        got, want = text.strip(), str(expected).strip()
+        if not self.config.case_sensitive:
+            got, want = got.lower(), want.lower()
+        outcome = EMPTY if not got else ANSWERED
+        return Score(outcome, got == want, text.strip(), expected, extract_json(text) is not None)
+
+
+class RegexMatch(Scorer):
+    config: RegexScorer
+
+    def __init__(self, config: ScorerConfig, default_label: str | None) -> None:
+        super().__init__(config, default_label)
+        self.pattern = re.compile(self.config.pattern)
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        expected = self.expected(item)
+        json_valid = extract_json(text) is not None
+        match = self.pattern.search(text)
+        if match is None:
+            outcome = EMPTY if not text.strip() else (TRUNCATED if finish_reason == "length" else ANSWERED)
+            return Score(outcome, False, None, expected, json_valid, "no match")
+        found = match.group(1) if match.groups() else match.group(0)
+        correct = True if expected is None else normalize(found) == normalize(expected)
+        return Score(ANSWERED, correct, found, expected, json_valid)
+
+
+class JsonField(Scorer):
+    config: JsonFieldScorer
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        expected = self.expected(item)
+        early, value, _ = _json_outcome(text, finish_reason, self.config.field)
+        if early is not None:
+            return Score(**{**early.to_dict(), "expected": expected})
+        return Score(ANSWERED, normalize(value) == normalize(expected), value, expected, True)
+
+
+class BinaryClassification(Scorer):
+    """A two-class answer in a JSON field (e.g. valid: true/false) against the dataset label."""
+
+    config: BinaryScorer
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        expected = normalize(self.expected(item))
+        early, value, _ = _json_outcome(text, finish_reason, self.config.field)
+        if early is not None:
+            return Score(**{**early.to_dict(), "expected": expected})
+        prediction = normalize(value)
+        if not isinstance(prediction, bool | int | str) or isinstance(prediction, float):
+            return Score(WRONG_SHAPE, False, None, expected, True,
+                         f"{self.config.field!r} is a {type(value).__name__}")
+        return Score(ANSWERED, prediction == expected, prediction, expected, True)
+
+    def is_positive(self, value: Any) -> bool:
+        return bool(normalize(value) == normalize(self.config.positive))
+
+
+_SCORERS: dict[str, Callable[[Any, str | None], Scorer]] = {
+    "exact": ExactMatch,
+    "regex": RegexMatch,
+    "json_field": JsonField,
+    "binary": BinaryClassification,
+}
+
+
+def register_scorer(type_name: str, factory: Callable[[Any, str | None], Scorer]) -> None:
+    _SCORERS[type_name] = factory
+
+
+def build_scorers(configs: list[ScorerConfig], default_label: str | None) -> list[Scorer]:
+    return [_SCORERS[c.type](c, default_label) for c in configs]

@@ -1,0 +1,236 @@
+"""SQLite store of runs, jobs and scores, one file per experiment, written as results arrive.
+
+Every finished job is committed on its own, so a crash or SIGKILL loses at most the requests in
+flight. WAL mode lets `runner report` read while a run writes. The schema version lives in
+`PRAGMA user_version`; `MIGRATIONS[i]` takes a database from version i to i + 1, and opening a
+store applies whatever is missing, so old result folders keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        experiment_name TEXT NOT NULL,
+        experiment_hash TEXT NOT NULL,
+        experiment_path TEXT NOT NULL,
+        git_commit TEXT,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        status TEXT NOT NULL DEFAULT 'running',
+        planned INTEGER,
+        succeeded INTEGER,
+        failed INTEGER,
+        args_json TEXT
+    );
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        cell_key TEXT NOT NULL,
+        model TEXT NOT NULL,
+        quantization TEXT,
+        item_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+        attempts INTEGER NOT NULL,
+        error TEXT,
+        request_json TEXT,
+        response_json TEXT,
+        text TEXT,
+        finish_reason TEXT,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        latency_s REAL,
+        timings_json TEXT,
+        variant_json TEXT,
+        finished_at REAL NOT NULL
+    );
+    CREATE INDEX jobs_status ON jobs(status);
+    CREATE TABLE scores (
+        job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+        scorer_key TEXT NOT NULL,
+        score_json TEXT NOT NULL,
+        PRIMARY KEY (job_id, scorer_key)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    status: str
+    attempts: int
+    error: str | None
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float | None
+    timings: dict[str, Any] | None
+    variant: dict[str, Any] | None
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash may lose the tail.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    @classmethod
+    def open_existing(cls, path: Path) -> Store | None:
+        """For read-only verbs (plan, report): never create a store as a side effect."""
+        return cls.open(path) if path.is_file() else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {version}, newer than this runner "
+                               f"({SCHEMA_VERSION}); upgrade the runner")
+        for target in range(version, SCHEMA_VERSION):
+            with self.conn:
+                self.conn.execute("BEGIN")
+                for statement in _statements(MIGRATIONS[target]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    # runs
+
+    def start_run(self, *, name: str, experiment_hash: str, experiment_path: Path, planned: int,
+                  args: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO runs (experiment_name, experiment_hash, experiment_path, git_commit, started_at,"
+            " planned, args_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, experiment_hash, str(experiment_path), git_commit_of(experiment_path), time.time(),
+             planned, json.dumps(args)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, status: str, succeeded: int, failed: int) -> None:
+        self.conn.execute("UPDATE runs SET ended_at=?, status=?, succeeded=?, failed=? WHERE id=?",
+                          (time.time(), status, succeeded, failed, run_id))
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM runs ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # jobs
+
+    def save_job(self, *, job_id: str, run_id: int, cell_key: str, model: str, quantization: str | None,
+                 item_id: str, repeat: int, status: str, attempts: int, error: str | None = None,
+                 request: dict[str, Any] | None = None, response: dict[str, Any] | None = None,
+                 text: str | None = None, finish_reason: str | None = None,
+                 prompt_tokens: int | None = None, completion_tokens: int | None = None,
+                 latency_s: float | None = None, timings: dict[str, Any] | None = None,
+                 variant: dict[str, Any] | None = None, scores: dict[str, dict[str, Any]] | None = None,
+                 ) -> None:
+        """Insert or replace one job's result (a retry of a failed job replaces it) in one commit."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute("DELETE FROM scores WHERE job_id=?", (job_id,))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO jobs (job_id, run_id, cell_key, model, quantization, item_id, repeat,"
+                " status, attempts, error, request_json, response_json, text, finish_reason, prompt_tokens,"
+                " completion_tokens, latency_s, timings_json, variant_json, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, run_id, cell_key, model, quantization, item_id, repeat, status, attempts, error,
+                 _dumps(request), _dumps(response), text, finish_reason, prompt_tokens, completion_tokens,
+                 latency_s, _dumps(timings), _dumps(variant), time.time()),
+            )
+            for key, score in (scores or {}).items():
+                self.conn.execute("INSERT INTO scores (job_id, scorer_key, score_json) VALUES (?, ?, ?)",
+                                  (job_id, key, json.dumps(score)))
+
+    def save_scores(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO scores (job_id, scorer_key, score_json) VALUES (?, ?, ?)",
+                ((j, k, json.dumps(s)) for j, k, s in rows),
+            )
+
+    def succeeded_ids(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT job_id FROM jobs WHERE status='ok'")}
+
+    def count_by_status(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+
+    def jobs(self, job_ids: Iterable[str]) -> Iterator[JobRecord]:
+        """Records for the given ids that exist, fetched in chunks (SQLite caps bound parameters)."""
+        ids = list(job_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT job_id, status, attempts, error, text, finish_reason, prompt_tokens, completion_tokens,"
+                f" latency_s, timings_json, variant_json FROM jobs WHERE job_id IN ({marks})", chunk,
+            ):
+                yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                                timings=_loads(row[9]), variant=_loads(row[10]))
+
+    def scores_for(self, job_ids: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        ids = list(job_ids)
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, key, score in self.conn.execute(
+                f"SELECT job_id, scorer_key, score_json FROM scores WHERE job_id IN ({marks})", chunk
+            ):
+                out[(job_id, key)] = json.loads(score)
+        return out
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def git_commit_of(path: Path) -> str | None:
+    """The commit that last touched the experiment file, with '+dirty' if it has local edits."""
+    try:
+        folder = str(path.resolve().parent)
+        commit = subprocess.run(["git", "log", "-n1", "--format=%H", "--", path.name], cwd=folder,
+                                capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0 or not commit.stdout.strip():
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", path.name], cwd=folder,
+                               capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

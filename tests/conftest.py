@@ -1,0 +1,68 @@
+"""Shared fixtures: a throwaway project folder with a dataset, templates and experiment files."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
+
+ITEMS = [
+    {"id": f"i{n:02d}", "config": {"name": f"svc{n}", "port": 8000 + n}, "valid": n % 2 == 0}
+    for n in range(6)
+]
+
+
+def base_experiment(base_url: str = "http://127.0.0.1:9/v1") -> dict[str, Any]:
+    return {
+        "name": "t",
+        "backend": {"kind": "openai", "base_url": base_url, "concurrency": 4, "timeout_s": 2,
+                    "max_retries": 3, "retry_backoff_s": 0, "retry_max_backoff_s": 0},
+        "models": [{"name": "fake", "id": "fake-model"}],
+        "prompts": {"directory": "templates", "system": "You validate configs.",
+                    "variants": [{"name": "a", "file": "a.j2"}, {"name": "b", "text": "B {{ config | tojson }}"}]},
+        "dataset": {"path": "data.jsonl", "label_field": "valid"},
+        "sampling": {"temperature": [0.0, 0.5], "seed": 1, "max_tokens": 16},
+        "repeats": 2,
+        "scorers": [{"type": "binary", "field": "valid"}],
+    }
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "templates").mkdir()
+        (root / "templates" / "a.j2").write_text("Validate: {{ config | tojson }}")
+        self.write_dataset(ITEMS)
+
+    def write_dataset(self, rows: list[dict[str, Any]], name: str = "data.jsonl") -> Path:
+        path = self.root / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    def write(self, data: dict[str, Any] | None = None, name: str = "exp.yaml", **changes: Any) -> Path:
+        content = copy.deepcopy(data) if data is not None else base_experiment()
+        content.update(changes)
+        path = self.root / name
+        path.write_text(yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    def store_path(self, name: str = "exp") -> Path:
+        return self.root / "results" / name / "results.sqlite"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+@pytest.fixture
+def fault_server() -> Iterator[ThreadedFaultServer]:
+    with ThreadedFaultServer(FaultPlan()) as server:
+        yield server
