@@ -1,0 +1,384 @@
+"""The fault server against a real aiohttp client on loopback: answers, every fault, stats, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from runner.testing.fault_server import (
+    FAULT_KINDS,
+    FaultPlan,
+    FaultServer,
+    ThreadedFaultServer,
+    format_retry_after,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+BODY: dict[str, Any] = {
+    "model": "fake-model",
+    "messages": [
+        {"role": "system", "content": "You judge answers."},
+        {"role": "user", "content": "Is two plus two four?"},
+    ],
+    "temperature": 0.0,
+    "seed": 1,
+}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FaultServer]:
+    srv = FaultServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None,
+               **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    async with session.post(url + "/v1/chat/completions", json=body or BODY, **kwargs) as resp:
+        return resp.status, await resp.json()
+
+
+def expected_key(body: dict[str, Any]) -> str:
+    # Recomputed here rather than imported so a change in the server's keying is caught.
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+async def test_normal_answer_has_openai_shape(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    status, data = await chat(session, server.url)
+
+    assert status == 200
+    assert data["object"] == "chat.completion"
+    assert data["model"] == "fake-model"
+    assert isinstance(data["id"], str) and isinstance(data["created"], int)
+    [choice] = data["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    assert choice["message"]["role"] == "assistant"
+    key = expected_key(BODY)
+    text = choice["message"]["content"]
+    assert json.loads(text) == {
+        "valid": int(key[:8], 16) % 2 == 0,
+        "confidence": 0.9,
+        "failures": [],
+        "echo": key[:12],
+    }
+    # "You judge answers." (3) + "Is two plus two four?" (5) words in; the answer's own words out.
+    assert data["usage"] == {
+        "prompt_tokens": 8,
+        "completion_tokens": len(text.split()),
+        "total_tokens": 8 + len(text.split()),
+    }
+
+
+async def test_answer_is_a_function_of_the_body(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    _, first = await chat(session, server.url)
+    _, again = await chat(session, server.url, dict(reversed(BODY.items())))  # key order is irrelevant
+    _, other = await chat(session, server.url, {**BODY, "temperature": 0.7})
+
+    text = first["choices"][0]["message"]["content"]
+    assert again["choices"][0]["message"]["content"] == text
+    other_text = other["choices"][0]["message"]["content"]
+    assert json.loads(other_text)["echo"] != json.loads(text)["echo"]
+    assert json.loads(other_text)["echo"] == expected_key({**BODY, "temperature": 0.7})[:12]
+
+
+async def test_models_and_health(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    async with session.get(f"{server.url}/v1/models") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+    async with session.get(f"{server.url}/health") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("retry_after_s", "header"), [(2.0, "2"), (0.5, "0.5")])
+async def test_429_carries_retry_after(server: FaultServer, session: aiohttp.ClientSession,
+                                       retry_after_s: float, header: str) -> None:
+    server.plan = FaultPlan(rate_429=1.0, retry_after_s=retry_after_s)
+    async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == header
+        assert "error" in await resp.json()
+
+
+async def test_503_carries_retry_after(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_503=1.0, retry_after_s=3)
+    async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "3"
+
+
+async def test_500(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_500=1.0)
+    async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+        assert resp.status == 500
+        assert "Retry-After" not in resp.headers
+
+
+def test_retry_after_formatting() -> None:
+    assert format_retry_after(0) == "0"
+    assert format_retry_after(7.0) == "7"
+    assert format_retry_after(1.25) == "1.25"
+
+
+async def test_reset_drops_the_connection(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_reset=1.0)
+    assert server.url is not None
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await chat(session, server.url)
+    assert server.stats["faults"]["reset"] == 1
+
+
+async def test_hang_outlasts_a_short_client_timeout(server: FaultServer,
+                                                    session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_hang=1.0, hang_s=1.0)
+    assert server.url is not None
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.2))
+    assert time.monotonic() - started < 0.9
+    await asyncio.sleep(0.05)  # let the server notice the disconnect
+    assert server.stats["answered"] == 0
+
+
+async def test_abandoned_hang_is_not_counted_as_answered(server: FaultServer,
+                                                        session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_hang=1.0, hang_s=0.3)
+    assert server.url is not None
+    with pytest.raises(asyncio.TimeoutError):
+        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.1))
+    await asyncio.sleep(0.35)  # past the end of the hang: the server must not answer into the void
+    assert server.stats["requests"] == 1 and server.stats["answered"] == 0
+
+
+async def test_hang_then_answers_a_patient_client(server: FaultServer,
+                                                  session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_hang=1.0, hang_s=0.1)
+    assert server.url is not None
+    started = time.monotonic()
+    status, data = await chat(session, server.url)
+    assert status == 200 and len(data["choices"]) == 1
+    assert time.monotonic() - started >= 0.1
+    assert server.stats["faults"]["hang"] == 1 and server.stats["answered"] == 1
+
+
+async def test_latency_is_added(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(latency_s=0.15)
+    assert server.url is not None
+    started = time.monotonic()
+    status, _ = await chat(session, server.url)
+    assert status == 200
+    assert time.monotonic() - started >= 0.15
+
+
+async def test_malformed_body_is_not_json(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_malformed=1.0)
+    async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert text.startswith("{")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+async def test_empty_choices(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_empty_choices=1.0)
+    assert server.url is not None
+    status, data = await chat(session, server.url)
+    assert status == 200
+    assert data["object"] == "chat.completion"
+    assert data["choices"] == []
+    assert server.stats["answered"] == 0
+
+
+@pytest.mark.parametrize("plan_kwargs", [
+    {"rate_429": 0.6, "rate_500": 0.5},
+    {"rate_503": -0.1},
+    {"rate_reset": 1.5},
+    {"rate_hang": float("nan")},
+    {"latency_s": -1.0},
+])
+def test_invalid_plans_are_rejected(plan_kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        FaultPlan(**plan_kwargs)
+
+
+def test_rates_summing_to_one_in_float_rounding_are_accepted() -> None:
+    plan = FaultPlan(rate_429=0.1, rate_500=0.2, rate_503=0.3, rate_reset=0.3, rate_hang=0.05,
+                     rate_malformed=0.05)
+    assert sum(plan.rates().values()) > 1.0  # the rounding the tolerance is there for
+
+
+async def test_assigning_an_invalid_plan_is_rejected(server: FaultServer) -> None:
+    plan = FaultPlan()
+    plan.rate_500 = 2.0  # bypasses __post_init__
+    with pytest.raises(ValueError):
+        server.plan = plan
+
+
+async def test_non_loopback_host_is_refused() -> None:
+    with pytest.raises(ValueError):
+        await FaultServer().start(host="0.0.0.0")
+
+
+async def test_fault_rates_over_1000_requests(server: FaultServer) -> None:
+    # 0.3 in total spread over every kind that answers at once; 50 expected per kind.
+    rates = {"429": 0.05, "500": 0.05, "503": 0.05, "reset": 0.05, "malformed": 0.05, "empty_choices": 0.05}
+    server.plan = FaultPlan(**{f"rate_{kind}": rate for kind, rate in rates.items()}, seed=7)
+    assert server.url is not None
+    url = server.url + "/v1/chat/completions"
+
+    async def one(session: aiohttp.ClientSession, i: int) -> str:
+        try:
+            async with session.post(url, json={**BODY, "seed": i}) as resp:
+                if resp.status != 200:
+                    return str(resp.status)
+                try:
+                    data = await resp.json()
+                except json.JSONDecodeError:
+                    return "malformed"
+                return "normal" if data["choices"] else "empty_choices"
+        except aiohttp.ClientConnectionError:
+            return "reset"
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+        seen = Counter(await asyncio.gather(*(one(session, i) for i in range(1000))))
+
+    faults = 1000 - seen["normal"]
+    assert 240 <= faults <= 360, seen
+    for kind in rates:
+        assert 25 <= seen[kind] <= 75, seen
+    stats = server.stats
+    assert stats["requests"] == 1000
+    assert stats["answered"] == seen["normal"]
+    assert stats["faults"] == {kind: seen[kind] for kind in FAULT_KINDS}
+
+
+async def test_same_seed_same_fault_sequence_and_reset_reseeds(server: FaultServer,
+                                                               session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+
+    async def statuses() -> list[int]:
+        out = []
+        for _ in range(40):
+            async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+                out.append(resp.status)
+        return out
+
+    server.plan = FaultPlan(rate_500=0.5, seed=3)
+    first = await statuses()
+    async with session.post(f"{server.url}/_reset") as resp:
+        assert resp.status == 200
+    assert server.stats["requests"] == 0
+    assert await statuses() == first
+    assert server.stats["requests"] == 40
+    assert 0 < first.count(500) < 40
+
+    server.plan = FaultPlan(rate_500=0.5, seed=4)
+    assert await statuses() != first
+
+
+async def test_stats_count_per_key(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    other = {**BODY, "max_tokens": 5}
+    await chat(session, server.url)
+    await chat(session, server.url)
+    await chat(session, server.url, other)
+    server.plan = FaultPlan(rate_500=1.0)
+    await chat(session, server.url)
+    # A request the server cannot parse is the client's bug: 400, and not counted.
+    async with session.post(f"{server.url}/v1/chat/completions", data=b"not json") as resp:
+        assert resp.status == 400
+
+    async with session.get(f"{server.url}/_stats") as resp:
+        over_http = await resp.json()
+    assert over_http == server.stats
+    assert over_http["requests"] == 4
+    assert over_http["answered"] == 3
+    assert over_http["faults"] == {**dict.fromkeys(FAULT_KINDS, 0), "500": 1}
+    assert over_http["by_key"] == {
+        expected_key(BODY): {"requests": 3, "answered": 2},
+        expected_key(other): {"requests": 1, "answered": 1},
+    }
+
+
+def test_threaded_server_serves_synchronous_callers() -> None:
+    with ThreadedFaultServer() as srv:
+        url = srv.url
+        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+            assert json.load(resp) == {"status": "ok"}
+        request = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(BODY).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert len(json.load(resp)["choices"]) == 1
+        assert srv.stats()["answered"] == 1
+
+        srv.set_plan(FaultPlan(rate_503=1.0))
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=5)
+        err.value.close()
+        assert err.value.code == 503
+        srv.reset()
+        assert srv.stats()["requests"] == 0
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "/health", timeout=5)
+
+
+def test_cli_prints_url_and_serves_until_terminated() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.testing.fault_server", "--port", "0", "--rate-429", "1",
+         "--retry-after-s", "4", "--seed", "0"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=10), "fault server CLI printed nothing within 10 s"
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:"), (line, proc.poll())
+        url = line.removeprefix("listening on ")
+
+        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+            assert json.load(resp) == {"status": "ok"}
+        request = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(BODY).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=5)
+        err.value.close()
+        assert err.value.code == 429 and err.value.headers["Retry-After"] == "4"
+    finally:
+        proc.terminate()
+        returncode = proc.wait(timeout=10)
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        if proc.stdout:
+            proc.stdout.close()
+    assert returncode == 0, stderr
