@@ -1,0 +1,207 @@
+"""The embedded default backend: llama.cpp's own server, one model variant at a time.
+
+For each variant the backend starts `runner.backends.llamacpp_server` in a child process on
+loopback, waits for it, sends the variant's jobs through the same OpenAI-compatible client as the
+`openai` backend, and stops it before the next variant, so the machine never holds two models.
+
+`n_ctx` here is what each request gets (one slot); the server is started with n_ctx x parallel,
+because llama.cpp divides its context among the slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
+from runner.backends.openai import OpenAIClient
+from runner.config import BackendSettings, ModelConfig, ModelSource
+from runner.errors import BackendUnavailable, ConfigError
+from runner.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
+from runner.weights import cache_dir, derive, fetch_catalog, locate
+
+
+class LlamaCppSettings(BackendSettings):
+    kind: str = "llamacpp"
+    n_ctx: int = Field(4096, ge=64, description="Context window of each request (one slot), in tokens.")
+    parallel: int = Field(2, ge=1, le=64, description="Server slots: requests decoded together in a batch.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
+    startup_timeout_s: float = Field(120.0, gt=0, description="How long a model may take to load.")
+
+    def identity(self) -> dict[str, Any]:
+        # The per-slot context changes answers (truncation); threads and slots only change speed.
+        return {"kind": self.kind, "n_ctx": self.n_ctx}
+
+    def variant_identity(self, model: ModelConfig, quant: str | None) -> str:
+        if model.files and quant in model.files:
+            return model.files[quant].describe()
+        source = model.source.describe() if model.source else model.name
+        return f"{source}#{quant.upper() if quant else 'as-is'}"
+
+    def thread_count(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+class LlamaCppBackend(Backend):
+    settings: LlamaCppSettings
+
+    def __init__(self, settings: BackendSettings, experiment: Any) -> None:
+        super().__init__(settings, experiment)
+        self.notify: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
+        self.files: dict[tuple[str, str | None], Path] = {}
+        self.client: OpenAIClient | None = None
+
+    # validation
+
+    def check(self) -> None:
+        for index, model in enumerate(self.experiment.models):
+            key = f"models[{index}]"
+            if model.source is None and not model.files:
+                raise ConfigError("the embedded backend needs a model file", file=self._cfg, key=key,
+                                  fix="add source: {package: ..., resource: ...}, {path: ...} or {catalog: ...}")
+            for quant in model.quant_values():
+                if quant is not None and file_type_value(quant) is None:
+                    raise ConfigError(f"unknown quantization type {quant!r}", file=self._cfg,
+                                      key=f"{key}.quantizations",
+                                      fix=f"use llama.cpp types such as {', '.join(known_file_types()[:12])}")
+                if model.files and quant not in model.files and model.source is None:
+                    raise ConfigError(f"no file for quantization {quant!r}", file=self._cfg, key=f"{key}.files",
+                                      fix="add it to files, or give a source to derive it from")
+            for label, source in self._sources(model, key):
+                path = locate(source, base_dir=self.experiment.base_dir, config_file=self._cfg, key=label)
+                if path is not None:
+                    self._check_file(path, label)
+
+    @property
+    def _cfg(self) -> Path:
+        return Path(self.experiment.source_path)
+
+    def _sources(self, model: ModelConfig, key: str) -> list[tuple[str, ModelSource]]:
+        out = [(f"{key}.files.{q}", s) for q, s in (model.files or {}).items()]
+        if model.source is not None:
+            out.append((f"{key}.source", model.source))
+        return out
+
+    def _check_file(self, path: Path, key: str) -> GGUFInfo:
+        try:
+            info = read_gguf_info(path)
+        except (NotGGUF, OSError) as exc:
+            raise ConfigError(str(exc), file=self._cfg, key=key, fix="point at a .gguf model file") from None
+        if info.context_length is not None and self.settings.n_ctx > info.context_length:
+            raise ConfigError(
+                f"n_ctx {self.settings.n_ctx} is larger than {path.name} supports ({info.context_length})",
+                file=self._cfg, key="backend.n_ctx", fix=f"set n_ctx to at most {info.context_length}",
+            )
+        return info
+
+    # model files: fetched and derived before any job runs (and before the store is opened)
+
+    async def start(self) -> None:
+        for index, model in enumerate(self.experiment.models):
+            for quant in model.quant_values():
+                path = await asyncio.to_thread(self._resolve, model, quant, f"models[{index}]")
+                self.files[(model.name, quant)] = path
+
+    async def probe(self) -> None:
+        """Nothing to reach: check() has read every local model file already."""
+
+    def _resolve(self, model: ModelConfig, quant: str | None, key: str) -> Path:
+        if model.files and quant in model.files:
+            return self._materialize(model.files[quant], f"{key}.files.{quant}")
+        assert model.source is not None  # check() guarantees source or files
+        source = self._materialize(model.source, f"{key}.source")
+        if quant is None or read_gguf_info(source).quantization == quant.upper():
+            return source
+        return derive(source, quant, threads=self.settings.thread_count(), notify=self.notify)
+
+    def _materialize(self, source: ModelSource, key: str) -> Path:
+        path = locate(source, base_dir=self.experiment.base_dir, config_file=self._cfg, key=key)
+        if path is None:
+            path = fetch_catalog(str(source.catalog), notify=self.notify)
+        self._check_file(path, key)
+        return path
+
+    # serving
+
+    @asynccontextmanager
+    async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
+        path = self.files[(variant.model, variant.quantization)]
+        info = read_gguf_info(path)
+        log_path = cache_dir() / "logs" / f"llamacpp-{path.stem}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        label = f"{variant.model} {variant.quantization or ''}".strip()
+        self.notify(f"loading {label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
+        with log_path.open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(path),
+                "--n-ctx", str(self.settings.n_ctx * self.settings.parallel),
+                "--parallel", str(self.settings.parallel), "--threads", str(self.settings.thread_count()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+            )
+            try:
+                url = await self._await_url(proc, log_path)
+                self.client = OpenAIClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
+                                           connections=self.settings.concurrency)
+                props = await self.client.get_json(f"{url}/props")
+                yield VariantInfo({
+                    "file": str(path), "size_bytes": info.size_bytes, "quantization": info.quantization,
+                    "file_type": info.file_type, "architecture": info.architecture,
+                    "n_ctx_per_slot": props.get("default_generation_settings", {}).get("n_ctx"),
+                    "slots": props.get("total_slots"), "engine": "llama.cpp (xllamacpp)",
+                })
+            finally:
+                if self.client is not None:
+                    await self.client.close()
+                    self.client = None
+                await _stop(proc)
+
+    async def _await_url(self, proc: asyncio.subprocess.Process, log_path: Path) -> str:
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), self.settings.startup_timeout_s)
+            return str(json.loads(line)["url"])
+        except (TimeoutError, json.JSONDecodeError, KeyError):
+            tail = _last_line(log_path)
+            raise BackendUnavailable(
+                f"llama.cpp server did not start: {tail}", file=self._cfg, key="backend",
+                fix=f"see {log_path}; check the model file and n_ctx",
+            ) from None
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        assert self.client is not None, "generate() outside serve()"
+        return await self.client.chat(request)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-200:] if lines else "no output"

