@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
 JsonScalar = str | int | float | bool | None
 
@@ -130,19 +130,25 @@ class PromptsConfig(Strict):
         description="Extra template variables loaded from JSONL/JSON/YAML files, e.g. examples: ex.jsonl.",
     )
 
+    @field_validator("variants", "systems")
+    @classmethod
+    def _unique(cls, refs: list[TemplateRef] | None, info: ValidationInfo) -> list[TemplateRef] | None:
+        if refs is None:
+            return refs
+        if not refs:
+            what = "prompt variant" if info.field_name == "variants" else "system prompt, or leave the key out"
+            raise ValueError(f"empty list: give at least one {what}")
+        names = [r.name for r in refs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            singular = "variant" if info.field_name == "variants" else "system"
+            raise ValueError(f"duplicate {singular} names {dupes}: each name must be unique")
+        return refs
+
     @model_validator(mode="after")
     def _check(self) -> PromptsConfig:
-        if not self.variants:
-            raise ValueError("variants is empty: give at least one prompt variant")
         if self.system is not None and self.systems is not None:
             raise ValueError("give system or systems, not both")
-        for label, refs in (("variants", self.variants), ("systems", self.systems or [])):
-            names = [r.name for r in refs]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {label} names {dupes}: each name must be unique")
-        if self.systems is not None and not self.systems:
-            raise ValueError("systems is empty: give at least one or leave the key out")
         return self
 
     def system_refs(self) -> list[TemplateRef | None]:
@@ -288,17 +294,23 @@ class Experiment(Strict):
     # Set by the loader, not by YAML: where the experiment file is, for relative paths and messages.
     source_path: Path = Field(default=Path("experiment.yaml"), exclude=True)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Experiment:
-        names = [m.name for m in self.models]
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate model names {dupes}: each name must be unique")
-        labels = [s.label() for s in self.scorers]
+        return models
+
+    @field_validator("scorers")
+    @classmethod
+    def _unique_scorers(cls, scorers: list[Any]) -> list[Any]:
+        labels = [s.label() for s in scorers]
         dupes = sorted({n for n in labels if labels.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate scorer names {dupes}: give each a distinct name")
-        return self
+        return scorers
 
     @property
     def base_dir(self) -> Path:

