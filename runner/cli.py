@@ -160,8 +160,7 @@ async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: P
         try:
             return await executor.run(options, experiment_hash(p.experiment))
         except asyncio.CancelledError:
-            return RunSummary(0, p.plan.count(options.limit_items), progress.skipped, progress.done,
-                              progress.failed, True, 0.0, executor.completion_tokens)
+            return executor.summary(p.plan.count(options.limit_items), interrupted=True)
     finally:
         await p.backend.close()
         store.close()

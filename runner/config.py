@@ -246,24 +246,45 @@ class BinaryScorer(ScorerBase):
     dangerous: Literal["false_positive", "false_negative"] = Field(
         "false_positive", description="Which error is the dangerous one (reported first)."
     )
+    label_map: dict[str, JsonScalar] | None = Field(
+        None, description="Dataset label -> answer value, e.g. {sensible: true, not_sensible: false}."
+    )
+
+
+class CodeTestsScorer(ScorerBase):
+    """Runs the answer's Python code against the item's unit tests in a sandboxed child process."""
+
+    type: Literal["code_tests"]
+    tests_field: str = Field("tests", description="Dataset field with assert statements, one test each.")
+    timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit per item.")
+    memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
 
 
 ScorerConfig = Annotated[
-    ExactScorer | RegexScorer | JsonFieldScorer | BinaryScorer, Field(discriminator="type")
+    ExactScorer | RegexScorer | JsonFieldScorer | BinaryScorer | CodeTestsScorer, Field(discriminator="type")
 ]
 
 
 REPORT_METRICS = (
     "n", "failed", "accuracy", "precision", "recall", "f1", "false_positives", "false_negatives",
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
-    "latency_s", "completion_tokens", "file_size_mb",
+    "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
+    "kappa", "mcc", "balanced_accuracy",
 )
+
+
+class Threshold(Strict):
+    metric: Literal["accuracy", "f1", "precision", "recall", "json_valid"] = "accuracy"
+    min: float = Field(ge=0, le=1, description="The experiment's bar, e.g. 0.6: 'viable' needs the interval above it.")
 
 
 class ReportConfig(Strict):
     rows: list[str] | None = Field(None, description="Axes shown as rows; default: every axis with >1 value.")
     columns: list[str] = Field(default_factory=list, description="Axes spread across columns.")
     metrics: list[str] | None = Field(None, description=f"Columns to show, from: {', '.join(REPORT_METRICS)}.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired tests (Holm-corrected).")
+    compare: bool = Field(True, description="Paired tests between cells that differ on one axis.")
+    threshold: Threshold | None = Field(None, description="A bar each row is judged against, with its interval.")
 
     @field_validator("metrics")
     @classmethod

@@ -59,17 +59,19 @@ class Executor:
         self.retry = retry
         self.progress = progress
         self.completion_tokens = 0
+        self.run_id = 0
+        self.started = time.monotonic()
 
     async def run(self, options: RunOptions, experiment_hash: str) -> RunSummary:
         done = set() if options.fresh else self.store.succeeded_ids()
         planned = self.plan.count(options.limit_items)
-        run_id = self.store.start_run(
+        self.run_id = run_id = self.store.start_run(
             name=self.plan.experiment.name, experiment_hash=experiment_hash,
             experiment_path=self.plan.experiment.source_path, planned=planned,
             args={"concurrency": options.concurrency, "limit_items": options.limit_items,
                   "fresh": options.fresh},
         )
-        started = time.monotonic()
+        self.started = started = time.monotonic()
         status = "interrupted"
         try:
             for variant, group in itertools.groupby(self.plan.jobs(options.limit_items),
@@ -88,8 +90,11 @@ class Executor:
             self.progress.close()
             self.store.finish_run(run_id, status=status, succeeded=self.progress.done,
                                   failed=self.progress.failed)
-        return RunSummary(run_id, planned, self.progress.skipped, self.progress.done, self.progress.failed,
-                          status != "finished", time.monotonic() - started, self.completion_tokens)
+        return self.summary(planned, interrupted=status != "finished")
+
+    def summary(self, planned: int, *, interrupted: bool) -> RunSummary:
+        return RunSummary(self.run_id, planned, self.progress.skipped, self.progress.done, self.progress.failed,
+                          interrupted, time.monotonic() - self.started, self.completion_tokens)
 
     def _pending(self, jobs: Iterator[Job], done: set[str]) -> Iterator[Job]:
         for job in jobs:
@@ -143,7 +148,16 @@ class Executor:
         finally:
             if retried:
                 self.progress.retrying -= 1
-        self._save_ok(job, run_id, variant_details, completion, attempts, time.monotonic() - started)
+        latency = time.monotonic() - started
+        if any(s.blocking for s in self.scorers):
+            # Off the event loop: the code scorer runs a sandboxed child process per answer.
+            scores = await asyncio.to_thread(self._score, job, completion)
+        else:
+            scores = self._score(job, completion)
+        self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores)
+
+    def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
+        return {s.key: s.score(c.text, c.finish_reason, job.item).to_dict() for s in self.scorers}
 
     def _common(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> dict[str, Any]:
         return {"job_id": job.job_id, "run_id": run_id, "cell_key": job.cell.key(),
@@ -151,8 +165,7 @@ class Executor:
                 "item_id": job.item.id, "repeat": job.repeat, "variant": variant_details or None}
 
     def _save_ok(self, job: Job, run_id: int, variant_details: dict[str, Any], c: Completion,
-                 attempts: int, latency_s: float) -> None:
-        scores = {s.key: s.score(c.text, c.finish_reason, job.item).to_dict() for s in self.scorers}
+                 attempts: int, latency_s: float, scores: dict[str, dict[str, Any]]) -> None:
         self.store.save_job(
             **self._common(job, run_id, variant_details), status="ok", attempts=attempts,
             request=c.request, response=c.response, text=c.text, finish_reason=c.finish_reason,

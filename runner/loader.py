@@ -73,7 +73,7 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
     err = _pick_error(exc.errors())
     loc = prefix + tuple(str(x) for x in err["loc"] if not _is_branch_label(x))
     # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
-    loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary"} or p == loc[-1])
+    loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary", "code_tests"} or p == loc[-1])
     key = _format_loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -113,7 +113,7 @@ def _fix_for(kind: str) -> str | None:
         "bool_parsing": "write true or false", "string_type": "write a string",
         "list_type": "write a list", "dict_type": "write a mapping",
         "model_type": "write a mapping", "union_tag_invalid": "use one of the types named",
-        "union_tag_not_found": "add type: with one of exact, regex, json_field, binary",
+        "union_tag_not_found": "add type: with one of exact, regex, json_field, binary, code_tests",
     }
     return fixes.get(kind)
 

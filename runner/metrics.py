@@ -19,7 +19,14 @@ from typing import Any
 
 from runner.planner import Cell, Job, Plan
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, Score, Scorer
-from runner.stats import summarize_runs, wilson_interval
+from runner.stats import (
+    answer_entropy,
+    balanced_accuracy,
+    cohen_kappa,
+    matthews_corrcoef,
+    summarize_runs,
+    wilson_interval,
+)
 from runner.store import JobRecord, Store
 
 
@@ -53,6 +60,8 @@ class CellStats:
     latency_s: list[float] = field(default_factory=list)
     completion_tokens: list[int] = field(default_factory=list)
     file_sizes: set[int] = field(default_factory=set)
+    # (cell key, item id, repeat) -> correct: the pairs of paired comparisons.
+    correct_by: dict[tuple[str, str, int], bool] = field(default_factory=dict)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None) -> None:
         self.planned += 1
@@ -83,6 +92,7 @@ class CellStats:
         run[0] += int(bool(score.correct))
         run[1] += 1
         self.answers[(cell_key, result.job.item.id)].append(_hashable(score.prediction))
+        self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score)
 
@@ -112,6 +122,7 @@ class CellStats:
         out.latency_s = self.latency_s + other.latency_s
         out.completion_tokens = self.completion_tokens + other.completion_tokens
         out.file_sizes = self.file_sizes | other.file_sizes
+        out.correct_by = {**self.correct_by, **other.correct_by}
         return out
 
     # metrics
@@ -140,6 +151,37 @@ class CellStats:
         shares = [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if a]
         return sum(shares) / len(shares) if shares else math.nan
 
+    @property
+    def binary_n(self) -> int:
+        return self.tp + self.fp + self.tn + self.fn
+
+    def kappa(self) -> float:
+        """Cohen's kappa of the answers against the labels, from the confusion counts."""
+        if not self.binary_n:
+            return math.nan
+        truth = [1] * (self.tp + self.fn) + [0] * (self.fp + self.tn)
+        said = [1] * self.tp + [0] * self.fn + [1] * self.fp + [0] * self.tn
+        return cohen_kappa(truth, said)
+
+    def flips(self) -> tuple[int, int]:
+        """(items whose answer changed between repeats, items answered at least twice)."""
+        repeated = [a for a in self.answers.values() if len(a) > 1]
+        return sum(1 for a in repeated if len(set(a)) > 1), len(repeated)
+
+    def entropy(self) -> float:
+        """Mean over items of the entropy (bits) of the answers across repeats; 0 = always the same."""
+        repeated = [a for a in self.answers.values() if len(a) > 1]
+        return sum(answer_entropy(a) for a in repeated) / len(repeated) if repeated else math.nan
+
+    def rate_counts(self, name: str) -> tuple[int, int] | None:
+        """(successes, trials) behind a rate metric, for its Wilson interval; None if not a rate."""
+        counts = {
+            "accuracy": (self.correct, self.ok), "json_valid": (self.json_valid, self.ok),
+            "precision": (self.tp, self.tp + self.fp), "recall": (self.tp, self.tp + self.fn),
+            "flip_rate": self.flips(),
+        }
+        return counts.get(name)
+
     def run_accuracies(self) -> list[float]:
         return [c / n for c, n in self.runs.values() if n]
 
@@ -152,10 +194,17 @@ class CellStats:
             "tokens_per_s": _mean(self.tokens_per_s), "latency_s": _mean(self.latency_s),
             "completion_tokens": _mean([float(t) for t in self.completion_tokens]),
             "file_size_mb": _mean([b / 1e6 for b in sorted(self.file_sizes)]),
+            "flip_rate": _ratio(*self.flips()), "entropy": self.entropy(), "kappa": self.kappa(),
+            "mcc": matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
+            "balanced_accuracy": balanced_accuracy(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
         }
         if runs is not None:
             values.update(run_mean=runs.mean, run_std=runs.std, run_worst=runs.worst, run_best=runs.best)
         return values[name]
+
+
+def _ratio(k: int, n: int) -> float:
+    return k / n if n else math.nan
 
 
 def _mean(values: list[float]) -> float:

@@ -16,15 +16,18 @@ from typing import Any
 
 from tabulate import tabulate
 
+from runner.compare import CellOutcomes, Comparison, paired_comparisons
+from runner.config import Threshold
 from runner.metrics import CellStats, iter_cell_results, scores_for
 from runner.planner import Plan
 from runner.scoring.scorers import Scorer
+from runner.stats import bootstrap_mean_interval, wilson_interval
 from runner.store import Store
 
 DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 RATE_METRICS = {"accuracy", "precision", "recall", "f1", "json_valid", "agreement", "run_mean", "run_std",
-                "run_worst", "run_best"}
+                "run_worst", "run_best", "flip_rate", "entropy", "kappa", "mcc", "balanced_accuracy"}
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -34,6 +37,7 @@ class Table:
     headers: list[str]
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
 
 
 @dataclass
@@ -50,8 +54,9 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
     col_axes = [a for a in cfg.columns if a not in row_axes]
     metrics = cfg.metrics or (DEFAULT_METRICS if scorers else DEFAULT_METRICS_NO_SCORER)
 
-    # One pass over the store: stats per (scorer, row key, column key).
+    # One pass over the store: stats per (scorer, row key, column key), and per cell for the tests.
     groups: dict[tuple[int, tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
+    per_cell: list[CellOutcomes] = []
     totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
     for cell, results in iter_cell_results(plan, store, limit_items):
         for r in results:
@@ -66,14 +71,77 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
                 stats.add(result, score, scorer)
             key = (index, row_key, col_key)
             groups[key] = groups[key].merge(stats) if key in groups else stats
+            if index == 0 and scorer is not None:
+                per_cell.append(CellOutcomes(dict(cell.values),
+                                             {(i, r): ok for (_, i, r), ok in stats.correct_by.items()}))
 
     tables = []
     for index, scorer in enumerate(scorers or [None]):
         title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
-        tables.append(_pivot(title, row_axes, col_axes, metrics,
-                             {(rk, ck): s for (i, rk, ck), s in groups.items() if i == index},
-                             with_interval=scorer is not None))
+        stats_by_key = {(rk, ck): s for (i, rk, ck), s in groups.items() if i == index}
+        table = _pivot(title, row_axes, col_axes, metrics, stats_by_key, with_interval=scorer is not None)
+        if index == 0 and scorer is not None:
+            table.notes.extend(_best(row_axes, col_axes, stats_by_key))
+            table.notes.extend(_verdicts(cfg.threshold, row_axes, col_axes, stats_by_key))
+            if cfg.compare:
+                comparisons = paired_comparisons(per_cell, plan.axes, alpha=cfg.alpha)
+                table.notes.extend(c.sentence() for c in comparisons)
+                table.comparisons = comparisons
+        tables.append(table)
     return Report(plan.experiment.name, tables, totals)
+
+
+def _best(row_axes: list[str], col_axes: list[str],
+          stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
+    """The most accurate row, and for repeated runs the most accurate of the steadiest rows."""
+    scored = [(k, s) for k, s in stats.items() if s.ok]
+    if len(scored) < 2:
+        return []
+
+    def label(key: tuple[tuple[Any, ...], tuple[Any, ...]]) -> str:
+        return ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, key[0] + key[1], strict=True))
+
+    def shown(s: CellStats) -> str:
+        low, high = s.accuracy_interval()
+        return f"accuracy {s.accuracy():.2f} [{low:.2f}, {high:.2f}], n={s.ok}"
+
+    key, best = max(scored, key=lambda ks: (ks[1].accuracy(), ks[1].agreement()))
+    out = [f"best by accuracy: {label(key)} ({shown(best)})"]
+    with_flips = [(k, s) for k, s in scored if s.flips()[1]]
+    if with_flips:
+        fewest = min(s.flips()[0] / s.flips()[1] for _, s in with_flips)
+        steady = [(k, s) for k, s in with_flips if s.flips()[0] / s.flips()[1] == fewest]
+        k2, s2 = max(steady, key=lambda ks: ks[1].accuracy())
+        flipped, items = s2.flips()
+        out.append(f"best for a deterministic task (fewest answer flips, {flipped} of {items} items): "
+                   f"{label(k2)} ({shown(s2)})")
+    return out
+
+
+def _verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[str],
+              stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
+    """Each row against the experiment's bar, judged by its 95% interval, not by its point value."""
+    if threshold is None:
+        return []
+    out = []
+    for (rk, ck), s in stats.items():
+        counts = s.rate_counts(threshold.metric)
+        label = ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, rk + ck, strict=True)) or "all"
+        if counts is None or counts[1] == 0:
+            if threshold.metric == "f1" and s.ok:
+                value = s.f1()
+                out.append(f"{label}: f1 {value:.2f} (no interval for F1; judge by accuracy or recall)")
+            continue
+        k, n = counts
+        low, high = wilson_interval(k, n)
+        shown = f"{threshold.metric} {k / n:.2f} [{low:.2f}, {high:.2f}]"
+        if low >= threshold.min:
+            out.append(f"{label}: viable: {shown} >= {threshold.min:.2f}")
+        elif high < threshold.min:
+            out.append(f"{label}: not viable: {shown} < {threshold.min:.2f}")
+        else:
+            out.append(f"{label}: not shown viable at n={n}: {shown} straddles {threshold.min:.2f}")
+    return out
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
@@ -98,8 +166,12 @@ def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[s
 
 def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     value = stats.metric(metric)
-    if metric == "accuracy" and with_interval and stats.ok:
-        low, high = stats.accuracy_interval()
+    counts = stats.rate_counts(metric) if with_interval else None
+    if counts is not None and counts[1] > 0:
+        low, high = wilson_interval(*counts)
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    if metric == "run_mean" and with_interval and len(stats.run_accuracies()) > 1:
+        low, high = bootstrap_mean_interval(stats.run_accuracies())
         return f"{value:.2f} [{low:.2f}, {high:.2f}]"
     if isinstance(value, float):
         if math.isnan(value):

@@ -168,7 +168,7 @@ CASES = [
          "runner: $EXP: dataset.label: unknown key 'label'; allowed keys here: path, id_field, label_field"),
     Case("unknown-scorer-key", changed(put("scorers.0.expected", "valid")),
          "runner: $EXP: scorers[0].expected: unknown key 'expected'; allowed keys here: name, type, field, "
-         "label_field, positive, dangerous"),
+         "label_field, positive, dangerous, label_map"),
     # wrong types and values
     Case("temperature-string", changed(put("sampling.temperature", [0.0, "hot"])),
          "runner: $EXP: sampling.temperature[1]: Input should be a valid number, unable to parse string as a "
@@ -206,7 +206,7 @@ CASES = [
          "runner: $EXP: backend.kind: unknown backend kind 'ollama'; use one of: llamacpp, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
          "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
-         "tags: 'exact', 'regex', 'json_field', 'binary'; use one of the types named"),
+         "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests'; use one of the types named"),
     # templates
     Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
          "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "

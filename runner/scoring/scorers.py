@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.config import BinaryScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
+from runner.config import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
 from runner.dataset import Item
 from runner.planner import canonical_hash
 from runner.scoring.extract import extract_json, get_path, is_missing
+from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
 
 # What a response was, before asking whether it was right.
 ANSWERED = "answered"
@@ -24,8 +25,9 @@ NO_JSON = "no_json"
 TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
 WRONG_SHAPE = "wrong_shape"
 EMPTY = "empty"
+NO_CODE = "no_code"  # the code does not compile
 FAILED = "failed"  # the request failed after its retries; nothing to score
-OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, FAILED)
+OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, NO_CODE, FAILED)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ def normalize(value: Any) -> Any:
 
 class Scorer:
     config: ScorerConfig
+    blocking = False  # True when scoring takes long enough to need a thread (it runs a process)
 
     def __init__(self, config: ScorerConfig, default_label: str | None) -> None:
         self.config = config
@@ -146,6 +149,12 @@ class BinaryClassification(Scorer):
 
     config: BinaryScorer
 
+    def expected(self, item: Item) -> Any:
+        label = super().expected(item)
+        if self.config.label_map is not None:
+            return self.config.label_map.get(str(label), label)
+        return label
+
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = normalize(self.expected(item))
         early, value, _ = _json_outcome(text, finish_reason, self.config.field)
@@ -161,11 +170,34 @@ class BinaryClassification(Scorer):
         return bool(normalize(value) == normalize(self.config.positive))
 
 
+class CodeTests(Scorer):
+    """Correct when the answer's code passes every test; the prediction is the pass rate."""
+
+    config: CodeTestsScorer
+    blocking = True
+
+    def expected(self, item: Item) -> Any:
+        return None
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        code = extract_code(text)
+        if not code.strip():
+            return Score(EMPTY, False)
+        limits = SandboxLimits(timeout_s=self.config.timeout_s, memory_mb=self.config.memory_mb)
+        result = run_tests(code, str(item.fields.get(self.config.tests_field, "")), limits)
+        if not result.compiled:
+            outcome = TRUNCATED if finish_reason == "length" else NO_CODE
+            return Score(outcome, False, 0.0, None, False, result.error)
+        return Score(ANSWERED, result.total > 0 and result.passed == result.total, result.pass_rate, None,
+                     False, result.error)
+
+
 _SCORERS: dict[str, Callable[[Any, str | None], Scorer]] = {
     "exact": ExactMatch,
     "regex": RegexMatch,
     "json_field": JsonField,
     "binary": BinaryClassification,
+    "code_tests": CodeTests,
 }
 
 
