@@ -71,7 +71,7 @@ class Executor:
             args={"concurrency": options.concurrency, "limit_items": options.limit_items,
                   "fresh": options.fresh},
         )
-        self.started = started = time.monotonic()
+        self.started = time.monotonic()
         status = "interrupted"
         try:
             for variant, group in itertools.groupby(self.plan.jobs(options.limit_items),

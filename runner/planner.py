@@ -168,10 +168,22 @@ def build_plan(experiment: Experiment) -> Plan:
                           key="matrix.exclude", fix="remove or narrow an exclude entry")
     # Axes report only values that occur, in declaration order (include may add sampling values).
     for axis in axes:
-        seen = [v for v in axes[axis] if any(c.get(axis) == v for c in cells)]
-        extra = [c.get(axis) for c in cells if c.get(axis) not in seen]
-        axes[axis] = seen + list(dict.fromkeys(extra))
+        values = [v for v in axes[axis] if any(c.get(axis) == v for c in cells)]
+        for cell in cells:  # by equality, not hashing: stop and response_format values are lists/dicts
+            if cell.get(axis) not in values:
+                values.append(cell.get(axis))
+        axes[axis] = values
+    _check_report_axes(experiment, axes)
     return Plan(experiment, axes, cells, items, context)
+
+
+def _check_report_axes(experiment: Experiment, axes: dict[str, list[Any]]) -> None:
+    report = experiment.report
+    for key, names in (("report.rows", report.rows or []), ("report.columns", report.columns)):
+        for i, name in enumerate(names):
+            if name not in axes:
+                raise ConfigError(f"unknown axis {name!r}", file=experiment.source_path, key=f"{key}[{i}]",
+                                  fix=f"use one of: {', '.join(axes)}")
 
 
 def _compile_optional(ref: TemplateRef | None, i: int, directory: Path,

@@ -62,8 +62,8 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
         for r in results:
             totals["planned"] += 1
             totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
-        row_key = tuple(cell.get(a) for a in row_axes)
-        col_key = tuple(cell.get(a) for a in col_axes)
+        row_key = tuple(_hashable(cell.get(a)) for a in row_axes)
+        col_key = tuple(_hashable(cell.get(a)) for a in col_axes)
         for index, scorer in enumerate(scorers or [None]):
             stats = CellStats()
             scores = scores_for(results, scorer, store) if scorer else [None] * len(results)
@@ -178,6 +178,11 @@ def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
             return "-"
         return round(value, 3) if metric in RATE_METRICS else round(value, 1)
     return value
+
+
+def _hashable(value: Any) -> Any:
+    """Axis values as dict keys: stop lists and response_format mappings as their JSON text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
 
 
 def _show(value: Any) -> Any:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import UserError
+
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
     """
@@ -93,6 +95,11 @@ class Store:
     def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise UserError(f"results store has schema version {version}, newer than this runner's "
+                            f"{SCHEMA_VERSION}", file=path, fix="upgrade the runner")
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash may lose the tail.
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -111,9 +118,6 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} has schema version {version}, newer than this runner "
-                               f"({SCHEMA_VERSION}); upgrade the runner")
         for target in range(version, SCHEMA_VERSION):
             with self.conn:
                 self.conn.execute("BEGIN")

@@ -43,10 +43,35 @@ def _scan(text: str) -> list[Any]:
         try:
             value, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError:
+            if not _closes(text, start):
+                return out  # the value runs to the end of the text (cut off): what is inside is no answer
             pos = start + 1
             continue
         out.append(value)
         pos = end
+
+
+def _closes(text: str, start: int) -> bool:
+    """Whether the bracket opened at `start` is closed later, minding strings and escapes."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
 
 
 def extract_json(text: str, prefer_key: str | None = None) -> Any | None:

@@ -91,6 +91,9 @@ def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Sco
         outcome = TRUNCATED if finish_reason == "length" else NO_JSON
         return Score(outcome=outcome, correct=False), None, False
     value = get_path(data, field)
+    if is_missing(value) and finish_reason == "length":
+        # A fragment parsed, but the answer was cut off before it got to the field.
+        return Score(outcome=TRUNCATED, correct=False, json_valid=False), None, False
     if is_missing(value):
         shape = f"no key {field!r}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         return Score(outcome=WRONG_SHAPE, correct=False, json_valid=True, detail=shape), None, True
