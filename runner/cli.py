@@ -22,12 +22,13 @@ from pathlib import Path
 
 from runner.backends import Backend, create_backend
 from runner.config import Experiment
+from runner.diagnosis import diagnose
 from runner.errors import ConfigError, UserError
 from runner.executor import Executor, RunOptions, RunSummary
 from runner.loader import load_experiment
 from runner.planner import Job, Plan, build_plan, canonical_hash
 from runner.progress import Progress
-from runner.report import FORMATS, build_report, render
+from runner.report import FORMATS, build_report, render, render_findings
 from runner.retry import RetryPolicy
 from runner.scoring.scorers import Scorer, build_scorers
 from runner.store import Store
@@ -166,6 +167,20 @@ async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: P
         store.close()
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    path = p.experiment.store_path()
+    if not path.is_file():
+        raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
+    store = Store.open(path)
+    try:
+        findings = diagnose(p.plan, store, p.scorers, limit_items=args.limit)
+    finally:
+        store.close()
+    sys.stdout.write(render_findings(p.plan, findings, args.format))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     p = prepare(args.file)
     path = p.experiment.store_path()
@@ -220,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     r.set_defaults(func=cmd_run)
+
+    ex = sub.add_parser("explain", help="findings: why the scores are what they are, in sentences")
+    ex.add_argument("file")
+    ex.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    ex.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    ex.set_defaults(func=cmd_explain)
 
     rep = sub.add_parser("report", help="render tables from the store")
     rep.add_argument("file")

@@ -249,6 +249,13 @@ class BinaryScorer(ScorerBase):
     label_map: dict[str, JsonScalar] | None = Field(
         None, description="Dataset label -> answer value, e.g. {sensible: true, not_sensible: false}."
     )
+    confidence_field: str | None = Field(
+        None, description="Answer field with a 0-1 confidence, for calibration (mean when right vs wrong, Brier)."
+    )
+    reasons_field: str | None = Field(None, description="Answer field listing reasons, e.g. failures.")
+    reason_label_field: str | None = Field(
+        None, description="Dataset field the reasons should name, e.g. rule: the failures hit rate."
+    )
 
 
 class CodeTestsScorer(ScorerBase):
@@ -269,7 +276,7 @@ REPORT_METRICS = (
     "n", "failed", "accuracy", "precision", "recall", "f1", "false_positives", "false_negatives",
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
-    "kappa", "mcc", "balanced_accuracy",
+    "kappa", "mcc", "balanced_accuracy", "outcomes",
 )
 
 

@@ -182,6 +182,14 @@ class CellStats:
         }
         return counts.get(name)
 
+    def outcome_shares(self) -> str:
+        """What the answers were, other than answered: "truncated 40%, no_json 10%" (or "all answered")."""
+        total = sum(self.outcomes.values())
+        others = [(k, v) for k, v in self.outcomes.most_common() if k != "answered" and v]
+        if not total:
+            return "-"
+        return ", ".join(f"{k} {v / total:.0%}" for k, v in others) if others else "all answered"
+
     def run_accuracies(self) -> list[float]:
         return [c / n for c, n in self.runs.values() if n]
 
@@ -195,6 +203,7 @@ class CellStats:
             "completion_tokens": _mean([float(t) for t in self.completion_tokens]),
             "file_size_mb": _mean([b / 1e6 for b in sorted(self.file_sizes)]),
             "flip_rate": _ratio(*self.flips()), "entropy": self.entropy(), "kappa": self.kappa(),
+            "outcomes": self.outcome_shares(),
             "mcc": matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
             "balanced_accuracy": balanced_accuracy(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
         }

@@ -18,13 +18,14 @@ from tabulate import tabulate
 
 from runner.compare import CellOutcomes, Comparison, paired_comparisons
 from runner.config import Threshold
+from runner.diagnosis import Finding, diagnose, nothing_wrong_line
 from runner.metrics import CellStats, iter_cell_results, scores_for
 from runner.planner import Plan
 from runner.scoring.scorers import Scorer
 from runner.stats import bootstrap_mean_interval, wilson_interval
 from runner.store import Store
 
-DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s"]
+DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 RATE_METRICS = {"accuracy", "precision", "recall", "f1", "json_valid", "agreement", "run_mean", "run_std",
                 "run_worst", "run_best", "flip_rate", "entropy", "kappa", "mcc", "balanced_accuracy"}
@@ -45,6 +46,8 @@ class Report:
     experiment: str
     tables: list[Table]
     totals: dict[str, int]
+    findings: list[Finding] = field(default_factory=list)
+    no_findings_line: str = ""
 
 
 def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
@@ -88,7 +91,8 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
                 table.notes.extend(c.sentence() for c in comparisons)
                 table.comparisons = comparisons
         tables.append(table)
-    return Report(plan.experiment.name, tables, totals)
+    findings = diagnose(plan, store, scorers, limit_items=limit_items, alpha=cfg.alpha)
+    return Report(plan.experiment.name, tables, totals, findings, nothing_wrong_line(plan))
 
 
 def _best(row_axes: list[str], col_axes: list[str],
@@ -195,6 +199,7 @@ def render(report: Report, fmt: str) -> str:
             "experiment": report.experiment, "totals": report.totals,
             "tables": [{"title": t.title, "rows": [dict(zip(t.headers, r, strict=True)) for r in t.rows],
                         "notes": t.notes} for t in report.tables],
+            "findings": [f.to_dict() for f in report.findings],
         }, indent=2, default=str) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
@@ -209,10 +214,37 @@ def render(report: Report, fmt: str) -> str:
         heading = f"## {t.title}" if fmt == "markdown" else t.title
         parts.append(heading + "\n\n" + tabulate(t.rows, headers=t.headers, tablefmt=style))
         parts.extend(_lines(t.notes, fmt))
+    if report.tables and any(t.title.find("scorer") >= 0 for t in report.tables):
+        parts.append(_findings_text(report.findings, report.no_findings_line, fmt))
     totals = report.totals
     parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "
                  f"{totals['missing']} not run")
     return "\n\n".join(parts) + "\n"
+
+
+def _finding_lines(findings: list[Finding], fmt: str, indent: str = "") -> str:
+    if fmt == "markdown":
+        return "\n".join(f"{i}. {f.text}" + (f" *({f.hypothesis})*" if f.hypothesis else "")
+                         for i, f in enumerate(findings, 1))
+    return "\n".join(f"{indent}{i}. {f.text}" + (f" [{f.hypothesis}]" if f.hypothesis else "")
+                     for i, f in enumerate(findings, 1))
+
+
+def _findings_text(findings: list[Finding], none_line: str, fmt: str) -> str:
+    if fmt == "markdown":
+        return "## Findings\n\n" + (_finding_lines(findings, fmt) if findings else none_line)
+    body = _finding_lines(findings, fmt, "  ") if findings else f"  {none_line}"
+    return "Findings (most important first):\n" + body
+
+
+def render_findings(plan: Plan, findings: list[Finding], fmt: str) -> str:
+    """`runner explain`: the findings alone, as text, Markdown or JSON."""
+    if fmt == "json":
+        return json.dumps({"experiment": plan.experiment.name, "findings": [f.to_dict() for f in findings]},
+                          indent=2, default=str) + "\n"
+    if not findings:
+        return nothing_wrong_line(plan) + "\n"
+    return _finding_lines(findings, fmt) + "\n"
 
 
 def _lines(notes: Iterable[str], fmt: str) -> list[str]:

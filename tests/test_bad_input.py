@@ -168,7 +168,7 @@ CASES = [
          "runner: $EXP: dataset.label: unknown key 'label'; allowed keys here: path, id_field, label_field"),
     Case("unknown-scorer-key", changed(put("scorers.0.expected", "valid")),
          "runner: $EXP: scorers[0].expected: unknown key 'expected'; allowed keys here: name, type, field, "
-         "label_field, positive, dangerous, label_map"),
+         "label_field, positive, dangerous, label_map, confidence_field, reasons_field, reason_label_field"),
     # wrong types and values
     Case("temperature-string", changed(put("sampling.temperature", [0.0, "hot"])),
          "runner: $EXP: sampling.temperature[1]: Input should be a valid number, unable to parse string as a "

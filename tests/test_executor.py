@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 from conftest import Project, base_experiment
-
 from runner.cli import main
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer, answer_text, request_key
 

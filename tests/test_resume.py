@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from conftest import Project, base_experiment
-
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer, request_key
 
 

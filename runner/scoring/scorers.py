@@ -38,6 +38,8 @@ class Score:
     expected: Any = None
     json_valid: bool = False
     detail: str | None = None
+    # Beyond the label: the answer's confidence and the reasons it gave, when configured.
+    extras: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,22 +84,22 @@ class Scorer:
         raise NotImplementedError
 
 
-def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Score | None, Any, bool]:
-    """Shared by the JSON scorers: the outcome when no usable value was found, else the value."""
+def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Score | None, Any, Any]:
+    """Shared by the JSON scorers: (the outcome when no usable value was found, the value, the JSON)."""
     if not text.strip():
-        return Score(outcome=EMPTY, correct=False), None, False
+        return Score(outcome=EMPTY, correct=False), None, None
     data = extract_json(text, prefer_key=field)
     if data is None:
         outcome = TRUNCATED if finish_reason == "length" else NO_JSON
-        return Score(outcome=outcome, correct=False), None, False
+        return Score(outcome=outcome, correct=False), None, None
     value = get_path(data, field)
     if is_missing(value) and finish_reason == "length":
         # A fragment parsed, but the answer was cut off before it got to the field.
-        return Score(outcome=TRUNCATED, correct=False, json_valid=False), None, False
+        return Score(outcome=TRUNCATED, correct=False, json_valid=False), None, data
     if is_missing(value):
         shape = f"no key {field!r}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
-        return Score(outcome=WRONG_SHAPE, correct=False, json_valid=True, detail=shape), None, True
-    return None, value, True
+        return Score(outcome=WRONG_SHAPE, correct=False, json_valid=True, detail=shape), None, data
+    return None, value, data
 
 
 class ExactMatch(Scorer):
@@ -160,14 +162,27 @@ class BinaryClassification(Scorer):
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = normalize(self.expected(item))
-        early, value, _ = _json_outcome(text, finish_reason, self.config.field)
+        early, value, data = _json_outcome(text, finish_reason, self.config.field)
         if early is not None:
             return Score(**{**early.to_dict(), "expected": expected})
         prediction = normalize(value)
         if not isinstance(prediction, bool | int | str) or isinstance(prediction, float):
             return Score(WRONG_SHAPE, False, None, expected, True,
                          f"{self.config.field!r} is a {type(value).__name__}")
-        return Score(ANSWERED, prediction == expected, prediction, expected, True)
+        return Score(ANSWERED, prediction == expected, prediction, expected, True, extras=self._extras(data))
+
+    def _extras(self, data: Any) -> dict[str, Any] | None:
+        """The answer's stated confidence and reasons, where the experiment names those fields."""
+        extras: dict[str, Any] = {}
+        if self.config.confidence_field:
+            conf = get_path(data, self.config.confidence_field)
+            if isinstance(conf, int | float) and not isinstance(conf, bool) and 0 <= conf <= 1:
+                extras["confidence"] = float(conf)
+        if self.config.reasons_field:
+            reasons = get_path(data, self.config.reasons_field)
+            if isinstance(reasons, list):
+                extras["reasons"] = [str(r) for r in reasons]
+        return extras or None
 
     def is_positive(self, value: Any) -> bool:
         return bool(normalize(value) == normalize(self.config.positive))
