@@ -91,8 +91,35 @@ def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_it
     findings.extend(_items_wrong_everywhere(cells))
     findings.extend(_context_findings(cells))
     findings.extend(_power_findings(plan, cells, alpha))
+    findings = _merge_repeated(findings, cells)
     findings.sort(key=lambda f: -f.weight)
     return findings
+
+
+def _merge_repeated(findings: list[Finding], cells: list[_Cell]) -> list[Finding]:
+    """One sentence for the same finding in several cells: "in every cell (8): 12 of 12 answers ..."."""
+    labels = {c.label for c in cells}
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    order: list[tuple[str, str]] = []
+    for f in findings:
+        prefix = f"{f.subject}: "
+        key = (f.kind, f.text[len(prefix):]) if f.subject in labels and f.text.startswith(prefix) else (f.kind, f.text)
+        if key not in groups:
+            order.append(key)
+        groups[key].append(f)
+    out = []
+    for key in order:
+        group = groups[key]
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        subjects = [f.subject for f in group]
+        where = f"in every cell ({len(group)})" if len(group) == len(labels) else \
+            f"in {len(group)} cells ({'; '.join(subjects[:4])}{' ...' if len(subjects) > 4 else ''})"
+        first = group[0]
+        out.append(Finding(first.kind, where, f"{where}: {key[1]}", max(f.weight for f in group), first.hypothesis,
+                           {**first.numbers, "cells": subjects}))
+    return out
 
 
 def nothing_wrong_line(plan: Plan) -> str:

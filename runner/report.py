@@ -88,7 +88,11 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
             table.notes.extend(_verdicts(cfg.threshold, row_axes, col_axes, stats_by_key))
             if cfg.compare:
                 comparisons = paired_comparisons(per_cell, plan.axes, alpha=cfg.alpha)
-                table.notes.extend(c.sentence() for c in comparisons)
+                same = [c for c in comparisons if c.n_pairs and c.only_value == c.only_baseline == 0]
+                table.notes.extend(c.sentence() for c in comparisons if c not in same)
+                if same:
+                    table.notes.append(f"{len(same)} of {len(comparisons)} paired comparisons have no discordant "
+                                       "pairs: the same items right and wrong on both sides")
                 table.comparisons = comparisons
         tables.append(table)
     findings = diagnose(plan, store, scorers, limit_items=limit_items, alpha=cfg.alpha)

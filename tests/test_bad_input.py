@@ -202,8 +202,8 @@ CASES = [
     Case("missing-scorer-field", changed(drop("scorers.0.field")),
          "runner: $EXP: scorers[0].field: required key is missing; add it"),
     # registries
-    Case("unknown-backend-kind", changed(put("backend.kind", "ollama")),
-         "runner: $EXP: backend.kind: unknown backend kind 'ollama'; use one of: llamacpp, openai"),
+    Case("unknown-backend-kind", changed(put("backend.kind", "vllm")),
+         "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: llamacpp, lmstudio, ollama, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
          "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
          "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests'; use one of the types named"),

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runner.backends.base import BackendError, ChatRequest
-from runner.backends.openai import OpenAIClient
+from runner.backends.http import HttpClient
 from runner.retry import RetryPolicy, call_with_retries
 
 
@@ -53,7 +53,7 @@ async def _serve(statuses: list[int], headers: dict[str, str] | None = None) -> 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 async def test_other_4xx_are_never_retried(status: int) -> None:
     server, seen = await _serve([status, 200])
-    client = OpenAIClient(str(server.make_url("/v1")), timeout_s=2)
+    client = HttpClient(str(server.make_url("/v1")), timeout_s=2)
     try:
         with pytest.raises(BackendError) as info:
             await call_with_retries(lambda: client.chat(ChatRequest("m", [], {})), RetryPolicy(3, 0, 0))
@@ -67,7 +67,7 @@ async def test_other_4xx_are_never_retried(status: int) -> None:
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 async def test_429_and_5xx_are_retried_until_success(status: int) -> None:
     server, _ = await _serve([status, status, 200], headers={"Retry-After": "2"})
-    client = OpenAIClient(str(server.make_url("/v1")), timeout_s=2)
+    client = HttpClient(str(server.make_url("/v1")), timeout_s=2)
     waits: list[float] = []
 
     async def record(seconds: float) -> None:
@@ -85,7 +85,7 @@ async def test_429_and_5xx_are_retried_until_success(status: int) -> None:
 
 async def test_retries_give_up_after_max_retries() -> None:
     server, seen = await _serve([503])
-    client = OpenAIClient(str(server.make_url("/v1")), timeout_s=2)
+    client = HttpClient(str(server.make_url("/v1")), timeout_s=2)
     try:
         with pytest.raises(BackendError, match="HTTP 503"):
             await call_with_retries(lambda: client.chat(ChatRequest("m", [], {})), RetryPolicy(2, 0, 0))

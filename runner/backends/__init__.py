@@ -50,14 +50,15 @@ def create_backend(experiment: Experiment) -> Backend:
 
 
 def _register_builtins() -> None:
+    from runner.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
+    from runner.backends.lmstudio import LMStudioBackend, LMStudioSettings
+    from runner.backends.ollama import OllamaBackend, OllamaSettings
     from runner.backends.openai import OpenAIBackend, OpenAISettings
 
-    register_backend("openai", OpenAISettings, OpenAIBackend)
-    try:
-        from runner.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
-    except ImportError:  # pragma: no cover - the module exists from the embedded-backend work on
-        return
     register_backend("llamacpp", LlamaCppSettings, LlamaCppBackend)
+    register_backend("lmstudio", LMStudioSettings, LMStudioBackend)
+    register_backend("ollama", OllamaSettings, OllamaBackend)
+    register_backend("openai", OpenAISettings, OpenAIBackend)
 
 
 _register_builtins()

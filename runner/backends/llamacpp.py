@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
-from runner.backends.openai import OpenAIClient
+from runner.backends.http import HttpClient
 from runner.config import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError
 from runner.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
@@ -58,7 +58,7 @@ class LlamaCppBackend(Backend):
         super().__init__(settings, experiment)
         self.notify: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self.files: dict[tuple[str, str | None], Path] = {}
-        self.client: OpenAIClient | None = None
+        self.client: HttpClient | None = None
 
     # validation
 
@@ -149,7 +149,7 @@ class LlamaCppBackend(Backend):
             )
             try:
                 url = await self._await_url(proc, log_path)
-                self.client = OpenAIClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
+                self.client = HttpClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
                                            connections=self.settings.concurrency)
                 props = await self.client.get_json(f"{url}/props")
                 yield VariantInfo({

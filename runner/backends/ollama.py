@@ -1,0 +1,101 @@
+"""Ollama through its native API, because its /v1 route ignores num_ctx.
+
+/api/chat honours options.num_ctx (the context to allocate), seed, num_predict and `format` (a JSON
+schema), and reports prompt_eval_count: what it actually read, which is less than what was sent
+when it silently drops the start of a prompt that does not fit. /api/show gives the quantization
+level and the model's own context length, recorded with every job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from pydantic import Field
+
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, VariantInfo
+from runner.backends.http import HttpClient
+from runner.config import BackendSettings
+from runner.errors import BackendUnavailable
+
+
+class OllamaSettings(BackendSettings):
+    kind: str = "ollama"
+    base_url: str = Field("http://127.0.0.1:11434", description="Ollama's root URL (no /v1).")
+    num_ctx: int | None = Field(
+        None, ge=64, description="Context to allocate per request (options.num_ctx); default: the server's."
+    )
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "base_url": self.base_url.rstrip("/"), "num_ctx": self.num_ctx}
+
+
+# OpenAI-style sampling names -> Ollama option names.
+_OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed",
+            "max_tokens": "num_predict", "stop": "stop"}
+
+
+class OllamaBackend(Backend):
+    settings: OllamaSettings
+    client: HttpClient
+
+    async def start(self) -> None:
+        self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
+                                 connections=self.settings.concurrency)
+        try:
+            self.tags = await self.client.get_json("/api/tags")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self.client.close()
+            raise BackendUnavailable(f"cannot reach Ollama at {self.settings.base_url} ({type(exc).__name__})",
+                                     file=self.experiment.source_path, key="backend.base_url",
+                                     fix="start `ollama serve` or correct base_url") from None
+
+    async def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            await client.close()
+
+    @asynccontextmanager
+    async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
+        try:
+            show = await self.client.post_json("/api/show", {"model": variant.model_id})
+        except BackendError as exc:
+            raise BackendUnavailable(f"Ollama does not have model {variant.model_id!r} ({exc})",
+                                     file=self.experiment.source_path, key="models",
+                                     fix=f"ollama pull {variant.model_id}, or correct the id") from None
+        yield VariantInfo(self.describe(variant.model_id, show))
+
+    def describe(self, model_id: str, show: dict[str, Any]) -> dict[str, Any]:
+        details = show.get("details") or {}
+        info = show.get("model_info") or {}
+        context = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+        digest = next((m.get("digest") for m in self.tags.get("models", []) if m.get("name") == model_id), None)
+        return {"model_id": model_id, "quantization": details.get("quantization_level"),
+                "parameter_size": details.get("parameter_size"), "family": details.get("family"),
+                "n_ctx_train": context, "n_ctx_per_slot": self.settings.num_ctx, "digest": digest}
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        options = {_OPTIONS[k]: v for k, v in request.params.items() if k in _OPTIONS}
+        if self.settings.num_ctx:
+            options["num_ctx"] = self.settings.num_ctx
+        body: dict[str, Any] = {"model": request.model, "messages": request.messages, "stream": False,
+                                "options": options}
+        fmt = request.params.get("response_format")
+        if isinstance(fmt, dict):
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            body["format"] = schema if schema else "json"
+        data = await self.client.post_json("/api/chat", body)
+        if not isinstance(data, dict) or "message" not in data:
+            raise BackendError("response had no message", retryable=False)
+        evals, eval_ns = data.get("eval_count"), data.get("eval_duration")
+        prompt_n, prompt_ns = data.get("prompt_eval_count"), data.get("prompt_eval_duration")
+        timings = {
+            "predicted_n": evals, "prompt_n": prompt_n,
+            "predicted_per_second": evals / (eval_ns / 1e9) if evals and eval_ns else None,
+            "prompt_per_second": prompt_n / (prompt_ns / 1e9) if prompt_n and prompt_ns else None,
+        }
+        return Completion(text=str((data.get("message") or {}).get("content", "")),
+                          finish_reason=data.get("done_reason"), prompt_tokens=prompt_n, completion_tokens=evals,
+                          request=body, response=data, timings=timings)
