@@ -27,11 +27,14 @@ from runner.errors import ConfigError, UserError
 from runner.executor import Executor, RunOptions, RunSummary
 from runner.loader import load_experiment
 from runner.planner import Job, Plan, build_plan, canonical_hash
+from runner.probe import probe_variant, warnings_for
 from runner.progress import Progress
 from runner.report import FORMATS, build_report, render, render_findings
 from runner.retry import RetryPolicy
 from runner.scoring.scorers import Scorer, build_scorers
 from runner.store import Store
+from runner.studies.context_window import ContextResult, Probe, check_dataset, find_limit
+from runner.studies.context_window import render as render_context
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -126,6 +129,8 @@ def _clip(text: str, chars: int) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     p = prepare(args.file)
+    if p.experiment.study is not None:
+        return _run_study(p)
     settings = p.experiment.backend
     concurrency = args.concurrency or settings.concurrency
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
@@ -157,6 +162,8 @@ async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: P
         await p.backend.close()
         raise
     try:
+        for warning in _probe_warnings(p, store):
+            progress.note(f"warning: {warning}")
         executor = Executor(p.plan, store, p.backend, p.scorers, retry, progress)
         try:
             return await executor.run(options, experiment_hash(p.experiment))
@@ -181,8 +188,89 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_path(p: Prepared) -> Path:
+    return p.experiment.store_path().parent / "context_window.json"
+
+
+def _run_study(p: Prepared) -> int:
+    max_tokens = p.experiment.sampling.max_tokens
+    budget = (max_tokens[0] if isinstance(max_tokens, list) else max_tokens) or 0
+    results = asyncio.run(_study_all(p, budget))
+    path = _study_path(p)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"max_tokens": budget, "results": [r.to_dict() for r in results]}, indent=1))
+    os.replace(tmp, path)
+    sys.stdout.write(render_context(results, budget))
+    return 0
+
+
+async def _study_all(p: Prepared, max_tokens: int) -> list[ContextResult]:
+    study = p.experiment.study
+    assert study is not None
+    await p.backend.start()
+    results = []
+    try:
+        for variant in p.plan.variants():
+            async with p.backend.serve(variant):
+                result = await find_limit(p.backend, variant, study)
+                await check_dataset(p.backend, p.plan, result, variant, max_tokens)
+            print(f"{result.variant}: limit {result.limit_tokens} tokens after {result.requests} requests",
+                  file=sys.stderr)
+            results.append(result)
+    finally:
+        await p.backend.close()
+    return results
+
+
+def _probe_warnings(p: Prepared, store: Store) -> list[str]:
+    identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
+    out = []
+    for variant in p.plan.variants():
+        results = store.latest_probe(identity, variant.identity)
+        if results is not None:
+            out.extend(warnings_for(p.experiment, results, variant))
+    return out
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    p = prepare(args.file)
+    asyncio.run(_probe_all(p))
+    return 0
+
+
+async def _probe_all(p: Prepared) -> None:
+    await p.backend.start()
+    identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
+    try:
+        store = Store.open(p.experiment.store_path())
+        try:
+            for variant in p.plan.variants():
+                async with p.backend.serve(variant) as info:
+                    results = await probe_variant(p.backend, variant)
+                store.save_probe(identity, variant.identity, [r.to_dict() for r in results])
+                label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
+                print(f"{label} ({p.experiment.backend.kind}; {info.details.get('quantization') or 'quantization ?'}"
+                      f", context {info.details.get('n_ctx_per_slot') or '?'}):")
+                for r in results:
+                    print(f"  {r.line()}")
+                for warning in warnings_for(p.experiment, [r.to_dict() for r in results], variant):
+                    print(f"  warning: {warning}")
+        finally:
+            store.close()
+    finally:
+        await p.backend.close()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     p = prepare(args.file)
+    if p.experiment.study is not None:
+        if not _study_path(p).is_file():
+            raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
+        data = json.loads(_study_path(p).read_text())
+        results = [ContextResult(**{**r, "probes": [Probe(**x) for x in r["probes"]]}) for r in data["results"]]
+        sys.stdout.write(render_context(results, data["max_tokens"]))
+        return 0
     path = p.experiment.store_path()
     if not path.is_file():
         raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
@@ -241,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     ex.add_argument("--limit", type=_positive, help="only the first N dataset items")
     ex.set_defaults(func=cmd_explain)
+
+    pr = sub.add_parser("probe", help="measure what the server honours (seed, JSON schema, token counts, context)")
+    pr.add_argument("file")
+    pr.set_defaults(func=cmd_probe)
 
     rep = sub.add_parser("report", help="render tables from the store")
     rep.add_argument("file")

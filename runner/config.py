@@ -302,6 +302,17 @@ class ReportConfig(Strict):
         return v
 
 
+class ContextWindowStudy(Strict):
+    """Find the real context limit: double the prompt until the server fails or truncates, then
+    binary-search between the last success and the first failure, to the exact filler word."""
+
+    kind: Literal["context_window"]
+    start_words: int = Field(32, ge=1, description="Filler words in the first probe.")
+    max_words: int = Field(262_144, ge=2, description="Stop doubling here (no limit found below it).")
+    filler: str = Field("hello", description="The filler word; one token in most vocabularies.")
+    answer_tokens: int = Field(8, ge=1, description="max_tokens of each probe.")
+
+
 class Experiment(Strict):
     name: str = Field(description="Experiment name, shown in reports.")
     description: str = ""
@@ -318,6 +329,9 @@ class Experiment(Strict):
     scorers: list[ScorerConfig] = Field(default_factory=list)
     report: ReportConfig = Field(default_factory=ReportConfig)
     results_dir: Path | None = Field(None, description="Where the store lives; default results/<file stem>.")
+    study: ContextWindowStudy | None = Field(
+        None, description="Run a search instead of the matrix: {kind: context_window, ...}."
+    )
 
     # Set by the loader, not by YAML: where the experiment file is, for relative paths and messages.
     source_path: Path = Field(default=Path("experiment.yaml"), exclude=True)

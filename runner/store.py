@@ -66,6 +66,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, scorer_key)
     );
     """,
+    # 1 -> 2: what `runner probe` measured of each model variant, for warnings before a run.
+    """
+    CREATE TABLE probes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        backend_identity TEXT NOT NULL,
+        variant_identity TEXT NOT NULL,
+        results_json TEXT NOT NULL,
+        probed_at REAL NOT NULL
+    );
+    CREATE INDEX probes_variant ON probes(backend_identity, variant_identity);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -211,6 +222,18 @@ class Store:
             ):
                 out[(job_id, key)] = json.loads(score)
         return out
+
+
+    def save_probe(self, backend_identity: str, variant_identity: str, results: list[dict[str, Any]]) -> None:
+        self.conn.execute(
+            "INSERT INTO probes (backend_identity, variant_identity, results_json, probed_at) VALUES (?, ?, ?, ?)",
+            (backend_identity, variant_identity, json.dumps(results), time.time()))
+
+    def latest_probe(self, backend_identity: str, variant_identity: str) -> list[dict[str, Any]] | None:
+        row = self.conn.execute(
+            "SELECT results_json FROM probes WHERE backend_identity=? AND variant_identity=? ORDER BY id DESC LIMIT 1",
+            (backend_identity, variant_identity)).fetchone()
+        return json.loads(row[0]) if row else None
 
 
 def _statements(script: str) -> list[str]:

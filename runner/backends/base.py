@@ -93,3 +93,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def generate(self, request: ChatRequest) -> Completion: ...
+
+    async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Prompt tokens of these messages as the served model counts them, where the server can say."""
+        return None
+
+    def requested_context(self) -> int | None:
+        """The context per request this experiment asks the server for, if it can be asked."""
+        return None

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
+from runner.backends.llamacpp_api import count_prompt_tokens
 from runner.config import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError
 from runner.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
@@ -59,6 +60,7 @@ class LlamaCppBackend(Backend):
         self.notify: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self.files: dict[tuple[str, str | None], Path] = {}
         self.client: HttpClient | None = None
+        self.server_url = ""
 
     # validation
 
@@ -148,7 +150,7 @@ class LlamaCppBackend(Backend):
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
             )
             try:
-                url = await self._await_url(proc, log_path)
+                url = self.server_url = await self._await_url(proc, log_path)
                 self.client = HttpClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
                                            connections=self.settings.concurrency)
                 props = await self.client.get_json(f"{url}/props")
@@ -179,6 +181,13 @@ class LlamaCppBackend(Backend):
     async def generate(self, request: ChatRequest) -> Completion:
         assert self.client is not None, "generate() outside serve()"
         return await self.client.chat(request)
+
+    async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        assert self.client is not None, "count_tokens() outside serve()"
+        return await count_prompt_tokens(self.client, self.server_url, messages)
+
+    def requested_context(self) -> int | None:
+        return self.settings.n_ctx
 
     async def close(self) -> None:
         if self.client is not None:

@@ -76,6 +76,9 @@ class OllamaBackend(Backend):
                 "parameter_size": details.get("parameter_size"), "family": details.get("family"),
                 "n_ctx_train": context, "n_ctx_per_slot": self.settings.num_ctx, "digest": digest}
 
+    def requested_context(self) -> int | None:
+        return self.settings.num_ctx
+
     async def generate(self, request: ChatRequest) -> Completion:
         options = {_OPTIONS[k]: v for k, v in request.params.items() if k in _OPTIONS}
         if self.settings.num_ctx:

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
+from runner.backends.llamacpp_api import count_prompt_tokens
 from runner.config import BackendSettings
 from runner.errors import BackendUnavailable, ConfigError
 
@@ -74,3 +75,12 @@ class OpenAIBackend(Backend):
 
     async def generate(self, request: ChatRequest) -> Completion:
         return await self.client.chat(request)
+
+    async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """llama.cpp's server can count; other OpenAI-compatible servers cannot (asked once)."""
+        if getattr(self, "_no_tokenizer", False):
+            return None
+        root = self.settings.base_url.rstrip("/").removesuffix("/v1")
+        count = await count_prompt_tokens(self.client, root, messages)
+        self._no_tokenizer = count is None
+        return count

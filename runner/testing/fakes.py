@@ -53,8 +53,16 @@ def _tokens(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _answer(kept: list[str], temperature: float, seed: int | None, wants_json: bool, limit: int) -> tuple[str, str]:
-    """(text, finish reason) for the prompt tokens the server kept."""
+def _schema_shaped(schema: Any, verdict: bool) -> str:
+    """JSON that follows the schema's properties (what grammar-constrained decoding guarantees)."""
+    if not isinstance(schema, dict) or "properties" not in schema:
+        return json.dumps({"valid": verdict, "confidence": 0.8, "failures": []})
+    by_type = {"boolean": verdict, "number": 0.8, "integer": 1, "array": [], "string": "ok", "object": {}}
+    return json.dumps({k: by_type.get(v.get("type")) for k, v in schema["properties"].items()})
+
+
+def _answer(kept: list[str], temperature: float, seed: int | None, schema: Any, limit: int) -> tuple[str, str]:
+    """(text, finish reason) for the prompt tokens the server kept; schema None means free text."""
     text_in = " ".join(kept)
     marker = _MARKER.search(text_in)
     digest = hashlib.sha256(text_in.encode()).hexdigest()
@@ -62,10 +70,11 @@ def _answer(kept: list[str], temperature: float, seed: int | None, wants_json: b
         # Sampling: repeatable only with a seed, as on the real servers.
         noise = random.Random(seed).random() if seed is not None else random.random()
         digest = hashlib.sha256(f"{digest}{noise}".encode()).hexdigest()
+    wants_json = schema is not None
     if marker and not wants_json:
         words = [marker.group(1)]
     elif wants_json:
-        words = [json.dumps({"valid": int(digest[:8], 16) % 2 == 0, "confidence": 0.8, "failures": []})]
+        words = [_schema_shaped(schema, int(digest[:8], 16) % 2 == 0)]
     else:
         words = f"Verdict {digest[:6]}: the config looks {'valid' if int(digest[:2], 16) % 2 else 'invalid'}".split()
     if len(words) > limit:
@@ -126,7 +135,7 @@ class FakeOllama:
         kept = tokens[-num_ctx:]  # Ollama's silent truncation: the start of the prompt is dropped
         limit = int(options.get("num_predict") or 128)
         text, reason = _answer(kept, float(options.get("temperature", 0.8)), options.get("seed"),
-                               body.get("format") is not None, limit)
+                               body.get("format"), limit)
         return _json({
             "model": model.name, "created_at": "2026-11-25T00:00:00Z",
             "message": {"role": "assistant", "content": text}, "done": True, "done_reason": reason,
@@ -172,8 +181,10 @@ class FakeLMStudio:
             return _json({"error": f"Trying to keep the first {len(tokens)} tokens when context the overflows. "
                                    f"However, the model is loaded with context length of only {self.loaded_context} "
                                    "tokens, which is not enough."}, status=400)
-        wants_json = (body.get("response_format") or {}).get("type") in ("json_schema", "json_object")
-        text, reason = _answer(tokens, float(body.get("temperature", 0.8)), body.get("seed"), wants_json,
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema", "json") if fmt.get("type") in (
+            "json_schema", "json_object") else None
+        text, reason = _answer(tokens, float(body.get("temperature", 0.8)), body.get("seed"), schema,
                                int(body.get("max_tokens") or 128))
         return _json({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],

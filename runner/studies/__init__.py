@@ -1,0 +1,1 @@
+"""Experiments that are searches rather than grids."""
