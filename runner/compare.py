@@ -2,8 +2,8 @@
 
 For every varying axis, cells are grouped by their values on all other axes; within a group each
 value is compared with the axis's first value (the baseline: the first prompt, the first
-temperature, the first quantization). Pairs are (item, repeat): with `repeat_seeds: offset` both
-cells used the same seed for the same repeat, so the pairing is exact.
+temperature, the first quantization). Pairs are items: with repeats, an item counts as right in a
+cell when most of its repeats were, because repeats of one item are not independent trials.
 
 Per comparison: McNemar's exact test on the discordant pairs, a paired bootstrap interval on the
 difference in accuracy, and Holm's correction over all comparisons of the experiment, then a
@@ -50,11 +50,13 @@ class Comparison:
         return self.p_holm < self.alpha
 
     def items_needed(self) -> int | None:
-        """Pairs needed for 80% power at alpha, from the observed discordant rates (Connor 1987)."""
+        """Items needed for 80% power at alpha, from the observed discordant rates (Connor 1987);
+        None where the normal approximation does not hold (it would ask for fewer than were tested)."""
         if self.n_pairs == 0:
             return None
-        return mcnemar_sample_size(self.only_value / self.n_pairs, self.only_baseline / self.n_pairs,
-                                   alpha=self.alpha)
+        needed = mcnemar_sample_size(self.only_value / self.n_pairs, self.only_baseline / self.n_pairs,
+                                     alpha=self.alpha)
+        return needed if needed is not None and needed > self.n_pairs else None
 
     def sentence(self) -> str:
         ctx = ", ".join(f"{k}={_show(v)}" for k, v in self.context.items())
@@ -63,7 +65,7 @@ class Comparison:
             return f"{head}: no paired results yet"
         acc_b, acc_v = self.baseline_correct / self.n_pairs, self.value_correct / self.n_pairs
         body = (f"accuracy {acc_v:.2f} vs {acc_b:.2f}, difference {self.difference:+.2f} "
-                f"[{self.low:+.2f}, {self.high:+.2f}] over {self.n_pairs} pairs; McNemar p={self.p_value:.3g} "
+                f"[{self.low:+.2f}, {self.high:+.2f}] over {self.n_pairs} items; McNemar p={self.p_value:.3g} "
                 f"(Holm {self.p_holm:.3g}, {self.only_value} vs {self.only_baseline} discordant)")
         if self.significant:
             return f"{head}: {body}: significant at alpha={self.alpha:g}"
@@ -73,7 +75,7 @@ class Comparison:
         if self.only_value == self.only_baseline == 0:
             return "no discordant pairs: the two give the same right/wrong pattern"
         needed = self.items_needed()
-        more = f"; about {needed} pairs would be needed to detect it (Connor 1987, 80% power)" if needed else ""
+        more = f"; about {needed} items would be needed to detect it (Connor 1987, 80% power)" if needed else ""
         return f"noise at this n{more}"
 
 
@@ -102,8 +104,16 @@ def paired_comparisons(cells: list[CellOutcomes], axes: dict[str, list[Any]], *,
     return out
 
 
-def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], a: Outcomes, b: Outcomes,
-             alpha: float) -> Comparison:
+def _per_item(outcomes: Outcomes) -> dict[str, bool]:
+    votes: dict[str, list[bool]] = defaultdict(list)
+    for (item, _), ok in outcomes.items():
+        votes[item].append(ok)
+    return {item: sum(v) * 2 > len(v) for item, v in votes.items()}
+
+
+def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], outcomes_a: Outcomes,
+             outcomes_b: Outcomes, alpha: float) -> Comparison:
+    a, b = _per_item(outcomes_a), _per_item(outcomes_b)
     keys = sorted(set(a) & set(b))
     xa = [a[k] for k in keys]
     xb = [b[k] for k in keys]

@@ -209,8 +209,30 @@ def _outcome_findings(c: _Cell) -> list[Finding]:
 # classes
 
 
+def _by_item(c: _Cell) -> list[Score]:
+    """One score per item: the answer most repeats gave, right if most repeats were right.
+
+    Repeats of one item are not independent trials; tests over items keep n honest."""
+    groups: dict[str, list[Score]] = defaultdict(list)
+    for item, _, s, _ in c.scores:
+        if s is not None:
+            groups[item].append(s)
+    out = []
+    for scores in groups.values():
+        right = sum(1 for s in scores if s.correct)
+        top = Counter(_hashable(s.prediction) for s in scores if s.outcome == ANSWERED).most_common(1)
+        first = scores[0]
+        out.append(Score(ANSWERED if top else first.outcome, right * 2 > len(scores), top[0][0] if top else None,
+                         first.expected))
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, list | dict) else value
+
+
 def _class_findings(c: _Cell, scorer: BinaryClassification, alpha: float) -> list[Finding]:
-    scored = [s for _, _, s, _ in c.scores if s is not None]
+    scored = _by_item(c)
     n = len(scored)
     if n == 0:
         return []
@@ -225,30 +247,36 @@ def _class_findings(c: _Cell, scorer: BinaryClassification, alpha: float) -> lis
         "predictions": {str(k): v for k, v in predictions.items()}, "answered": answered,
         "balanced_accuracy": st.metric("balanced_accuracy"), "kappa": st.metric("kappa"), "mcc": st.metric("mcc"),
     }
+    unit = "items" if len(c.scores) > n else "answers"
     parts: list[str] = []
     weight = 0.0
     if answered >= 2:
         top, top_count = predictions.most_common(1)[0]
         if top_count / answered >= CONSTANT_SHARE:
-            parts.append(f"gives {scorer.config.field}={_fmt(top)} in {top_count} of {answered} answers that "
+            parts.append(f"gives {scorer.config.field}={_fmt(top)} in {top_count} of {answered} {unit} that "
                          "state a class: a constant answer")
             numbers["constant_answer"] = top
-            # The wrong answers this explains: items whose label is not the constant answer.
-            weight = max(weight, sum(1 for s in scored if s.expected != top) / n)
+            # The wrong answers this explains: items whose label is not the constant answer, answered wrong.
+            weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
     p = binomial_greater(correct, n, majority_count / n)
     numbers["p_vs_majority"] = p
-    if p >= alpha:
-        parts.append(f"no better than always answering {scorer.config.field}={_fmt(majority)} ({correct} of {n} "
-                     f"right; always {_fmt(majority)} gets {majority_count}; exact binomial p={p:.2g}; kappa "
-                     f"{_num(st.metric('kappa'))}, MCC {_num(st.metric('mcc'))}, balanced accuracy "
-                     f"{_num(st.metric('balanced_accuracy'))})")
+    stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {_num(st.metric('kappa'))}, MCC "
+                  f"{_num(st.metric('mcc'))}, balanced accuracy {_num(st.metric('balanced_accuracy'))}")
+    always = f"always answering {scorer.config.field}={_fmt(majority)}"
+    # "No better" in the statistical sense: not significantly more right than the trivial baseline. A
+    # perfect cell is not called that, however small n is: there is nothing wrong to explain.
+    no_better = p >= alpha and correct < n
+    if no_better:
+        parts.append(f"no better than {always} ({correct} of {n} right; always {_fmt(majority)} gets "
+                     f"{majority_count}; {stats_text})")
         # A summary, not a cause: it weighs what the cell falls short of the trivial baseline by.
         weight = max(weight, (majority_count - correct) / n)
     if not parts:
         return []
-    kind = "constant_answer" if "constant_answer" in numbers else "no_better_than_majority"
-    if "constant_answer" in numbers and p >= alpha:
-        kind = "constant_answer_no_better_than_majority"
+    if "constant_answer" in numbers:
+        kind = "constant_answer_no_better_than_majority" if no_better else "constant_answer"
+    else:
+        kind = "no_better_than_majority"
     return [Finding(kind, c.label, f"{c.label}: " + "; ".join(parts), weight, None, numbers)]
 
 
@@ -261,11 +289,14 @@ def _reason_findings(c: _Cell, scorer: BinaryClassification) -> list[Finding]:
         caught = [(item, s) for item, s in scored if s.correct and not scorer.is_positive(s.expected)
                   and rules.get(item)]
         if caught:
+            repeated = len({i for i, _ in caught}) < len(caught)
+            what = (f"{len(caught)} answers rightly calling an invalid item invalid" if repeated
+                    else f"{len(caught)} invalid items rightly called invalid")
             hits = sum(1 for item, s in caught if str(rules[item]) in (s.extras or {}).get("reasons", []))
             if hits < len(caught):
                 out.append(Finding(
                     "reasons_miss", c.label,
-                    f"{c.label}: of {len(caught)} invalid items rightly called invalid, the "
+                    f"{c.label}: of {what}, the "
                     f"{cfg.reasons_field} list named the broken rule for {hits} ({hits / len(caught):.0%}): "
                     "right answers for the wrong reasons", (len(caught) - hits) / max(len(c.scores), 1) * 0.5,
                     "prompt engineering", {"caught": len(caught), "hits": hits}))
@@ -280,14 +311,15 @@ def _reason_findings(c: _Cell, scorer: BinaryClassification) -> list[Finding]:
             brier = brier_score([p for p, _ in pairs], [ok for _, ok in pairs])
             mean_right = sum(right) / len(right) if right else math.nan
             mean_wrong = sum(wrong) / len(wrong) if wrong else math.nan
-            separates = right and wrong and mean_right - mean_wrong >= 0.1
-            if not separates or brier > 0.25:
-                out.append(Finding(
-                    "calibration", c.label,
-                    f"{c.label}: stated confidence does not track correctness: mean {_num(mean_right)} when right "
-                    f"(n={len(right)}), {_num(mean_wrong)} when wrong (n={len(wrong)}); Brier score {brier:.2f} "
-                    "(always saying 0.5 scores 0.25)", 0.05, None,
-                    {"mean_right": mean_right, "mean_wrong": mean_wrong, "brier": brier, "n": len(pairs)}))
+            numbers = {"mean_right": mean_right, "mean_wrong": mean_wrong, "brier": brier, "n": len(pairs)}
+            means = (f"mean {_num(mean_right)} when right (n={len(right)}), {_num(mean_wrong)} when wrong "
+                     f"(n={len(wrong)}); Brier score {brier:.2f} (always saying 0.5 scores 0.25)")
+            if right and wrong and mean_right - mean_wrong < 0.1:
+                out.append(Finding("calibration", c.label, f"{c.label}: stated confidence does not track "
+                                   f"correctness: {means}", 0.05, None, numbers))
+            elif brier > 0.25:
+                out.append(Finding("calibration", c.label, f"{c.label}: stated confidence is miscalibrated, "
+                                   f"worse than always saying 0.5: {means}", 0.05, None, numbers))
     return out
 
 
@@ -308,21 +340,31 @@ def _flip_findings(c: _Cell) -> list[Finding]:
 
 def _items_wrong_everywhere(cells: list[_Cell]) -> list[Finding]:
     by_item: dict[str, list[bool]] = defaultdict(list)
+    labels: dict[str, Any] = {}
     for c in cells:
         for item, _, s, _ in c.scores:
             if s is not None:
                 by_item[item].append(bool(s.correct))
-    if len(cells) < 2 and all(len(v) < 2 for v in by_item.values()):
-        return []  # one answer per item says nothing about the item itself
+                labels[item] = s.expected
+    if len(cells) < 2:
+        return []  # nothing was varied: "wrong everywhere" would say nothing about the settings
     wrong = sorted(item for item, oks in by_item.items() if oks and not any(oks))
     if not wrong or len(wrong) == len(by_item):
         # Every item wrong everywhere is a statement about the model, made by the class findings.
         return []
     shown = ", ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else "")
-    return [Finding("item_wrong_everywhere", "items",
-                    f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; "
-                    "suspect the item or the task, not the settings", len(wrong) / len(by_item) * 0.5, None,
-                    {"items": wrong, "cells": len(cells)})]
+    classes = {repr(labels.get(i)) for i in wrong}
+    label_of_all = labels.get(wrong[0])
+    same_class = len(classes) == 1 and sum(1 for v in labels.values() if v == label_of_all) == len(wrong)
+    if same_class:
+        # Exactly the items of one class: the cells never give that answer; the items are not the problem.
+        text = (f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; they "
+                f"are exactly the items labelled {_fmt(label_of_all)}: no cell ever gets that class right")
+    else:
+        text = (f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; "
+                "suspect the item or the task, not the settings")
+    return [Finding("item_wrong_everywhere", "items", text, len(wrong) / len(by_item) * 0.5, None,
+                    {"items": wrong, "cells": len(cells), "one_class": same_class})]
 
 
 def _context_findings(cells: list[_Cell]) -> list[Finding]:
@@ -345,9 +387,8 @@ def _context_findings(cells: list[_Cell]) -> list[Finding]:
             parts.append(f"{len(close)} use over {CONTEXT_CLOSE:.0%} of it ({', '.join(close[:6])})")
         if refused:
             parts.append(f"{len(refused)} were refused for context length ({', '.join(refused[:6])})")
-        n = max(len(c.prompt_tokens), 1)
         out.append(Finding("context_limit", c.label, f"{c.label}: " + "; ".join(parts) + "; raise n_ctx",
-                           (len(over) + len(refused)) / n, "context-window truncation",
+                           len(set(over) | set(refused)) / max(len(c.items), 1), "context-window truncation",
                            {"over": over, "close": close, "refused": refused, "n_ctx": c.n_ctx}))
     return out
 
@@ -362,13 +403,15 @@ def _power_findings(plan: Plan, cells: list[_Cell], alpha: float) -> list[Findin
     for cmp in paired_comparisons(outcomes, plan.axes, alpha=alpha):
         if cmp.significant or cmp.n_pairs == 0 or cmp.only_value == cmp.only_baseline:
             continue
-        needed = cmp.items_needed()
+        needed = cmp.items_needed()  # None when the approximation would ask for fewer than were tested
         ctx = ", ".join(f"{k}={_show(v)}" for k, v in cmp.context.items())
         head = f"{cmp.axis} {_show(cmp.value)} vs {_show(cmp.baseline)}" + (f" ({ctx})" if ctx else "")
         text = (f"{head}: difference {cmp.difference:+.2f} in accuracy is not detectable at n={cmp.n_pairs} "
-                f"pairs (McNemar p={cmp.p_value:.2g}, Holm {cmp.p_holm:.2g})")
+                f"items (McNemar p={cmp.p_value:.2g}, Holm {cmp.p_holm:.2g})")
         if needed:
-            text += f"; about {needed} pairs would be needed for 80% power at alpha={alpha:g} (Connor 1987)"
+            text += f"; about {needed} items would be needed for 80% power at alpha={alpha:g} (Connor 1987)"
+        else:
+            text += "; too few items for the normal approximation to say how many would be needed"
         out.append(Finding("underpowered", head, text, abs(cmp.difference) * 0.25, HYPOTHESES.get(cmp.axis),
                            {"n_pairs": cmp.n_pairs, "difference": cmp.difference, "p": cmp.p_value,
                             "p_holm": cmp.p_holm, "pairs_needed": needed}))

@@ -1,0 +1,744 @@
+"""Findings from results put straight into a store (no server): every kind, its sentence and its numbers.
+
+Each test writes an experiment with the `project` fixture, expands its plan, stores an answer of
+our choosing for every job, and runs `diagnose` as `runner explain` does. Numbers are checked
+against values worked by hand in the comments (or by scipy / the standard library, not by
+runner.stats), so a wrong formula in either place shows up.
+
+Dataset used by most tests (`_rows()`): ten items i00..i09, `valid` true for the even ones (so
+labels are 5 true / 5 false, true first, which makes true the majority class on the tie), and a
+`rule` naming what is broken in each invalid item.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scipy import stats as sps
+
+from conftest import Project, base_experiment
+from runner.cli import main
+from runner.diagnosis import Finding, diagnose, nothing_wrong_line
+from runner.loader import load_experiment
+from runner.planner import Job, Plan, build_plan
+from runner.report import render_findings
+from runner.scoring.scorers import build_scorers
+from runner.stats import binomial_greater, mcnemar_sample_size
+from runner.store import Store
+
+CLASS_KINDS = {"constant_answer", "no_better_than_majority", "constant_answer_no_better_than_majority"}
+RULES = {1: "port_range", 3: "name_format", 5: "port_range", 7: "missing_host", 9: "name_format"}
+
+# An answer for one job: the text alone (finish_reason "stop"), or save_job fields to override.
+Answer = str | dict[str, Any]
+
+
+def _rows(n: int = 10, valid: Callable[[int], bool] = lambda k: k % 2 == 0) -> list[dict[str, Any]]:
+    rows = []
+    for k in range(n):
+        row: dict[str, Any] = {"id": f"i{k:02d}", "config": {"name": f"svc{k}", "port": 8000 + k}, "valid": valid(k)}
+        if not valid(k):
+            row["rule"] = RULES.get(k % 10, "port_range")
+        rows.append(row)
+    return rows
+
+
+def _experiment(prompts: int = 1, repeats: int = 1, **scorer: Any) -> dict[str, Any]:
+    exp = base_experiment()
+    exp["prompts"]["variants"] = exp["prompts"]["variants"][:prompts]
+    exp["sampling"] = {"temperature": 0.0, "seed": 1, "max_tokens": 16}
+    exp["repeats"] = repeats
+    exp["scorers"] = [{"type": "binary", "field": "valid", **scorer}]
+    return exp
+
+
+class Filled:
+    def __init__(self, path: Path, plan: Plan, store: Store, scorers: list[Any]) -> None:
+        self.path, self.plan, self.store, self.scorers = path, plan, store, scorers
+
+    def diagnose(self, **kwargs: Any) -> list[Finding]:
+        return diagnose(self.plan, self.store, self.scorers, **kwargs)
+
+
+@pytest.fixture
+def fill(project: Project) -> Any:
+    """fill(answer, exp=..., rows=...): store answer(job) for every job of the plan; answer None skips it."""
+    opened: list[Store] = []
+
+    def _fill(answer: Callable[[Job], Answer | None], exp: dict[str, Any] | None = None,
+              rows: list[dict[str, Any]] | None = None) -> Filled:
+        project.write_dataset(rows if rows is not None else _rows())
+        path = project.write(exp if exp is not None else _experiment())
+        experiment = load_experiment(path)
+        plan = build_plan(experiment)
+        store = Store.open(experiment.store_path())
+        opened.append(store)
+        run_id = store.start_run(name=experiment.name, experiment_hash="h", experiment_path=path,
+                                 planned=plan.count(), args={})
+        for job in plan.jobs():
+            got = answer(job)
+            if got is None:
+                continue
+            fields: dict[str, Any] = {"text": got} if isinstance(got, str) else dict(got)
+            if fields.get("status") == "failed":
+                fields.setdefault("text", None)
+            else:
+                fields.setdefault("finish_reason", "stop")
+                fields.setdefault("prompt_tokens", 50)
+                fields.setdefault("completion_tokens", 8)
+            store.save_job(job_id=job.job_id, run_id=run_id, cell_key=job.cell.key(), model=job.cell.variant.model,
+                           quantization=job.cell.variant.quantization, item_id=job.item.id, repeat=job.repeat,
+                           status=fields.pop("status", "ok"), attempts=1, **fields)
+        return Filled(path, plan, store, build_scorers(list(experiment.scorers), experiment.dataset.label_field))
+
+    yield _fill
+    for store in opened:
+        store.close()
+
+
+def _valid(job: Job) -> bool:
+    return bool(job.item.fields["valid"])
+
+
+def right(job: Job) -> str:
+    return json.dumps({"valid": _valid(job)})
+
+
+def wrong(job: Job) -> str:
+    return json.dumps({"valid": not _valid(job)})
+
+
+def _k(job: Job) -> int:
+    return int(job.item.id[1:])
+
+
+def _one(findings: list[Finding], kind: str) -> Finding:
+    matching = [f for f in findings if f.kind == kind]
+    assert len(matching) == 1, [f.kind for f in findings]
+    return matching[0]
+
+
+def _kinds(findings: list[Finding]) -> list[str]:
+    return [f.kind for f in findings]
+
+
+# --- classes: kappa, MCC, balanced accuracy and the binomial test against the majority class -------
+
+
+def test_worked_confusion_tp3_fp2_tn3_fn2(fill: Any) -> None:
+    # Valid items i00 i02 i04 i06 i08: answer true on i00 i02 i04 (tp=3), false on i06 i08 (fn=2).
+    # Invalid items i01 i03 i05 i07 i09: answer false on i01 i03 i05 (tn=3), true on i07 i09 (fp=2).
+    # accuracy = 6/10.
+    # kappa: p_o = 0.6; truth 5 positive / 5 negative, answers 5 positive / 5 negative,
+    #        p_e = 0.5*0.5 + 0.5*0.5 = 0.5; kappa = (0.6 - 0.5) / (1 - 0.5) = 0.2
+    # MCC = (3*3 - 2*2) / sqrt(5*5*5*5) = 5 / 25 = 0.2
+    # balanced accuracy = (3/5 + 3/5) / 2 = 0.6
+    # majority: 5 of 10 (true, listed first); P(X >= 6 | n=10, p=0.5) = (210+120+45+10+1)/1024 = 386/1024
+    filled = fill(lambda j: right(j) if _k(j) in {0, 2, 4, 1, 3, 5} else wrong(j))
+    findings = filled.diagnose()
+    assert _kinds(findings) == ["no_better_than_majority"]
+    f = findings[0]
+    assert f.numbers["kappa"] == pytest.approx(0.2)
+    assert f.numbers["mcc"] == pytest.approx(0.2)
+    assert f.numbers["balanced_accuracy"] == pytest.approx(0.6)
+    assert f.numbers["p_vs_majority"] == pytest.approx(386 / 1024)
+    assert f.numbers["p_vs_majority"] == pytest.approx(sps.binomtest(6, 10, 0.5, alternative="greater").pvalue)
+    assert (f.numbers["n"], f.numbers["correct"], f.numbers["majority_count"]) == (10, 6, 5)
+    assert f.numbers["majority_class"] is True
+    assert f.numbers["predictions"] == {"True": 5, "False": 5}
+    assert f.text == ("fake: no better than always answering valid=true (6 of 10 right; always true gets 5; "
+                      "exact binomial p=0.38 over 10 items; kappa 0.20, MCC 0.20, balanced accuracy 0.60)")
+    # It falls short of the baseline by nothing (6 > 5), so it explains no wrong answer.
+    assert f.weight == 0.0
+    assert f.hypothesis is None
+
+
+def test_constant_answer_on_balanced_set(fill: Any) -> None:
+    # Always {"valid": true} on 5 true / 5 false: tp=5, fp=5, tn=0, fn=0.
+    # kappa: p_o = 0.5, p_e = 0.5*1 + 0.5*0 = 0.5 -> 0; MCC: the "said false" margin is empty -> 0;
+    # balanced accuracy = (5/5 + 0/5) / 2 = 0.5; P(X >= 5 | 10, 0.5) = 638/1024.
+    filled = fill(lambda j: '{"valid": true}')
+    findings = filled.diagnose()
+    f = _one(findings, "constant_answer_no_better_than_majority")
+    assert _kinds(findings) == ["constant_answer_no_better_than_majority"]
+    assert f.numbers["kappa"] == 0.0
+    assert f.numbers["mcc"] == 0.0
+    assert f.numbers["balanced_accuracy"] == 0.5
+    assert f.numbers["constant_answer"] is True
+    assert f.numbers["p_vs_majority"] == pytest.approx(638 / 1024)
+    assert f.weight == pytest.approx(0.5)  # the five invalid items, all wrong
+    assert f.text == ("fake: gives valid=true in 10 of 10 answers that state a class: a constant answer; "
+                      "no better than always answering valid=true (5 of 10 right; always true gets 5; exact "
+                      "binomial p=0.62 over 10 items; kappa 0.00, MCC 0.00, balanced accuracy 0.50)")
+
+
+def _mostly_true(job: Job) -> str:
+    # 100 items, 50 valid: every valid item answered true, invalid i01..i19 (odd) false, the other 40
+    # invalid items true. Answers: 90 true of 100 (constant, >= 90%); right: 50 + 10 = 60.
+    return right(job) if _valid(job) or _k(job) < 20 else wrong(job)
+
+
+def test_constant_answer_that_beats_the_majority(fill: Any) -> None:
+    # P(X >= 60 | n=100, p=0.5) = 0.028 < 0.05: better than always answering true, yet constant.
+    filled = fill(_mostly_true, rows=_rows(100))
+    findings = filled.diagnose()
+    f = _one(findings, "constant_answer")
+    assert _kinds(findings) == ["constant_answer"]
+    assert f.numbers["p_vs_majority"] == pytest.approx(sps.binomtest(60, 100, 0.5, alternative="greater").pvalue)
+    assert f.numbers["p_vs_majority"] < 0.05
+    assert f.text == "fake: gives valid=true in 90 of 100 answers that state a class: a constant answer"
+
+
+def test_constant_answer_weight_counts_only_wrong_answers(fill: Any) -> None:
+    filled = fill(_mostly_true, rows=_rows(100))
+    f = _one(filled.diagnose(), "constant_answer")
+    # The constant answer explains the 40 invalid items answered true; it cannot explain right answers.
+    assert f.weight == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(("true_answers", "kind"), [
+    # 9 of 10 answers true (the valid five, and i01 i03 i05 i07): 90% -> constant; 6 right, p = 386/1024.
+    pytest.param(9, "constant_answer_no_better_than_majority", id="90%-is-constant"),
+    # 8 of 10 true (the valid five, and i01 i03 i05): 80%, not constant; 7 right, p = 176/1024.
+    pytest.param(8, "no_better_than_majority", id="80%-is-not"),
+])
+def test_constant_answer_threshold(fill: Any, true_answers: int, kind: str) -> None:
+    # The five valid items answered true, and the first (true_answers - 5) invalid ones too; the rest false.
+    extra = {1, 3, 5, 7, 9}.intersection(range(2 * (true_answers - 5)))
+    findings = fill(lambda j: '{"valid": true}' if _valid(j) or _k(j) in extra else '{"valid": false}').diagnose()
+    assert _kinds(findings) == [kind]
+    assert findings[0].numbers["predictions"] == {"True": true_answers, "False": 10 - true_answers}
+
+
+def test_better_than_majority_gives_no_class_finding(fill: Any) -> None:
+    # 9 of 10 right (i01 answered true): P(X >= 9 | 10, 0.5) = 11/1024 = 0.0107 < 0.05; answers 6 true / 4 false.
+    filled = fill(lambda j: wrong(j) if j.item.id == "i01" else right(j))
+    assert filled.diagnose() == []
+    # The same cell at a stricter alpha is not shown better than the majority any more.
+    strict = filled.diagnose(alpha=0.01)
+    f = _one(strict, "no_better_than_majority")
+    assert f.numbers["p_vs_majority"] == pytest.approx(11 / 1024)
+
+
+def test_one_class_only_in_the_labels(fill: Any) -> None:
+    # All ten items valid and a perfect model: it cannot be told apart from always answering true.
+    # binomial_greater(10, 10, 1.0) = P(X >= 10 | 10, 1.0) = 1.0. kappa: both labelings all true, p_e = 1,
+    # by the stats module's convention 1.0 (perfect agreement); MCC: empty margins -> 0.0; balanced
+    # accuracy: only the positive class occurs, its recall 1.0.
+    # A perfect cell is never called "no better"; the constant answer is still flagged, at weight 0.
+    filled = fill(right, rows=_rows(valid=lambda k: True))
+    findings = filled.diagnose()
+    f = _one(findings, "constant_answer")
+    assert _kinds(findings) == ["constant_answer"]
+    assert f.numbers["p_vs_majority"] == 1.0 == binomial_greater(10, 10, 1.0)
+    assert (f.numbers["correct"], f.numbers["majority_count"]) == (10, 10)
+    assert (f.numbers["kappa"], f.numbers["mcc"], f.numbers["balanced_accuracy"]) == (1.0, 0.0, 1.0)
+    # Every answer is right, so the finding explains no wrong answer and sorts last.
+    assert f.weight == 0.0
+    assert f.text == "fake: gives valid=true in 10 of 10 answers that state a class: a constant answer"
+
+
+def test_perfect_small_cell_is_not_called_no_better(fill: Any) -> None:
+    # 4 items (2 valid), all right: P(X >= 4 | 4, 0.5) = 1/16 = 0.0625 >= 0.05.
+    filled = fill(right, rows=_rows(4))
+    findings = filled.diagnose()
+    assert not any("no better than" in f.text for f in findings), [f.text for f in findings]
+
+
+def test_repeats_of_the_same_answers_do_not_change_the_class_test(fill: Any) -> None:
+    # 7 of 10 items right in every repeat (temperature 0, deterministic): P(X >= 7 | 10, 0.5) = 176/1024.
+    exp = _experiment(repeats=3)
+    filled = fill(lambda j: right(j) if _k(j) < 7 else wrong(j), exp=exp)
+    f = _one(filled.diagnose(), "no_better_than_majority")
+    assert f.numbers["p_vs_majority"] == pytest.approx(176 / 1024)
+
+
+# --- outcomes -------------------------------------------------------------------------------------
+
+
+def test_truncated(fill: Any) -> None:
+    # i00..i02 cut off mid-JSON; the other seven right. Truncated answers state no class.
+    def answer(job: Job) -> Answer:
+        if _k(job) < 3:
+            return {"text": '{"valid": tr', "finish_reason": "length", "completion_tokens": 16}
+        return right(job)
+
+    findings = fill(answer).diagnose()
+    f = _one(findings, "truncated")
+    assert f.text == ("fake: 3 of 10 answers cut off at max_tokens=16; raise max_tokens or constrain the output "
+                      "(response_format)")
+    assert f.numbers == {"count": 3, "n": 10, "max_tokens": 16}
+    assert f.weight == pytest.approx(0.3)
+    assert f.hypothesis == "prompt engineering"
+    # 7 of 10 right against a majority of 5: P(X >= 7 | 10, 0.5) = 176/1024 = 0.17, a weight-0 summary after it.
+    assert _kinds(findings) == ["truncated", "no_better_than_majority"]
+    summary = findings[1].numbers
+    assert summary["p_vs_majority"] == pytest.approx(176 / 1024)
+    assert (summary["answered"], summary["predictions"]) == (7, {"True": 3, "False": 4})
+    # The confusion counts take an answer without a class as the negative one (runner.metrics): the cut-off
+    # i00 i02 are fn, the cut-off i01 a tn. tp=3 (i04 i06 i08), fn=2, tn=5 (i01 i03 i05 i07 i09), fp=0.
+    # balanced accuracy = (3/5 + 5/5) / 2 = 0.8; MCC = (3*5 - 0) / sqrt(3 * 5 * 5 * 7) = 15 / sqrt(525);
+    # kappa: p_o = 8/10, p_e = 0.5 * 0.3 + 0.5 * 0.7 = 0.5 -> (0.8 - 0.5) / 0.5 = 0.6.
+    assert summary["balanced_accuracy"] == pytest.approx(0.8)
+    assert summary["mcc"] == pytest.approx(15 / math.sqrt(525))
+    assert summary["kappa"] == pytest.approx(0.6)
+
+
+def test_no_json(fill: Any) -> None:
+    findings = fill(lambda j: "I think this config is fine." if _k(j) < 2 else right(j)).diagnose()
+    f = _one(findings, "no_json")
+    assert f.text == ("fake: 2 of 10 answers contain no JSON (prose or an echo of the input); constrain the "
+                      "output with response_format or show the answer format")
+    assert f.numbers == {"count": 2, "n": 10}
+    assert f.weight == pytest.approx(0.2)
+    assert findings[0] is f
+
+
+def test_wrong_shape_names_the_key(fill: Any) -> None:
+    # Three answers lack the key, one gives a list for it: four wrong shapes, most often the missing key.
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        if k < 3:
+            return '{"ok": true}'
+        if k == 3:
+            return '{"valid": [false]}'
+        return right(job)
+
+    findings = fill(answer).diagnose()
+    f = _one(findings, "wrong_shape")
+    assert f.text == "fake: 4 of 10 answers are JSON of the wrong shape (most often no key 'valid': 3)"
+    assert f.numbers == {"count": 4, "n": 10, "most_common": "no key 'valid'"}
+    assert f.weight == pytest.approx(0.4)
+    assert findings[0] is f
+
+
+def test_empty(fill: Any) -> None:
+    findings = fill(lambda j: "" if _k(j) == 0 else ("  \n" if _k(j) == 1 else right(j))).diagnose()
+    f = _one(findings, "empty")
+    assert f.text == "fake: 2 of 10 answers are empty"
+    assert f.numbers == {"count": 2, "n": 10}
+    assert f.weight == pytest.approx(0.2)
+
+
+def test_failed_requests(fill: Any) -> None:
+    # i00..i02 failed (two HTTP 500, one timeout); the seven answered are all right. Of those, 4 are
+    # invalid (majority 4 of 7): P(X >= 7 | 7, 4/7) = (4/7)^7 = 0.020 < 0.05, so no class finding.
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        if k < 2:
+            return {"status": "failed", "error": "HTTP 500: boom"}
+        if k == 2:
+            return {"status": "failed", "error": "timeout: no answer in 2 s"}
+        return right(job)
+
+    findings = fill(answer).diagnose()
+    assert _kinds(findings) == ["failed"]
+    f = findings[0]
+    assert f.text == ("fake: 3 of 10 requests failed after their retries (most often: HTTP 500); `runner run` "
+                      "again retries them")
+    assert f.numbers == {"count": 3, "n": 10, "most_common": "HTTP 500"}
+    assert f.weight == pytest.approx(0.3)
+
+
+def test_findings_sorted_by_weight(fill: Any) -> None:
+    # 4 truncated, 2 prose, 1 empty, 3 right: weights 0.4, 0.2, 0.1, then the class summary
+    # (3 right vs majority 5: (5 - 3) / 10 = 0.2, after no_json, which came first at the same weight).
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        if k < 4:
+            return {"text": '{"val', "finish_reason": "length"}
+        if k < 6:
+            return "valid"
+        if k == 6:
+            return ""
+        return right(job)
+
+    findings = fill(answer).diagnose()
+    assert _kinds(findings) == ["truncated", "no_json", "no_better_than_majority", "empty"]
+    assert [f.weight for f in findings] == pytest.approx([0.4, 0.2, 0.2, 0.1])
+    weights = [f.weight for f in findings]
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_the_same_finding_in_some_cells_is_said_once(fill: Any) -> None:
+    # Four cells (prompt a/b x temperature 0.0/0.5); at temperature 0.0 both prompts cut off i00..i02.
+    exp = _experiment(prompts=2)
+    exp["sampling"]["temperature"] = [0.0, 0.5]
+
+    def answer(job: Job) -> Answer:
+        if job.cell.get("temperature") == 0.0 and _k(job) < 3:
+            return {"text": '{"valid": tr', "finish_reason": "length"}
+        return right(job)
+
+    findings = fill(answer, exp=exp).diagnose()
+    f = _one(findings, "truncated")
+    assert f.text == ("in 2 cells (prompt=a, temperature=0.0; prompt=b, temperature=0.0): 3 of 10 answers cut off "
+                      "at max_tokens=16; raise max_tokens or constrain the output (response_format)")
+    assert f.numbers["cells"] == ["prompt=a, temperature=0.0", "prompt=b, temperature=0.0"]
+    assert f.weight == pytest.approx(0.3)
+
+
+# --- repeats and items ----------------------------------------------------------------------------
+
+
+def test_flips(fill: Any) -> None:
+    # Two repeats; i00 and i01 answer right then wrong: 2 of 10 items flip.
+    # agreement = (8 * 1 + 2 * 0.5) / 10 = 0.9; entropy = (8 * 0 + 2 * 1 bit) / 10 = 0.2 bits.
+    # The class test runs over items (an item is right when most repeats are; a 1-1 tie is not): 8 of 10,
+    # P(X >= 8 | 10, 0.5) = 56/1024 = 0.055, so a no-better finding joins, weighing (5 - 8) -> 0.
+    exp = _experiment(repeats=2)
+    findings = fill(lambda j: wrong(j) if _k(j) < 2 and j.repeat == 1 else right(j), exp=exp).diagnose()
+    assert _kinds(findings) == ["flips", "no_better_than_majority"]
+    assert findings[1].numbers["p_vs_majority"] == pytest.approx(56 / 1024)
+    f = findings[0]
+    assert f.text == "fake: 2 of 10 items flip between repeats (agreement 0.90, answer entropy 0.20 bits)"
+    assert f.numbers == {"flipped": 2, "items": 10}
+    assert f.weight == pytest.approx(0.1)
+    assert f.hypothesis == "sampling randomness"
+
+
+def test_repeats_that_agree_give_no_flips(fill: Any) -> None:
+    exp = _experiment(repeats=3)
+    findings = fill(lambda j: wrong(j) if _k(j) == 0 else right(j), exp=exp).diagnose()
+    assert "flips" not in _kinds(findings)
+
+
+def test_item_wrong_everywhere(fill: Any) -> None:
+    # Two prompts; i03 wrong under both, everything else right. Same right/wrong pattern in both cells,
+    # so no discordant pairs: no underpowered comparison either.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: wrong(j) if j.item.id == "i03" else right(j), exp=exp).diagnose()
+    assert _kinds(findings) == ["item_wrong_everywhere"]
+    f = findings[0]
+    assert f.text == ("1 of 10 items are wrong in every cell (2 cells): i03; suspect the item or the task, "
+                      "not the settings")
+    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False}
+    assert f.subject == "items"
+    assert f.weight == pytest.approx(0.05)
+
+
+def test_every_item_wrong_everywhere_is_left_to_the_class_findings(fill: Any) -> None:
+    # Every answer wrong under both prompts: a statement about the model, not about some items. The two
+    # cells say the same thing, so it is said once. Answers are the labels inverted: tp = tn = 0, fp = fn = 5;
+    # kappa: p_o = 0, p_e = 0.5 -> -1; MCC = (0 - 25) / 25 = -1; balanced accuracy 0; p = P(X >= 0) = 1.
+    exp = _experiment(prompts=2)
+    findings = fill(wrong, exp=exp).diagnose()
+    assert _kinds(findings) == ["no_better_than_majority"]
+    f = findings[0]
+    assert f.text == ("in every cell (2): no better than always answering valid=true (0 of 10 right; always true "
+                      "gets 5; exact binomial p=1 over 10 items; kappa -1.00, MCC -1.00, balanced accuracy 0.00)")
+    assert f.subject == "in every cell (2)"
+    assert f.numbers["cells"] == ["prompt=a", "prompt=b"]
+    assert (f.numbers["kappa"], f.numbers["mcc"], f.numbers["balanced_accuracy"]) == (-1.0, -1.0, 0.0)
+    assert f.weight == pytest.approx(0.5)  # (5 - 0) / 10 short of the majority
+
+
+def test_item_wrong_in_one_cell_only_is_not_wrong_everywhere(fill: Any) -> None:
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: wrong(j) if j.item.id == "i03" and j.cell.get("prompt") == "a" else right(j),
+                    exp=exp).diagnose()
+    assert "item_wrong_everywhere" not in _kinds(findings)
+
+
+def test_one_cell_does_not_blame_the_item_over_the_settings(fill: Any) -> None:
+    exp = _experiment(repeats=2)
+    findings = fill(lambda j: wrong(j) if j.item.id == "i03" else right(j), exp=exp).diagnose()
+    assert not any(f.kind == "item_wrong_everywhere" and "not the settings" in f.text for f in findings)
+
+
+# --- comparisons ----------------------------------------------------------------------------------
+
+
+def _connor(p10: float, p01: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Connor (1987), worked with the standard library's normal quantiles, not scipy's."""
+    z = statistics.NormalDist()
+    pd, delta = p10 + p01, p10 - p01
+    root = z.inv_cdf(1 - alpha / 2) * math.sqrt(pd) + z.inv_cdf(power) * math.sqrt(pd - delta**2)
+    return math.ceil((root / delta) ** 2)
+
+
+def test_underpowered_comparison(fill: Any) -> None:
+    # Prompt a (baseline) right on i00..i05; prompt b right on i00..i04 and i06..i08.
+    # Pairs: 10; only b right: i06 i07 i08 (3); only a right: i05 (1). Difference 0.8 - 0.6 = +0.20.
+    # McNemar: 1 of 4 discordant at p=0.5, two-sided = 2 * (1 + 4) / 16 = 0.625; one comparison, Holm the same.
+    # Connor: p10 = 0.3, p01 = 0.1, pd = 0.4, delta = 0.2;
+    #   n = ((1.959964 * sqrt(0.4) + 0.841621 * sqrt(0.4 - 0.04)) / 0.2)^2
+    #     = ((1.959964 * 0.632456 + 0.841621 * 0.6) / 0.2)^2 = ((1.239581 + 0.504973) / 0.2)^2
+    #     = 8.722770^2 = 76.09 -> 77
+    exp = _experiment(prompts=2)
+
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        good = k <= 5 if job.cell.get("prompt") == "a" else k <= 4 or 6 <= k <= 8
+        return right(job) if good else wrong(job)
+
+    findings = fill(answer, exp=exp).diagnose()
+    f = _one(findings, "underpowered")
+    assert f.numbers["n_pairs"] == 10
+    assert f.numbers["difference"] == pytest.approx(0.2)
+    assert f.numbers["p"] == pytest.approx(0.625)
+    assert f.numbers["p"] == pytest.approx(sps.binomtest(1, 4, 0.5).pvalue)
+    assert f.numbers["p_holm"] == pytest.approx(0.625)
+    assert f.numbers["pairs_needed"] == mcnemar_sample_size(3 / 10, 1 / 10) == _connor(0.3, 0.1) == 77
+    assert f.text == ("prompt b vs a: difference +0.20 in accuracy is not detectable at n=10 items (McNemar "
+                      "p=0.62, Holm 0.62); about 77 items would be needed for 80% power at alpha=0.05 (Connor 1987)")
+    assert f.subject == "prompt b vs a"
+    assert f.hypothesis == "prompt engineering"
+    assert f.weight == pytest.approx(0.05)
+    # i09 is wrong under both prompts.
+    assert _one(findings, "item_wrong_everywhere").numbers["items"] == ["i09"]
+
+
+@pytest.mark.parametrize("wrong_under", [
+    pytest.param({"a": {3}, "b": {3}}, id="no-discordant-pairs"),
+    pytest.param({"a": {3}, "b": {4}}, id="one-each-way"),
+])
+def test_no_difference_gives_no_underpowered(fill: Any, wrong_under: dict[str, set[int]]) -> None:
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: wrong(j) if _k(j) in wrong_under[j.cell.get("prompt")] else right(j),
+                    exp=exp).diagnose()
+    assert "underpowered" not in _kinds(findings)
+
+
+def test_significant_difference_gives_no_underpowered(fill: Any) -> None:
+    # 30 items; prompt b right everywhere, prompt a wrong on the first 10: 10 vs 0 discordant,
+    # McNemar p = 2 / 2^10 = 0.002.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: wrong(j) if j.cell.get("prompt") == "a" and _k(j) < 10 else right(j),
+                    exp=exp, rows=_rows(30)).diagnose()
+    assert "underpowered" not in _kinds(findings)
+
+
+def test_pairs_needed_is_more_than_pairs_tested(fill: Any) -> None:
+    # 5 items; prompt a wrong on all, prompt b right on all: 5 vs 0 discordant, exact McNemar p = 2/32 = 0.0625.
+    # Connor: p10 = 1, p01 = 0 -> ((1.96 * 1 + 0.84 * 0) / 1)^2 = 3.84 -> 4 < 5.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: wrong(j) if j.cell.get("prompt") == "a" else right(j), exp=exp,
+                    rows=_rows(5)).diagnose()
+    f = _one(findings, "underpowered")
+    needed = f.numbers["pairs_needed"]
+    assert needed is None or needed > f.numbers["n_pairs"], f.text
+
+
+# --- context, reasons, calibration ----------------------------------------------------------------
+
+
+def test_context_limit(fill: Any) -> None:
+    # n_ctx 512, max_tokens 16. Over: prompt + 16 > 512, i.e. prompt > 496: i00 (500), i01 (497).
+    # Close: over 0.9 * 512 = 460.8 and not over: i02 (470), i03 (496: 496 + 16 = 512 fits exactly).
+    # i04 (460) is under 460.8. Weight: 2 over of 10 prompts.
+    tokens = {0: 500, 1: 497, 2: 470, 3: 496, 4: 460}
+
+    def answer(job: Job) -> Answer:
+        return {"text": right(job), "prompt_tokens": tokens.get(_k(job), 100), "variant": {"n_ctx_per_slot": 512}}
+
+    findings = fill(answer).diagnose()
+    assert _kinds(findings) == ["context_limit"]
+    f = findings[0]
+    assert f.text == ("fake: 2 prompts plus max_tokens=16 exceed the 512-token context (i00, i01); "
+                      "2 use over 90% of it (i02, i03); raise n_ctx")
+    assert f.numbers == {"over": ["i00", "i01"], "close": ["i02", "i03"], "refused": [], "n_ctx": 512}
+    assert f.weight == pytest.approx(0.2)
+    assert f.hypothesis == "context-window truncation"
+
+
+def test_context_refused_requests(fill: Any) -> None:
+    def answer(job: Job) -> Answer:
+        if _k(job) < 2:
+            return {"status": "failed", "variant": {"n_ctx_per_slot": 512},
+                    "error": "HTTP 400: the request exceeds the available context size, try increasing it"}
+        return {"text": right(job), "prompt_tokens": 100, "variant": {"n_ctx_per_slot": 512}}
+
+    findings = fill(answer).diagnose()
+    f = _one(findings, "context_limit")
+    assert f.text == "fake: 2 were refused for context length (i00, i01); raise n_ctx"
+    assert f.numbers["refused"] == ["i00", "i01"]
+    assert _one(findings, "failed").numbers["most_common"] == "HTTP 400"
+
+
+def test_context_weight_is_a_share_when_every_request_was_refused(fill: Any) -> None:
+    def answer(job: Job) -> Answer:
+        return {"status": "failed", "variant": {"n_ctx_per_slot": 512},
+                "error": "HTTP 400: the request exceeds the available context size, try increasing it"}
+
+    f = _one(fill(answer).diagnose(), "context_limit")
+    assert f.weight == pytest.approx(1.0)
+
+
+def test_no_context_finding_without_n_ctx(fill: Any) -> None:
+    findings = fill(lambda j: {"text": right(j), "prompt_tokens": 10_000}).diagnose()
+    assert findings == []
+
+
+def _reasons(hit: Callable[[int], bool]) -> Callable[[Job], Answer]:
+    def answer(job: Job) -> Answer:
+        if _valid(job):
+            return json.dumps({"valid": True, "failures": []})
+        rule = job.item.fields["rule"]
+        return json.dumps({"valid": False, "failures": [rule if hit(_k(job)) else "something_else"]})
+
+    return answer
+
+
+def test_reasons_miss(fill: Any) -> None:
+    # Five invalid items, all rightly called invalid; the failures list names the rule for i01 i03 i05,
+    # not for i07 i09: hits 3 of 5 (60%). Weight (5 - 3) / 10 answers * 0.5 = 0.1.
+    exp = _experiment(reasons_field="failures", reason_label_field="rule")
+    findings = fill(_reasons(lambda k: k <= 5), exp=exp).diagnose()
+    assert _kinds(findings) == ["reasons_miss"]
+    f = findings[0]
+    assert f.text == ("fake: of 5 invalid items rightly called invalid, the failures list named the broken rule "
+                      "for 3 (60%): right answers for the wrong reasons")
+    assert f.numbers == {"caught": 5, "hits": 3}
+    assert f.weight == pytest.approx(0.1)
+
+
+def test_reasons_all_hit_gives_no_finding(fill: Any) -> None:
+    exp = _experiment(reasons_field="failures", reason_label_field="rule")
+    assert fill(_reasons(lambda k: True), exp=exp).diagnose() == []
+
+
+def test_reasons_miss_counts_items_not_answers(fill: Any) -> None:
+    exp = _experiment(repeats=2, reasons_field="failures", reason_label_field="rule")
+    f = _one(fill(_reasons(lambda k: k <= 5), exp=exp).diagnose(), "reasons_miss")
+    assert "10 invalid items" not in f.text, f.text
+
+
+def _confident(right_conf: list[float], wrong_conf: list[float]) -> Callable[[Job], Answer]:
+    # Items i00..i(len(right_conf)-1) right, the next ones wrong, each with its stated confidence.
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        if k < len(right_conf):
+            return json.dumps({"valid": _valid(job), "confidence": right_conf[k]})
+        return json.dumps({"valid": not _valid(job), "confidence": wrong_conf[k - len(right_conf)]})
+
+    return answer
+
+
+def test_calibration(fill: Any) -> None:
+    # Right (6): 0.9 0.8 0.6 0.7 0.9 0.5, mean 4.4 / 6 = 0.733; squared errors against 1:
+    #   0.01 + 0.04 + 0.16 + 0.09 + 0.01 + 0.25 = 0.56
+    # Wrong (4): 0.8 0.9 0.6 0.7, mean 3.0 / 4 = 0.75; squared errors against 0:
+    #   0.64 + 0.81 + 0.36 + 0.49 = 2.30
+    # Brier = (0.56 + 2.30) / 10 = 0.286 > 0.25, and wrong answers are more confident than right ones.
+    exp = _experiment(confidence_field="confidence")
+    findings = fill(_confident([0.9, 0.8, 0.6, 0.7, 0.9, 0.5], [0.8, 0.9, 0.6, 0.7]), exp=exp).diagnose()
+    f = _one(findings, "calibration")
+    assert f.numbers["brier"] == pytest.approx(0.286)
+    assert f.numbers["mean_right"] == pytest.approx(4.4 / 6)
+    assert f.numbers["mean_wrong"] == pytest.approx(0.75)
+    assert f.numbers["n"] == 10
+    assert f.text == ("fake: stated confidence does not track correctness: mean 0.73 when right (n=6), 0.75 when "
+                      "wrong (n=4); Brier score 0.29 (always saying 0.5 scores 0.25)")
+    assert f.weight == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(("right_conf", "wrong_conf", "brier"), [
+    # Means 0.90 vs 0.85 do not separate (< 0.1) though Brier is fine: 8 * 0.01 + 2 * 0.7225 = 1.525 -> 0.1525.
+    pytest.param([0.9] * 8, [0.85] * 2, 0.1525, id="no-separation"),
+    # Means separate (0.3 vs 0.1) but Brier is worse than always 0.5: 6 * 0.49 + 4 * 0.01 = 2.98 -> 0.298.
+    pytest.param([0.3] * 6, [0.1] * 4, 0.298, id="brier-over-0.25"),
+])
+def test_calibration_triggers(fill: Any, right_conf: list[float], wrong_conf: list[float], brier: float) -> None:
+    exp = _experiment(confidence_field="confidence")
+    f = _one(fill(_confident(right_conf, wrong_conf), exp=exp).diagnose(), "calibration")
+    assert f.numbers["brier"] == pytest.approx(brier)
+
+
+def test_calibration_sentence_says_what_is_wrong(fill: Any) -> None:
+    exp = _experiment(confidence_field="confidence")
+    f = _one(fill(_confident([0.3] * 6, [0.1] * 4), exp=exp).diagnose(), "calibration")
+    assert "does not track correctness" not in f.text, f.text
+
+
+@pytest.mark.parametrize(("right_conf", "wrong_conf"), [
+    # Separates (0.9 vs 0.2) and Brier (6 * 0.01 + 4 * 0.04) / 10 = 0.022.
+    pytest.param([0.9] * 6, [0.2] * 4, id="calibrated"),
+    # Only four answers state a confidence: too few to judge.
+    pytest.param([0.5] * 4, [], id="fewer-than-five"),
+])
+def test_no_calibration_finding(fill: Any, right_conf: list[float], wrong_conf: list[float]) -> None:
+    exp = _experiment(confidence_field="confidence")
+    answer = _confident(right_conf, wrong_conf)
+    n = len(right_conf) + len(wrong_conf)
+    findings = fill(lambda j: answer(j) if _k(j) < n else right(j), exp=exp).diagnose()
+    assert "calibration" not in _kinds(findings)
+
+
+def test_always_right_and_confident_gives_no_calibration_finding(fill: Any) -> None:
+    exp = _experiment(confidence_field="confidence")
+    findings = fill(lambda j: json.dumps({"valid": _valid(j), "confidence": 0.95}), exp=exp).diagnose()
+    assert findings == []
+
+
+# --- nothing to say -------------------------------------------------------------------------------
+
+
+def test_nothing_stored(fill: Any) -> None:
+    # n = 0: a plan with no results at all (two cells, so the comparison has no pairs).
+    filled = fill(lambda j: None, exp=_experiment(prompts=2, repeats=2))
+    assert filled.diagnose() == []
+    assert diagnose(filled.plan, None, filled.scorers) == []
+    assert diagnose(filled.plan, filled.store, []) == []
+
+
+def test_clean_results_give_no_findings(fill: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two prompts, two repeats, every answer right and well-formed, prompts far from the context.
+    exp = _experiment(prompts=2, repeats=2)
+    filled = fill(lambda j: {"text": right(j), "prompt_tokens": 40, "variant": {"n_ctx_per_slot": 512}}, exp=exp)
+    assert filled.diagnose() == []
+    assert main(["explain", str(filled.path)]) == 0
+    out = capsys.readouterr().out
+    assert out == nothing_wrong_line(filled.plan) + "\n"
+    assert out.count("\n") == 1
+    assert out.startswith("t: no findings: ")
+    assert main(["explain", str(filled.path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"experiment": "t", "findings": []}
+
+
+def test_explain_formats(fill: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two prompts: prose from prompt a on i00 i01; i03 wrong under both.
+    exp = _experiment(prompts=2)
+
+    def answer(job: Job) -> Answer:
+        if job.cell.get("prompt") == "a" and _k(job) < 2:
+            return "Looks valid to me."
+        return wrong(job) if _k(job) == 3 else right(job)
+
+    filled = fill(answer, exp=exp)
+    findings = filled.diagnose()
+    assert main(["explain", str(filled.path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["experiment"] == "t"
+    assert [f["kind"] for f in data["findings"]] == _kinds(findings)
+    assert {"no_json", "item_wrong_everywhere"} <= set(_kinds(findings))
+    assert set(data["findings"][0]) == {"kind", "subject", "text", "weight", "hypothesis", "numbers"}
+
+    assert main(["explain", str(filled.path), "--format", "markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(findings)
+    for i, (line, f) in enumerate(zip(lines, findings, strict=True), 1):
+        assert line.startswith(f"{i}. {f.text}")
+    no_json = _one(findings, "no_json")
+    assert no_json.text.startswith("prompt=a: 2 of 10 answers contain no JSON")
+    assert lines[findings.index(no_json)] == f"{findings.index(no_json) + 1}. {no_json.text} *(prompt engineering)*"
+
+    assert main(["explain", str(filled.path)]) == 0
+    assert capsys.readouterr().out == render_findings(filled.plan, findings, "text")
+
+
+def test_items_wrong_everywhere_that_are_one_class_blame_the_cells(fill: Any) -> None:
+    # Two prompts, both always answering valid=true: the five invalid items are wrong in both cells, and
+    # they are exactly the items of that class, so the sentence points at the class, not at the items.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: json.dumps({"valid": True}), exp=exp).diagnose()
+    f = _one(findings, "item_wrong_everywhere")
+    assert f.numbers["one_class"] is True
+    assert f.text == ("5 of 10 items are wrong in every cell (2 cells): i01, i03, i05, i07, i09; they are exactly "
+                      "the items labelled false: no cell ever gets that class right")
