@@ -78,3 +78,15 @@ def test_same_answers_through_openai_and_embedded_backends_at_temperature_0(
     texts = [[j["text"] for j in _jobs(project.store_path(name))] for name in ("served", "embedded")]
     assert texts[0] == texts[1]
     assert len(texts[0]) == 3
+
+
+def test_a_second_run_loads_no_model_and_sends_nothing(project: Project, capfd: pytest.CaptureFixture[str]) -> None:
+    exp = _experiment({"kind": "llamacpp", "n_ctx": 1024, "concurrency": 2}, source={"path": str(smollm_path())})
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "2"]) == 0
+    first = capfd.readouterr().err
+    assert "loading smollm2" in first
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "2"]) == 0
+    second = capfd.readouterr().err
+    assert "loading" not in second  # every job was resumed from the store: the model is never started
+    assert "0 succeeded, 0 failed, 2 resumed from the store" in second
