@@ -163,7 +163,8 @@ async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: P
         raise
     try:
         for warning in _probe_warnings(p, store):
-            progress.note(f"warning: {warning}")
+            # Not progress.note: --quiet hides the progress line, never a warning.
+            print(f"warning: {warning}", file=sys.stderr)
         executor = Executor(p.plan, store, p.backend, p.scorers, retry, progress)
         try:
             return await executor.run(options, experiment_hash(p.experiment))

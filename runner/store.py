@@ -128,13 +128,17 @@ class Store:
         self.conn.close()
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        for target in range(version, SCHEMA_VERSION):
+        while True:
             with self.conn:
-                self.conn.execute("BEGIN")
-                for statement in _statements(MIGRATIONS[target]):
+                # IMMEDIATE takes the write lock first, then the version is read again inside the
+                # transaction: two runners opening an old store at once migrate it once.
+                self.conn.execute("BEGIN IMMEDIATE")
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= SCHEMA_VERSION:
+                    return
+                for statement in _statements(MIGRATIONS[version]):
                     self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     # runs
 

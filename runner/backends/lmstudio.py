@@ -35,7 +35,7 @@ class LMStudioBackend(OpenAIBackend):
     async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
         try:
             listing = await self.client.get_json(f"{self.root}/api/v0/models")
-        except aiohttp.ClientResponseError:  # older LM Studio has no /api/v0: use what /v1/models says
+        except (aiohttp.ClientResponseError, ValueError):  # no /api/v0 (older LM Studio): use /v1/models
             yield VariantInfo(self.describe_model(variant.model_id))
             return
         entries = {e.get("id"): e for e in listing.get("data", []) if isinstance(e, dict)}

@@ -51,6 +51,11 @@ class OllamaBackend(Backend):
             raise BackendUnavailable(f"cannot reach Ollama at {self.settings.base_url} ({type(exc).__name__})",
                                      file=self.experiment.source_path, key="backend.base_url",
                                      fix="start `ollama serve` or correct base_url") from None
+        except ValueError:  # something else on that port: it answers, but not with JSON
+            await self.client.close()
+            raise BackendUnavailable(f"{self.settings.base_url}/api/tags answers, but not with JSON",
+                                     file=self.experiment.source_path, key="backend.base_url",
+                                     fix="point base_url at Ollama's root, e.g. http://127.0.0.1:11434") from None
 
     async def close(self) -> None:
         client = getattr(self, "client", None)

@@ -52,6 +52,12 @@ class OpenAIBackend(Backend):
                 file=self.experiment.source_path, key="backend.base_url",
                 fix="start the server or correct base_url",
             ) from None
+        except ValueError:  # a web page or another service on that port: it answers, but not with JSON
+            await self.client.close()
+            raise BackendUnavailable(
+                f"{self.settings.base_url}/models answers, but not with JSON", file=self.experiment.source_path,
+                key="backend.base_url", fix="point base_url at the API root (it usually ends in /v1)",
+            ) from None
 
     async def close(self) -> None:
         client = getattr(self, "client", None)

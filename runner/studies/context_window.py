@@ -46,7 +46,7 @@ class ContextResult:
     failure_kind: str  # refused | truncated | none
     requests: int
     request_bound: int
-    counted_by: str  # the server's tokenizer, or extrapolation from the first probes
+    counted_by: str  # the server's tokenizer, or calibration probes of 1 and 2 words
     probes: list[Probe] = field(default_factory=list)
     items_over: list[dict[str, Any]] = field(default_factory=list)
     items_checked: int = 0
@@ -64,15 +64,32 @@ class _Search:
     def __init__(self, backend: Backend, variant: Variant, study: ContextWindowStudy) -> None:
         self.backend, self.variant, self.study = backend, variant, study
         self.probes: list[Probe] = []
-        self.fit: tuple[float, float] | None = None  # tokens = a + b * words, from accepted probes
+        self.requests = 0
+        self.fit: tuple[float, float] | None = None  # tokens = a + b * words, when there is no tokenizer
         self.tokenizer = True
+
+    async def calibrate(self) -> None:
+        """Without a tokenizer, learn tokens per filler word from prompts of 1 and 2 words: far below
+        any limit, so the counts the server reports for them are what was sent."""
+        if await self.backend.count_tokens(_messages(self.study, 1)) is not None:
+            return
+        self.tokenizer = False
+        reads = []
+        for words in (1, 2):
+            self.requests += 1
+            try:
+                completion = await self.backend.generate(ChatRequest(
+                    self.variant.model_id, _messages(self.study, words), {"temperature": 0.0, "max_tokens": 1}))
+            except BackendError:
+                return
+            reads.append(completion.prompt_tokens)
+        if reads[0] is not None and reads[1] is not None:
+            slope = reads[1] - reads[0]
+            self.fit = (reads[0] - slope, slope)
 
     async def expected_tokens(self, words: int) -> int | None:
         if self.tokenizer:
-            counted = await self.backend.count_tokens(_messages(self.study, words))
-            if counted is not None:
-                return counted
-            self.tokenizer = False
+            return await self.backend.count_tokens(_messages(self.study, words))
         if self.fit is None:
             return None
         a, b = self.fit
@@ -80,6 +97,7 @@ class _Search:
 
     async def probe(self, words: int) -> Probe:
         sent = await self.expected_tokens(words)
+        self.requests += 1
         try:
             completion = await self.backend.generate(ChatRequest(
                 self.variant.model_id, _messages(self.study, words),
@@ -92,29 +110,19 @@ class _Search:
         repeated = MARKER in completion.text.lower()
         if sent is not None and read is not None:
             # Exact: llama.cpp's tokenizer count equals its reported prompt_tokens (pinned in tests), and the
-            # extrapolation is exact for a filler of one token per word.
+            # calibrated count is exact for a filler of one token per word.
             status = "accepted" if read >= sent else "truncated"
-        elif read is None:
-            status = "accepted" if repeated else "truncated"
         else:
-            status = "accepted"
+            # No counts to compare: only the marker at the start can show that the prompt was read whole.
+            status = "accepted" if repeated else "truncated"
         p = Probe(words, status, sent, read, repeated)
         self.probes.append(p)
-        self._learn()
         return p
-
-    def _learn(self) -> None:
-        """Tokens per filler word from the first two accepted probes, when there is no tokenizer."""
-        if self.tokenizer or self.fit is not None:
-            return
-        ok = [p for p in self.probes if p.status == "accepted" and p.read_tokens is not None]
-        if len(ok) >= 2 and ok[1].words != ok[0].words:
-            slope = (ok[1].read_tokens - ok[0].read_tokens) / (ok[1].words - ok[0].words)  # type: ignore[operator]
-            self.fit = (ok[0].read_tokens - slope * ok[0].words, slope)  # type: ignore[operator]
 
 
 async def find_limit(backend: Backend, variant: Variant, study: ContextWindowStudy) -> ContextResult:
     search = _Search(backend, variant, study)
+    await search.calibrate()
     words = study.start_words
     last_ok: Probe | None = None
     first_bad: Probe | None = None
@@ -126,12 +134,12 @@ async def find_limit(backend: Backend, variant: Variant, study: ContextWindowStu
             first_bad = p
             break
     label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
-    counted_by = "the server's tokenizer" if search.tokenizer else "extrapolation from the first probes"
+    counted_by = "the server's tokenizer" if search.tokenizer else "calibration probes of 1 and 2 words"
     if first_bad is None:
         return ContextResult(label, last_ok.read_tokens if last_ok else None,
-                             f"no failure up to {study.max_words} filler words", "none", len(search.probes),
-                             len(search.probes), counted_by, search.probes)
-    doublings = len(search.probes)
+                             f"no failure up to {study.max_words} filler words", "none", search.requests,
+                             search.requests, counted_by, search.probes)
+    doublings = search.requests
     low = last_ok.words if last_ok else 0
     high = first_bad.words
     span = max(high - low, 1)
@@ -144,7 +152,7 @@ async def find_limit(backend: Backend, variant: Variant, study: ContextWindowStu
             high, first_bad = mid, p
     return ContextResult(
         label, (last_ok.read_tokens or last_ok.sent_tokens) if last_ok else None, _failure_text(first_bad),
-        first_bad.status, len(search.probes), doublings + math.ceil(math.log2(span)), counted_by, search.probes)
+        first_bad.status, search.requests, doublings + math.ceil(math.log2(span)), counted_by, search.probes)
 
 
 def _failure_text(p: Probe) -> str:
