@@ -87,6 +87,8 @@ def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_it
         if isinstance(scorer, BinaryClassification):
             findings.extend(_class_findings(c, scorer, alpha))
             findings.extend(_reason_findings(c, scorer))
+        else:
+            findings.extend(_wrong_answer_findings(c))
         findings.extend(_flip_findings(c))
     findings.extend(_items_wrong_everywhere(cells))
     findings.extend(_context_findings(cells))
@@ -204,6 +206,20 @@ def _outcome_findings(c: _Cell) -> list[Finding]:
                            f"(most often: {error}); `runner run` again retries them", k / n, None,
                            {"count": k, "n": n, "most_common": error}))
     return out
+
+
+# answers that are well-formed and wrong (scorers without classes: exact, regex, json_field, code_tests)
+
+
+def _wrong_answer_findings(c: _Cell) -> list[Finding]:
+    wrong = [s for _, _, s, _ in c.scores if s is not None and s.outcome == ANSWERED and not s.correct]
+    n = c.stats.ok + c.stats.failed
+    if not wrong or n == 0:
+        return []
+    details = Counter(s.detail for s in wrong if s.detail)
+    most = f" (most often: {details.most_common(1)[0][0]})" if details else ""
+    return [Finding("wrong_answer", c.label, f"{c.label}: {len(wrong)} of {n} answers have the expected form but "
+                    f"are wrong{most}", len(wrong) / n, None, {"count": len(wrong), "n": n})]
 
 
 # classes

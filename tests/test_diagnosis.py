@@ -742,3 +742,16 @@ def test_items_wrong_everywhere_that_are_one_class_blame_the_cells(fill: Any) ->
     assert f.numbers["one_class"] is True
     assert f.text == ("5 of 10 items are wrong in every cell (2 cells): i01, i03, i05, i07, i09; they are exactly "
                       "the items labelled false: no cell ever gets that class right")
+
+
+def test_well_formed_wrong_answers_of_a_scorer_without_classes(fill: Any) -> None:
+    # An exact-match scorer on the label: items i00..i02 answered right ("True"/"False" as the label),
+    # the rest with a well-formed but wrong word. No classes, so the finding is about wrong answers.
+    exp = _experiment()
+    exp["scorers"] = [{"type": "exact"}]
+    findings = fill(lambda j: str(_valid(j)) if _k(j) < 3 else "maybe", exp=exp).diagnose()
+    f = _one(findings, "wrong_answer")
+    assert f.text == "fake: 7 of 10 answers have the expected form but are wrong"
+    assert f.weight == pytest.approx(0.7)
+    # All right: nothing to say.
+    assert fill(lambda j: str(_valid(j)), exp=exp).diagnose() == []
