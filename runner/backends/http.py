@@ -6,11 +6,13 @@ Connection errors, timeouts, 429, 5xx and truncated bodies are retryable; other 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from runner.backends.base import BackendError, ChatRequest, Completion
+from runner.errors import BackendUnavailable
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -52,6 +54,19 @@ class HttpClient:
         async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             resp.raise_for_status()
             return await resp.json(content_type=None)
+
+    async def first_contact(self, path: str, *, what: str, config_file: Path, fix: str, fix_not_json: str) -> Any:
+        """GET `path` to show the server is there; on failure close the session and raise a user error."""
+        try:
+            return await self.get_json(path)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self.close()
+            raise BackendUnavailable(f"cannot reach {what} ({type(exc).__name__})", file=config_file,
+                                     key="backend.base_url", fix=fix) from None
+        except ValueError:  # a web page or another service on that port: it answers, but not with JSON
+            await self.close()
+            raise BackendUnavailable(f"{self.base_url}{path} answers, but not with JSON", file=config_file,
+                                     key="backend.base_url", fix=fix_not_json) from None
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         """POST JSON, return the decoded answer; every failure becomes a classified BackendError."""

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from pydantic import Field
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, VariantInfo
@@ -44,18 +43,10 @@ class OllamaBackend(Backend):
     async def start(self) -> None:
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
                                  connections=self.settings.concurrency)
-        try:
-            self.tags = await self.client.get_json("/api/tags")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            await self.client.close()
-            raise BackendUnavailable(f"cannot reach Ollama at {self.settings.base_url} ({type(exc).__name__})",
-                                     file=self.experiment.source_path, key="backend.base_url",
-                                     fix="start `ollama serve` or correct base_url") from None
-        except ValueError:  # something else on that port: it answers, but not with JSON
-            await self.client.close()
-            raise BackendUnavailable(f"{self.settings.base_url}/api/tags answers, but not with JSON",
-                                     file=self.experiment.source_path, key="backend.base_url",
-                                     fix="point base_url at Ollama's root, e.g. http://127.0.0.1:11434") from None
+        self.tags = await self.client.first_contact(
+            "/api/tags", what=f"Ollama at {self.settings.base_url}", config_file=self.experiment.source_path,
+            fix="start `ollama serve` or correct base_url",
+            fix_not_json="point base_url at Ollama's root, e.g. http://127.0.0.1:11434")
 
     async def close(self) -> None:
         client = getattr(self, "client", None)

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp_api import count_prompt_tokens
 from runner.config import BackendSettings
-from runner.errors import BackendUnavailable, ConfigError
+from runner.errors import ConfigError
 
 
 class OpenAISettings(BackendSettings):
@@ -43,21 +42,10 @@ class OpenAIBackend(Backend):
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
                                  api_key=os.environ.get(env) if env else None,
                                  connections=self.settings.concurrency)
-        try:
-            self.models = await self.client.get_json("/models")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            await self.client.close()
-            raise BackendUnavailable(
-                f"cannot reach {self.settings.base_url} ({type(exc).__name__})",
-                file=self.experiment.source_path, key="backend.base_url",
-                fix="start the server or correct base_url",
-            ) from None
-        except ValueError:  # a web page or another service on that port: it answers, but not with JSON
-            await self.client.close()
-            raise BackendUnavailable(
-                f"{self.settings.base_url}/models answers, but not with JSON", file=self.experiment.source_path,
-                key="backend.base_url", fix="point base_url at the API root (it usually ends in /v1)",
-            ) from None
+        self.models = await self.client.first_contact(
+            "/models", what=self.settings.base_url, config_file=self.experiment.source_path,
+            fix="start the server or correct base_url",
+            fix_not_json="point base_url at the API root (it usually ends in /v1)")
 
     async def close(self) -> None:
         client = getattr(self, "client", None)
