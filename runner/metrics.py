@@ -97,9 +97,12 @@ class CellStats:
             self._count_binary(scorer, score)
 
     def _count_binary(self, scorer: BinaryClassification, score: Score) -> None:
+        if score.prediction is None:
+            # No class stated (no JSON, cut off, wrong shape): not a true or false negative, just no
+            # answer; it is wrong for accuracy and shows in the outcome shares, not in the confusion counts.
+            return
         truth = scorer.is_positive(score.expected)
-        said = score.prediction is not None and scorer.is_positive(score.prediction)
-        # An answer with no usable prediction counts as the negative class: it did not say "positive".
+        said = scorer.is_positive(score.prediction)
         if truth and said:
             self.tp += 1
         elif truth:
