@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.compare import CellOutcomes, paired_comparisons
+from runner.diagnosis_across import context_findings, items_wrong_everywhere, power_findings
+from runner.findings import CellView, Finding, say_axis_value, say_number, say_value
 from runner.metrics import CellStats, iter_cell_results, scores_for
 from runner.planner import Cell, Plan
 from runner.scoring.scorers import (
@@ -41,38 +41,6 @@ from runner.stats import binomial_greater, brier_score
 from runner.store import Store
 
 CONSTANT_SHARE = 0.9
-CONTEXT_CLOSE = 0.9  # a prompt using 90% of the context leaves little room for the answer
-
-HYPOTHESES = {
-    "prompt": "prompt engineering", "system": "system-prompt interference", "quantization": "quantization",
-    "model": "model architecture", "temperature": "sampling randomness", "top_p": "sampling randomness",
-    "top_k": "sampling randomness", "seed": "sampling randomness",
-}
-
-
-@dataclass
-class Finding:
-    kind: str
-    subject: str
-    text: str
-    weight: float
-    hypothesis: str | None = None
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Cell:
-    cell: Cell
-    label: str
-    stats: CellStats
-    scores: list[tuple[str, int, Score | None, str | None]]  # item id, repeat, score, error of a failed job
-    prompt_tokens: dict[str, int] = field(default_factory=dict)
-    n_ctx: int | None = None
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> dataset fields
-
 
 def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_items: int | None = None,
              alpha: float | None = None) -> list[Finding]:
@@ -90,15 +58,15 @@ def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_it
         else:
             findings.extend(_wrong_answer_findings(c))
         findings.extend(_flip_findings(c))
-    findings.extend(_items_wrong_everywhere(cells))
-    findings.extend(_context_findings(cells))
-    findings.extend(_power_findings(plan, cells, alpha))
+    findings.extend(items_wrong_everywhere(cells))
+    findings.extend(context_findings(cells))
+    findings.extend(power_findings(plan, cells, alpha))
     findings = _merge_repeated(findings, cells)
     findings.sort(key=lambda f: -f.weight)
     return findings
 
 
-def _merge_repeated(findings: list[Finding], cells: list[_Cell]) -> list[Finding]:
+def _merge_repeated(findings: list[Finding], cells: list[CellView]) -> list[Finding]:
     """One sentence for the same finding in several cells: "in every cell (8): 12 of 12 answers ..."."""
     labels = {c.label for c in cells}
     groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
@@ -130,14 +98,14 @@ def nothing_wrong_line(plan: Plan) -> str:
             "context limit.")
 
 
-def _collect(plan: Plan, store: Store, scorer: Scorer, limit_items: int | None) -> list[_Cell]:
+def _collect(plan: Plan, store: Store, scorer: Scorer, limit_items: int | None) -> list[CellView]:
     varying = plan.varying_axes()
     out = []
     for cell, results in iter_cell_results(plan, store, limit_items):
         stats = CellStats()
         scores = scores_for(results, scorer, store)
         rows: list[tuple[str, int, Score | None, str | None]] = []
-        c = _Cell(cell, _label(cell, varying, plan), stats, rows)
+        c = CellView(cell, _label(cell, varying, plan), stats, rows)
         for result, score in zip(results, scores, strict=True):
             stats.add(result, score, scorer)
             c.items[result.job.item.id] = result.job.item.fields
@@ -154,18 +122,14 @@ def _collect(plan: Plan, store: Store, scorer: Scorer, limit_items: int | None) 
 
 
 def _label(cell: Cell, varying: list[str], plan: Plan) -> str:
-    parts = [f"{a}={_show(cell.get(a))}" for a in varying]
+    parts = [f"{a}={say_axis_value(cell.get(a))}" for a in varying]
     return ", ".join(parts) if parts else str(cell.get("model"))
-
-
-def _show(value: Any) -> str:
-    return "-" if value is None else str(value)
 
 
 # outcomes
 
 
-def _outcome_findings(c: _Cell) -> list[Finding]:
+def _outcome_findings(c: CellView) -> list[Finding]:
     n = c.stats.ok + c.stats.failed
     if n == 0:
         return []
@@ -211,7 +175,7 @@ def _outcome_findings(c: _Cell) -> list[Finding]:
 # answers that are well-formed and wrong (scorers without classes: exact, regex, json_field, code_tests)
 
 
-def _wrong_answer_findings(c: _Cell) -> list[Finding]:
+def _wrong_answer_findings(c: CellView) -> list[Finding]:
     wrong = [s for _, _, s, _ in c.scores if s is not None and s.outcome == ANSWERED and not s.correct]
     n = c.stats.ok + c.stats.failed
     if not wrong or n == 0:
@@ -225,7 +189,7 @@ def _wrong_answer_findings(c: _Cell) -> list[Finding]:
 # classes
 
 
-def _by_item(c: _Cell) -> list[Score]:
+def _by_item(c: CellView) -> list[Score]:
     """One score per item: the answer most repeats gave, right if most repeats were right.
 
     Repeats of one item are not independent trials; tests over items keep n honest."""
@@ -247,7 +211,7 @@ def _hashable(value: Any) -> Any:
     return repr(value) if isinstance(value, list | dict) else value
 
 
-def _class_findings(c: _Cell, scorer: BinaryClassification, alpha: float) -> list[Finding]:
+def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> list[Finding]:
     scored = _by_item(c)
     n = len(scored)
     if n == 0:
@@ -269,21 +233,21 @@ def _class_findings(c: _Cell, scorer: BinaryClassification, alpha: float) -> lis
     if answered >= 2:
         top, top_count = predictions.most_common(1)[0]
         if top_count / answered >= CONSTANT_SHARE:
-            parts.append(f"gives {scorer.config.field}={_fmt(top)} in {top_count} of {answered} {unit} that "
+            parts.append(f"gives {scorer.config.field}={say_value(top)} in {top_count} of {answered} {unit} that "
                          "state a class: a constant answer")
             numbers["constant_answer"] = top
             # The wrong answers this explains: items whose label is not the constant answer, answered wrong.
             weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
     p = binomial_greater(correct, n, majority_count / n)
     numbers["p_vs_majority"] = p
-    stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {_num(st.metric('kappa'))}, MCC "
-                  f"{_num(st.metric('mcc'))}, balanced accuracy {_num(st.metric('balanced_accuracy'))}")
-    always = f"always answering {scorer.config.field}={_fmt(majority)}"
+    stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {say_number(st.metric('kappa'))}, MCC "
+                  f"{say_number(st.metric('mcc'))}, balanced accuracy {say_number(st.metric('balanced_accuracy'))}")
+    always = f"always answering {scorer.config.field}={say_value(majority)}"
     # "No better" in the statistical sense: not significantly more right than the trivial baseline. A
     # perfect cell is not called that, however small n is: there is nothing wrong to explain.
     no_better = p >= alpha and correct < n
     if no_better:
-        parts.append(f"no better than {always} ({correct} of {n} right; always {_fmt(majority)} gets "
+        parts.append(f"no better than {always} ({correct} of {n} right; always {say_value(majority)} gets "
                      f"{majority_count}; {stats_text})")
         # A summary, not a cause: it weighs what the cell falls short of the trivial baseline by.
         weight = max(weight, (majority_count - correct) / n)
@@ -296,7 +260,7 @@ def _class_findings(c: _Cell, scorer: BinaryClassification, alpha: float) -> lis
     return [Finding(kind, c.label, f"{c.label}: " + "; ".join(parts), weight, None, numbers)]
 
 
-def _reason_findings(c: _Cell, scorer: BinaryClassification) -> list[Finding]:
+def _reason_findings(c: CellView, scorer: BinaryClassification) -> list[Finding]:
     out = []
     cfg = scorer.config
     scored = [(item, s) for item, _, s, _ in c.scores if s is not None and s.outcome == ANSWERED]
@@ -328,7 +292,7 @@ def _reason_findings(c: _Cell, scorer: BinaryClassification) -> list[Finding]:
             mean_right = sum(right) / len(right) if right else math.nan
             mean_wrong = sum(wrong) / len(wrong) if wrong else math.nan
             numbers = {"mean_right": mean_right, "mean_wrong": mean_wrong, "brier": brier, "n": len(pairs)}
-            means = (f"mean {_num(mean_right)} when right (n={len(right)}), {_num(mean_wrong)} when wrong "
+            means = (f"mean {say_number(mean_right)} when right (n={len(right)}), {say_number(mean_wrong)} when wrong "
                      f"(n={len(wrong)}); Brier score {brier:.2f} (always saying 0.5 scores 0.25)")
             if right and wrong and mean_right - mean_wrong < 0.1:
                 out.append(Finding("calibration", c.label, f"{c.label}: stated confidence does not track "
@@ -342,101 +306,10 @@ def _reason_findings(c: _Cell, scorer: BinaryClassification) -> list[Finding]:
 # repeats
 
 
-def _flip_findings(c: _Cell) -> list[Finding]:
+def _flip_findings(c: CellView) -> list[Finding]:
     flipped, items = c.stats.flips()
     if items == 0 or flipped == 0:
         return []
     return [Finding("flips", c.label, f"{c.label}: {flipped} of {items} items flip between repeats "
                     f"(agreement {c.stats.agreement():.2f}, answer entropy {c.stats.entropy():.2f} bits)",
                     flipped / items * 0.5, "sampling randomness", {"flipped": flipped, "items": items})]
-
-
-# items
-
-
-def _items_wrong_everywhere(cells: list[_Cell]) -> list[Finding]:
-    by_item: dict[str, list[bool]] = defaultdict(list)
-    labels: dict[str, Any] = {}
-    for c in cells:
-        for item, _, s, _ in c.scores:
-            if s is not None:
-                by_item[item].append(bool(s.correct))
-                labels[item] = s.expected
-    if len(cells) < 2:
-        return []  # nothing was varied: "wrong everywhere" would say nothing about the settings
-    wrong = sorted(item for item, oks in by_item.items() if oks and not any(oks))
-    if not wrong or len(wrong) == len(by_item):
-        # Every item wrong everywhere is a statement about the model, made by the class findings.
-        return []
-    shown = ", ".join(wrong[:8]) + (" ..." if len(wrong) > 8 else "")
-    classes = {repr(labels.get(i)) for i in wrong}
-    label_of_all = labels.get(wrong[0])
-    same_class = len(classes) == 1 and sum(1 for v in labels.values() if v == label_of_all) == len(wrong)
-    if same_class:
-        # Exactly the items of one class: the cells never give that answer; the items are not the problem.
-        text = (f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; they "
-                f"are exactly the items labelled {_fmt(label_of_all)}: no cell ever gets that class right")
-    else:
-        text = (f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; "
-                "suspect the item or the task, not the settings")
-    return [Finding("item_wrong_everywhere", "items", text, len(wrong) / len(by_item) * 0.5, None,
-                    {"items": wrong, "cells": len(cells), "one_class": same_class})]
-
-
-def _context_findings(cells: list[_Cell]) -> list[Finding]:
-    out = []
-    for c in cells:
-        if c.n_ctx is None:
-            continue
-        max_tokens = int(c.cell.params.get("max_tokens") or 0)
-        over = sorted(i for i, t in c.prompt_tokens.items() if t + max_tokens > c.n_ctx)
-        close = sorted(i for i, t in c.prompt_tokens.items()
-                       if i not in over and t > CONTEXT_CLOSE * c.n_ctx)
-        refused = sorted({item for item, _, _, e in c.scores if e and "context" in e.lower()})
-        if not (over or close or refused):
-            continue
-        parts = []
-        if over:
-            parts.append(f"{len(over)} prompts plus max_tokens={max_tokens} exceed the {c.n_ctx}-token context "
-                         f"({', '.join(over[:6])})")
-        if close:
-            parts.append(f"{len(close)} use over {CONTEXT_CLOSE:.0%} of it ({', '.join(close[:6])})")
-        if refused:
-            parts.append(f"{len(refused)} were refused for context length ({', '.join(refused[:6])})")
-        out.append(Finding("context_limit", c.label, f"{c.label}: " + "; ".join(parts) + "; raise n_ctx",
-                           len(set(over) | set(refused)) / max(len(c.items), 1), "context-window truncation",
-                           {"over": over, "close": close, "refused": refused, "n_ctx": c.n_ctx}))
-    return out
-
-
-# comparisons
-
-
-def _power_findings(plan: Plan, cells: list[_Cell], alpha: float) -> list[Finding]:
-    outcomes = [CellOutcomes(dict(c.cell.values), {(i, r): bool(s.correct) for i, r, s, _ in c.scores
-                                                  if s is not None}) for c in cells]
-    out = []
-    for cmp in paired_comparisons(outcomes, plan.axes, alpha=alpha):
-        if cmp.significant or cmp.n_pairs == 0 or cmp.only_value == cmp.only_baseline:
-            continue
-        needed = cmp.items_needed()  # None when the approximation would ask for fewer than were tested
-        ctx = ", ".join(f"{k}={_show(v)}" for k, v in cmp.context.items())
-        head = f"{cmp.axis} {_show(cmp.value)} vs {_show(cmp.baseline)}" + (f" ({ctx})" if ctx else "")
-        text = (f"{head}: difference {cmp.difference:+.2f} in accuracy is not detectable at n={cmp.n_pairs} "
-                f"items (McNemar p={cmp.p_value:.2g}, Holm {cmp.p_holm:.2g})")
-        if needed:
-            text += f"; about {needed} items would be needed for 80% power at alpha={alpha:g} (Connor 1987)"
-        else:
-            text += "; too few items for the normal approximation to say how many would be needed"
-        out.append(Finding("underpowered", head, text, abs(cmp.difference) * 0.25, HYPOTHESES.get(cmp.axis),
-                           {"n_pairs": cmp.n_pairs, "difference": cmp.difference, "p": cmp.p_value,
-                            "p_holm": cmp.p_holm, "pairs_needed": needed}))
-    return out
-
-
-def _fmt(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else repr(value)
-
-
-def _num(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"

@@ -18,7 +18,8 @@ from tabulate import tabulate
 
 from runner.compare import CellOutcomes, Comparison, paired_comparisons
 from runner.config import Threshold
-from runner.diagnosis import Finding, diagnose, nothing_wrong_line
+from runner.diagnosis import diagnose, nothing_wrong_line
+from runner.findings import Finding
 from runner.metrics import CellStats, iter_cell_results, scores_for
 from runner.planner import Plan
 from runner.scoring.scorers import Scorer

@@ -24,7 +24,8 @@ from scipy import stats as sps
 
 from conftest import Project, base_experiment
 from runner.cli import main
-from runner.diagnosis import Finding, diagnose, nothing_wrong_line
+from runner.diagnosis import diagnose, nothing_wrong_line
+from runner.findings import Finding
 from runner.loader import load_experiment
 from runner.planner import Job, Plan, build_plan
 from runner.report import render_findings
