@@ -1,0 +1,101 @@
+"""The fault plan and the deterministic answers of the fault server (see `runner.testing.fault_server`).
+
+Nothing here touches the network: `FaultPlan` says how often each fault happens and draws one per
+request from a seeded `random.Random`; `request_key` and `answer_text` are the pure function from a
+request body to the answer, so tests can predict what the server will say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+FAKE_MODEL_ID = "fake-model"
+
+# Order matters: it is the order of the cumulative intervals a draw falls into, so changing it
+# changes which request gets which fault for a given seed.
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "hang", "malformed", "empty_choices")
+
+# Summing seven floats can land a hair above 1.0 (0.1 * 10 is not exactly 1.0); that is not a
+# user mistake worth rejecting.
+_RATE_SUM_TOLERANCE = 1e-9
+
+
+@dataclass
+class FaultPlan:
+    """How often each fault happens, plus timing knobs. Rates are probabilities per request."""
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_reset: float = 0.0
+    rate_hang: float = 0.0
+    rate_malformed: float = 0.0
+    rate_empty_choices: float = 0.0
+    hang_s: float = 30.0
+    retry_after_s: float = 0
+    latency_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def rates(self) -> dict[str, float]:
+        """Rate per fault kind, in draw order."""
+        return {kind: float(getattr(self, _rate_field(kind))) for kind in FAULT_KINDS}
+
+    def validate(self) -> None:
+        """Raise ValueError unless every rate is in [0, 1], they sum to at most 1, and times are >= 0."""
+        rates = self.rates()
+        for kind, rate in rates.items():
+            # `not 0 <= rate` also rejects NaN, which would otherwise silently never fire.
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"FaultPlan.{_rate_field(kind)} must be between 0 and 1, got {rate!r}")
+        total = sum(rates.values())
+        if total > 1.0 + _RATE_SUM_TOLERANCE:
+            raise ValueError(f"FaultPlan rates must sum to at most 1, got {total!r} ({rates})")
+        for name in ("hang_s", "retry_after_s", "latency_s"):
+            value = float(getattr(self, name))
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"FaultPlan.{name} must be a finite number >= 0, got {value!r}")
+
+    def draw(self, rng: random.Random) -> str | None:
+        """Pick the fault for one request (None = answer normally), consuming exactly one draw."""
+        x = rng.random()
+        edge = 0.0
+        for kind, rate in self.rates().items():
+            edge += rate
+            if x < edge:
+                return kind
+        return None
+
+
+def _rate_field(kind: str) -> str:
+    return "rate_" + kind
+
+
+def request_key(body: Mapping[str, Any]) -> str:
+    """The sha256 hex digest of the canonical JSON of a request body; answers and stats key on it."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def answer_text(key: str) -> str:
+    """The assistant message content the server answers for a request with this key."""
+    return json.dumps({
+        "valid": int(key[:8], 16) % 2 == 0,
+        "confidence": 0.9,
+        "failures": [],
+        "echo": key[:12],
+    })
+
+
+def format_retry_after(seconds: float) -> str:
+    """Retry-After value: whole seconds as an integer (what RFC 9110 allows), anything else as given."""
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
