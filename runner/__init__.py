@@ -21,7 +21,7 @@ from runner.planner import Cell, Job, Plan, build_plan
 from runner.report import Report, build_report, render
 from runner.retry import RetryPolicy
 from runner.scoring.extract import extract_json
-from runner.scoring.scorers import Score, Scorer, build_scorers, register_scorer
+from runner.scoring.scorers import Score, Scorer, build_scorers
 from runner.store import Store
 
 __version__ = "0.1.0"
@@ -53,6 +53,5 @@ __all__ = [
     "known_backends",
     "load_experiment",
     "register_backend",
-    "register_scorer",
     "render",
 ]

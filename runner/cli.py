@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends import Backend, create_backend
+from runner.backends.llamacpp import LlamaCppBackend
 from runner.config import Experiment
 from runner.diagnosis import diagnose
 from runner.errors import ConfigError, UserError
@@ -63,6 +64,13 @@ def prepare(path: str) -> Prepared:
 def _check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
     for i, scorer in enumerate(scorers):
         cfg = scorer.config
+        if cfg.type == "code_tests":
+            missing = [item.id for item in plan.items if cfg.tests_field not in item.fields]
+            if missing:
+                raise ConfigError(f"dataset items {missing[:3]} have no field {cfg.tests_field!r}",
+                                  file=plan.experiment.source_path, key=f"scorers[{i}].tests_field",
+                                  fix="add the unit tests to every row or name the field that holds them")
+            continue
         field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
         field = field or plan.experiment.dataset.label_field
         if field is None and cfg.type in ("json_field", "binary"):
@@ -135,6 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or settings.concurrency
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
     progress = Progress(p.plan.count(args.limit), enabled=not args.quiet)
+    if isinstance(p.backend, LlamaCppBackend):
+        p.backend.notify = progress.note  # model fetching, deriving and loading, above the progress line
     summary = asyncio.run(_run(p, RunOptions(concurrency, args.limit, args.fresh), retry, progress))
     print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
           f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
@@ -250,7 +260,7 @@ async def _probe_all(p: Prepared) -> None:
                 async with p.backend.serve(variant) as info:
                     results = await probe_variant(p.backend, variant)
                 store.save_probe(identity, variant.identity, [r.to_dict() for r in results])
-                label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
+                label = variant.label
                 print(f"{label} ({p.experiment.backend.kind}; {info.details.get('quantization') or 'quantization ?'}"
                       f", context {info.details.get('n_ctx_per_slot') or '?'}):")
                 for r in results:

@@ -3,7 +3,8 @@
 For every varying axis, cells are grouped by their values on all other axes; within a group each
 value is compared with the axis's first value (the baseline: the first prompt, the first
 temperature, the first quantization). Pairs are items: with repeats, an item counts as right in a
-cell when most of its repeats were, because repeats of one item are not independent trials.
+cell when most of its repeats were (a tie leaves the item out), because repeats of one item are
+not independent trials.
 
 Per comparison: McNemar's exact test on the discordant pairs, a paired bootstrap interval on the
 difference in accuracy, and Holm's correction over all comparisons of the experiment, then a
@@ -16,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from runner.metrics import hashable
 from runner.stats import holm_adjust, mcnemar_exact, mcnemar_sample_size, paired_bootstrap_difference
 
 Outcomes = dict[tuple[str, int], bool]  # (item id, repeat) -> correct
@@ -104,11 +106,18 @@ def paired_comparisons(cells: list[CellOutcomes], axes: dict[str, list[Any]], *,
     return out
 
 
+def majority(votes: list[bool]) -> bool | None:
+    """Right if most repeats were right, wrong if most were wrong, None for a tie (left out of tests)."""
+    right = sum(votes)
+    return None if right * 2 == len(votes) else right * 2 > len(votes)
+
+
 def _per_item(outcomes: Outcomes) -> dict[str, bool]:
     votes: dict[str, list[bool]] = defaultdict(list)
     for (item, _), ok in outcomes.items():
         votes[item].append(ok)
-    return {item: sum(v) * 2 > len(v) for item, v in votes.items()}
+    decided = {item: majority(v) for item, v in votes.items()}
+    return {item: ok for item, ok in decided.items() if ok is not None}
 
 
 def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], outcomes_a: Outcomes,
@@ -128,7 +137,7 @@ def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], outc
 
 
 def _key(value: Any) -> Any:
-    return repr(value) if isinstance(value, list | dict) else value
+    return hashable(value)
 
 
 def _show(value: Any) -> str:

@@ -21,9 +21,10 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from runner.compare import majority
 from runner.diagnosis_across import context_findings, items_wrong_everywhere, power_findings
 from runner.findings import CellView, Finding, say_axis_value, say_number, say_value
-from runner.metrics import CellStats, iter_cell_results, scores_for
+from runner.metrics import CellStats, hashable, iter_cell_results, scores_for
 from runner.planner import Cell, Plan
 from runner.scoring.scorers import (
     ANSWERED,
@@ -199,16 +200,13 @@ def _by_item(c: CellView) -> list[Score]:
             groups[item].append(s)
     out = []
     for scores in groups.values():
-        right = sum(1 for s in scores if s.correct)
-        top = Counter(_hashable(s.prediction) for s in scores if s.outcome == ANSWERED).most_common(1)
+        right = majority([bool(s.correct) for s in scores])
+        if right is None:
+            continue  # half right, half wrong: no verdict for this item
+        top = Counter(hashable(s.prediction) for s in scores if s.outcome == ANSWERED).most_common(1)
         first = scores[0]
-        out.append(Score(ANSWERED if top else first.outcome, right * 2 > len(scores), top[0][0] if top else None,
-                         first.expected))
+        out.append(Score(ANSWERED if top else first.outcome, right, top[0][0] if top else None, first.expected))
     return out
-
-
-def _hashable(value: Any) -> Any:
-    return repr(value) if isinstance(value, list | dict) else value
 
 
 def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> list[Finding]:

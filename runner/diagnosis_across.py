@@ -84,7 +84,8 @@ def power_findings(plan: Plan, cells: list[CellView], alpha: float) -> list[Find
         if needed:
             text += f"; about {needed} items would be needed for 80% power at alpha={alpha:g} (Connor 1987)"
         else:
-            text += "; too few items for the normal approximation to say how many would be needed"
+            text += ("; the normal approximation says this n should suffice, but the exact test on so few "
+                     "discordant items does not reach significance")
         out.append(Finding("underpowered", head, text, abs(cmp.difference) * 0.25, HYPOTHESES.get(cmp.axis),
                            {"n_pairs": cmp.n_pairs, "difference": cmp.difference, "p": cmp.p_value,
                             "p_holm": cmp.p_holm, "pairs_needed": needed}))

@@ -72,7 +72,7 @@ class Executor:
                   "fresh": options.fresh},
         )
         self.started = time.monotonic()
-        status = "interrupted"
+        status = "failed"
         try:
             for variant, group in itertools.groupby(self.plan.jobs(options.limit_items),
                                                     key=lambda j: j.cell.variant):
@@ -80,12 +80,15 @@ class Executor:
                 first = next(pending, None)
                 if first is None:
                     continue
-                label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
+                label = variant.label
                 self.progress.set_label(label)
                 async with self.backend.serve(variant) as info:
                     await self._drain(itertools.chain([first], pending), run_id, info.details,
                                       options.concurrency)
             status = "finished"
+        except asyncio.CancelledError:
+            status = "interrupted"
+            raise
         finally:
             self.progress.close()
             self.store.finish_run(run_id, status=status, succeeded=self.progress.done,
@@ -105,55 +108,58 @@ class Executor:
 
     async def _drain(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any],
                      concurrency: int) -> None:
-        # A bounded queue keeps memory flat however many jobs the variant has.
+        # A bounded queue keeps memory flat however many jobs the variant has. The TaskGroup cancels
+        # the producer (which may be blocked on a full queue) as soon as any worker fails, so an
+        # unexpected error (a full disk, a bug) stops the run instead of hanging it.
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         async def worker() -> None:
             while (job := await queue.get()) is not None:
                 await self._run_job(job, run_id, variant_details)
 
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        try:
+        async def produce() -> None:
             for job in jobs:
                 await queue.put(job)
-                if any(w.done() for w in workers):
-                    break  # a worker died of an unexpected error; gather below re-raises it
-            for _ in workers:
+            for _ in range(concurrency):
                 await queue.put(None)
-            await asyncio.gather(*workers)
-        finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            for _ in range(concurrency):
+                group.create_task(worker())
 
     async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> None:
         request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params)
-        retried = False
+        attempts = 1
 
         def on_retry(_attempt: int, _error: BaseException) -> None:
-            nonlocal retried
+            nonlocal attempts
             self.progress.retries += 1
-            if not retried:
-                retried = True
+            if attempts == 1:
                 self.progress.retrying += 1
+            attempts += 1
 
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(
                 lambda: self.backend.generate(request), self.retry, on_retry=on_retry
             )
+            latency = time.monotonic() - started
+            if any(s.blocking for s in self.scorers):
+                # Off the event loop: the code scorer runs a sandboxed child process per answer.
+                scores = await asyncio.to_thread(self._score, job, completion)
+            else:
+                scores = self._score(job, completion)
         except BackendError as exc:
-            self._save_failed(job, run_id, variant_details, str(exc), retried)
+            self._save_failed(job, run_id, variant_details, str(exc), attempts)
+            return
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+            # An answer the backend or a scorer could not handle: this job fails, the run goes on.
+            self._save_failed(job, run_id, variant_details, f"internal error: {exc!r}", attempts)
             return
         finally:
-            if retried:
+            if attempts > 1:
                 self.progress.retrying -= 1
-        latency = time.monotonic() - started
-        if any(s.blocking for s in self.scorers):
-            # Off the event loop: the code scorer runs a sandboxed child process per answer.
-            scores = await asyncio.to_thread(self._score, job, completion)
-        else:
-            scores = self._score(job, completion)
         self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores)
 
     def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
@@ -176,8 +182,7 @@ class Executor:
         self.progress.finished(ok=True)
 
     def _save_failed(self, job: Job, run_id: int, variant_details: dict[str, Any], error: str,
-                     retried: bool) -> None:
-        attempts = self.retry.max_retries + 1 if retried else 1
+                     attempts: int) -> None:
         self.store.save_job(**self._common(job, run_id, variant_details), status="failed",
                             attempts=attempts, error=error,
                             request={"model": job.cell.variant.model_id, "messages": list(job.messages),

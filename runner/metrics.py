@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.planner import Cell, Job, Plan
-from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, Score, Scorer
+from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
 from runner.stats import (
     answer_entropy,
     balanced_accuracy,
@@ -91,7 +91,7 @@ class CellStats:
         run = self.runs[(cell_key, result.job.repeat)]
         run[0] += int(bool(score.correct))
         run[1] += 1
-        self.answers[(cell_key, result.job.item.id)].append(_hashable(score.prediction))
+        self.answers[(cell_key, result.job.item.id)].append(hashable(score.prediction))
         self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score)
@@ -151,7 +151,7 @@ class CellStats:
 
     def agreement(self) -> float:
         """Mean over items of the share of repeats that give the item's most common answer."""
-        shares = [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if a]
+        shares = [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if len(a) > 1]
         return sum(shares) / len(shares) if shares else math.nan
 
     @property
@@ -223,7 +223,8 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
+    """An answer as a dict key or set member: lists and mappings by their repr."""
     if isinstance(value, list | dict):
         return repr(value)
     return value
@@ -249,6 +250,9 @@ def scores_for(results: list[JobResult], scorer: Scorer, store: Store | None) ->
             out.append(None)
             continue
         hit = cached.get((r.job.job_id, scorer.key))
+        if hit is not None and hit.get("expected") != normalize(scorer.expected(r.job.item)) \
+                and not isinstance(scorer, CodeTests):
+            hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
             fresh.append((r.job.job_id, scorer.key, score.to_dict()))

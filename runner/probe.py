@@ -134,7 +134,7 @@ async def _context(backend: Backend, variant: Variant, reported_200: int | None,
 def warnings_for(experiment: Experiment, results: list[dict[str, Any]], variant: Variant) -> list[str]:
     """What the experiment relies on that the stored probe says the server ignores."""
     by_name = {r["capability"]: r for r in results}
-    label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
+    label = variant.label
     out = []
     sampling = experiment.sampling
     if sampling.seed is not None and by_name.get("seed", {}).get("honoured") is False:

@@ -29,8 +29,11 @@ class Progress:
         self._last_draw = 0.0
 
     def note(self, message: str) -> None:
-        """A line of its own (a model loading, a phase starting), above the progress line."""
+        """A line of its own (a model loading, a phase starting), above the progress line; printed
+        with --quiet too, which hides only the progress line."""
         if not self.enabled:
+            self.stream.write(message + "\n")
+            self.stream.flush()
             return
         if self.tty:
             self.stream.write("\r\033[K")

@@ -22,7 +22,7 @@ from runner.diagnosis import diagnose, nothing_wrong_line
 from runner.findings import Finding
 from runner.metrics import CellStats, iter_cell_results, scores_for
 from runner.planner import Plan
-from runner.scoring.scorers import Scorer
+from runner.scoring.scorers import BinaryClassification, Scorer
 from runner.stats import bootstrap_mean_interval, wilson_interval
 from runner.store import Store
 
@@ -49,6 +49,7 @@ class Report:
     totals: dict[str, int]
     findings: list[Finding] = field(default_factory=list)
     no_findings_line: str = ""
+    scored: bool = False
 
 
 def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
@@ -84,6 +85,8 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
         title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
         stats_by_key = {(rk, ck): s for (i, rk, ck), s in groups.items() if i == index}
         table = _pivot(title, row_axes, col_axes, metrics, stats_by_key, with_interval=scorer is not None)
+        if isinstance(scorer, BinaryClassification):
+            table.notes.extend(_dangerous(scorer, row_axes, col_axes, stats_by_key))
         if index == 0 and scorer is not None:
             table.notes.extend(_best(row_axes, col_axes, stats_by_key))
             table.notes.extend(_verdicts(cfg.threshold, row_axes, col_axes, stats_by_key))
@@ -97,7 +100,22 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
                 table.comparisons = comparisons
         tables.append(table)
     findings = diagnose(plan, store, scorers, limit_items=limit_items, alpha=cfg.alpha)
-    return Report(plan.experiment.name, tables, totals, findings, nothing_wrong_line(plan))
+    return Report(plan.experiment.name, tables, totals, findings, nothing_wrong_line(plan), bool(scorers))
+
+
+def _dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[str],
+               stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
+    """The error the experiment declared dangerous, first and in words, per row."""
+    kind = scorer.config.dangerous
+    positive = scorer.config.positive
+    what = (f"{scorer.config.field}={str(positive).lower()} said of an item that is not" if kind == "false_positive"
+            else f"{scorer.config.field}={str(positive).lower()} missed")
+    parts = []
+    for (rk, ck), s in stats.items():
+        count = s.fp if kind == "false_positive" else s.fn
+        label = ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, rk + ck, strict=True)) or "all"
+        parts.append(f"{label}: {count}")
+    return [f"dangerous errors ({kind.replace('_', ' ')}s: {what}): " + "; ".join(parts)]
 
 
 def _best(row_axes: list[str], col_axes: list[str],
@@ -142,6 +160,10 @@ def _verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[s
                 out.append(f"{label}: f1 {value:.2f} (no interval for F1; judge by accuracy or recall)")
             continue
         k, n = counts
+        if s.failed:
+            out.append(f"{label}: not judged: {s.failed} requests failed (they are left out of {threshold.metric}); "
+                       "run again to retry them")
+            continue
         low, high = wilson_interval(k, n)
         shown = f"{threshold.metric} {k / n:.2f} [{low:.2f}, {high:.2f}]"
         if low >= threshold.min:
@@ -219,7 +241,7 @@ def render(report: Report, fmt: str) -> str:
         heading = f"## {t.title}" if fmt == "markdown" else t.title
         parts.append(heading + "\n\n" + tabulate(t.rows, headers=t.headers, tablefmt=style))
         parts.extend(_lines(t.notes, fmt))
-    if report.tables and any(t.title.find("scorer") >= 0 for t in report.tables):
+    if report.scored:
         parts.append(_findings_text(report.findings, report.no_findings_line, fmt))
     totals = report.totals
     parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "

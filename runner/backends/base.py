@@ -58,6 +58,11 @@ class Variant:
     # What identifies the weights for hashing: declared source + quantization, or the server's id.
     identity: str
 
+    @property
+    def label(self) -> str:
+        """How people name it: `smollm2-135m Q8_0`."""
+        return self.model + (f" {self.quantization}" if self.quantization else "")
+
 
 @dataclass
 class VariantInfo:

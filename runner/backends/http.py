@@ -39,7 +39,9 @@ class HttpClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections)
+            # No cap here: the executor's workers bound concurrency (--concurrency may exceed the YAML's),
+            # and waiting for a pooled connection would count against the request timeout.
+            connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(headers=self._headers, connector=connector)
         return self._session
 

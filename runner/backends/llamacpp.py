@@ -67,6 +67,10 @@ class LlamaCppBackend(Backend):
     def check(self) -> None:
         for index, model in enumerate(self.experiment.models):
             key = f"models[{index}]"
+            if model.files and not model.quantizations:
+                raise ConfigError("files are listed per quantization, but quantizations is missing",
+                                  file=self._cfg, key=f"{key}.quantizations",
+                                  fix=f"add quantizations: [{', '.join(model.files)}]")
             if model.source is None and not model.files:
                 raise ConfigError("the embedded backend needs a model file", file=self._cfg, key=key,
                                   fix="add source: {package: ..., resource: ...}, {path: ...} or {catalog: ...}")
@@ -140,8 +144,7 @@ class LlamaCppBackend(Backend):
         info = read_gguf_info(path)
         log_path = cache_dir() / "logs" / f"llamacpp-{path.stem}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        label = f"{variant.model} {variant.quantization or ''}".strip()
-        self.notify(f"loading {label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
+        self.notify(f"loading {variant.label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
         with log_path.open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(path),

@@ -25,6 +25,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, required=True)
     args = parser.parse_args()
 
+    def leave(*_: object) -> None:
+        # _exit: the engine's destructor can block; the process is going away anyway.
+        os._exit(0)
+
+    # Before the model loads: a parent SIGKILLed during a slow load must not leave a server behind.
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+        leave()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -35,21 +49,14 @@ def main() -> None:
     params.cpuparams_batch.n_threads = args.threads
     params.port = 0  # a free port, chosen by the server
     server = xllamacpp.Server(params)
-
-    def leave(*_: object) -> None:
-        # _exit: the engine's destructor can block; the process is going away anyway.
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, leave)
-    signal.signal(signal.SIGINT, leave)
-    sys.stdout.write(json.dumps({"url": server.listening_address}) + "\n")
-    sys.stdout.flush()
-
-    def watch_parent() -> None:
-        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+    try:
+        sys.stdout.write(json.dumps({"url": server.listening_address}) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
         leave()
-
-    threading.Thread(target=watch_parent, daemon=True).start()
+    # The parent reads one line only: anything later on stdout must not fill the pipe and stall us.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     threading.Event().wait()
 
 

@@ -51,6 +51,8 @@ class Score:
 
 FAILED_SCORE = Score(outcome=FAILED, correct=None)
 
+SCORING_VERSION = 2
+
 
 def normalize(value: Any) -> Any:
     """Compare answers loosely where models are loose: "true" is true, " Valid " is "valid"."""
@@ -70,7 +72,10 @@ class Scorer:
         self.config = config
         self.default_label = default_label
         self.name = config.label()
-        self.key = f"{self.name}:{canonical_hash(config.model_dump(mode='json'))[:12]}"
+        # The cache key covers what decides a score besides the answer: the scorer's config, the dataset
+        # field it defaults to, and the scoring code's version (bump it when scoring changes).
+        identity = {"config": config.model_dump(mode="json"), "label": default_label, "version": SCORING_VERSION}
+        self.key = f"{self.name}:{canonical_hash(identity)[:12]}"
 
     @property
     def is_binary(self) -> bool:
@@ -217,10 +222,6 @@ _SCORERS: dict[str, Callable[[Any, str | None], Scorer]] = {
     "binary": BinaryClassification,
     "code_tests": CodeTests,
 }
-
-
-def register_scorer(type_name: str, factory: Callable[[Any, str | None], Scorer]) -> None:
-    _SCORERS[type_name] = factory
 
 
 def build_scorers(configs: list[ScorerConfig], default_label: str | None) -> list[Scorer]:

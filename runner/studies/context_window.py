@@ -24,6 +24,7 @@ from typing import Any
 from runner.backends.base import Backend, BackendError, ChatRequest, Variant
 from runner.config import ContextWindowStudy
 from runner.planner import Plan
+from runner.retry import RetryPolicy, call_with_retries
 
 MARKER = "zanzibar"
 
@@ -67,6 +68,8 @@ class _Search:
         self.requests = 0
         self.fit: tuple[float, float] | None = None  # tokens = a + b * words, when there is no tokenizer
         self.tokenizer = True
+        s = backend.settings
+        self.retry = RetryPolicy(s.max_retries, s.retry_backoff_s, s.retry_max_backoff_s)
 
     async def calibrate(self) -> None:
         """Without a tokenizer, learn tokens per filler word from prompts of 1 and 2 words: far below
@@ -98,10 +101,12 @@ class _Search:
     async def probe(self, words: int) -> Probe:
         sent = await self.expected_tokens(words)
         self.requests += 1
+        request = ChatRequest(self.variant.model_id, _messages(self.study, words),
+                              {"temperature": 0.0, "max_tokens": self.study.answer_tokens})
         try:
-            completion = await self.backend.generate(ChatRequest(
-                self.variant.model_id, _messages(self.study, words),
-                {"temperature": 0.0, "max_tokens": self.study.answer_tokens}))
+            # A timeout or a 503 near the limit is not the limit: retry those; only a refusal that a
+            # retry cannot change (a 4xx such as llama.cpp's "exceeds the available context") counts.
+            completion, _ = await call_with_retries(lambda: self.backend.generate(request), self.retry)
         except BackendError as exc:
             p = Probe(words, "refused", sent, None, False, str(exc)[:200])
             self.probes.append(p)
@@ -133,7 +138,7 @@ async def find_limit(backend: Backend, variant: Variant, study: ContextWindowStu
         else:
             first_bad = p
             break
-    label = variant.model + (f" {variant.quantization}" if variant.quantization else "")
+    label = variant.label
     counted_by = "the server's tokenizer" if search.tokenizer else "calibration probes of 1 and 2 words"
     if first_bad is None:
         return ContextResult(label, last_ok.read_tokens if last_ok else None,

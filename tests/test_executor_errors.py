@@ -1,0 +1,69 @@
+"""The executor with a fake backend object: unexpected errors fail a job or stop the run, never hang it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, base_experiment
+from runner.backends.base import Backend, ChatRequest, Completion
+from runner.executor import Executor, RunOptions
+from runner.loader import load_experiment
+from runner.planner import build_plan
+from runner.progress import Progress
+from runner.retry import RetryPolicy
+from runner.scoring.scorers import build_scorers
+from runner.store import Store
+
+
+class OddBackend(Backend):
+    """Answers every other request with something the client code chokes on."""
+
+    calls = 0
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        OddBackend.calls += 1
+        if OddBackend.calls % 2:
+            raise AttributeError("'list' object has no attribute 'get'")
+        return Completion('{"valid": true}', "stop", 5, 3, {}, {})
+
+
+def _executor(path: Path, store: Store, backend: Backend) -> Executor:
+    exp = load_experiment(path)
+    return Executor(build_plan(exp), store, backend, build_scorers(list(exp.scorers), "valid"),
+                    RetryPolicy(0, 0, 0), Progress(1, enabled=False))
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_an_unexpected_error_fails_the_job_and_the_run_goes_on(project: Project, concurrency: int) -> None:
+    path = project.write(base_experiment())
+    exp = load_experiment(path)
+    store = Store.open(exp.store_path())
+    backend = OddBackend(exp.backend, exp)
+    summary = asyncio.run(asyncio.wait_for(
+        _executor(path, store, backend).run(RunOptions(concurrency), "h"), timeout=30))
+    rows = store.conn.execute("SELECT status, error FROM jobs").fetchall()
+    assert summary.succeeded + summary.failed == len(rows) == 48
+    assert {e for s, e in rows if s == "failed"} == {"internal error: AttributeError(\"'list' object has no "
+                                                     "attribute 'get'\")"}
+
+
+def test_a_store_that_cannot_write_stops_the_run_instead_of_hanging(project: Project) -> None:
+    path = project.write(base_experiment())
+    exp = load_experiment(path)
+    store = Store.open(exp.store_path())
+
+    def broken(**_: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store.save_job = broken  # type: ignore[method-assign]
+    backend = OddBackend(exp.backend, exp)
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(asyncio.wait_for(_executor(path, store, backend).run(RunOptions(4), "h"), timeout=30))
+    assert info.group_contains(sqlite3.OperationalError)
+    status = store.conn.execute("SELECT status FROM runs").fetchone()[0]
+    assert status == "failed"

@@ -1,0 +1,58 @@
+"""What the report may and may not conclude: fresh scores after a label fix, no made-up agreement,
+no verdict over failed requests, and the dangerous error named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ITEMS, Project, base_experiment
+from runner.cli import main
+from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
+
+
+def _report(path: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+    capsys.readouterr()
+    assert main(["report", path, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_a_fixed_label_is_scored_again(project: Project, fault_server: ThreadedFaultServer,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["sampling"] = {"temperature": 0.0, "max_tokens": 8}
+    exp["repeats"] = 1
+    exp["report"] = {"rows": ["prompt"], "metrics": ["n", "accuracy"]}
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0
+    before = [float(r["accuracy"].split()[0]) for r in _report(path, capsys)["tables"][0]["rows"]]
+    # Every label flipped: the prompts (and so the jobs) are the same, every score must flip.
+    project.write_dataset([{**row, "valid": not row["valid"]} for row in ITEMS])
+    after = [float(r["accuracy"].split()[0]) for r in _report(path, capsys)["tables"][0]["rows"]]
+    assert after == [pytest.approx(1 - b) for b in before]
+
+
+def test_agreement_needs_repeats(project: Project, fault_server: ThreadedFaultServer,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["repeats"] = 1
+    exp["report"] = {"rows": ["prompt"], "metrics": ["n", "agreement", "flip_rate"]}
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0
+    rows = _report(path, capsys)["tables"][0]["rows"]
+    assert {r["agreement"] for r in rows} == {"-"}  # nothing was repeated, so nothing agreed
+
+
+def test_no_verdict_over_failed_requests_and_the_dangerous_error_is_named(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(FaultPlan(rate_empty_choices=0.3, seed=3)) as server:
+        exp = base_experiment(f"{server.url}/v1")
+        exp["report"] = {"rows": ["prompt"], "threshold": {"metric": "accuracy", "min": 0.6}}
+        path = str(project.write(exp))
+        assert main(["run", path, "--quiet", "--no-report"]) == 0
+    notes = _report(path, capsys)["tables"][0]["notes"]
+    judged = [n for n in notes if n.startswith("prompt=")]
+    assert judged and all("not judged: " in n and "requests failed" in n for n in judged), judged
+    assert any(n.startswith("dangerous errors (false positives: valid=true said of an item that is not): ")
+               for n in notes)
