@@ -83,7 +83,10 @@ class Backend(abc.ABC):
         """Open connections; raise BackendUnavailable if the server cannot be reached."""
 
     async def close(self) -> None:
-        """Release connections and servers; safe to call twice."""
+        """Release connections and servers; safe to call twice. By default: the HTTP client, if any."""
+        client = getattr(self, "client", None)
+        if client is not None:
+            await client.close()
 
     async def probe(self) -> None:
         """For `runner validate`: the cheap part of start() (reach the server, but load nothing)."""

@@ -48,11 +48,6 @@ class OllamaBackend(Backend):
             fix="start `ollama serve` or correct base_url",
             fix_not_json="point base_url at Ollama's root, e.g. http://127.0.0.1:11434")
 
-    async def close(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            await client.close()
-
     @asynccontextmanager
     async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
         try:

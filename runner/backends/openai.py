@@ -47,11 +47,6 @@ class OpenAIBackend(Backend):
             fix="start the server or correct base_url",
             fix_not_json="point base_url at the API root (it usually ends in /v1)")
 
-    async def close(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            await client.close()
-
     @asynccontextmanager
     async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
         yield VariantInfo(self.describe_model(variant.model_id))
