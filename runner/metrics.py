@@ -21,7 +21,6 @@ from runner.planner import Cell, Job, Plan
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
 from runner.stats import (
     answer_entropy,
-    balanced_accuracy,
     cohen_kappa,
     matthews_corrcoef,
     summarize_runs,
@@ -47,6 +46,9 @@ class CellStats:
     failed: int = 0
     correct: int = 0
     json_valid: int = 0
+    # Confusion counts over answers that state a class; answers that state none, by their label.
+    unanswered_pos: int = 0
+    unanswered_neg: int = 0
     tp: int = 0
     fp: int = 0
     tn: int = 0
@@ -97,11 +99,15 @@ class CellStats:
             self._count_binary(scorer, score)
 
     def _count_binary(self, scorer: BinaryClassification, score: Score) -> None:
-        if score.prediction is None:
-            # No class stated (no JSON, cut off, wrong shape): not a true or false negative, just no
-            # answer; it is wrong for accuracy and shows in the outcome shares, not in the confusion counts.
-            return
         truth = scorer.is_positive(score.expected)
+        if score.prediction is None:
+            # No class stated (no JSON, cut off, wrong shape): neither a true nor a false negative (nor a
+            # dangerous false positive), but a positive item it missed still lowers recall.
+            if truth:
+                self.unanswered_pos += 1
+            else:
+                self.unanswered_neg += 1
+            return
         said = scorer.is_positive(score.prediction)
         if truth and said:
             self.tp += 1
@@ -114,7 +120,8 @@ class CellStats:
 
     def merge(self, other: CellStats) -> CellStats:
         out = CellStats()
-        for name in ("planned", "ok", "failed", "correct", "json_valid", "tp", "fp", "tn", "fn"):
+        for name in ("planned", "ok", "failed", "correct", "json_valid", "tp", "fp", "tn", "fn", "unanswered_pos",
+                     "unanswered_neg"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.outcomes = self.outcomes + other.outcomes
         out.runs.update(self.runs)
@@ -140,11 +147,19 @@ class CellStats:
         return self.tp / (self.tp + self.fp) if self.tp + self.fp else math.nan
 
     def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+        """Of the positive items, the share answered positive: an unanswered one is a miss."""
+        positives = self.tp + self.fn + self.unanswered_pos
+        return self.tp / positives if positives else math.nan
 
     def f1(self) -> float:
-        denom = 2 * self.tp + self.fp + self.fn
+        denom = 2 * self.tp + self.fp + self.fn + self.unanswered_pos
         return 2 * self.tp / denom if denom else math.nan
+
+    def balanced_accuracy(self) -> float:
+        """Mean recall of the two classes, unanswered items counted as misses of their class."""
+        recalls = [k / n for k, n in ((self.tp, self.tp + self.fn + self.unanswered_pos),
+                                      (self.tn, self.tn + self.fp + self.unanswered_neg)) if n]
+        return sum(recalls) / len(recalls) if recalls else math.nan
 
     def json_valid_rate(self) -> float:
         return self.json_valid / self.ok if self.ok else math.nan
@@ -180,7 +195,7 @@ class CellStats:
         """(successes, trials) behind a rate metric, for its Wilson interval; None if not a rate."""
         counts = {
             "accuracy": (self.correct, self.ok), "json_valid": (self.json_valid, self.ok),
-            "precision": (self.tp, self.tp + self.fp), "recall": (self.tp, self.tp + self.fn),
+            "precision": (self.tp, self.tp + self.fp), "recall": (self.tp, self.tp + self.fn + self.unanswered_pos),
             "flip_rate": self.flips(),
         }
         return counts.get(name)
@@ -208,7 +223,7 @@ class CellStats:
             "flip_rate": _ratio(*self.flips()), "entropy": self.entropy(), "kappa": self.kappa(),
             "outcomes": self.outcome_shares(),
             "mcc": matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
-            "balanced_accuracy": balanced_accuracy(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
+            "balanced_accuracy": self.balanced_accuracy(),
         }
         if runs is not None:
             values.update(run_mean=runs.mean, run_std=runs.std, run_worst=runs.worst, run_best=runs.best)

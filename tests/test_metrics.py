@@ -1,0 +1,40 @@
+"""Per-cell metrics: an answer that states no class is a miss for recall, never a false positive."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Project, base_experiment
+from runner.loader import load_experiment
+from runner.metrics import CellStats, JobResult
+from runner.planner import build_plan
+from runner.scoring.scorers import BinaryClassification, build_scorers
+from runner.store import JobRecord
+
+
+def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project) -> None:
+    project.write_dataset([{"id": "a", "config": {}, "valid": True}, {"id": "b", "config": {}, "valid": True},
+                           {"id": "c", "config": {}, "valid": False}, {"id": "d", "config": {}, "valid": False}])
+    exp = base_experiment()
+    exp["prompts"]["variants"] = exp["prompts"]["variants"][:1]
+    exp["sampling"] = {"temperature": 0.0}
+    exp["repeats"] = 1
+    experiment = load_experiment(project.write(exp))
+    scorer = build_scorers(list(experiment.scorers), "valid")[0]
+    assert isinstance(scorer, BinaryClassification)
+    # a: valid, answered valid (tp); b: valid, cut off (no class); c: invalid, answered invalid (tn);
+    # d: invalid, answered valid (fp).
+    answers = {"a": ('{"valid": true}', "stop"), "b": ('{"valid": tr', "length"),
+               "c": ('{"valid": false}', "stop"), "d": ('{"valid": true}', "stop")}
+    stats = CellStats()
+    for job in build_plan(experiment).jobs():
+        text, finish = answers[job.item.id]
+        record = JobRecord(job.job_id, "ok", 1, None, text, finish, 10, 5, 0.1, None, None)
+        stats.add(JobResult(job, record), scorer.score(text, finish, job.item), scorer)
+    assert (stats.tp, stats.fn, stats.tn, stats.fp, stats.unanswered_pos) == (1, 0, 1, 1, 1)
+    assert stats.recall() == pytest.approx(1 / 2)  # tp / (tp + fn + unanswered positives)
+    assert stats.precision() == pytest.approx(1 / 2)  # tp / (tp + fp)
+    assert stats.f1() == pytest.approx(2 / (2 + 1 + 0 + 1))
+    assert stats.metric("balanced_accuracy") == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert stats.metric("false_negatives") == 0  # the cut-off answer stated nothing: not a stated error
+    assert stats.accuracy() == pytest.approx(2 / 4)
