@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.backends import Backend, create_backend
+from runner.backends import Backend, Variant, create_backend
 from runner.backends.llamacpp import LlamaCppBackend
 from runner.config import Experiment
 from runner.diagnosis import diagnose
@@ -164,6 +164,7 @@ async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: P
         # SIGTERM (a CI timeout, `kill`) stops like Ctrl-C: cancel, keep what is stored.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    p.backend.needed = None if options.fresh else _variants_with_work(p, options.limit_items)
     # Reachability first, before the store exists: an unreachable server must leave nothing behind.
     await p.backend.start()
     try:
@@ -197,6 +198,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
         store.close()
     sys.stdout.write(render_findings(p.plan, findings, args.format))
     return 0
+
+
+def _variants_with_work(p: Prepared, limit_items: int | None) -> set[Variant] | None:
+    """Variants with a job not yet stored, read from an existing store without creating one."""
+    store = Store.open_existing(p.experiment.store_path())
+    if store is None:
+        return None
+    try:
+        done = store.succeeded_ids()
+    finally:
+        store.close()
+    return {job.cell.variant for job in p.plan.jobs(limit_items) if job.job_id not in done}
 
 
 def _study_path(p: Prepared) -> Path:
@@ -278,8 +291,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if p.experiment.study is not None:
         if not _study_path(p).is_file():
             raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
-        data = json.loads(_study_path(p).read_text())
-        results = [ContextResult(**{**r, "probes": [Probe(**x) for x in r["probes"]]}) for r in data["results"]]
+        try:
+            data = json.loads(_study_path(p).read_text())
+            results = [ContextResult(**{**r, "probes": [Probe(**x) for x in r["probes"]]}) for r in data["results"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"stored study results are unreadable ({type(exc).__name__})", file=_study_path(p),
+                            fix=f"run `runner run {args.file}` again") from None
         sys.stdout.write(render_context(results, data["max_tokens"]))
         return 0
     path = p.experiment.store_path()

@@ -90,3 +90,20 @@ def test_a_second_run_loads_no_model_and_sends_nothing(project: Project, capfd: 
     second = capfd.readouterr().err
     assert "loading" not in second  # every job was resumed from the store: the model is never started
     assert "0 succeeded, 0 failed, 2 resumed from the store" in second
+
+
+def test_a_finished_experiment_derives_nothing_again(project: Project, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RUNNER_CACHE", str(tmp_path / "cache"))
+    exp = _experiment({"kind": "llamacpp", "n_ctx": 512, "concurrency": 1},
+                      source={"path": str(smollm_path())}, quantizations=["Q8_0"])
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "1"]) == 0
+    assert "deriving" in capfd.readouterr().err
+    # The derived file is gone (a cleaned cache); every job is stored, so nothing is derived or loaded.
+    for derived in (tmp_path / "cache" / "derived").rglob("*.gguf"):
+        derived.unlink()
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "1"]) == 0
+    err = capfd.readouterr().err
+    assert "deriving" not in err and "loading" not in err

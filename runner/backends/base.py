@@ -75,6 +75,9 @@ class Backend(abc.ABC):
     def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
         self.settings = settings
         self.experiment = experiment
+        # Set before start() when the caller knows which variants still have work (a resumed run):
+        # a backend may then skip preparing the others. None means all of them.
+        self.needed: set[Variant] | None = None
 
     def check(self) -> None:
         """Validate everything that needs no server (files, keys) before any job; raise UserError."""

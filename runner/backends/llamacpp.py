@@ -20,13 +20,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp_api import count_prompt_tokens
 from runner.config import BackendSettings, ModelConfig, ModelSource
-from runner.errors import BackendUnavailable, ConfigError
+from runner.errors import BackendUnavailable, ConfigError, UserError
 from runner.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.weights import cache_dir, derive, fetch_catalog, locate
 
@@ -112,9 +113,18 @@ class LlamaCppBackend(Backend):
     # model files: fetched and derived before any job runs (and before the store is opened)
 
     async def start(self) -> None:
+        """Fetch and derive the files of every variant with work left, before any job runs."""
+        wanted = None if self.needed is None else {(v.model, v.quantization) for v in self.needed}
         for index, model in enumerate(self.experiment.models):
             for quant in model.quant_values():
-                path = await asyncio.to_thread(self._resolve, model, quant, f"models[{index}]")
+                if wanted is not None and (model.name, quant) not in wanted:
+                    continue  # every job of this variant is stored: no need for its file
+                key = f"models[{index}]"
+                try:
+                    path = await asyncio.to_thread(self._resolve, model, quant, key)
+                except UserError as exc:
+                    # Fetching and deriving know the file, not the experiment: say where it was asked for.
+                    raise UserError(exc.problem, file=exc.file or self._cfg, key=exc.key or key, fix=exc.fix) from None
                 self.files[(model.name, quant)] = path
 
     async def probe(self) -> None:
@@ -156,7 +166,11 @@ class LlamaCppBackend(Backend):
                 url = self.server_url = await self._await_url(proc, log_path)
                 self.client = HttpClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
                                            connections=self.settings.concurrency)
-                props = await self.client.get_json(f"{url}/props")
+                try:
+                    props = await self.client.get_json(f"{url}/props")
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    raise BackendUnavailable(f"llama.cpp server for {variant.label} does not answer /props ({exc})",
+                                             file=self._cfg, key="backend", fix=f"see {log_path}") from None
                 yield VariantInfo({
                     "file": str(path), "size_bytes": info.size_bytes, "quantization": info.quantization,
                     "file_type": info.file_type, "architecture": info.architecture,

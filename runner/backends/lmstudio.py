@@ -38,6 +38,10 @@ class LMStudioBackend(OpenAIBackend):
         except (aiohttp.ClientResponseError, ValueError):  # no /api/v0 (older LM Studio): use /v1/models
             yield VariantInfo(self.describe_model(variant.model_id))
             return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendUnavailable(f"LM Studio stopped answering at {self.root} ({type(exc).__name__})",
+                                     file=self.experiment.source_path, key="backend.base_url",
+                                     fix="check that LM Studio's server is running") from None
         entries = {e.get("id"): e for e in listing.get("data", []) if isinstance(e, dict)}
         entry = entries.get(variant.model_id)
         if entry is None:
