@@ -54,6 +54,7 @@ class CellStats:
     tn: int = 0
     fn: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    predictions: Counter[Any] = field(default_factory=Counter)  # the class each answer stated
     # (cell key, repeat) -> [correct, answered]: one "run" is one repeat of one cell over the items.
     runs: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     # (cell key, item id) -> predictions across repeats, for agreement and flips.
@@ -94,6 +95,8 @@ class CellStats:
         run[0] += int(bool(score.correct))
         run[1] += 1
         self.answers[(cell_key, result.job.item.id)].append(hashable(score.prediction))
+        if score.prediction is not None:
+            self.predictions[hashable(score.prediction)] += 1
         self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score)
@@ -124,6 +127,7 @@ class CellStats:
                      "unanswered_neg"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.outcomes = self.outcomes + other.outcomes
+        out.predictions = self.predictions + other.predictions
         out.runs.update(self.runs)
         out.runs.update(other.runs)
         out.answers.update(self.answers)
@@ -200,6 +204,14 @@ class CellStats:
         }
         return counts.get(name)
 
+    def answer_shares(self) -> str:
+        """The share of each stated class among the answers that state one: "true 95%, false 5%"."""
+        total = sum(self.predictions.values())
+        if not total:
+            return "-"
+        return ", ".join(f"{str(k).lower() if isinstance(k, bool) else k} {v / total:.0%}"
+                         for k, v in self.predictions.most_common())
+
     def outcome_shares(self) -> str:
         """What the answers were, other than answered: "truncated 40%, no_json 10%" (or "all answered")."""
         total = sum(self.outcomes.values())
@@ -221,7 +233,7 @@ class CellStats:
             "completion_tokens": _mean([float(t) for t in self.completion_tokens]),
             "file_size_mb": _mean([b / 1e6 for b in sorted(self.file_sizes)]),
             "flip_rate": _ratio(*self.flips()), "entropy": self.entropy(), "kappa": self.kappa(),
-            "outcomes": self.outcome_shares(),
+            "outcomes": self.outcome_shares(), "answers": self.answer_shares(),
             "mcc": matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
             "balanced_accuracy": self.balanced_accuracy(),
         }

@@ -26,7 +26,7 @@ from runner.scoring.scorers import BinaryClassification, Scorer
 from runner.stats import bootstrap_mean_interval, wilson_interval
 from runner.store import Store
 
-DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "outcomes"]
+DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers", "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 RATE_METRICS = {"accuracy", "precision", "recall", "f1", "json_valid", "agreement", "run_mean", "run_std",
                 "run_worst", "run_best", "flip_rate", "entropy", "kappa", "mcc", "balanced_accuracy"}

@@ -38,3 +38,20 @@ def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project
     assert stats.metric("balanced_accuracy") == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert stats.metric("false_negatives") == 0  # the cut-off answer stated nothing: not a stated error
     assert stats.accuracy() == pytest.approx(2 / 4)
+
+
+def test_answer_shares_count_only_stated_classes(project: Project) -> None:
+    project.write_dataset([{"id": i, "config": {}, "valid": True} for i in "abcd"])
+    exp = base_experiment()
+    exp["prompts"]["variants"] = exp["prompts"]["variants"][:1]
+    exp["sampling"] = {"temperature": 0.0}
+    exp["repeats"] = 1
+    experiment = load_experiment(project.write(exp))
+    scorer = build_scorers(list(experiment.scorers), "valid")[0]
+    texts = {"a": '{"valid": true}', "b": '{"valid": true}', "c": '{"valid": false}', "d": "I think it is fine."}
+    stats = CellStats()
+    for job in build_plan(experiment).jobs():
+        record = JobRecord(job.job_id, "ok", 1, None, texts[job.item.id], "stop", 10, 5, 0.1, None, None)
+        stats.add(JobResult(job, record), scorer.score(texts[job.item.id], "stop", job.item), scorer)
+    assert stats.metric("answers") == "true 67%, false 33%"
+    assert stats.metric("outcomes") == "no_json 25%"
