@@ -42,6 +42,7 @@ from runner.stats import binomial_greater, brier_score
 from runner.store import Store
 
 CONSTANT_SHARE = 0.9
+MIN_FOR_CONSTANT = 5  # "always the same" needs a few answers before it means anything
 
 def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_items: int | None = None,
              alpha: float | None = None) -> list[Finding]:
@@ -228,7 +229,7 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
     unit = "items" if len(c.scores) > n else "answers"
     parts: list[str] = []
     weight = 0.0
-    if answered >= 2:
+    if answered >= MIN_FOR_CONSTANT:
         top, top_count = predictions.most_common(1)[0]
         if top_count / answered >= CONSTANT_SHARE:
             parts.append(f"gives {scorer.config.field}={say_value(top)} in {top_count} of {answered} {unit} that "
@@ -238,8 +239,10 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
             weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
     p = binomial_greater(correct, n, majority_count / n)
     numbers["p_vs_majority"] = p
-    stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {say_number(st.metric('kappa'))}, MCC "
-                  f"{say_number(st.metric('mcc'))}, balanced accuracy {say_number(st.metric('balanced_accuracy'))}")
+    stated = f"over {st.binary_n} answers stating a class" if st.binary_n else "(no answer stated a class)"
+    stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {say_number(st.metric('kappa'))} and MCC "
+                  f"{say_number(st.metric('mcc'))} {stated}; balanced accuracy "
+                  f"{say_number(st.metric('balanced_accuracy'))}")
     always = f"always answering {scorer.config.field}={say_value(majority)}"
     # "No better" in the statistical sense: not significantly more right than the trivial baseline. A
     # perfect cell is not called that, however small n is: there is nothing wrong to explain.

@@ -154,7 +154,8 @@ def test_worked_confusion_tp3_fp2_tn3_fn2(fill: Any) -> None:
     assert f.numbers["majority_class"] is True
     assert f.numbers["predictions"] == {"True": 5, "False": 5}
     assert f.text == ("fake: no better than always answering valid=true (6 of 10 right; always true gets 5; "
-                      "exact binomial p=0.38 over 10 items; kappa 0.20, MCC 0.20, balanced accuracy 0.60)")
+                      "exact binomial p=0.38 over 10 items; kappa 0.20 and MCC 0.20 over 10 answers stating a class; "
+                      "balanced accuracy 0.60)")
     # It falls short of the baseline by nothing (6 > 5), so it explains no wrong answer.
     assert f.weight == 0.0
     assert f.hypothesis is None
@@ -176,7 +177,8 @@ def test_constant_answer_on_balanced_set(fill: Any) -> None:
     assert f.weight == pytest.approx(0.5)  # the five invalid items, all wrong
     assert f.text == ("fake: gives valid=true in 10 of 10 answers that state a class: a constant answer; "
                       "no better than always answering valid=true (5 of 10 right; always true gets 5; exact "
-                      "binomial p=0.62 over 10 items; kappa 0.00, MCC 0.00, balanced accuracy 0.50)")
+                      "binomial p=0.62 over 10 items; kappa 0.00 and MCC 0.00 over 10 answers stating a class; "
+                      "balanced accuracy 0.50)")
 
 
 def _mostly_true(job: Job) -> str:
@@ -432,7 +434,8 @@ def test_every_item_wrong_everywhere_is_left_to_the_class_findings(fill: Any) ->
     assert _kinds(findings) == ["no_better_than_majority"]
     f = findings[0]
     assert f.text == ("in every cell (2): no better than always answering valid=true (0 of 10 right; always true "
-                      "gets 5; exact binomial p=1 over 10 items; kappa -1.00, MCC -1.00, balanced accuracy 0.00)")
+                      "gets 5; exact binomial p=1 over 10 items; kappa -1.00 and MCC -1.00 over 10 answers stating a "
+                      "class; balanced accuracy 0.00)")
     assert f.subject == "in every cell (2)"
     assert f.numbers["cells"] == ["prompt=a", "prompt=b"]
     assert (f.numbers["kappa"], f.numbers["mcc"], f.numbers["balanced_accuracy"]) == (-1.0, -1.0, 0.0)
@@ -755,3 +758,10 @@ def test_well_formed_wrong_answers_of_a_scorer_without_classes(fill: Any) -> Non
     assert f.weight == pytest.approx(0.7)
     # All right: nothing to say.
     assert fill(lambda j: str(_valid(j)), exp=exp).diagnose() == []
+
+
+def test_too_few_answers_for_a_constant_answer(fill: Any) -> None:
+    # Four items all answered valid=true: too few answers to call that a constant answer (it needs 5).
+    findings = fill(lambda j: json.dumps({"valid": True}), rows=_rows(4)).diagnose()
+    assert "constant" not in " ".join(_kinds(findings))
+    assert _kinds(findings) == ["no_better_than_majority"]
