@@ -89,16 +89,16 @@ def paired_comparisons(cells: list[CellOutcomes], axes: dict[str, list[Any]], *,
         others = [a for a in varying if a != axis]
         groups: dict[tuple[Any, ...], dict[Any, CellOutcomes]] = defaultdict(dict)
         for cell in cells:
-            groups[tuple(_key(cell.values.get(a)) for a in others)][_key(cell.values.get(axis))] = cell
+            groups[tuple(hashable(cell.values.get(a)) for a in others)][hashable(cell.values.get(axis))] = cell
         for group in groups.values():
-            baseline_value = next((v for v in axes[axis] if _key(v) in group), None)
+            baseline_value = next((v for v in axes[axis] if hashable(v) in group), None)
             if baseline_value is None:
                 continue
-            base = group[_key(baseline_value)]
+            base = group[hashable(baseline_value)]
             for value in axes[axis]:
-                if _key(value) == _key(baseline_value) or _key(value) not in group:
+                if hashable(value) == hashable(baseline_value) or hashable(value) not in group:
                     continue
-                cell = group[_key(value)]
+                cell = group[hashable(value)]
                 out.append(_compare(axis, baseline_value, value, {a: base.values.get(a) for a in others},
                                     base.outcomes, cell.outcomes, alpha))
     for comparison, adjusted in zip(out, holm_adjust([c.p_value for c in out]), strict=True):
@@ -136,8 +136,6 @@ def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], outc
                       mcnemar_exact(only_a, only_b), alpha=alpha)
 
 
-def _key(value: Any) -> Any:
-    return hashable(value)
 
 
 def _show(value: Any) -> str:

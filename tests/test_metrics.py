@@ -12,9 +12,9 @@ from runner.scoring.scorers import BinaryClassification, build_scorers
 from runner.store import JobRecord
 
 
-def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project) -> None:
-    project.write_dataset([{"id": "a", "config": {}, "valid": True}, {"id": "b", "config": {}, "valid": True},
-                           {"id": "c", "config": {}, "valid": False}, {"id": "d", "config": {}, "valid": False}])
+def _cell_stats(project: Project, labels: dict[str, bool], answers: dict[str, tuple[str, str]]) -> CellStats:
+    """One cell (one prompt, temperature 0, no repeats) whose item `i` got the answer answers[i]."""
+    project.write_dataset([{"id": i, "config": {}, "valid": v} for i, v in labels.items()])
     exp = base_experiment()
     exp["prompts"]["variants"] = exp["prompts"]["variants"][:1]
     exp["sampling"] = {"temperature": 0.0}
@@ -22,15 +22,20 @@ def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project
     experiment = load_experiment(project.write(exp))
     scorer = build_scorers(list(experiment.scorers), "valid")[0]
     assert isinstance(scorer, BinaryClassification)
-    # a: valid, answered valid (tp); b: valid, cut off (no class); c: invalid, answered invalid (tn);
-    # d: invalid, answered valid (fp).
-    answers = {"a": ('{"valid": true}', "stop"), "b": ('{"valid": tr', "length"),
-               "c": ('{"valid": false}', "stop"), "d": ('{"valid": true}', "stop")}
     stats = CellStats()
     for job in build_plan(experiment).jobs():
         text, finish = answers[job.item.id]
         record = JobRecord(job.job_id, "ok", 1, None, text, finish, 10, 5, 0.1, None, None)
         stats.add(JobResult(job, record), scorer.score(text, finish, job.item), scorer)
+    return stats
+
+
+def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project) -> None:
+    # a: valid, answered valid (tp); b: valid, cut off (no class); c: invalid, answered invalid (tn);
+    # d: invalid, answered valid (fp).
+    stats = _cell_stats(project, {"a": True, "b": True, "c": False, "d": False},
+                        {"a": ('{"valid": true}', "stop"), "b": ('{"valid": tr', "length"),
+                         "c": ('{"valid": false}', "stop"), "d": ('{"valid": true}', "stop")})
     assert (stats.tp, stats.fn, stats.tn, stats.fp, stats.unanswered_pos) == (1, 0, 1, 1, 1)
     assert stats.recall() == pytest.approx(1 / 2)  # tp / (tp + fn + unanswered positives)
     assert stats.precision() == pytest.approx(1 / 2)  # tp / (tp + fp)
@@ -41,17 +46,8 @@ def test_unanswered_positive_items_are_misses_for_recall_and_f1(project: Project
 
 
 def test_answer_shares_count_only_stated_classes(project: Project) -> None:
-    project.write_dataset([{"id": i, "config": {}, "valid": True} for i in "abcd"])
-    exp = base_experiment()
-    exp["prompts"]["variants"] = exp["prompts"]["variants"][:1]
-    exp["sampling"] = {"temperature": 0.0}
-    exp["repeats"] = 1
-    experiment = load_experiment(project.write(exp))
-    scorer = build_scorers(list(experiment.scorers), "valid")[0]
-    texts = {"a": '{"valid": true}', "b": '{"valid": true}', "c": '{"valid": false}', "d": "I think it is fine."}
-    stats = CellStats()
-    for job in build_plan(experiment).jobs():
-        record = JobRecord(job.job_id, "ok", 1, None, texts[job.item.id], "stop", 10, 5, 0.1, None, None)
-        stats.add(JobResult(job, record), scorer.score(texts[job.item.id], "stop", job.item), scorer)
+    stats = _cell_stats(project, dict.fromkeys("abcd", True),
+                        {"a": ('{"valid": true}', "stop"), "b": ('{"valid": true}', "stop"),
+                         "c": ('{"valid": false}', "stop"), "d": ("I think it is fine.", "stop")})
     assert stats.metric("answers") == "true 67%, false 33%"
     assert stats.metric("outcomes") == "no_json 25%"
