@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.cli import main as runner_main  # noqa: E402
-from runner.loader import load_experiment  # noqa: E402
-from runner.planner import build_plan  # noqa: E402
+from runner.config.loader import load_experiment  # noqa: E402
+from runner.plan.planner import build_plan  # noqa: E402
 
 
 def write_experiment(folder: Path, url: str, jobs: int, concurrency: int) -> Path:

@@ -14,15 +14,15 @@ from runner.backends import (
     known_backends,
     register_backend,
 )
-from runner.config import Experiment
+from runner.config.loader import load_experiment
+from runner.config.schema import Experiment
 from runner.errors import BackendUnavailable, ConfigError, UserError
-from runner.loader import load_experiment
-from runner.planner import Cell, Job, Plan, build_plan
-from runner.report import Report, build_report, render
-from runner.retry import RetryPolicy
+from runner.plan.planner import Cell, Job, Plan, build_plan
+from runner.report.tables import Report, build_report, render
+from runner.run.retry import RetryPolicy
 from runner.scoring.extract import extract_json
 from runner.scoring.scorers import Score, Scorer, build_scorers
-from runner.store import Store
+from runner.store.database import Store
 
 __version__ = "0.1.0"
 

@@ -21,21 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends import Backend, Variant, create_backend
-from runner.backends.llamacpp import LlamaCppBackend
-from runner.config import Experiment
-from runner.diagnosis import diagnose
+from runner.backends.llamacpp.backend import LlamaCppBackend
+from runner.capabilities.context_window import ContextResult, Probe, check_dataset, find_limit
+from runner.capabilities.context_window import render as render_context
+from runner.capabilities.probe import probe_variant, warnings_for
+from runner.config.loader import load_experiment
+from runner.config.schema import Experiment
+from runner.diagnosis.diagnose import diagnose
 from runner.errors import ConfigError, UserError
-from runner.executor import Executor, RunOptions, RunSummary
-from runner.loader import load_experiment
-from runner.planner import Job, Plan, build_plan, canonical_hash
-from runner.probe import probe_variant, warnings_for
-from runner.progress import Progress
-from runner.report import FORMATS, build_report, render, render_findings
-from runner.retry import RetryPolicy
+from runner.plan.planner import Job, Plan, build_plan, canonical_hash
+from runner.report.tables import FORMATS, build_report, render, render_findings
+from runner.run.executor import Executor, RunOptions, RunSummary
+from runner.run.progress import Progress
+from runner.run.retry import RetryPolicy
 from runner.scoring.scorers import Scorer, build_scorers
-from runner.store import Store
-from runner.studies.context_window import ContextResult, Probe, check_dataset, find_limit
-from runner.studies.context_window import render as render_context
+from runner.store.database import Store
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

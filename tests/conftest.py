@@ -85,7 +85,7 @@ def smollm_path() -> Path:
 def llama_server() -> Iterator[str]:
     """llama.cpp's server for the real model (2 slots of 1024 tokens), in a child process, on loopback."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(smollm_path()),
+        [sys.executable, "-m", "runner.backends.llamacpp.server", "--model", str(smollm_path()),
          "--n-ctx", "2048", "--parallel", "2", "--threads", "2"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None

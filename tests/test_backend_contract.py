@@ -21,9 +21,9 @@ from aiohttp import web
 from conftest import Project, base_experiment, smollm_path
 from runner.backends import Backend, ChatRequest, Variant, create_backend
 from runner.cli import main
+from runner.config.loader import load_experiment
 from runner.errors import BackendUnavailable
-from runner.loader import load_experiment
-from runner.planner import build_plan
+from runner.plan.planner import build_plan
 from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 HTTP = ("openai", "ollama", "lmstudio")

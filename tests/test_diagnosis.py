@@ -3,7 +3,7 @@
 Each test writes an experiment with the `project` fixture, expands its plan, stores an answer of
 our choosing for every job, and runs `diagnose` as `runner explain` does. Numbers are checked
 against values worked by hand in the comments (or by scipy / the standard library, not by
-runner.stats), so a wrong formula in either place shows up.
+runner.analysis.stats), so a wrong formula in either place shows up.
 
 Dataset used by most tests (`_rows()`): ten items i00..i09, `valid` true for the even ones (so
 labels are 5 true / 5 false, true first, which makes true the majority class on the tie), and a
@@ -23,15 +23,15 @@ import pytest
 from scipy import stats as sps
 
 from conftest import Project, base_experiment
+from runner.analysis.stats import binomial_greater, mcnemar_sample_size
 from runner.cli import main
-from runner.diagnosis import diagnose, nothing_wrong_line
-from runner.findings import Finding
-from runner.loader import load_experiment
-from runner.planner import Job, Plan, build_plan
-from runner.report import render_findings
+from runner.config.loader import load_experiment
+from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
+from runner.diagnosis.findings import Finding
+from runner.plan.planner import Job, Plan, build_plan
+from runner.report.tables import render_findings
 from runner.scoring.scorers import build_scorers
-from runner.stats import binomial_greater, mcnemar_sample_size
-from runner.store import Store
+from runner.store.database import Store
 
 CLASS_KINDS = {"constant_answer", "no_better_than_majority", "constant_answer_no_better_than_majority"}
 RULES = {1: "port_range", 3: "name_format", 5: "port_range", 7: "missing_host", 9: "name_format"}
@@ -284,7 +284,7 @@ def test_truncated(fill: Any) -> None:
     summary = findings[1].numbers
     assert summary["p_vs_majority"] == pytest.approx(176 / 1024)
     assert (summary["answered"], summary["predictions"]) == (7, {"True": 3, "False": 4})
-    # The confusion counts leave out answers without a class (runner.metrics): tp=3 (i04 i06 i08), tn=4
+    # The confusion counts leave out answers without a class (runner.analysis.metrics): tp=3 (i04 i06 i08), tn=4
     # (i03 i05 i07 i09), fp=fn=0, so MCC and kappa over the stated answers are 1. Balanced accuracy counts
     # the cut-off items as misses of their class: valid i00 i02 and invalid i01, so
     # (3/5 + 4/5) / 2 = 0.7 - while accuracy over all ten answers is 0.7 too.

@@ -11,13 +11,13 @@ import pytest
 
 from conftest import Project, base_experiment
 from runner.backends.base import Backend, ChatRequest, Completion
-from runner.executor import Executor, RunOptions
-from runner.loader import load_experiment
-from runner.planner import build_plan
-from runner.progress import Progress
-from runner.retry import RetryPolicy
+from runner.config.loader import load_experiment
+from runner.plan.planner import build_plan
+from runner.run.executor import Executor, RunOptions
+from runner.run.progress import Progress
+from runner.run.retry import RetryPolicy
 from runner.scoring.scorers import build_scorers
-from runner.store import Store
+from runner.store.database import Store
 
 
 class OddBackend(Backend):

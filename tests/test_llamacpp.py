@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import Project, base_experiment, smollm_path
+from runner.backends.llamacpp.gguf_info import read_gguf_info
 from runner.cli import main
-from runner.gguf_info import read_gguf_info
 
 pytestmark = pytest.mark.model
 

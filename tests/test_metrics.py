@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import Project, base_experiment
-from runner.loader import load_experiment
-from runner.metrics import CellStats, JobResult
-from runner.planner import build_plan
+from runner.analysis.metrics import CellStats, JobResult
+from runner.config.loader import load_experiment
+from runner.plan.planner import build_plan
 from runner.scoring.scorers import BinaryClassification, build_scorers
-from runner.store import JobRecord
+from runner.store.database import JobRecord
 
 
 def _cell_stats(project: Project, labels: dict[str, bool], answers: dict[str, tuple[str, str]]) -> CellStats:

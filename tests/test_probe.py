@@ -17,9 +17,9 @@ from aiohttp import web
 
 from conftest import Project, base_experiment, smollm_path
 from runner.cli import main
-from runner.loader import load_experiment
-from runner.planner import build_plan
-from runner.store import MIGRATIONS, SCHEMA_VERSION, Store
+from runner.config.loader import load_experiment
+from runner.plan.planner import build_plan
+from runner.store.database import MIGRATIONS, SCHEMA_VERSION, Store
 from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 OLLAMA_ID = "smollm2:135m-instruct-q4_K_M"

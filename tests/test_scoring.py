@@ -8,8 +8,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from runner import Score, Scorer, build_scorers, extract_json
-from runner.config import ScorerConfig
-from runner.dataset import Item
+from runner.config.schema import ScorerConfig
+from runner.plan.dataset import Item
 
 # extract_json
 

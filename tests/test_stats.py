@@ -1,4 +1,4 @@
-"""Tests for runner.stats against hand-worked numbers and independent scipy computations."""
+"""Tests for runner.analysis.stats against hand-worked numbers and independent scipy computations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from runner.stats import (
+from runner.analysis.stats import (
     RunSummary,
     answer_entropy,
     balanced_accuracy,

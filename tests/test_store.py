@@ -13,7 +13,7 @@ import pytest
 from conftest import Project, base_experiment
 from runner import Store, UserError
 from runner.cli import main
-from runner.store import SCHEMA_VERSION
+from runner.store.database import SCHEMA_VERSION
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from runner.backends.base import (
 )
 
 if TYPE_CHECKING:
-    from runner.config import BackendSettings, Experiment
+    from runner.config.schema import BackendSettings, Experiment
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def create_backend(experiment: Experiment) -> Backend:
 
 
 def _register_builtins() -> None:
-    from runner.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
+    from runner.backends.llamacpp.backend import LlamaCppBackend, LlamaCppSettings
     from runner.backends.lmstudio import LMStudioBackend, LMStudioSettings
     from runner.backends.ollama import OllamaBackend, OllamaSettings
     from runner.backends.openai import OpenAIBackend, OpenAISettings

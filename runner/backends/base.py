@@ -1,7 +1,7 @@
 """The one interface every backend implements, and the values that cross it.
 
 A backend turns a `ChatRequest` into a `Completion` or raises `BackendError`, which says whether a
-retry could help; the executor owns the retry policy (`runner.retry`), backends only classify.
+retry could help; the executor owns the retry policy (`runner.run.retry`), backends only classify.
 `serve(variant)` brackets the jobs of one model variant: the embedded backend loads the model
 there; HTTP backends only look the model up.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.config import BackendSettings, Experiment
+    from runner.config.schema import BackendSettings, Experiment
 
 
 @dataclass(frozen=True)

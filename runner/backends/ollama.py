@@ -16,7 +16,7 @@ from pydantic import Field
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.config import BackendSettings
+from runner.config.schema import BackendSettings
 from runner.errors import BackendUnavailable
 
 

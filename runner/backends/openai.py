@@ -11,8 +11,8 @@ from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.backends.llamacpp_api import count_prompt_tokens
-from runner.config import BackendSettings
+from runner.backends.llamacpp.api import count_prompt_tokens
+from runner.config.schema import BackendSettings
 from runner.errors import ConfigError
 
 

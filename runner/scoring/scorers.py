@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.config import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
-from runner.dataset import Item
-from runner.planner import canonical_hash
+from runner.config.schema import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
+from runner.plan.dataset import Item
+from runner.plan.planner import canonical_hash
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
 

@@ -21,11 +21,12 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-from runner.compare import majority
-from runner.diagnosis_across import context_findings, items_wrong_everywhere, power_findings
-from runner.findings import CellView, Finding, say_axis_value, say_number, say_value
-from runner.metrics import CellStats, hashable, iter_cell_results, scores_for
-from runner.planner import Cell, Plan
+from runner.analysis.compare import majority
+from runner.analysis.metrics import CellStats, hashable, iter_cell_results, scores_for
+from runner.analysis.stats import binomial_greater, brier_score
+from runner.diagnosis.across_cells import context_findings, items_wrong_everywhere, power_findings
+from runner.diagnosis.findings import CellView, Finding, say_axis_value, say_number, say_value
+from runner.plan.planner import Cell, Plan
 from runner.scoring.scorers import (
     ANSWERED,
     EMPTY,
@@ -38,8 +39,7 @@ from runner.scoring.scorers import (
     Score,
     Scorer,
 )
-from runner.stats import binomial_greater, brier_score
-from runner.store import Store
+from runner.store.database import Store
 
 CONSTANT_SHARE = 0.9
 MIN_FOR_CONSTANT = 5  # "always the same" needs a few answers before it means anything

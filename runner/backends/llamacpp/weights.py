@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.config import ModelSource
+from runner.backends.llamacpp.gguf_info import file_type_value
+from runner.config.schema import ModelSource
 from runner.errors import ConfigError, UserError
-from runner.gguf_info import file_type_value
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Variant
-from runner.config import Experiment
+from runner.config.schema import Experiment
 
 SCHEMA = {"type": "object", "properties": {"valid": {"type": "boolean"}}, "required": ["valid"],
           "additionalProperties": False}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from runner.compare import CellOutcomes, paired_comparisons
-from runner.findings import HYPOTHESES, CellView, Finding, say_axis_value, say_value
-from runner.planner import Plan
+from runner.analysis.compare import CellOutcomes, paired_comparisons
+from runner.diagnosis.findings import HYPOTHESES, CellView, Finding, say_axis_value, say_value
+from runner.plan.planner import Plan
 
 CONTEXT_CLOSE = 0.9  # a prompt using 90% of the context leaves little room for the answer
 

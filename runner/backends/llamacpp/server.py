@@ -1,6 +1,6 @@
 """Child process that serves one GGUF file with llama.cpp's server (xllamacpp) on loopback.
 
-Run as `python -m runner.backends.llamacpp_server --model PATH ...`. It prints one JSON line
+Run as `python -m runner.backends.llamacpp.server --model PATH ...`. It prints one JSON line
 (`{"url": "http://127.0.0.1:PORT"}`) once the server listens, then serves until its standard
 input closes or it gets SIGTERM. One engine per process because a second `xllamacpp.Server` in the
 same process hung in its destructor (see shared/LOCAL_MODELS.md); watching stdin means the server

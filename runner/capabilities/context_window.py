@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Variant
-from runner.config import ContextWindowStudy
-from runner.planner import Plan
-from runner.retry import RetryPolicy, call_with_retries
+from runner.config.schema import ContextWindowStudy
+from runner.plan.planner import Plan
+from runner.run.retry import RetryPolicy, call_with_retries
 
 MARKER = "zanzibar"
 

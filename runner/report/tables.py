@@ -16,15 +16,15 @@ from typing import Any
 
 from tabulate import tabulate
 
-from runner.compare import CellOutcomes, Comparison, paired_comparisons
-from runner.config import Threshold
-from runner.diagnosis import diagnose, nothing_wrong_line
-from runner.findings import Finding
-from runner.metrics import CellStats, iter_cell_results, scores_for
-from runner.planner import Plan
+from runner.analysis.compare import CellOutcomes, Comparison, paired_comparisons
+from runner.analysis.metrics import CellStats, iter_cell_results, scores_for
+from runner.analysis.stats import bootstrap_mean_interval, wilson_interval
+from runner.config.schema import Threshold
+from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
+from runner.diagnosis.findings import Finding
+from runner.plan.planner import Plan
 from runner.scoring.scorers import BinaryClassification, Scorer
-from runner.stats import bootstrap_mean_interval, wilson_interval
-from runner.store import Store
+from runner.store.database import Store
 
 DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers", "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]

@@ -17,8 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from runner.metrics import hashable
-from runner.stats import holm_adjust, mcnemar_exact, mcnemar_sample_size, paired_bootstrap_difference
+from runner.analysis.metrics import hashable
+from runner.analysis.stats import holm_adjust, mcnemar_exact, mcnemar_sample_size, paired_bootstrap_difference
 
 Outcomes = dict[tuple[str, int], bool]  # (item id, repeat) -> correct
 

@@ -17,16 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.planner import Cell, Job, Plan
-from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
-from runner.stats import (
+from runner.analysis.stats import (
     answer_entropy,
     cohen_kappa,
     matthews_corrcoef,
     summarize_runs,
     wilson_interval,
 )
-from runner.store import JobRecord, Store
+from runner.plan.planner import Cell, Job, Plan
+from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
+from runner.store.database import JobRecord, Store
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from runner.config import TemplateRef
+from runner.config.schema import TemplateRef
 from runner.errors import ConfigError
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)

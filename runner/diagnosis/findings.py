@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.metrics import CellStats
-from runner.planner import Cell
+from runner.analysis.metrics import CellStats
+from runner.plan.planner import Cell
 from runner.scoring.scorers import Score
 
 HYPOTHESES = {

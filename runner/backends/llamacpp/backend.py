@@ -1,6 +1,6 @@
 """The embedded default backend: llama.cpp's own server, one model variant at a time.
 
-For each variant the backend starts `runner.backends.llamacpp_server` in a child process on
+For each variant the backend starts `runner.backends.llamacpp.server` in a child process on
 loopback, waits for it, sends the variant's jobs through the same OpenAI-compatible client as the
 `openai` backend, and stops it before the next variant, so the machine never holds two models.
 
@@ -25,11 +25,11 @@ from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.backends.llamacpp_api import count_prompt_tokens
-from runner.config import BackendSettings, ModelConfig, ModelSource
+from runner.backends.llamacpp.api import count_prompt_tokens
+from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
+from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
+from runner.config.schema import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError, UserError
-from runner.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
-from runner.weights import cache_dir, derive, fetch_catalog, locate
 
 
 class LlamaCppSettings(BackendSettings):
@@ -157,7 +157,7 @@ class LlamaCppBackend(Backend):
         self.notify(f"loading {variant.label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
         with log_path.open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runner.backends.llamacpp_server", "--model", str(path),
+                sys.executable, "-m", "runner.backends.llamacpp.server", "--model", str(path),
                 "--n-ctx", str(self.settings.n_ctx * self.settings.parallel),
                 "--parallel", str(self.settings.parallel), "--threads", str(self.settings.thread_count()),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,

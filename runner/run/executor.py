@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion
-from runner.planner import Job, Plan
-from runner.progress import Progress
-from runner.retry import RetryPolicy, call_with_retries
+from runner.plan.planner import Job, Plan
+from runner.run.progress import Progress
+from runner.run.retry import RetryPolicy, call_with_retries
 from runner.scoring.scorers import Scorer
-from runner.store import Store
+from runner.store.database import Store
 
 
 @dataclass

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
-from runner.config import Experiment
+from runner.config.schema import Experiment
 from runner.errors import ConfigError
 
 

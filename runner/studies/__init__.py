@@ -1,1 +1,0 @@
-"""Experiments that are searches rather than grids."""
