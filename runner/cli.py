@@ -1,133 +1,59 @@
-"""The `runner` command: validate, plan, run, report.
+"""The `runner` command: argument parsing and rendering over the application layer (`runner.api`).
 
 User errors print one line (`runner: FILE: KEY: problem; fix`) and exit 2, with no traceback
-unless --debug. Everything that can be checked without a request is checked before the store is
-opened, so a bad experiment leaves nothing behind.
+unless --debug. Anything else is a bug: it prints its traceback and exits 1. Everything that can
+be checked without a request is checked before the store is opened, so a bad experiment leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import itertools
 import json
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from runner.backends import Backend, Variant, create_backend
-from runner.backends.llamacpp.backend import LlamaCppBackend
-from runner.capabilities.context_window import ContextResult, Probe, check_dataset, find_limit
-from runner.capabilities.context_window import render as render_context
-from runner.capabilities.probe import probe_variant, warnings_for
-from runner.config.loader import load_experiment
-from runner.config.schema import Experiment
-from runner.diagnosis.diagnose import diagnose
-from runner.errors import ConfigError, UserError
-from runner.plan.planner import Job, Plan, build_plan, canonical_hash
-from runner.report.tables import FORMATS, build_report, render, render_findings
-from runner.run.executor import Executor, RunOptions, RunSummary
-from runner.run.progress import Progress
-from runner.run.retry import RetryPolicy
-from runner.scoring.scorers import Scorer, build_scorers
-from runner.store.database import Store
+from runner import api
+from runner.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class Prepared:
-    experiment: Experiment
-    plan: Plan
-    backend: Backend
-    scorers: list[Scorer]
-
-
-def prepare(path: str) -> Prepared:
-    """Everything that needs no request: schema, dataset, templates, scorers, backend files."""
-    experiment = load_experiment(path)
-    plan = build_plan(experiment)
-    plan.check_templates()
-    scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
-    _check_scorer_fields(plan, scorers)
-    backend = create_backend(experiment)
-    backend.check()
-    return Prepared(experiment, plan, backend, scorers)
-
-
-def _check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
-    for i, scorer in enumerate(scorers):
-        cfg = scorer.config
-        if cfg.type == "code_tests":
-            missing = [item.id for item in plan.items if cfg.tests_field not in item.fields]
-            if missing:
-                raise ConfigError(f"dataset items {missing[:3]} have no field {cfg.tests_field!r}",
-                                  file=plan.experiment.source_path, key=f"scorers[{i}].tests_field",
-                                  fix="add the unit tests to every row or name the field that holds them")
-            continue
-        field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
-        field = field or plan.experiment.dataset.label_field
-        if field is None and cfg.type in ("json_field", "binary"):
-            raise ConfigError("no dataset field to compare with", file=plan.experiment.source_path,
-                              key=f"scorers[{i}]", fix="set dataset.label_field or the scorer's expected_field")
-        missing = [item.id for item in plan.items if field is not None and field not in item.fields]
-        if missing:
-            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}",
-                              file=plan.experiment.source_path, key=f"scorers[{i}]",
-                              fix="add the field to every row or point the scorer at another one")
-
-
-def experiment_hash(experiment: Experiment) -> str:
-    return canonical_hash(experiment.model_dump(mode="json"))
-
-
-# verbs
+FORMATS = ("table", "markdown", "csv", "json")
+INTERRUPTED = "interrupted: finished jobs are stored; run the same command again to resume"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
-    if not args.offline:
-        asyncio.run(p.backend.probe())
-    plan = p.plan
+    plan = api.validate(args.file, offline=args.offline).plan
     print(f"ok: {args.file}: {plan.count()} jobs = {len(plan.cells)} cells x {len(plan.items)} items x "
           f"{plan.repeats} repeats")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
+    status = api.plan_status(args.file, limit=args.limit)
+    p = status.prepared
     plan = p.plan
     print(f"experiment: {p.experiment.name}")
     print("axes:")
     for axis, values in plan.axes.items():
         print(f"  {axis}: {', '.join('-' if v is None else json.dumps(v) for v in values)}")
-    total = plan.count(args.limit)
+    total = status.total
     print(f"matrix: {len(plan.cells)} cells x {len(plan.item_subset(args.limit))} items x {plan.repeats} "
           f"repeats = {total} jobs")
-    store = Store.open_existing(p.experiment.store_path())
-    if store is not None:
-        done_ids = store.succeeded_ids()
-        store.close()
-        done = sum(1 for job in plan.jobs(args.limit) if job.job_id in done_ids)
-        print(f"store: {p.experiment.store_path()}: {done} of {total} done, {total - done} to run")
+    if status.done is not None:
+        print(f"store: {p.store_path}: {status.done} of {total} done, {total - status.done} to run")
     else:
-        print(f"store: {p.experiment.store_path()} (none yet): {total} to run")
-    for job in _first(plan, args.limit, args.show):
+        print(f"store: {p.store_path} (none yet): {total} to run")
+    for job in itertools.islice(plan.jobs(args.limit), args.show):
         cell = ", ".join(f"{k}={v}" for k, v in job.cell.values if v is not None)
         print(f"\njob {job.job_id} [{cell}] item={job.item.id} repeat={job.repeat} params={job.params}")
         for m in job.messages:
             print(f"  {m['role']}: {_clip(m['content'], args.chars)}")
     return 0
-
-
-def _first(plan: Plan, limit: int | None, n: int) -> list[Job]:
-    return list(itertools.islice(plan.jobs(limit), n))
 
 
 def _clip(text: str, chars: int) -> str:
@@ -136,187 +62,54 @@ def _clip(text: str, chars: int) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
-    if p.experiment.study is not None:
-        return _run_study(p)
-    settings = p.experiment.backend
-    concurrency = args.concurrency or settings.concurrency
-    retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
-    progress = Progress(p.plan.count(args.limit), enabled=not args.quiet)
-    if isinstance(p.backend, LlamaCppBackend):
-        p.backend.notify = progress.note  # model fetching, deriving and loading, above the progress line
-    summary = asyncio.run(_run(p, RunOptions(concurrency, args.limit, args.fresh), retry, progress))
+    done = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
+                   subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events)
+    if done.study is not None:
+        sys.stdout.write(api.render(done.study))
+        return 0
+    summary = done.summary
+    assert summary is not None
     print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
           f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
     if summary.interrupted:
-        print("interrupted: finished jobs are stored; run the same command again to resume",
-              file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.no_report:
-        _print_report(p, args.limit, "table", None)
+        sys.stdout.write(api.render(api.report(args.file, limit=args.limit), "table"))
     return 0
 
 
-async def _run(p: Prepared, options: RunOptions, retry: RetryPolicy, progress: Progress) -> RunSummary:
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    if task is not None:
-        # SIGTERM (a CI timeout, `kill`) stops like Ctrl-C: cancel, keep what is stored.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    p.backend.needed = None if options.fresh else _variants_with_work(p, options.limit_items)
-    # Reachability first, before the store exists: an unreachable server must leave nothing behind.
-    await p.backend.start()
-    try:
-        store = Store.open(p.experiment.store_path())
-    except BaseException:
-        await p.backend.close()
-        raise
-    try:
-        for warning in _probe_warnings(p, store):
-            # Not progress.note: --quiet hides the progress line, never a warning.
-            print(f"warning: {warning}", file=sys.stderr)
-        executor = Executor(p.plan, store, p.backend, p.scorers, retry, progress)
-        try:
-            return await executor.run(options, experiment_hash(p.experiment))
-        except asyncio.CancelledError:
-            return executor.summary(p.plan.count(options.limit_items), interrupted=True)
-    finally:
-        await p.backend.close()
-        store.close()
+def cmd_score(args: argparse.Namespace) -> int:
+    summary = api.score(args.file, limit=args.limit)
+    print(f"scored {summary.jobs} stored answers; {summary.rescored} scores were missing or stale and are "
+          "stored now", file=sys.stderr)
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
-    path = p.experiment.store_path()
-    if not path.is_file():
-        raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
-    store = Store.open(path)
-    try:
-        findings = diagnose(p.plan, store, p.scorers, limit_items=args.limit)
-    finally:
-        store.close()
-    sys.stdout.write(render_findings(p.plan, findings, args.format))
+    findings = api.explain(args.file, limit=args.limit)
+    name = api.prepare(args.file).experiment.name
+    sys.stdout.write(api.render_findings(name, findings, args.format))
     return 0
-
-
-def _variants_with_work(p: Prepared, limit_items: int | None) -> set[Variant] | None:
-    """Variants with a job not yet stored, read from an existing store without creating one."""
-    store = Store.open_existing(p.experiment.store_path())
-    if store is None:
-        return None
-    try:
-        done = store.succeeded_ids()
-    finally:
-        store.close()
-    return {job.cell.variant for job in p.plan.jobs(limit_items) if job.job_id not in done}
-
-
-def _study_path(p: Prepared) -> Path:
-    return p.experiment.store_path().parent / "context_window.json"
-
-
-def _run_study(p: Prepared) -> int:
-    max_tokens = p.experiment.sampling.max_tokens
-    budget = (max_tokens[0] if isinstance(max_tokens, list) else max_tokens) or 0
-    results = asyncio.run(_study_all(p, budget))
-    path = _study_path(p)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"max_tokens": budget, "results": [r.to_dict() for r in results]}, indent=1))
-    os.replace(tmp, path)
-    sys.stdout.write(render_context(results, budget))
-    return 0
-
-
-async def _study_all(p: Prepared, max_tokens: int) -> list[ContextResult]:
-    study = p.experiment.study
-    assert study is not None
-    await p.backend.start()
-    results = []
-    try:
-        for variant in p.plan.variants():
-            async with p.backend.serve(variant):
-                result = await find_limit(p.backend, variant, study)
-                await check_dataset(p.backend, p.plan, result, variant, max_tokens)
-            print(f"{result.variant}: limit {result.limit_tokens} tokens after {result.requests} requests",
-                  file=sys.stderr)
-            results.append(result)
-    finally:
-        await p.backend.close()
-    return results
-
-
-def _probe_warnings(p: Prepared, store: Store) -> list[str]:
-    identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
-    out = []
-    for variant in p.plan.variants():
-        results = store.latest_probe(identity, variant.identity)
-        if results is not None:
-            out.extend(warnings_for(p.experiment, results, variant))
-    return out
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
-    asyncio.run(_probe_all(p))
+    for v in api.probe(args.file):
+        print(f"{v.variant} ({v.backend}; {v.details.get('quantization') or 'quantization ?'}, "
+              f"context {v.details.get('n_ctx_per_slot') or '?'}):")
+        for r in v.results:
+            print(f"  {r.line()}")
+        for warning in v.warnings:
+            print(f"  warning: {warning}")
     return 0
-
-
-async def _probe_all(p: Prepared) -> None:
-    await p.backend.start()
-    identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
-    try:
-        store = Store.open(p.experiment.store_path())
-        try:
-            for variant in p.plan.variants():
-                async with p.backend.serve(variant) as info:
-                    results = await probe_variant(p.backend, variant)
-                store.save_probe(identity, variant.identity, [r.to_dict() for r in results])
-                label = variant.label
-                print(f"{label} ({p.experiment.backend.kind}; {info.details.get('quantization') or 'quantization ?'}"
-                      f", context {info.details.get('n_ctx_per_slot') or '?'}):")
-                for r in results:
-                    print(f"  {r.line()}")
-                for warning in warnings_for(p.experiment, [r.to_dict() for r in results], variant):
-                    print(f"  warning: {warning}")
-        finally:
-            store.close()
-    finally:
-        await p.backend.close()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    p = prepare(args.file)
-    if p.experiment.study is not None:
-        if not _study_path(p).is_file():
-            raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
-        try:
-            data = json.loads(_study_path(p).read_text())
-            results = [ContextResult(**{**r, "probes": [Probe(**x) for x in r["probes"]]}) for r in data["results"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"stored study results are unreadable ({type(exc).__name__})", file=_study_path(p),
-                            fix=f"run `runner run {args.file}` again") from None
-        sys.stdout.write(render_context(results, data["max_tokens"]))
-        return 0
-    path = p.experiment.store_path()
-    if not path.is_file():
-        raise UserError("no results yet", file=args.file, fix=f"run `runner run {args.file}` first")
-    _print_report(p, args.limit, args.format, args.output)
-    return 0
-
-
-def _print_report(p: Prepared, limit: int | None, fmt: str, output: str | None) -> None:
-    store = Store.open_existing(p.experiment.store_path())
-    try:
-        text = render(build_report(p.plan, store, p.scorers, limit), fmt)
-    finally:
-        if store is not None:
-            store.close()
-    if output is None:
+    text = api.render(api.report(args.file, limit=args.limit), args.format)
+    if args.output is None:
         sys.stdout.write(text)
-        return
-    target = Path(output)
+        return 0
+    target = Path(args.output)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so an interrupted report never leaves half a file where a good one was.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -324,6 +117,7 @@ def _print_report(p: Prepared, limit: int | None, fmt: str, output: str | None) 
         fh.write(text)
     os.replace(tmp, target)
     print(f"wrote {target}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=_positive, help="only the first N dataset items, for a quick trial")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    r.add_argument("--events", metavar="PATH", help="append the run's events to PATH as JSON lines")
     r.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("score", help="re-score stored answers with the scorers as they are now")
+    sc.add_argument("file")
+    sc.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    sc.set_defaults(func=cmd_score)
 
     ex = sub.add_parser("explain", help="findings: why the scores are what they are, in sentences")
     ex.add_argument("file")
@@ -389,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner: {exc.line()}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\ninterrupted: finished jobs are stored; run the same command again to resume",
-              file=sys.stderr)
+        print("\n" + INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

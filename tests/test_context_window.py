@@ -7,7 +7,6 @@ Each llama.cpp study run takes a few seconds, so there are two of them and no mo
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from conftest import ITEMS, Project, base_experiment, smollm_path
 from runner.cli import main
+from runner.store import Store
 from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 HUGE = {"id": "huge", "config": {"name": " ".join(["word"] * 3000), "port": 1}, "valid": False}
@@ -34,12 +34,18 @@ def _study(backend: dict[str, Any], model: dict[str, Any], **study: Any) -> dict
 
 def _run(project: Project, exp: dict[str, Any], name: str, capsys: pytest.CaptureFixture[str],
          ) -> tuple[str, str, dict[str, Any]]:
-    """`runner run` on the study: (stdout, stderr, the one result in results/<name>/context_window.json)."""
+    """`runner run` on the study: (stdout, stderr, the one result stored in the experiment's store)."""
     path = project.write(exp, name=f"{name}.yaml")
     capsys.readouterr()
     assert main(["run", str(path)]) == 0
     out, err = capsys.readouterr()
-    data = json.loads((project.root / "results" / name / "context_window.json").read_text())
+    store = Store.open_readonly(project.store_path(name))
+    assert store is not None
+    try:
+        data = store.latest_study("context_window")
+    finally:
+        store.close()
+    assert data is not None
     assert data["max_tokens"] == 96
     [result] = data["results"]
     return out, err, result

@@ -23,6 +23,7 @@ import pytest
 from scipy import stats as sps
 
 from conftest import Project, base_experiment
+from runner.analysis.results import load_results
 from runner.analysis.stats import binomial_greater, mcnemar_sample_size
 from runner.cli import main
 from runner.config.loader import load_experiment
@@ -31,7 +32,7 @@ from runner.diagnosis.findings import Finding
 from runner.plan.planner import Job, Plan, build_plan
 from runner.report.tables import render_findings
 from runner.scoring.scorers import build_scorers
-from runner.store.database import Store
+from runner.store import JobRow, Store
 
 CLASS_KINDS = {"constant_answer", "no_better_than_majority", "constant_answer_no_better_than_majority"}
 RULES = {1: "port_range", 3: "name_format", 5: "port_range", 7: "missing_host", 9: "name_format"}
@@ -64,7 +65,8 @@ class Filled:
         self.path, self.plan, self.store, self.scorers = path, plan, store, scorers
 
     def diagnose(self, **kwargs: Any) -> list[Finding]:
-        return diagnose(self.plan, self.store, self.scorers, **kwargs)
+        alpha = kwargs.pop("alpha", None)
+        return diagnose(load_results(self.plan, self.store, self.scorers, **kwargs), alpha=alpha)
 
 
 @pytest.fixture
@@ -93,9 +95,10 @@ def fill(project: Project) -> Any:
                 fields.setdefault("finish_reason", "stop")
                 fields.setdefault("prompt_tokens", 50)
                 fields.setdefault("completion_tokens", 8)
-            store.save_job(job_id=job.job_id, run_id=run_id, cell_key=job.cell.key(), model=job.cell.variant.model,
-                           quantization=job.cell.variant.quantization, item_id=job.item.id, repeat=job.repeat,
-                           status=fields.pop("status", "ok"), attempts=1, **fields)
+            store.save_job(JobRow(job_id=job.job_id, run_id=run_id, cell_key=job.cell.key(),
+                                  model=job.cell.variant.model, quantization=job.cell.variant.quantization,
+                                  item_id=job.item.id, repeat=job.repeat, status=fields.pop("status", "ok"),
+                                  attempts=1, **fields))
         return Filled(path, plan, store, build_scorers(list(experiment.scorers), experiment.dataset.label_field))
 
     yield _fill
@@ -687,8 +690,8 @@ def test_nothing_stored(fill: Any) -> None:
     # n = 0: a plan with no results at all (two cells, so the comparison has no pairs).
     filled = fill(lambda j: None, exp=_experiment(prompts=2, repeats=2))
     assert filled.diagnose() == []
-    assert diagnose(filled.plan, None, filled.scorers) == []
-    assert diagnose(filled.plan, filled.store, []) == []
+    assert diagnose(load_results(filled.plan, None, filled.scorers)) == []
+    assert diagnose(load_results(filled.plan, filled.store, [])) == []
 
 
 def test_clean_results_give_no_findings(fill: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -698,7 +701,7 @@ def test_clean_results_give_no_findings(fill: Any, capsys: pytest.CaptureFixture
     assert filled.diagnose() == []
     assert main(["explain", str(filled.path)]) == 0
     out = capsys.readouterr().out
-    assert out == nothing_wrong_line(filled.plan) + "\n"
+    assert out == nothing_wrong_line(filled.plan.experiment.name) + "\n"
     assert out.count("\n") == 1
     assert out.startswith("t: no findings: ")
     assert main(["explain", str(filled.path), "--format", "json"]) == 0
@@ -733,7 +736,7 @@ def test_explain_formats(fill: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[findings.index(no_json)] == f"{findings.index(no_json) + 1}. {no_json.text} *(prompt engineering)*"
 
     assert main(["explain", str(filled.path)]) == 0
-    assert capsys.readouterr().out == render_findings(filled.plan, findings, "text")
+    assert capsys.readouterr().out == render_findings(filled.plan.experiment.name, findings, "text")
 
 
 def test_items_wrong_everywhere_that_are_one_class_blame_the_cells(fill: Any) -> None:

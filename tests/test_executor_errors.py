@@ -12,11 +12,13 @@ import pytest
 from conftest import Project, base_experiment
 from runner.backends.base import Backend, ChatRequest, Completion
 from runner.config.loader import load_experiment
+from runner.config.schema import BinaryScorer
+from runner.plan.dataset import Item
 from runner.plan.planner import build_plan
 from runner.run.executor import Executor, RunOptions
-from runner.run.progress import Progress
 from runner.run.retry import RetryPolicy
-from runner.scoring.scorers import build_scorers
+from runner.scoring.errors import ScorerError
+from runner.scoring.scorers import Score, Scorer, build_scorers
 from runner.store.database import Store
 
 
@@ -35,21 +37,54 @@ class OddBackend(Backend):
 def _executor(path: Path, store: Store, backend: Backend) -> Executor:
     exp = load_experiment(path)
     return Executor(build_plan(exp), store, backend, build_scorers(list(exp.scorers), "valid"),
-                    RetryPolicy(0, 0, 0), Progress(1, enabled=False))
+                    RetryPolicy(0, 0, 0))
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_an_unexpected_error_fails_the_job_and_the_run_goes_on(project: Project, concurrency: int) -> None:
+def test_an_unexpected_error_is_a_bug_that_stops_the_run_not_a_failed_job(project: Project, concurrency: int) -> None:
+    # A bug is not data: an AttributeError from the backend code stops the run; it is not stored as
+    # a failed job. What finished before it stays stored, and the run is marked failed.
     path = project.write(base_experiment())
     exp = load_experiment(path)
     store = Store.open(exp.store_path())
     backend = OddBackend(exp.backend, exp)
-    summary = asyncio.run(asyncio.wait_for(
-        _executor(path, store, backend).run(RunOptions(concurrency), "h"), timeout=30))
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(asyncio.wait_for(_executor(path, store, backend).run(RunOptions(concurrency), "h"), timeout=30))
+    assert info.group_contains(AttributeError, match="'list' object has no attribute 'get'")
+    rows = store.conn.execute("SELECT status FROM jobs").fetchall()
+    assert len(rows) < 48
+    assert {s for (s,) in rows} <= {"ok"}
+    assert store.conn.execute("SELECT status FROM runs").fetchone()[0] == "failed"
+
+
+class RefusingScorer(Scorer):
+    """A scorer that cannot score every other answer, and says so with its own error type."""
+
+    def __init__(self) -> None:
+        super().__init__(BinaryScorer(type="binary", field="valid"), "valid")
+        self.seen = 0
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        self.seen += 1
+        if self.seen % 2:
+            raise ScorerError("the answer's code could not be run: sandbox unavailable")
+        return Score("answered", True, True, True, True)
+
+
+def test_a_scorer_error_fails_only_that_job_and_the_run_goes_on(project: Project) -> None:
+    path = project.write(base_experiment())
+    exp = load_experiment(path)
+    store = Store.open(exp.store_path())
+
+    class Steady(Backend):
+        async def generate(self, request: ChatRequest) -> Completion:
+            return Completion('{"valid": true}', "stop", 5, 3, {}, {})
+
+    executor = Executor(build_plan(exp), store, Steady(exp.backend, exp), [RefusingScorer()], RetryPolicy(0, 0, 0))
+    summary = asyncio.run(asyncio.wait_for(executor.run(RunOptions(1), "h"), timeout=30))
     rows = store.conn.execute("SELECT status, error FROM jobs").fetchall()
-    assert summary.succeeded + summary.failed == len(rows) == 48
-    assert {e for s, e in rows if s == "failed"} == {"internal error: AttributeError(\"'list' object has no "
-                                                     "attribute 'get'\")"}
+    assert (summary.succeeded, summary.failed, len(rows)) == (24, 24, 48)
+    assert {e for s, e in rows if s == "failed"} == {"the answer's code could not be run: sandbox unavailable"}
 
 
 def test_a_store_that_cannot_write_stops_the_run_instead_of_hanging(project: Project) -> None:
@@ -57,7 +92,7 @@ def test_a_store_that_cannot_write_stops_the_run_instead_of_hanging(project: Pro
     exp = load_experiment(path)
     store = Store.open(exp.store_path())
 
-    def broken(**_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     store.save_job = broken  # type: ignore[method-assign]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from conftest import Project, base_experiment, smollm_path
 from runner.cli import main
 from runner.config.loader import load_experiment
 from runner.plan.planner import build_plan
-from runner.store.database import MIGRATIONS, SCHEMA_VERSION, Store
+from runner.store import Store
 from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 OLLAMA_ID = "smollm2:135m-instruct-q4_K_M"
@@ -208,33 +207,3 @@ def test_run_quiet_still_warns(project: Project, capsys: pytest.CaptureFixture[s
 # the migration that added the probes table
 
 
-def test_a_version_1_store_is_migrated_and_keeps_its_jobs(project: Project) -> None:
-    path = project.store_path()
-    path.parent.mkdir(parents=True)
-    conn = sqlite3.connect(path)
-    for statement in MIGRATIONS[0].split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
-    conn.execute("INSERT INTO runs (experiment_name, experiment_hash, experiment_path, started_at)"
-                 " VALUES ('t', 'h', 'exp.yaml', 0)")
-    conn.execute("INSERT INTO jobs (job_id, run_id, cell_key, model, item_id, repeat, status, attempts, text,"
-                 " finished_at) VALUES ('j1', 1, '[]', 'm', 'i00', 0, 'ok', 1, 'yes', 0)")
-    conn.commit()
-    conn.close()
-
-    store = Store.open(path)
-    try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"runs", "jobs", "scores", "probes"} <= tables
-        assert store.succeeded_ids() == {"j1"}
-        assert [j.text for j in store.jobs(["j1"])] == ["yes"]
-        assert store.latest_probe("b", "v") is None
-        store.save_probe("b", "v", _results())
-        store.save_probe("b", "v", _results(seed=False))
-        assert {r["capability"]: r["honoured"] for r in store.latest_probe("b", "v") or []}["seed"] is False
-    finally:
-        store.close()
-    # Opening again migrates nothing twice.
-    Store.open(path).close()

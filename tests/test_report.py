@@ -14,6 +14,7 @@ import yaml
 
 from conftest import ITEMS, Project, base_experiment
 from runner import Report, Store, build_plan, build_report, build_scorers, load_experiment, render
+from runner.analysis.results import load_results
 from runner.cli import main
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
@@ -40,7 +41,7 @@ def _report(path: Path, limit: int | None = None, **report_cfg: Any) -> Report:
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
     store = Store.open_existing(experiment.store_path())
     try:
-        return build_report(plan, store, scorers, limit)
+        return build_report(load_results(plan, store, scorers, limit))
     finally:
         if store is not None:
             store.close()
@@ -183,7 +184,7 @@ def test_items_not_run_show_as_not_run(project: Project, fault_server: ThreadedF
 def test_report_without_a_store_counts_everything_as_not_run(project: Project) -> None:
     experiment = load_experiment(project.write(base_experiment()))
     plan = build_plan(experiment)
-    report = build_report(plan, None, build_scorers(list(experiment.scorers), "valid"))
+    report = build_report(load_results(plan, None, build_scorers(list(experiment.scorers), "valid")))
     assert report.totals == {"planned": PLANNED, "ok": 0, "failed": 0, "missing": PLANNED}
     assert [r[2] for r in report.tables[0].rows] == [0, 0, 0, 0]
     assert json.loads(render(report, "json"))["tables"][0]["rows"][0]["accuracy"] == "-"
@@ -205,7 +206,7 @@ def test_report_with_a_stop_axis(project: Project) -> None:
     exp["sampling"]["stop"] = [["\n"], ["###"]]
     experiment = load_experiment(project.write(exp))
     plan = build_plan(experiment)
-    report = build_report(plan, None, build_scorers(list(experiment.scorers), "valid"))
+    report = build_report(load_results(plan, None, build_scorers(list(experiment.scorers), "valid")))
     assert len(report.tables[0].rows) == 8
     assert report.totals["planned"] == PLANNED * 2
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import Project, base_experiment
 from runner import Store, UserError
 from runner.cli import main
-from runner.store.database import SCHEMA_VERSION
+from runner.store import SCHEMA_VERSION, JobRow
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _save(store: Store, job_id: str, status: str = "ok", **extra: Any) -> None:
     fields: dict[str, Any] = {"run_id": _run_id(store), "cell_key": "[]", "model": "m", "quantization": None,
                               "item_id": "i1", "repeat": 0, "attempts": 1}
     fields.update(extra)
-    store.save_job(job_id=job_id, status=status, **fields)
+    store.save_job(JobRow(job_id=job_id, status=status, **fields))
 
 
 def _pragma(path: Path, name: str) -> Any:

@@ -10,10 +10,9 @@ pools cells that differ only on axes it does not show.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +23,9 @@ from runner.analysis.stats import (
     summarize_runs,
     wilson_interval,
 )
-from runner.plan.planner import Cell, Job, Plan
+from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
-from runner.store.database import JobRecord, Store
+from runner.store import JobRecord
 
 
 @dataclass
@@ -224,22 +223,8 @@ class CellStats:
         return [c / n for c, n in self.runs.values() if n]
 
     def metric(self, name: str) -> Any:
-        runs = summarize_runs(self.run_accuracies()) if name.startswith("run_") else None
-        values: dict[str, Any] = {
-            "n": self.ok, "failed": self.failed, "accuracy": self.accuracy(), "precision": self.precision(),
-            "recall": self.recall(), "f1": self.f1(), "false_positives": self.fp,
-            "false_negatives": self.fn, "json_valid": self.json_valid_rate(), "agreement": self.agreement(),
-            "tokens_per_s": _mean(self.tokens_per_s), "latency_s": _mean(self.latency_s),
-            "completion_tokens": _mean([float(t) for t in self.completion_tokens]),
-            "file_size_mb": _mean([b / 1e6 for b in sorted(self.file_sizes)]),
-            "flip_rate": _ratio(*self.flips()), "entropy": self.entropy(), "kappa": self.kappa(),
-            "outcomes": self.outcome_shares(), "answers": self.answer_shares(),
-            "mcc": matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n else math.nan,
-            "balanced_accuracy": self.balanced_accuracy(),
-        }
-        if runs is not None:
-            values.update(run_mean=runs.mean, run_std=runs.std, run_worst=runs.worst, run_best=runs.best)
-        return values[name]
+        """One metric, computed alone (a report asks for a few of the registered ones)."""
+        return METRICS[name].compute(self)
 
 
 def _ratio(k: int, n: int) -> float:
@@ -257,20 +242,61 @@ def hashable(value: Any) -> Any:
     return value
 
 
-def iter_cell_results(plan: Plan, store: Store | None,
-                      limit_items: int | None = None) -> Iterator[tuple[Cell, list[JobResult]]]:
-    """Each cell with the stored record (or None) of each of its jobs, in plan order."""
-    for cell, jobs in itertools.groupby(plan.jobs(limit_items), key=lambda j: j.cell):
-        batch = list(jobs)
-        records = {r.job_id: r for r in store.jobs(j.job_id for j in batch)} if store else {}
-        yield cell, [JobResult(j, records.get(j.job_id)) for j in batch]
+@dataclass(frozen=True)
+class Metric:
+    """A report column: how to compute it from a cell's stats, and whether it is a rate in [0, 1]."""
+
+    name: str
+    compute: Callable[[CellStats], Any]
+    rate: bool = False
 
 
-def scores_for(results: list[JobResult], scorer: Scorer, store: Store | None) -> list[Score | None]:
-    """Scores from the store's cache where the scorer config matches; computed (and cached) if not."""
-    ok = [r for r in results if r.record is not None and r.record.status == "ok"]
-    cached = store.scores_for(r.job.job_id for r in ok) if store else {}
-    fresh: list[tuple[str, str, dict[str, Any]]] = []
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, compute: Callable[[CellStats], Any], *, rate: bool = False) -> None:
+    """Add a report column; its name is then allowed in `report.metrics` (see config.REPORT_METRICS)."""
+    METRICS[name] = Metric(name, compute, rate)
+
+
+def _run_summary(s: CellStats, field_name: str) -> float:
+    return float(getattr(summarize_runs(s.run_accuracies()), field_name))
+
+
+for _name, _compute, _rate in (
+    ("n", lambda s: s.ok, False),
+    ("failed", lambda s: s.failed, False),
+    ("accuracy", CellStats.accuracy, True),
+    ("precision", CellStats.precision, True),
+    ("recall", CellStats.recall, True),
+    ("f1", CellStats.f1, True),
+    ("false_positives", lambda s: s.fp, False),
+    ("false_negatives", lambda s: s.fn, False),
+    ("json_valid", CellStats.json_valid_rate, True),
+    ("agreement", CellStats.agreement, True),
+    ("run_mean", lambda s: _run_summary(s, "mean"), True),
+    ("run_std", lambda s: _run_summary(s, "std"), True),
+    ("run_worst", lambda s: _run_summary(s, "worst"), True),
+    ("run_best", lambda s: _run_summary(s, "best"), True),
+    ("tokens_per_s", lambda s: _mean(s.tokens_per_s), False),
+    ("latency_s", lambda s: _mean(s.latency_s), False),
+    ("completion_tokens", lambda s: _mean([float(t) for t in s.completion_tokens]), False),
+    ("file_size_mb", lambda s: _mean([b / 1e6 for b in sorted(s.file_sizes)]), False),
+    ("flip_rate", lambda s: _ratio(*s.flips()), True),
+    ("entropy", CellStats.entropy, True),
+    ("kappa", CellStats.kappa, True),
+    ("mcc", lambda s: matthews_corrcoef(s.tp, s.fp, s.tn, s.fn) if s.binary_n else math.nan, True),
+    ("balanced_accuracy", CellStats.balanced_accuracy, True),
+    ("outcomes", CellStats.outcome_shares, False),
+    ("answers", CellStats.answer_shares, False),
+):
+    register_metric(_name, _compute, rate=_rate)
+
+
+def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str, str], dict[str, Any]],
+               fresh: list[tuple[str, str, dict[str, Any]]]) -> list[Score | None]:
+    """Scores from the store's cache where the scorer config matches; computed where not, and the
+    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't)."""
     out: list[Score | None] = []
     for r in results:
         if r.record is None or r.record.status != "ok":
@@ -286,6 +312,4 @@ def scores_for(results: list[JobResult], scorer: Scorer, store: Store | None) ->
         else:
             score = Score.from_dict(hit)
         out.append(score)
-    if fresh and store is not None:
-        store.save_scores(fresh)
     return out

@@ -9,7 +9,8 @@ there; HTTP backends only look the model up.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,19 +72,35 @@ class VariantInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class StartContext:
+    """What a backend is told when it starts."""
+
+    # The variants that still have work (a resumed run): a backend may skip preparing the others.
+    # None means all of them.
+    needed: frozenset[Variant] | None = None
+    # Lines for people while the backend prepares (a model fetched, a file derived, a model loaded).
+    notify: Callable[[str], None] = _to_stderr
+
+
 class Backend(abc.ABC):
     def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
         self.settings = settings
         self.experiment = experiment
-        # Set before start() when the caller knows which variants still have work (a resumed run):
-        # a backend may then skip preparing the others. None means all of them.
-        self.needed: set[Variant] | None = None
+        self.context = StartContext()
 
     def check(self) -> None:
         """Validate everything that needs no server (files, keys) before any job; raise UserError."""
 
-    async def start(self) -> None:
-        """Open connections; raise BackendUnavailable if the server cannot be reached."""
+    async def start(self, context: StartContext | None = None) -> None:
+        """Open connections; raise BackendUnavailable if the server cannot be reached.
+
+        Subclasses that override this call `super().start(context)` first (it keeps the context)."""
+        self.context = context or StartContext()
 
     async def close(self) -> None:
         """Release connections and servers; safe to call twice. By default: the HTTP client, if any."""

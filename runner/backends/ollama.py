@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, VariantInfo
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.config.schema import BackendSettings
 from runner.errors import BackendUnavailable
@@ -40,7 +40,8 @@ class OllamaBackend(Backend):
     settings: OllamaSettings
     client: HttpClient
 
-    async def start(self) -> None:
+    async def start(self, context: StartContext | None = None) -> None:
+        await super().start(context)
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
                                  connections=self.settings.concurrency)
         self.tags = await self.client.first_contact(

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
+from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.config.schema import BackendSettings
@@ -37,7 +37,8 @@ class OpenAIBackend(Backend):
             raise ConfigError(f"environment variable {env} is not set", file=self.experiment.source_path,
                               key="backend.api_key_env", fix=f"export {env}=... or remove api_key_env")
 
-    async def start(self) -> None:
+    async def start(self, context: StartContext | None = None) -> None:
+        await super().start(context)
         env = self.settings.api_key_env
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
                                  api_key=os.environ.get(env) if env else None,

@@ -209,3 +209,24 @@ def render(results: list[ContextResult], max_tokens: int) -> str:
             else:
                 lines.append(f"  dataset: all {r.items_checked} prompts fit with max_tokens={max_tokens}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ContextStudy:
+    """A finished context-window study, as stored (table `studies`, kind `context_window`)."""
+
+    results: list[ContextResult]
+    max_tokens: int
+
+    KIND = "context_window"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContextStudy:
+        results = [ContextResult(**{**r, "probes": [Probe(**x) for x in r["probes"]]}) for r in data["results"]]
+        return cls(results, int(data["max_tokens"]))
+
+    def render(self) -> str:
+        return render(self.results, self.max_tokens)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from runner.analysis.compare import CellOutcomes, paired_comparisons
+from runner.analysis.compare import Comparison
 from runner.diagnosis.findings import HYPOTHESES, CellView, Finding, say_axis_value, say_value
-from runner.plan.planner import Plan
 
 CONTEXT_CLOSE = 0.9  # a prompt using 90% of the context leaves little room for the answer
 
@@ -68,11 +67,9 @@ def context_findings(cells: list[CellView]) -> list[Finding]:
     return out
 
 
-def power_findings(plan: Plan, cells: list[CellView], alpha: float) -> list[Finding]:
-    outcomes = [CellOutcomes(dict(c.cell.values), {(i, r): bool(s.correct) for i, r, s, _ in c.scores
-                                                  if s is not None}) for c in cells]
+def power_findings(comparisons: list[Comparison], cells: list[CellView], alpha: float) -> list[Finding]:
     out = []
-    for cmp in paired_comparisons(outcomes, plan.axes, alpha=alpha):
+    for cmp in comparisons:
         if cmp.significant or cmp.n_pairs == 0 or cmp.only_value == cmp.only_baseline:
             continue
         needed = cmp.items_needed()  # None when the approximation would ask for fewer than were tested

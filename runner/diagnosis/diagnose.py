@@ -22,7 +22,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from runner.analysis.compare import majority
-from runner.analysis.metrics import CellStats, hashable, iter_cell_results, scores_for
+from runner.analysis.metrics import hashable
+from runner.analysis.results import ResultSet
 from runner.analysis.stats import binomial_greater, brier_score
 from runner.diagnosis.across_cells import context_findings, items_wrong_everywhere, power_findings
 from runner.diagnosis.findings import CellView, Finding, say_axis_value, say_number, say_value
@@ -37,20 +38,21 @@ from runner.scoring.scorers import (
     WRONG_SHAPE,
     BinaryClassification,
     Score,
-    Scorer,
 )
-from runner.store.database import Store
 
 CONSTANT_SHARE = 0.9
 MIN_FOR_CONSTANT = 5  # "always the same" needs a few answers before it means anything
 
-def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_items: int | None = None,
-             alpha: float | None = None) -> list[Finding]:
-    if not scorers or store is None:
+def diagnose(results: ResultSet, *, alpha: float | None = None) -> list[Finding]:
+    """Findings over the first scorer's scores, most important first."""
+    if not results.scorers:
         return []
-    scorer = scorers[0]
+    plan = results.plan
+    scorer = results.scorers[0]
     alpha = alpha if alpha is not None else plan.experiment.report.alpha
-    cells = list(_collect(plan, store, scorer, limit_items))
+    cells = _collect(results)
+    if all(not c.scores for c in cells):
+        return []  # nothing stored yet
     findings: list[Finding] = []
     for c in cells:
         findings.extend(_outcome_findings(c))
@@ -62,7 +64,7 @@ def diagnose(plan: Plan, store: Store | None, scorers: list[Scorer], *, limit_it
         findings.extend(_flip_findings(c))
     findings.extend(items_wrong_everywhere(cells))
     findings.extend(context_findings(cells))
-    findings.extend(power_findings(plan, cells, alpha))
+    findings.extend(power_findings(results.comparisons(alpha), cells, alpha))
     findings = _merge_repeated(findings, cells)
     findings.sort(key=lambda f: -f.weight)
     return findings
@@ -94,22 +96,20 @@ def _merge_repeated(findings: list[Finding], cells: list[CellView]) -> list[Find
     return out
 
 
-def nothing_wrong_line(plan: Plan) -> str:
-    return (f"{plan.experiment.name}: no findings: answers had the expected shape, no cell gave a constant answer "
+def nothing_wrong_line(experiment: str) -> str:
+    return (f"{experiment}: no findings: answers had the expected shape, no cell gave a constant answer "
             "or failed to beat the majority class, nothing flipped between repeats, and no prompt neared the "
             "context limit.")
 
 
-def _collect(plan: Plan, store: Store, scorer: Scorer, limit_items: int | None) -> list[CellView]:
+def _collect(results: ResultSet) -> list[CellView]:
+    plan = results.plan
     varying = plan.varying_axes()
     out = []
-    for cell, results in iter_cell_results(plan, store, limit_items):
-        stats = CellStats()
-        scores = scores_for(results, scorer, store)
+    for cell in results.cells:
         rows: list[tuple[str, int, Score | None, str | None]] = []
-        c = CellView(cell, _label(cell, varying, plan), stats, rows)
-        for result, score in zip(results, scores, strict=True):
-            stats.add(result, score, scorer)
+        c = CellView(cell.cell, _label(cell.cell, varying, plan), results.stats(cell, 0), rows)
+        for result, score in zip(cell.results, cell.scores[0], strict=True):
             c.items[result.job.item.id] = result.job.item.fields
             rec = result.record
             if rec is None:

@@ -16,20 +16,17 @@ from typing import Any
 
 from tabulate import tabulate
 
-from runner.analysis.compare import CellOutcomes, Comparison, paired_comparisons
-from runner.analysis.metrics import CellStats, iter_cell_results, scores_for
+from runner.analysis.compare import Comparison
+from runner.analysis.metrics import METRICS, CellStats
+from runner.analysis.results import ResultSet
 from runner.analysis.stats import bootstrap_mean_interval, wilson_interval
 from runner.config.schema import Threshold
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
-from runner.plan.planner import Plan
-from runner.scoring.scorers import BinaryClassification, Scorer
-from runner.store.database import Store
+from runner.scoring.scorers import BinaryClassification
 
 DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers", "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
-RATE_METRICS = {"accuracy", "precision", "recall", "f1", "json_valid", "agreement", "run_mean", "run_std",
-                "run_worst", "run_best", "flip_rate", "entropy", "kappa", "mcc", "balanced_accuracy"}
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -52,38 +49,23 @@ class Report:
     scored: bool = False
 
 
-def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
-                 limit_items: int | None = None) -> Report:
+def build_report(results: ResultSet) -> Report:
+    plan, scorers = results.plan, results.scorers
     cfg = plan.experiment.report
     row_axes = cfg.rows if cfg.rows is not None else (plan.varying_axes() or ["model"])
     col_axes = [a for a in cfg.columns if a not in row_axes]
     metrics = cfg.metrics or (DEFAULT_METRICS if scorers else DEFAULT_METRICS_NO_SCORER)
 
-    # One pass over the store: stats per (scorer, row key, column key), and per cell for the tests.
-    groups: dict[tuple[int, tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
-    per_cell: list[CellOutcomes] = []
-    totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
-    for cell, results in iter_cell_results(plan, store, limit_items):
-        for r in results:
-            totals["planned"] += 1
-            totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
-        row_key = tuple(_hashable(cell.get(a)) for a in row_axes)
-        col_key = tuple(_hashable(cell.get(a)) for a in col_axes)
-        for index, scorer in enumerate(scorers or [None]):
-            stats = CellStats()
-            scores = scores_for(results, scorer, store) if scorer else [None] * len(results)
-            for result, score in zip(results, scores, strict=True):
-                stats.add(result, score, scorer)
-            key = (index, row_key, col_key)
-            groups[key] = groups[key].merge(stats) if key in groups else stats
-            if index == 0 and scorer is not None:
-                per_cell.append(CellOutcomes(dict(cell.values),
-                                             {(i, r): ok for (_, i, r), ok in stats.correct_by.items()}))
-
     tables = []
     for index, scorer in enumerate(scorers or [None]):
+        # Stats per (row key, column key): cells that differ only on axes not shown are pooled.
+        stats_by_key: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
+        for cell in results.cells:
+            key = (tuple(_hashable(cell.cell.get(a)) for a in row_axes),
+                   tuple(_hashable(cell.cell.get(a)) for a in col_axes))
+            stats = results.stats(cell, index if scorer is not None else None)
+            stats_by_key[key] = stats_by_key[key].merge(stats) if key in stats_by_key else stats
         title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
-        stats_by_key = {(rk, ck): s for (i, rk, ck), s in groups.items() if i == index}
         table = _pivot(title, row_axes, col_axes, metrics, stats_by_key, with_interval=scorer is not None)
         if isinstance(scorer, BinaryClassification):
             table.notes.extend(_dangerous(scorer, row_axes, col_axes, stats_by_key))
@@ -91,7 +73,7 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
             table.notes.extend(_best(row_axes, col_axes, stats_by_key))
             table.notes.extend(_verdicts(cfg.threshold, row_axes, col_axes, stats_by_key))
             if cfg.compare:
-                comparisons = paired_comparisons(per_cell, plan.axes, alpha=cfg.alpha)
+                comparisons = results.comparisons(cfg.alpha)
                 same = [c for c in comparisons if c.n_pairs and c.only_value == c.only_baseline == 0]
                 table.notes.extend(c.sentence() for c in comparisons if c not in same)
                 if same:
@@ -99,8 +81,9 @@ def build_report(plan: Plan, store: Store | None, scorers: list[Scorer],
                                        "pairs: the same items right and wrong on both sides")
                 table.comparisons = comparisons
         tables.append(table)
-    findings = diagnose(plan, store, scorers, limit_items=limit_items, alpha=cfg.alpha)
-    return Report(plan.experiment.name, tables, totals, findings, nothing_wrong_line(plan), bool(scorers))
+    findings = diagnose(results, alpha=cfg.alpha)
+    return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),
+                  bool(scorers))
 
 
 def _dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[str],
@@ -207,7 +190,7 @@ def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        return round(value, 3) if metric in RATE_METRICS else round(value, 1)
+        return round(value, 3) if METRICS[metric].rate else round(value, 1)
     return value
 
 
@@ -264,13 +247,13 @@ def _findings_text(findings: list[Finding], none_line: str, fmt: str) -> str:
     return "Findings (most important first):\n" + body
 
 
-def render_findings(plan: Plan, findings: list[Finding], fmt: str) -> str:
+def render_findings(experiment: str, findings: list[Finding], fmt: str) -> str:
     """`runner explain`: the findings alone, as text, Markdown or JSON."""
     if fmt == "json":
-        return json.dumps({"experiment": plan.experiment.name, "findings": [f.to_dict() for f in findings]},
+        return json.dumps({"experiment": experiment, "findings": [f.to_dict() for f in findings]},
                           indent=2, default=str) + "\n"
     if not findings:
-        return nothing_wrong_line(plan) + "\n"
+        return nothing_wrong_line(experiment) + "\n"
     return _finding_lines(findings, fmt) + "\n"
 
 

@@ -5,6 +5,13 @@ backend serves it (the embedded backend loads the model here), a fixed pool of w
 bounded queue, and the variant is released before the next one is loaded. Variants whose jobs are
 all stored already are never loaded, which is why a resumed run costs seconds.
 
+The executor owns the run's counts (`RunCounts`) and says what happens through typed events
+(`runner.run.events`); the progress line and the `--events` log are subscribers.
+
+Errors: a backend's own `BackendError` (after its retries) and a scorer's own `ScorerError` fail
+that job, which is stored as failed with the reason and retried by the next run. Anything else is
+a bug, not data: it stops the run (the CLI shows the traceback under --debug).
+
 Cancellation (Ctrl-C, SIGTERM) stops the workers; what was stored stays, what was in flight is
 simply not stored, and the next run picks it up.
 """
@@ -20,10 +27,11 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion
 from runner.plan.planner import Job, Plan
-from runner.run.progress import Progress
+from runner.run.events import Events, JobFinished, JobRetrying, RunCounts, RunFinished, RunStarted, VariantLoading
 from runner.run.retry import RetryPolicy, call_with_retries
+from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
-from runner.store.database import Store
+from runner.store import JobRow, JobStatus, Store
 
 
 @dataclass
@@ -51,37 +59,38 @@ class RunOptions:
 
 class Executor:
     def __init__(self, plan: Plan, store: Store, backend: Backend, scorers: list[Scorer],
-                 retry: RetryPolicy, progress: Progress) -> None:
+                 retry: RetryPolicy, events: Events | None = None) -> None:
         self.plan = plan
         self.store = store
         self.backend = backend
         self.scorers = scorers
         self.retry = retry
-        self.progress = progress
-        self.completion_tokens = 0
+        self.events = events or Events()
+        self.counts = RunCounts()
         self.run_id = 0
         self.started = time.monotonic()
 
     async def run(self, options: RunOptions, experiment_hash: str) -> RunSummary:
         done = set() if options.fresh else self.store.succeeded_ids()
-        planned = self.plan.count(options.limit_items)
+        self.counts = RunCounts(planned=self.plan.count(options.limit_items))
         self.run_id = run_id = self.store.start_run(
             name=self.plan.experiment.name, experiment_hash=experiment_hash,
-            experiment_path=self.plan.experiment.source_path, planned=planned,
+            experiment_path=self.plan.experiment.source_path, planned=self.counts.planned,
             args={"concurrency": options.concurrency, "limit_items": options.limit_items,
                   "fresh": options.fresh},
         )
+        self.counts.resumed = sum(1 for job in self.plan.jobs(options.limit_items) if job.job_id in done)
         self.started = time.monotonic()
-        status = "failed"
+        self.events.emit(RunStarted(run_id, self.counts.planned, self.counts.resumed))
+        status: Any = "failed"
         try:
             for variant, group in itertools.groupby(self.plan.jobs(options.limit_items),
                                                     key=lambda j: j.cell.variant):
-                pending = self._pending(group, done)
+                pending = (job for job in group if job.job_id not in done)
                 first = next(pending, None)
                 if first is None:
                     continue
-                label = variant.label
-                self.progress.set_label(label)
+                self.events.emit(VariantLoading(variant.label))
                 async with self.backend.serve(variant) as info:
                     await self._drain(itertools.chain([first], pending), run_id, info.details,
                                       options.concurrency)
@@ -90,21 +99,16 @@ class Executor:
             status = "interrupted"
             raise
         finally:
-            self.progress.close()
-            self.store.finish_run(run_id, status=status, succeeded=self.progress.done,
-                                  failed=self.progress.failed)
-        return self.summary(planned, interrupted=status != "finished")
+            c = self.counts
+            self.store.finish_run(run_id, status=status, succeeded=c.succeeded, failed=c.failed)
+            self.events.emit(RunFinished(run_id, status, c.succeeded, c.failed, c.resumed,
+                                         time.monotonic() - self.started))
+        return self.summary(interrupted=False)
 
-    def summary(self, planned: int, *, interrupted: bool) -> RunSummary:
-        return RunSummary(self.run_id, planned, self.progress.skipped, self.progress.done, self.progress.failed,
-                          interrupted, time.monotonic() - self.started, self.completion_tokens)
-
-    def _pending(self, jobs: Iterator[Job], done: set[str]) -> Iterator[Job]:
-        for job in jobs:
-            if job.job_id in done:
-                self.progress.skip()
-            else:
-                yield job
+    def summary(self, *, interrupted: bool) -> RunSummary:
+        c = self.counts
+        return RunSummary(self.run_id, c.planned, c.resumed, c.succeeded, c.failed, interrupted,
+                          time.monotonic() - self.started, c.completion_tokens)
 
     async def _drain(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any],
                      concurrency: int) -> None:
@@ -132,11 +136,12 @@ class Executor:
         request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params)
         attempts = 1
 
-        def on_retry(_attempt: int, _error: BaseException) -> None:
+        def on_retry(attempt: int, error: BaseException) -> None:
             nonlocal attempts
-            self.progress.retries += 1
+            self.counts.retries += 1
             if attempts == 1:
-                self.progress.retrying += 1
+                self.counts.retrying += 1
+            self.events.emit(JobRetrying(job.job_id, attempts, str(error)))
             attempts += 1
 
         started = time.monotonic()
@@ -150,41 +155,38 @@ class Executor:
                 scores = await asyncio.to_thread(self._score, job, completion)
             else:
                 scores = self._score(job, completion)
-        except BackendError as exc:
+        except (BackendError, ScorerError) as exc:
             self._save_failed(job, run_id, variant_details, str(exc), attempts)
-            return
-        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
-            # An answer the backend or a scorer could not handle: this job fails, the run goes on.
-            self._save_failed(job, run_id, variant_details, f"internal error: {exc!r}", attempts)
             return
         finally:
             if attempts > 1:
-                self.progress.retrying -= 1
+                self.counts.retrying -= 1
         self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores)
 
     def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
         return {s.key: s.score(c.text, c.finish_reason, job.item).to_dict() for s in self.scorers}
 
-    def _common(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> dict[str, Any]:
-        return {"job_id": job.job_id, "run_id": run_id, "cell_key": job.cell.key(),
-                "model": job.cell.variant.model, "quantization": job.cell.variant.quantization,
-                "item_id": job.item.id, "repeat": job.repeat, "variant": variant_details or None}
+    def _row(self, job: Job, run_id: int, variant_details: dict[str, Any], **fields: Any) -> JobRow:
+        return JobRow(job_id=job.job_id, run_id=run_id, cell_key=job.cell.key(), model=job.cell.variant.model,
+                      quantization=job.cell.variant.quantization, item_id=job.item.id, repeat=job.repeat,
+                      variant=variant_details or None, **fields)
 
     def _save_ok(self, job: Job, run_id: int, variant_details: dict[str, Any], c: Completion,
                  attempts: int, latency_s: float, scores: dict[str, dict[str, Any]]) -> None:
-        self.store.save_job(
-            **self._common(job, run_id, variant_details), status="ok", attempts=attempts,
-            request=c.request, response=c.response, text=c.text, finish_reason=c.finish_reason,
-            prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, latency_s=latency_s,
-            timings=c.timings, scores=scores,
-        )
-        self.completion_tokens += c.completion_tokens or 0
-        self.progress.finished(ok=True)
+        self.store.save_job(self._row(
+            job, run_id, variant_details, status=JobStatus.OK, attempts=attempts, request=c.request,
+            response=c.response, text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens, latency_s=latency_s, timings=c.timings, scores=scores))
+        self.counts.completion_tokens += c.completion_tokens or 0
+        self.counts.succeeded += 1
+        self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,
+                                     latency_s))
 
     def _save_failed(self, job: Job, run_id: int, variant_details: dict[str, Any], error: str,
                      attempts: int) -> None:
-        self.store.save_job(**self._common(job, run_id, variant_details), status="failed",
-                            attempts=attempts, error=error,
-                            request={"model": job.cell.variant.model_id, "messages": list(job.messages),
-                                     **job.params})
-        self.progress.finished(ok=False)
+        request = {"model": job.cell.variant.model_id, "messages": list(job.messages), **job.params}
+        self.store.save_job(self._row(job, run_id, variant_details, status=JobStatus.FAILED, attempts=attempts,
+                                      error=error, request=request))
+        self.counts.failed += 1
+        self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, False, attempts,
+                                     None, error))

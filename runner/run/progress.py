@@ -10,6 +10,8 @@ import sys
 import time
 from typing import TextIO
 
+from runner.run.events import Event, JobFinished, JobRetrying, Note, RunFinished, RunStarted, VariantLoading
+
 
 class Progress:
     def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool = True,
@@ -103,3 +105,30 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class ProgressSubscriber:
+    """The progress line as a subscriber of the executor's events (`runner.run.events`)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def __call__(self, event: Event) -> None:
+        p = self.progress
+        if isinstance(event, RunStarted):
+            p.total = event.planned
+            p.skip(event.resumed)
+        elif isinstance(event, VariantLoading):
+            p.set_label(event.variant)
+        elif isinstance(event, JobRetrying):
+            p.retries += 1
+            if event.attempt == 1:
+                p.retrying += 1
+        elif isinstance(event, JobFinished):
+            if event.attempts > 1:
+                p.retrying -= 1
+            p.finished(ok=event.ok)
+        elif isinstance(event, Note):
+            p.note(("warning: " if event.warning else "") + event.message)
+        elif isinstance(event, RunFinished):
+            p.close()

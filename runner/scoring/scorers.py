@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runner.config.schema import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
+from runner.errors import ConfigError
 from runner.plan.dataset import Item
-from runner.plan.planner import canonical_hash
+from runner.plan.planner import Plan, canonical_hash
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
 
@@ -222,6 +223,29 @@ _SCORERS: dict[str, Callable[[Any, str | None], Scorer]] = {
     "binary": BinaryClassification,
     "code_tests": CodeTests,
 }
+
+
+def check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
+    """Every dataset row has the fields the scorers compare with; raise ConfigError naming the first."""
+    for i, scorer in enumerate(scorers):
+        cfg = scorer.config
+        if cfg.type == "code_tests":
+            missing = [item.id for item in plan.items if cfg.tests_field not in item.fields]
+            if missing:
+                raise ConfigError(f"dataset items {missing[:3]} have no field {cfg.tests_field!r}",
+                                  file=plan.experiment.source_path, key=f"scorers[{i}].tests_field",
+                                  fix="add the unit tests to every row or name the field that holds them")
+            continue
+        field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
+        field = field or plan.experiment.dataset.label_field
+        if field is None and cfg.type in ("json_field", "binary"):
+            raise ConfigError("no dataset field to compare with", file=plan.experiment.source_path,
+                              key=f"scorers[{i}]", fix="set dataset.label_field or the scorer's expected_field")
+        missing = [item.id for item in plan.items if field is not None and field not in item.fields]
+        if missing:
+            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}",
+                              file=plan.experiment.source_path, key=f"scorers[{i}]",
+                              fix="add the field to every row or point the scorer at another one")
 
 
 def build_scorers(configs: list[ScorerConfig], default_label: str | None) -> list[Scorer]:

@@ -2,8 +2,9 @@
 
 Every finished job is committed on its own, so a crash or SIGKILL loses at most the requests in
 flight. WAL mode lets `runner report` read while a run writes. The schema version lives in
-`PRAGMA user_version`; `MIGRATIONS[i]` takes a database from version i to i + 1, and opening a
-store applies whatever is missing, so old result folders keep working.
+`PRAGMA user_version`; `runner.store.migrations` takes a database from version i to i + 1, and
+opening a store for writing applies whatever is missing, so old result folders keep working. The
+read verbs open it read-only (`open_readonly`) and never write.
 """
 
 from __future__ import annotations
@@ -13,94 +14,19 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
-
-MIGRATIONS: list[str] = [
-    # 0 -> 1: the first schema.
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        experiment_name TEXT NOT NULL,
-        experiment_hash TEXT NOT NULL,
-        experiment_path TEXT NOT NULL,
-        git_commit TEXT,
-        started_at REAL NOT NULL,
-        ended_at REAL,
-        status TEXT NOT NULL DEFAULT 'running',
-        planned INTEGER,
-        succeeded INTEGER,
-        failed INTEGER,
-        args_json TEXT
-    );
-    CREATE TABLE jobs (
-        job_id TEXT PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        cell_key TEXT NOT NULL,
-        model TEXT NOT NULL,
-        quantization TEXT,
-        item_id TEXT NOT NULL,
-        repeat INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-        attempts INTEGER NOT NULL,
-        error TEXT,
-        request_json TEXT,
-        response_json TEXT,
-        text TEXT,
-        finish_reason TEXT,
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        latency_s REAL,
-        timings_json TEXT,
-        variant_json TEXT,
-        finished_at REAL NOT NULL
-    );
-    CREATE INDEX jobs_status ON jobs(status);
-    CREATE TABLE scores (
-        job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
-        scorer_key TEXT NOT NULL,
-        score_json TEXT NOT NULL,
-        PRIMARY KEY (job_id, scorer_key)
-    );
-    """,
-    # 1 -> 2: what `runner probe` measured of each model variant, for warnings before a run.
-    """
-    CREATE TABLE probes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        backend_identity TEXT NOT NULL,
-        variant_identity TEXT NOT NULL,
-        results_json TEXT NOT NULL,
-        probed_at REAL NOT NULL
-    );
-    CREATE INDEX probes_variant ON probes(backend_identity, variant_identity);
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    job_id: str
-    status: str
-    attempts: int
-    error: str | None
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_s: float | None
-    timings: dict[str, Any] | None
-    variant: dict[str, Any] | None
+from runner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from runner.store.records import JobRecord, JobRow
 
 
 class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self.version = SCHEMA_VERSION
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -121,8 +47,26 @@ class Store:
 
     @classmethod
     def open_existing(cls, path: Path) -> Store | None:
-        """For read-only verbs (plan, report): never create a store as a side effect."""
+        """An existing store opened for writing (migrated), or None: never creates one."""
         return cls.open(path) if path.is_file() else None
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Store | None:
+        """For the read verbs (plan, report, explain): no write, no lock, no migration, no new file.
+
+        A store written by an older runner is read as it is where its tables suffice; one from a
+        newer runner is refused."""
+        if not path.is_file():
+            return None
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise UserError(f"results store has schema version {version}, newer than this runner's "
+                            f"{SCHEMA_VERSION}", file=path, fix="upgrade the runner")
+        store = cls(conn, path)
+        store.version = version
+        return store
 
     def close(self) -> None:
         self.conn.close()
@@ -136,8 +80,7 @@ class Store:
                 version = self.conn.execute("PRAGMA user_version").fetchone()[0]
                 if version >= SCHEMA_VERSION:
                     return
-                for statement in _statements(MIGRATIONS[version]):
-                    self.conn.execute(statement)
+                MIGRATIONS[version](self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     # runs
@@ -163,30 +106,24 @@ class Store:
 
     # jobs
 
-    def save_job(self, *, job_id: str, run_id: int, cell_key: str, model: str, quantization: str | None,
-                 item_id: str, repeat: int, status: str, attempts: int, error: str | None = None,
-                 request: dict[str, Any] | None = None, response: dict[str, Any] | None = None,
-                 text: str | None = None, finish_reason: str | None = None,
-                 prompt_tokens: int | None = None, completion_tokens: int | None = None,
-                 latency_s: float | None = None, timings: dict[str, Any] | None = None,
-                 variant: dict[str, Any] | None = None, scores: dict[str, dict[str, Any]] | None = None,
-                 ) -> None:
+    def save_job(self, row: JobRow) -> None:
         """Insert or replace one job's result (a retry of a failed job replaces it) in one commit."""
         with self.conn:
             self.conn.execute("BEGIN")
-            self.conn.execute("DELETE FROM scores WHERE job_id=?", (job_id,))
+            self.conn.execute("DELETE FROM scores WHERE job_id=?", (row.job_id,))
             self.conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, run_id, cell_key, model, quantization, item_id, repeat,"
                 " status, attempts, error, request_json, response_json, text, finish_reason, prompt_tokens,"
                 " completion_tokens, latency_s, timings_json, variant_json, finished_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, run_id, cell_key, model, quantization, item_id, repeat, status, attempts, error,
-                 _dumps(request), _dumps(response), text, finish_reason, prompt_tokens, completion_tokens,
-                 latency_s, _dumps(timings), _dumps(variant), time.time()),
+                (row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
+                 str(row.status), row.attempts, row.error, _dumps(row.request), _dumps(row.response), row.text,
+                 row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s, _dumps(row.timings),
+                 _dumps(row.variant), time.time()),
             )
-            for key, score in (scores or {}).items():
+            for key, score in row.scores.items():
                 self.conn.execute("INSERT INTO scores (job_id, scorer_key, score_json) VALUES (?, ?, ?)",
-                                  (job_id, key, json.dumps(score)))
+                                  (row.job_id, key, json.dumps(score)))
 
     def save_scores(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         with self.conn:
@@ -239,9 +176,19 @@ class Store:
             (backend_identity, variant_identity)).fetchone()
         return json.loads(row[0]) if row else None
 
+    # studies
 
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    def save_study(self, kind: str, experiment_hash: str, results: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO studies (kind, experiment_hash, results_json, finished_at) VALUES (?, ?, ?, ?)",
+            (kind, experiment_hash, json.dumps(results), time.time()))
+
+    def latest_study(self, kind: str) -> dict[str, Any] | None:
+        if self.version < 3:
+            return None  # a store from before studies were stored in it
+        row = self.conn.execute("SELECT results_json FROM studies WHERE kind=? ORDER BY id DESC LIMIT 1",
+                                (kind,)).fetchone()
+        return json.loads(row[0]) if row else None
 
 
 def _dumps(value: Any) -> str | None:

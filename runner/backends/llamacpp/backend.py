@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from pydantic import Field
 
-from runner.backends.base import Backend, ChatRequest, Completion, Variant, VariantInfo
+from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
@@ -58,7 +58,6 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, settings: BackendSettings, experiment: Any) -> None:
         super().__init__(settings, experiment)
-        self.notify: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self.files: dict[tuple[str, str | None], Path] = {}
         self.client: HttpClient | None = None
         self.server_url = ""
@@ -112,9 +111,11 @@ class LlamaCppBackend(Backend):
 
     # model files: fetched and derived before any job runs (and before the store is opened)
 
-    async def start(self) -> None:
+    async def start(self, context: StartContext | None = None) -> None:
         """Fetch and derive the files of every variant with work left, before any job runs."""
-        wanted = None if self.needed is None else {(v.model, v.quantization) for v in self.needed}
+        await super().start(context)
+        needed = self.context.needed
+        wanted = None if needed is None else {(v.model, v.quantization) for v in needed}
         for index, model in enumerate(self.experiment.models):
             for quant in model.quant_values():
                 if wanted is not None and (model.name, quant) not in wanted:
@@ -137,12 +138,12 @@ class LlamaCppBackend(Backend):
         source = self._materialize(model.source, f"{key}.source")
         if quant is None or read_gguf_info(source).quantization == quant.upper():
             return source
-        return derive(source, quant, threads=self.settings.thread_count(), notify=self.notify)
+        return derive(source, quant, threads=self.settings.thread_count(), notify=self.context.notify)
 
     def _materialize(self, source: ModelSource, key: str) -> Path:
         path = locate(source, base_dir=self.experiment.base_dir, config_file=self._cfg, key=key)
         if path is None:
-            path = fetch_catalog(str(source.catalog), notify=self.notify)
+            path = fetch_catalog(str(source.catalog), notify=self.context.notify)
         self._check_file(path, key)
         return path
 
@@ -154,7 +155,8 @@ class LlamaCppBackend(Backend):
         info = read_gguf_info(path)
         log_path = cache_dir() / "logs" / f"llamacpp-{path.stem}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.notify(f"loading {variant.label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
+        self.context.notify(
+            f"loading {variant.label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
         with log_path.open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runner.backends.llamacpp.server", "--model", str(path),

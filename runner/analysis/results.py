@@ -1,0 +1,91 @@
+"""The one read path: everything a read verb needs, read from the store once.
+
+`load_results` walks the plan (which says which jobs belong to the experiment as it is written
+now; old jobs of an edited YAML are ignored), fetches the stored record of every job and its
+cached scores in a few chunked queries, and scores in memory whatever has no valid cached score.
+It never writes: the scores it had to compute are kept in `fresh`, for `runner score` (and only
+it) to store. The report's tables, the paired comparisons and the diagnosis all read this one
+`ResultSet`; per-cell statistics and the comparisons are computed once and cached on it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.analysis.compare import CellOutcomes, Comparison, paired_comparisons
+from runner.analysis.metrics import CellStats, JobResult, scores_for
+from runner.plan.planner import Cell, Plan
+from runner.scoring.scorers import Score, Scorer
+from runner.store import Store
+
+
+@dataclass
+class CellResults:
+    cell: Cell
+    results: list[JobResult]
+    scores: list[list[Score | None]]  # per scorer, aligned with `results`
+    _stats: dict[int, CellStats] = field(default_factory=dict, repr=False)
+
+    def stats(self, scorer_index: int | None, scorers: list[Scorer]) -> CellStats:
+        """The cell's statistics under one scorer (None: no scorer, only counts and timings)."""
+        key = -1 if scorer_index is None else scorer_index
+        if key not in self._stats:
+            stats = CellStats()
+            scorer = None if scorer_index is None else scorers[scorer_index]
+            scores = self.scores[scorer_index] if scorer_index is not None else [None] * len(self.results)
+            for result, score in zip(self.results, scores, strict=True):
+                stats.add(result, score, scorer)
+            self._stats[key] = stats
+        return self._stats[key]
+
+
+@dataclass
+class ResultSet:
+    plan: Plan
+    scorers: list[Scorer]
+    cells: list[CellResults]
+    limit_items: int | None
+    fresh: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    _comparisons: dict[float, list[Comparison]] = field(default_factory=dict, repr=False)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
+        for c in self.cells:
+            for r in c.results:
+                totals["planned"] += 1
+                totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
+        return totals
+
+    def stats(self, cell: CellResults, scorer_index: int | None) -> CellStats:
+        return cell.stats(scorer_index, self.scorers)
+
+    def comparisons(self, alpha: float) -> list[Comparison]:
+        """Paired comparisons under the first scorer, between cells differing on one axis."""
+        if alpha not in self._comparisons:
+            if not self.scorers:
+                self._comparisons[alpha] = []
+            else:
+                outcomes = [CellOutcomes(dict(c.cell.values), {(i, r): ok for (_, i, r), ok
+                                                               in self.stats(c, 0).correct_by.items()})
+                            for c in self.cells]
+                self._comparisons[alpha] = paired_comparisons(outcomes, self.plan.axes, alpha=alpha)
+        return self._comparisons[alpha]
+
+
+def load_results(plan: Plan, store: Store | None, scorers: list[Scorer],
+                 limit_items: int | None = None) -> ResultSet:
+    cells = []
+    fresh: list[tuple[str, str, dict[str, Any]]] = []
+    for cell, jobs in itertools.groupby(plan.jobs(limit_items), key=lambda j: j.cell):
+        batch = list(jobs)
+        ids = [j.job_id for j in batch]
+        records = {r.job_id: r for r in store.jobs(ids)} if store else {}
+        results = [JobResult(j, records.get(j.job_id)) for j in batch]
+        ok_ids = [r.job.job_id for r in results if r.record is not None and r.record.status == "ok"]
+        cached = store.scores_for(ok_ids) if store and scorers else {}
+        scores = [scores_for(results, scorer, cached, fresh) for scorer in scorers]
+        cells.append(CellResults(cell, results, scores))
+    return ResultSet(plan, scorers, cells, limit_items, fresh)

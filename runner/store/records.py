@@ -1,0 +1,96 @@
+"""The values that cross the store's boundary: one row written per finished job, one read back.
+
+`JobRow` is what the executor hands to `Store.save_job`; `JobRecord` is what readers get back
+(without the raw request and response, which only `runner explain --job` style tools need).
+Variant details and timings are typed dictionaries: every backend fills the keys it knows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+
+class JobStatus(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class VariantDetails(TypedDict, total=False):
+    """What a backend learned about the model variant that answered (stored with every job)."""
+
+    model_id: str | None
+    listed: bool
+    file: str
+    size_bytes: int | None
+    quantization: str | None
+    file_type: int | None
+    architecture: str | None
+    n_ctx_per_slot: int | None
+    n_ctx_train: int | None
+    slots: int | None
+    engine: str
+    parameter_size: str | None
+    family: str | None
+    digest: str | None
+    state: str | None
+    arch: str | None
+    format: str | None
+
+
+class Timings(TypedDict, total=False):
+    """The server's own timings (llama.cpp's names; Ollama's are converted to them)."""
+
+    prompt_n: int | None
+    prompt_ms: float
+    prompt_per_token_ms: float
+    prompt_per_second: float | None
+    predicted_n: int | None
+    predicted_ms: float
+    predicted_per_token_ms: float
+    predicted_per_second: float | None
+    cache_n: int
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One finished job, as `Store.save_job` writes it (in one transaction with its scores)."""
+
+    job_id: str
+    run_id: int
+    cell_key: str
+    model: str
+    quantization: str | None
+    item_id: str
+    repeat: int
+    status: JobStatus | str
+    attempts: int
+    error: str | None = None
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    timings: Timings | dict[str, Any] | None = None
+    variant: VariantDetails | dict[str, Any] | None = None
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One stored job as the read path sees it."""
+
+    job_id: str
+    status: str
+    attempts: int
+    error: str | None
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float | None
+    timings: dict[str, Any] | None
+    variant: dict[str, Any] | None
