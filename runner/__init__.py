@@ -1,30 +1,71 @@
 """runner: declarative YAML experiments for local LLMs, with stored results and statistics.
 
-The public API is what `__all__` lists; everything else may change.
+The public API is what `__all__` lists; everything else may change. Names are imported when
+first used (PEP 562), so `import runner` and a one-line error from `runner validate` do not pay
+for the backends, the analysis or scipy.
+
+    import runner
+    runner.run("experiments/smollm_quant.yaml", limit=1)
+    print(runner.render(runner.report("experiments/smollm_quant.yaml"), "markdown"))
 """
 
-from runner.backends import (
-    Backend,
-    BackendError,
-    ChatRequest,
-    Completion,
-    Variant,
-    VariantInfo,
-    create_backend,
-    known_backends,
-    register_backend,
-)
-from runner.config.loader import load_experiment
-from runner.config.schema import Experiment
-from runner.errors import BackendUnavailable, ConfigError, UserError
-from runner.plan.planner import Cell, Job, Plan, build_plan
-from runner.report.tables import Report, build_report, render
-from runner.run.retry import RetryPolicy
-from runner.scoring.extract import extract_json
-from runner.scoring.scorers import Score, Scorer, build_scorers
-from runner.store.database import Store
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Backend": "runner.backends.base",
+    "BackendError": "runner.backends.base",
+    "BackendUnavailable": "runner.errors",
+    "Cell": "runner.plan.planner",
+    "ChatRequest": "runner.backends.base",
+    "Completion": "runner.backends.base",
+    "ConfigError": "runner.errors",
+    "Event": "runner.execution.events",
+    "Experiment": "runner.config.schema",
+    "Finding": "runner.diagnosis.findings",
+    "Job": "runner.plan.planner",
+    "Plan": "runner.plan.planner",
+    "Report": "runner.reporting.tables",
+    "ResultSet": "runner.analysis.results",
+    "RetryPolicy": "runner.execution.retry",
+    "RunResult": "runner.api",
+    "RunSummary": "runner.execution.executor",
+    "Score": "runner.scoring.scorers",
+    "ScoreSummary": "runner.api",
+    "Scorer": "runner.scoring.scorers",
+    "ScorerError": "runner.scoring.errors",
+    "Store": "runner.store",
+    "UserError": "runner.errors",
+    "Variant": "runner.plan.variant",
+    "VariantInfo": "runner.backends.base",
+    "build_plan": "runner.plan.planner",
+    "build_report": "runner.reporting.tables",
+    "build_scorers": "runner.scoring.scorers",
+    "create_backend": "runner.backends",
+    "explain": "runner.api",
+    "explain_async": "runner.api",
+    "extract_json": "runner.scoring.extract",
+    "known_backends": "runner.backends",
+    "load_experiment": "runner.config.loader",
+    "load_results": "runner.analysis.results",
+    "prepare": "runner.api",
+    "probe": "runner.api",
+    "probe_async": "runner.api",
+    "register_backend": "runner.backends",
+    "render": "runner.api",
+    "render_findings": "runner.api",
+    "report": "runner.api",
+    "report_async": "runner.api",
+    "results": "runner.api",
+    "run": "runner.api",
+    "run_async": "runner.api",
+    "score": "runner.api",
+    "score_async": "runner.api",
+    "validate": "runner.api",
+}
 
 __all__ = [
     "Backend",
@@ -34,13 +75,20 @@ __all__ = [
     "ChatRequest",
     "Completion",
     "ConfigError",
+    "Event",
     "Experiment",
+    "Finding",
     "Job",
     "Plan",
     "Report",
+    "ResultSet",
     "RetryPolicy",
+    "RunResult",
+    "RunSummary",
     "Score",
+    "ScoreSummary",
     "Scorer",
+    "ScorerError",
     "Store",
     "UserError",
     "Variant",
@@ -49,9 +97,76 @@ __all__ = [
     "build_report",
     "build_scorers",
     "create_backend",
+    "explain",
+    "explain_async",
     "extract_json",
     "known_backends",
     "load_experiment",
+    "load_results",
+    "prepare",
+    "probe",
+    "probe_async",
     "register_backend",
     "render",
+    "render_findings",
+    "report",
+    "report_async",
+    "results",
+    "run",
+    "run_async",
+    "score",
+    "score_async",
+    "validate",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if _typing.TYPE_CHECKING:
+    from runner.analysis.results import ResultSet, load_results
+    from runner.api import (
+        RunResult,
+        ScoreSummary,
+        explain,
+        explain_async,
+        prepare,
+        probe,
+        probe_async,
+        render,
+        render_findings,
+        report,
+        report_async,
+        results,
+        run,
+        run_async,
+        score,
+        score_async,
+        validate,
+    )
+    from runner.backends import create_backend, known_backends, register_backend
+    from runner.backends.base import Backend, BackendError, ChatRequest, Completion, VariantInfo
+    from runner.config.loader import load_experiment
+    from runner.config.schema import Experiment
+    from runner.diagnosis.findings import Finding
+    from runner.errors import BackendUnavailable, ConfigError, UserError
+    from runner.execution.events import Event
+    from runner.execution.executor import RunSummary
+    from runner.execution.retry import RetryPolicy
+    from runner.plan.planner import Cell, Job, Plan, build_plan
+    from runner.plan.variant import Variant
+    from runner.reporting.tables import Report, build_report
+    from runner.scoring.errors import ScorerError
+    from runner.scoring.extract import extract_json
+    from runner.scoring.scorers import Score, Scorer, build_scorers
+    from runner.store import Store

@@ -18,10 +18,7 @@ them, so `runner validate` of a broken file costs little more than importing pyd
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +33,10 @@ if TYPE_CHECKING:
     from runner.capabilities.probe import ProbeResult
     from runner.config.schema import Experiment
     from runner.diagnosis.findings import Finding
+    from runner.execution.events import Subscriber
+    from runner.execution.executor import RunSummary
     from runner.plan.planner import Plan
-    from runner.report.tables import Report
-    from runner.run.events import Subscriber
-    from runner.run.executor import RunSummary
+    from runner.reporting.tables import Report
     from runner.scoring.scorers import Scorer
     from runner.store import Store
 
@@ -60,12 +57,14 @@ class Prepared:
 
 def prepare(path: str | Path) -> Prepared:
     """Everything that needs no request: schema, dataset, templates, scorers, backend files."""
-    from runner.backends import create_backend
     from runner.config.loader import load_experiment
+
+    experiment = load_experiment(path)  # first: a broken file costs no more imports than this
+
+    from runner.backends import create_backend
     from runner.plan.planner import build_plan
     from runner.scoring.scorers import build_scorers, check_scorer_fields
 
-    experiment = load_experiment(path)
     plan = build_plan(experiment)
     plan.check_templates()
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
@@ -86,6 +85,8 @@ def experiment_hash(experiment: Experiment) -> str:
 
 def validate(path: str | Path, *, offline: bool = False) -> Prepared:
     """Check the experiment; unless offline, also reach the backend (loading nothing)."""
+    import asyncio
+
     p = prepare(path)
     if not offline:
         asyncio.run(p.backend.probe())
@@ -135,9 +136,11 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
         subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None) -> RunResult:
     """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
 
-    `subscribers` receive the run's typed events (`runner.run.events`); `events_path` appends
+    `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
     them to a JSON-lines file as well. Ctrl-C or SIGTERM stops the run: what was stored stays,
     and the result says `interrupted`."""
+    import asyncio
+
     return asyncio.run(run_async(path, limit=limit, fresh=fresh, concurrency=concurrency,
                                  subscribers=subscribers, events_path=events_path))
 
@@ -145,7 +148,7 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
 async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool = False,
                     concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
                     events_path: str | Path | None = None) -> RunResult:
-    from runner.run.events import Events, JsonLinesLog
+    from runner.execution.events import Events, JsonLinesLog
 
     p = prepare(path)
     events = Events(list(subscribers))
@@ -163,9 +166,13 @@ async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool =
 
 async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
                     concurrency: int | None) -> RunResult:
+    import asyncio
+    import contextlib
+    import signal
+
     from runner.backends.base import StartContext
-    from runner.run.executor import Executor, RunOptions
-    from runner.run.retry import RetryPolicy
+    from runner.execution.executor import Executor, RunOptions
+    from runner.execution.retry import RetryPolicy
     from runner.store import Store
 
     settings = p.experiment.backend
@@ -298,7 +305,7 @@ def results(path: str | Path, *, limit: int | None = None) -> ResultSet:
 
 def report(path: str | Path, *, limit: int | None = None) -> Report | ContextStudy:
     """Tables with intervals, comparisons, verdicts and findings (a study: its stored results)."""
-    from runner.report.tables import build_report
+    from runner.reporting.tables import build_report
 
     p = prepare(path)
     if p.experiment.study is not None:
@@ -363,6 +370,8 @@ class VariantProbe:
 def probe(path: str | Path) -> list[VariantProbe]:
     """Measure what the server honours for each variant (seed, JSON schema, token counts, context);
     the results are stored, and later runs warn when the experiment relies on what was not."""
+    import asyncio
+
     return asyncio.run(probe_async(path))
 
 
@@ -393,14 +402,20 @@ async def probe_async(path: str | Path) -> list[VariantProbe]:
 
 
 async def report_async(path: str | Path, *, limit: int | None = None) -> Report | ContextStudy:
+    import asyncio
+
     return await asyncio.to_thread(report, path, limit=limit)
 
 
 async def explain_async(path: str | Path, *, limit: int | None = None) -> list[Finding]:
+    import asyncio
+
     return await asyncio.to_thread(explain, path, limit=limit)
 
 
 async def score_async(path: str | Path, *, limit: int | None = None) -> ScoreSummary:
+    import asyncio
+
     return await asyncio.to_thread(score, path, limit=limit)
 
 
@@ -410,7 +425,7 @@ async def score_async(path: str | Path, *, limit: int | None = None) -> ScoreSum
 def render(report: Report | ContextStudy, fmt: str = "table") -> str:
     """A report as text: table, markdown, csv or json (a study renders as its text summary)."""
     from runner.capabilities.context_window import ContextStudy
-    from runner.report.tables import render as render_report
+    from runner.reporting.tables import render as render_report
 
     if isinstance(report, ContextStudy):
         return report.render()
@@ -419,7 +434,7 @@ def render(report: Report | ContextStudy, fmt: str = "table") -> str:
 
 def render_findings(experiment: str, findings: list[Finding], fmt: str = "text") -> str:
     """`runner explain`'s text: the findings of the named experiment, as text, markdown or json."""
-    from runner.report.tables import render_findings as render_them
+    from runner.reporting.tables import render_findings as render_them
 
     return render_them(experiment, findings, fmt)
 
@@ -427,6 +442,6 @@ def render_findings(experiment: str, findings: list[Finding], fmt: str = "text")
 def progress_line(*, enabled: bool = True) -> Subscriber:
     """The CLI's progress line (stderr) as an event subscriber; notes and warnings print even when
     the line itself is disabled."""
-    from runner.run.progress import Progress, ProgressSubscriber
+    from runner.execution.progress import Progress, ProgressSubscriber
 
     return ProgressSubscriber(Progress(0, enabled=enabled))

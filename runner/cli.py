@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,6 +110,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     target = Path(args.output)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     # Write then rename, so an interrupted report never leaves half a file where a good one was.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

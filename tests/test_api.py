@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import json
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import runner
+from conftest import Project, base_experiment
+from runner.testing.fault_server import ThreadedFaultServer
 
 
 def test_all_is_sorted_and_unique() -> None:
@@ -36,3 +42,60 @@ def test_core_entry_points_are_public() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(runner.__version__, str) and runner.__version__.count(".") >= 1
+
+
+def test_run_report_explain_and_score_through_the_python_api(project: Project, fault_server: ThreadedFaultServer,
+                                                             tmp_path: Path) -> None:
+    path = project.write(base_experiment(f"{fault_server.url}/v1"))
+    seen: list[runner.Event] = []
+    events = tmp_path / "events.jsonl"
+    done = runner.run(path, limit=3, subscribers=[seen.append], events_path=events)
+    summary = done.summary
+    assert summary is not None and done.study is None
+    # 2 prompts x 2 temperatures x 3 items x 2 repeats
+    assert (summary.planned, summary.succeeded, summary.failed, summary.resumed) == (24, 24, 0, 0)
+    kinds = [e.kind for e in seen]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("job_finished") == 24 and kinds.count("variant_loading") == 1
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["kind"] for e in logged] == kinds
+    assert logged[-1]["succeeded"] == 24
+
+    report = runner.report(path, limit=3)
+    assert isinstance(report, runner.Report)
+    assert report.totals == {"planned": 24, "ok": 24, "failed": 0, "missing": 0}
+    assert runner.render(report, "table").startswith("t — scorer binary")
+    findings = runner.explain(path, limit=3)
+    assert all(isinstance(f, runner.Finding) for f in findings)
+    assert runner.render_findings("t", findings, "json") == render_findings_via_cli(path)
+
+    # A second run resumes everything; score finds nothing stale.
+    again = runner.run(path, limit=3)
+    assert again.summary is not None and (again.summary.resumed, again.summary.succeeded) == (24, 0)
+    assert runner.score(path, limit=3) == runner.ScoreSummary(jobs=24, rescored=0)
+
+
+def render_findings_via_cli(path: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "runner.cli", "explain", str(path), "--limit", "3", "--format", "json"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_the_read_verbs_never_write_the_store(project: Project, fault_server: ThreadedFaultServer) -> None:
+    path = project.write(base_experiment(f"{fault_server.url}/v1"))
+    runner.run(path, limit=2)
+    store = project.store_path()
+    # A scorer change: report and explain score in memory, and leave the store as it was.
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["scorers"] = [{"type": "json_field", "field": "valid"}]
+    project.write(exp)
+    files = sorted(p.name for p in store.parent.iterdir())
+    before = {name: (store.parent / name).read_bytes() for name in files}
+    report = runner.report(path, limit=2)
+    assert isinstance(report, runner.Report) and report.totals["ok"] == 16
+    runner.explain(path, limit=2)
+    assert {name: (store.parent / name).read_bytes() for name in files} == before
+    assert sorted(p.name for p in store.parent.iterdir()) == files
+    # `runner score` is the verb that stores the new scores.
+    assert runner.score(path, limit=2) == runner.ScoreSummary(jobs=16, rescored=16)
+    assert runner.score(path, limit=2) == runner.ScoreSummary(jobs=16, rescored=0)

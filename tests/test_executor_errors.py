@@ -13,10 +13,10 @@ from conftest import Project, base_experiment
 from runner.backends.base import Backend, ChatRequest, Completion
 from runner.config.loader import load_experiment
 from runner.config.schema import BinaryScorer
+from runner.execution.executor import Executor, RunOptions
+from runner.execution.retry import RetryPolicy
 from runner.plan.dataset import Item
 from runner.plan.planner import build_plan
-from runner.run.executor import Executor, RunOptions
-from runner.run.retry import RetryPolicy
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Score, Scorer, build_scorers
 from runner.store.database import Store

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from runner.backends.base import BackendError, ChatRequest
 from runner.backends.http import HttpClient
-from runner.run.retry import RetryPolicy, call_with_retries
+from runner.execution.retry import RetryPolicy, call_with_retries
 
 
 def test_retry_after_is_honoured_within_the_cap() -> None:

@@ -443,3 +443,16 @@ def test_results_are_plain_python_numbers() -> None:
     assert type(two_proportion_sample_size(0.5, 0.6)) is int
     summary = summarize_runs([0.1, 0.2])
     assert all(type(getattr(summary, f)) is float for f in ("mean", "std", "worst", "best"))
+
+
+def test_exact_binomial_tests_match_scipy_over_a_grid() -> None:
+    # The runner computes these without scipy (import cost); scipy is the independent reference.
+    from scipy.stats import binomtest
+
+    for n in (1, 2, 5, 12, 20, 37, 100, 400):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            for p0 in (0.05, 0.3, 0.5, 0.77, 0.95):
+                want = binomtest(k, n, p0, alternative="greater").pvalue
+                assert binomial_greater(k, n, p0) == pytest.approx(want, rel=1e-9, abs=1e-300)
+            b, c = k, n - k
+            assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, n, 0.5).pvalue, rel=1e-9, abs=1e-300)

@@ -7,6 +7,7 @@ are imported only when a backend actually starts.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,13 +27,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class _Entry:
     settings: type[BackendSettings]
-    backend: type[Backend]
+    backend: type[Backend] | str  # a class, or "module:Class" imported when the backend is created
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_backend(name: str, settings: type[BackendSettings], backend: type[Backend]) -> None:
+def register_backend(name: str, settings: type[BackendSettings], backend: type[Backend] | str) -> None:
     _REGISTRY[name] = _Entry(settings, backend)
 
 
@@ -46,19 +47,22 @@ def backend_settings_model(name: str) -> type[BackendSettings]:
 
 def create_backend(experiment: Experiment) -> Backend:
     entry = _REGISTRY[experiment.backend.kind]
-    return entry.backend(experiment.backend, experiment)
+    backend = entry.backend
+    if isinstance(backend, str):
+        module, _, name = backend.partition(":")
+        backend = getattr(importlib.import_module(module), name)
+        assert isinstance(backend, type) and issubclass(backend, Backend)
+    return backend(experiment.backend, experiment)
 
 
 def _register_builtins() -> None:
-    from runner.backends.llamacpp.backend import LlamaCppBackend, LlamaCppSettings
-    from runner.backends.lmstudio import LMStudioBackend, LMStudioSettings
-    from runner.backends.ollama import OllamaBackend, OllamaSettings
-    from runner.backends.openai import OpenAIBackend, OpenAISettings
+    # Settings now (the loader validates with them), engines when a backend is created.
+    from runner.backends.settings import LlamaCppSettings, LMStudioSettings, OllamaSettings, OpenAISettings
 
-    register_backend("llamacpp", LlamaCppSettings, LlamaCppBackend)
-    register_backend("lmstudio", LMStudioSettings, LMStudioBackend)
-    register_backend("ollama", OllamaSettings, OllamaBackend)
-    register_backend("openai", OpenAISettings, OpenAIBackend)
+    register_backend("llamacpp", LlamaCppSettings, "runner.backends.llamacpp.backend:LlamaCppBackend")
+    register_backend("lmstudio", LMStudioSettings, "runner.backends.lmstudio:LMStudioBackend")
+    register_backend("ollama", OllamaSettings, "runner.backends.ollama:OllamaBackend")
+    register_backend("openai", OpenAISettings, "runner.backends.openai:OpenAIBackend")
 
 
 _register_builtins()

@@ -1,7 +1,7 @@
 """The one interface every backend implements, and the values that cross it.
 
 A backend turns a `ChatRequest` into a `Completion` or raises `BackendError`, which says whether a
-retry could help; the executor owns the retry policy (`runner.run.retry`), backends only classify.
+retry could help; the executor owns the retry policy (`runner.execution.retry`), backends only classify.
 `serve(variant)` brackets the jobs of one model variant: the embedded backend loads the model
 there; HTTP backends only look the model up.
 """
@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from runner.plan.variant import Variant as Variant  # re-exported: backends name it with the rest
 
 if TYPE_CHECKING:
     from runner.config.schema import BackendSettings, Experiment
@@ -47,22 +49,6 @@ class BackendError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model at one quantization: the unit a backend loads, and the outer loop of a plan."""
-
-    model: str
-    quantization: str | None
-    model_id: str
-    # What identifies the weights for hashing: declared source + quantization, or the server's id.
-    identity: str
-
-    @property
-    def label(self) -> str:
-        """How people name it: `smollm2-135m Q8_0`."""
-        return self.model + (f" {self.quantization}" if self.quantization else "")
 
 
 @dataclass

@@ -12,16 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from pydantic import Field
 
 from runner.backends.base import Variant, VariantInfo
-from runner.backends.openai import OpenAIBackend, OpenAISettings
+from runner.backends.openai import OpenAIBackend
+from runner.backends.settings import LMStudioSettings
 from runner.errors import BackendUnavailable
-
-
-class LMStudioSettings(OpenAISettings):
-    kind: str = "lmstudio"
-    base_url: str = Field("http://127.0.0.1:1234/v1", description="LM Studio's OpenAI-compatible root.")
 
 
 class LMStudioBackend(OpenAIBackend):

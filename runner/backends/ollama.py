@@ -12,24 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import Field
-
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.config.schema import BackendSettings
+from runner.backends.settings import OllamaSettings
 from runner.errors import BackendUnavailable
-
-
-class OllamaSettings(BackendSettings):
-    kind: str = "ollama"
-    base_url: str = Field("http://127.0.0.1:11434", description="Ollama's root URL (no /v1).")
-    num_ctx: int | None = Field(
-        None, ge=64, description="Context to allocate per request (options.num_ctx); default: the server's."
-    )
-
-    def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "base_url": self.base_url.rstrip("/"), "num_ctx": self.num_ctx}
-
 
 # OpenAI-style sampling names -> Ollama option names.
 _OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed",

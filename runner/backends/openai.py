@@ -7,24 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import Field
-
 from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
-from runner.config.schema import BackendSettings
+from runner.backends.settings import OpenAISettings
 from runner.errors import ConfigError
-
-
-class OpenAISettings(BackendSettings):
-    kind: str = "openai"
-    base_url: str = Field(description="API root including /v1, e.g. http://127.0.0.1:1234/v1.")
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the API key (never the key itself)."
-    )
-
-    def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "base_url": self.base_url.rstrip("/")}
 
 
 class OpenAIBackend(Backend):

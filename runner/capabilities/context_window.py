@@ -23,8 +23,8 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Variant
 from runner.config.schema import ContextWindowStudy
+from runner.execution.retry import RetryPolicy, call_with_retries
 from runner.plan.planner import Plan
-from runner.run.retry import RetryPolicy, call_with_retries
 
 MARKER = "zanzibar"
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.backends.base import Variant
 from runner.config.schema import SAMPLING_KEYS, Experiment, TemplateRef
 from runner.errors import ConfigError
 from runner.plan.dataset import Item, load_context_file, load_items
 from runner.plan.templates import CompiledTemplate, compile_template
+from runner.plan.variant import Variant
 
 FIXED_AXES = ("model", "quantization", "system", "prompt")
 

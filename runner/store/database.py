@@ -58,7 +58,11 @@ class Store:
         newer runner is refused."""
         if not path.is_file():
             return None
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        # With a -wal file present a writer may be live: read through WAL, read-only. Without one the
+        # file is complete as it is; `immutable` then keeps SQLite from creating -wal and -shm files.
+        wal = path.with_name(path.name + "-wal").exists()
+        query = "mode=ro" if wal else "mode=ro&immutable=1"
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, isolation_level=None, timeout=30)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()

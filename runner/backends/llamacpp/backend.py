@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,36 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import Field
 
 from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
+from runner.backends.settings import LlamaCppSettings
 from runner.config.schema import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError, UserError
-
-
-class LlamaCppSettings(BackendSettings):
-    kind: str = "llamacpp"
-    n_ctx: int = Field(4096, ge=64, description="Context window of each request (one slot), in tokens.")
-    parallel: int = Field(2, ge=1, le=64, description="Server slots: requests decoded together in a batch.")
-    threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
-    startup_timeout_s: float = Field(120.0, gt=0, description="How long a model may take to load.")
-
-    def identity(self) -> dict[str, Any]:
-        # The per-slot context changes answers (truncation); threads and slots only change speed.
-        return {"kind": self.kind, "n_ctx": self.n_ctx}
-
-    def variant_identity(self, model: ModelConfig, quant: str | None) -> str:
-        if model.files and quant in model.files:
-            return model.files[quant].describe()
-        source = model.source.describe() if model.source else model.name
-        return f"{source}#{quant.upper() if quant else 'as-is'}"
-
-    def thread_count(self) -> int:
-        return self.threads or os.cpu_count() or 1
 
 
 class LlamaCppBackend(Backend):

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from runner.run.events import Event, JobFinished, JobRetrying, Note, RunFinished, RunStarted, VariantLoading
+from runner.execution.events import Event, JobFinished, JobRetrying, Note, RunFinished, RunStarted, VariantLoading
 
 
 class Progress:
@@ -108,7 +108,7 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressSubscriber:
-    """The progress line as a subscriber of the executor's events (`runner.run.events`)."""
+    """The progress line as a subscriber of the executor's events (`runner.execution.events`)."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress

@@ -1,7 +1,7 @@
 """What a run tells the world while it goes: typed events, and the subscribers that listen.
 
 The executor owns the run's counts and emits an event for each thing that happens; it knows
-nothing of terminals or files. The progress line (`runner.run.progress`) is one subscriber, the
+nothing of terminals or files. The progress line (`runner.execution.progress`) is one subscriber, the
 JSON-lines log of `runner run --events PATH` another, and a Python caller of `runner.run` can pass
 its own. A subscriber that raises stops the run: a broken listener is a bug, not data.
 """

@@ -6,7 +6,7 @@ bounded queue, and the variant is released before the next one is loaded. Varian
 all stored already are never loaded, which is why a resumed run costs seconds.
 
 The executor owns the run's counts (`RunCounts`) and says what happens through typed events
-(`runner.run.events`); the progress line and the `--events` log are subscribers.
+(`runner.execution.events`); the progress line and the `--events` log are subscribers.
 
 Errors: a backend's own `BackendError` (after its retries) and a scorer's own `ScorerError` fail
 that job, which is stored as failed with the reason and retried by the next run. Anything else is
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion
+from runner.execution.events import Events, JobFinished, JobRetrying, RunCounts, RunFinished, RunStarted, VariantLoading
+from runner.execution.retry import RetryPolicy, call_with_retries
 from runner.plan.planner import Job, Plan
-from runner.run.events import Events, JobFinished, JobRetrying, RunCounts, RunFinished, RunStarted, VariantLoading
-from runner.run.retry import RetryPolicy, call_with_retries
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
 from runner.store import JobRow, JobStatus, Store
