@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from runner.testing.fault_server import (
     FAULT_KINDS,
@@ -153,26 +154,65 @@ async def test_reset_drops_the_connection(server: FaultServer, session: aiohttp.
     assert server.stats["faults"]["reset"] == 1
 
 
-async def test_hang_outlasts_a_short_client_timeout(server: FaultServer,
+class WatchedFaultServer(FaultServer):
+    """A FaultServer that tells the test when each chat handler ends, and how (cancelled or returned)."""
+
+    def __init__(self, plan: FaultPlan | None = None) -> None:
+        super().__init__(plan)
+        self.ended: list[str] = []
+        self.handler_ended = asyncio.Event()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            response = await super()._chat(request)
+        except asyncio.CancelledError:
+            self.ended.append("cancelled")
+            self.handler_ended.set()
+            raise
+        self.ended.append(f"returned {response.status}")
+        self.handler_ended.set()
+        return response
+
+
+@pytest.fixture
+async def watched() -> AsyncIterator[WatchedFaultServer]:
+    srv = WatchedFaultServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+# Generous: a handler the server cancels ends within milliseconds of the client's disconnect.
+HANDLER_END_TIMEOUT_S = 10.0
+
+
+async def test_hang_outlasts_a_short_client_timeout(watched: WatchedFaultServer,
                                                     session: aiohttp.ClientSession) -> None:
-    server.plan = FaultPlan(rate_hang=1.0, hang_s=1.0)
-    assert server.url is not None
+    # The hang (30 s) far outlasts both the client's timeout and the wait below: a server that does not
+    # notice the disconnect is still asleep when the wait gives up, and the test fails.
+    watched.plan = FaultPlan(rate_hang=1.0, hang_s=30.0)
+    assert watched.url is not None
     started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
-        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.2))
-    assert time.monotonic() - started < 0.9
-    await asyncio.sleep(0.05)  # let the server notice the disconnect
-    assert server.stats["answered"] == 0
+        await chat(session, watched.url, timeout=aiohttp.ClientTimeout(total=0.2))
+    assert time.monotonic() - started < HANDLER_END_TIMEOUT_S  # the client's timeout, not the hang, ended it
+    await asyncio.wait_for(watched.handler_ended.wait(), timeout=HANDLER_END_TIMEOUT_S)
+    assert watched.ended == ["cancelled"]  # the server noticed the disconnect and stopped hanging
+    stats = watched.stats
+    assert (stats["requests"], stats["answered"], stats["faults"]["hang"]) == (1, 0, 1)
 
 
-async def test_abandoned_hang_is_not_counted_as_answered(server: FaultServer,
+async def test_abandoned_hang_is_not_counted_as_answered(watched: WatchedFaultServer,
                                                         session: aiohttp.ClientSession) -> None:
-    server.plan = FaultPlan(rate_hang=1.0, hang_s=0.3)
-    assert server.url is not None
+    # A hang short enough to end during the wait: a server that let it run on would answer into the
+    # void and count it. Waiting for the handler to end (not for a time) makes the check exact.
+    watched.plan = FaultPlan(rate_hang=1.0, hang_s=1.0)
+    assert watched.url is not None
     with pytest.raises(asyncio.TimeoutError):
-        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.1))
-    await asyncio.sleep(0.35)  # past the end of the hang: the server must not answer into the void
-    assert server.stats["requests"] == 1 and server.stats["answered"] == 0
+        await chat(session, watched.url, timeout=aiohttp.ClientTimeout(total=0.1))
+    await asyncio.wait_for(watched.handler_ended.wait(), timeout=HANDLER_END_TIMEOUT_S)
+    assert len(watched.ended) == 1
+    assert watched.stats["requests"] == 1 and watched.stats["answered"] == 0
 
 
 async def test_hang_then_answers_a_patient_client(server: FaultServer,
