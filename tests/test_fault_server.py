@@ -26,6 +26,7 @@ from runner.testing.fault_server import (
     FaultPlan,
     FaultServer,
     ThreadedFaultServer,
+    _parse_args,
     format_retry_after,
 )
 
@@ -261,10 +262,57 @@ async def test_empty_choices(server: FaultServer, session: aiohttp.ClientSession
     {"rate_reset": 1.5},
     {"rate_hang": float("nan")},
     {"latency_s": -1.0},
+    {"hold_after": -1},
+    {"hold_after": 1.5},
+    {"hold_after": True},
+    {"hold_after": "3"},
 ])
 def test_invalid_plans_are_rejected(plan_kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         FaultPlan(**plan_kwargs)
+
+
+async def test_hold_after_answers_n_then_holds_until_reset(server: FaultServer,
+                                                          session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(hold_after=2)
+    assert server.url is not None
+    for i in range(2):
+        status, data = await chat(session, server.url, {**BODY, "seed": i})
+        assert status == 200 and len(data["choices"]) == 1
+    held = [asyncio.create_task(chat(session, server.url, {**BODY, "seed": i})) for i in (2, 3)]
+    await asyncio.wait_for(server.wait_held(2), timeout=10)
+    assert not any(task.done() for task in held)
+    stats = server.stats
+    assert (stats["requests"], stats["answered"], stats["held"]) == (4, 2, 2)
+    assert stats["faults"] == dict.fromkeys(FAULT_KINDS, 0)  # held requests take no fault draw
+
+    server.reset()  # drops the held requests' connections and starts counting again
+    for task in held:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await asyncio.wait_for(task, timeout=10)
+    status, _ = await chat(session, server.url)
+    assert status == 200
+    assert (server.stats["requests"], server.stats["answered"], server.stats["held"]) == (1, 1, 0)
+
+
+async def test_hold_after_zero_holds_the_first_request(server: FaultServer,
+                                                       session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(hold_after=0)
+    assert server.url is not None
+    task = asyncio.create_task(chat(session, server.url))
+    await asyncio.wait_for(server.wait_held(1), timeout=10)
+    assert not task.done()
+    assert (server.stats["requests"], server.stats["answered"]) == (1, 0)
+    server.reset()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await asyncio.wait_for(task, timeout=10)
+
+
+def test_threaded_wait_held_times_out_when_nothing_is_held() -> None:
+    with ThreadedFaultServer(FaultPlan(hold_after=5)) as srv:
+        with pytest.raises(TimeoutError):
+            srv.wait_held(1, timeout=0.1)
+        assert srv.stats()["held"] == 0
 
 
 def test_rates_summing_to_one_in_float_rounding_are_accepted() -> None:
@@ -386,6 +434,11 @@ def test_threaded_server_serves_synchronous_callers() -> None:
         assert srv.stats()["requests"] == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/health", timeout=5)
+
+
+def test_cli_takes_hold_after_as_a_whole_number() -> None:
+    assert _parse_args(["--hold-after", "3"])[0].hold_after == 3
+    assert _parse_args([])[0].hold_after is None
 
 
 def test_cli_prints_url_and_serves_until_terminated() -> None:
