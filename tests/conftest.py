@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,21 @@ ITEMS = [
 ]
 
 
-def base_experiment(base_url: str = "http://127.0.0.1:9/v1") -> dict[str, Any]:
+def _refusing_port() -> tuple[socket.socket, int]:
+    """A loopback TCP port that refuses every connection: bound, so nothing else can take it, and never
+    listening, so a connect to it is refused at once. (Nothing guarantees that port 9 is closed.)"""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+# Held for the whole session: closing the socket would free the port for anything else to listen on.
+_CLOSED_SOCKET, CLOSED_PORT = _refusing_port()
+CLOSED_HOST_URL = f"http://127.0.0.1:{CLOSED_PORT}"  # an unreachable server (ollama-style, no /v1)
+CLOSED_URL = f"{CLOSED_HOST_URL}/v1"  # the same, OpenAI-style
+
+
+def base_experiment(base_url: str = CLOSED_URL) -> dict[str, Any]:
     return {
         "name": "t",
         "backend": {"kind": "openai", "base_url": base_url, "concurrency": 4, "timeout_s": 2,

@@ -8,6 +8,7 @@ and loaded once per module (one event loop for the module), so the real model lo
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from conftest import Project, base_experiment, smollm_path
+from conftest import CLOSED_HOST_URL, CLOSED_PORT, CLOSED_URL, Project, base_experiment, smollm_path
 from runner.backends import Backend, ChatRequest, Variant, create_backend
 from runner.cli import main
 from runner.config.loader import load_experiment
@@ -108,7 +109,7 @@ async def served(case: Case) -> AsyncIterator[Served]:
 
 def _with_closed_port(case: Case) -> Case:
     exp = json.loads(json.dumps(case.experiment))
-    exp["backend"]["base_url"] = "http://127.0.0.1:9/v1" if case.name != "ollama" else "http://127.0.0.1:9"
+    exp["backend"]["base_url"] = CLOSED_URL if case.name != "ollama" else CLOSED_HOST_URL
     return Case(case.name, exp, case.project, case.project.write(exp, name="closed.yaml"))
 
 
@@ -167,6 +168,11 @@ async def test_count_tokens_is_none_or_the_reported_prompt_tokens(served: Served
 # (5)-(6): failures that stop a run before its first job
 
 
+def test_the_closed_port_refuses_connections() -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", CLOSED_PORT), timeout=5).close()
+
+
 async def test_start_against_a_closed_port_is_backend_unavailable(case: Case) -> None:
     if case.name not in HTTP:
         pytest.skip("the embedded backend starts its own server; there is no port to be closed")
@@ -174,7 +180,7 @@ async def test_start_against_a_closed_port_is_backend_unavailable(case: Case) ->
     backend = create_backend(load_experiment(str(closed.path)))
     with pytest.raises(BackendUnavailable) as err:
         await backend.start()
-    assert "127.0.0.1:9" in str(err.value)
+    assert f"127.0.0.1:{CLOSED_PORT}" in str(err.value)
     await backend.close()
     await backend.close()
 

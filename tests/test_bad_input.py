@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Project, base_experiment
+from conftest import CLOSED_URL, Project, base_experiment
 from runner.cli import main
 from runner.errors import ConfigError
 
@@ -282,7 +282,7 @@ CASES = [
          "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
          "RUNNER_TEST_NO_SUCH_KEY=... or remove api_key_env"),
     Case("unreachable-server", changed(),
-         "runner: $EXP: backend.base_url: cannot reach http://127.0.0.1:9/v1 (ClientConnectorError); start the "
+         f"runner: $EXP: backend.base_url: cannot reach {CLOSED_URL} (ClientConnectorError); start the "
          "server or correct base_url"),
     # backend: llamacpp (embedded)
     Case("llamacpp-no-source", llamacpp(put("models", [{"name": "smol"}])),

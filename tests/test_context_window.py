@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ITEMS, Project, base_experiment, smollm_path
+from conftest import CLOSED_HOST_URL, ITEMS, Project, base_experiment, smollm_path
 from runner.cli import main
 from runner.store import Store
 from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
@@ -179,7 +179,7 @@ def test_no_failure_up_to_max_words(project: Project, capsys: pytest.CaptureFixt
 
 
 def test_report_before_any_study_run_is_a_user_error(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    exp = _study({"kind": "ollama", "base_url": "http://127.0.0.1:9"}, {"id": "x"})
+    exp = _study({"kind": "ollama", "base_url": CLOSED_HOST_URL}, {"id": "x"})
     path = project.write(exp, name="none.yaml")
     assert main(["report", str(path)]) == 2
     assert "no results yet" in capsys.readouterr().err

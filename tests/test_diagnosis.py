@@ -255,6 +255,18 @@ def test_perfect_small_cell_is_not_called_no_better(fill: Any) -> None:
     filled = fill(right, rows=_rows(4))
     findings = filled.diagnose()
     assert not any("no better than" in f.text for f in findings), [f.text for f in findings]
+    assert findings == []  # 2 true / 2 false answers, all right: nothing else to say either
+    # The same small cell with one wrong answer (i03 answered true) is judged, and called no better:
+    # 3 of 4 right, majority true (2 of 4, first on the tie), P(X >= 3 | 4, 0.5) = 5/16.
+    # kappa: p_o = 0.75, answers 3 true / 1 false, p_e = 0.5*0.75 + 0.5*0.25 = 0.5 -> 0.5;
+    # MCC: tp=2 fp=1 tn=1 fn=0 -> (2 - 0) / sqrt(3*2*1*2) = 0.577; balanced accuracy (2/2 + 1/2) / 2 = 0.75.
+    [f] = fill(lambda j: wrong(j) if j.item.id == "i03" else right(j), rows=_rows(4)).diagnose()
+    assert f.kind == "no_better_than_majority"
+    assert f.numbers["p_vs_majority"] == pytest.approx(5 / 16)
+    assert (f.numbers["n"], f.numbers["correct"], f.numbers["majority_count"]) == (4, 3, 2)
+    assert f.text == ("fake: no better than always answering valid=true (3 of 4 right; always true gets 2; "
+                      "exact binomial p=0.31 over 4 items; kappa 0.50 and MCC 0.58 over 4 answers stating a class; "
+                      "balanced accuracy 0.75)")
 
 
 def test_repeats_of_the_same_answers_do_not_change_the_class_test(fill: Any) -> None:
@@ -453,9 +465,19 @@ def test_item_wrong_in_one_cell_only_is_not_wrong_everywhere(fill: Any) -> None:
 
 
 def test_one_cell_does_not_blame_the_item_over_the_settings(fill: Any) -> None:
+    # One cell, two repeats, i03 wrong in both: 9 of 10 items right, P(X >= 9 | 10, 0.5) = 11/1024, so no
+    # class finding; the repeats agree, so no flips. Nothing was varied, so nothing is said about i03.
     exp = _experiment(repeats=2)
     findings = fill(lambda j: wrong(j) if j.item.id == "i03" else right(j), exp=exp).diagnose()
     assert not any(f.kind == "item_wrong_everywhere" and "not the settings" in f.text for f in findings)
+    assert findings == []
+    # The same answers under two prompts do blame the item: there, settings were varied.
+    two_cells = _experiment(prompts=2, repeats=2)
+    [f] = fill(lambda j: wrong(j) if j.item.id == "i03" else right(j), exp=two_cells).diagnose()
+    assert f.kind == "item_wrong_everywhere"
+    assert f.text == ("1 of 10 items are wrong in every cell (2 cells): i03; suspect the item or the task, "
+                      "not the settings")
+    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False}
 
 
 # --- comparisons ----------------------------------------------------------------------------------
@@ -528,8 +550,12 @@ def test_pairs_needed_is_more_than_pairs_tested(fill: Any) -> None:
     findings = fill(lambda j: wrong(j) if j.cell.get("prompt") == "a" else right(j), exp=exp,
                     rows=_rows(5)).diagnose()
     f = _one(findings, "underpowered")
-    needed = f.numbers["pairs_needed"]
-    assert needed is None or needed > f.numbers["n_pairs"], f.text
+    # Connor's 4 is fewer than the 5 pairs tested, so no estimate is quoted; the sentence says why instead.
+    assert f.numbers == {"n_pairs": 5, "difference": 1.0, "p": pytest.approx(0.0625), "p_holm": pytest.approx(0.0625),
+                         "pairs_needed": None}
+    assert f.text == ("prompt b vs a: difference +1.00 in accuracy is not detectable at n=5 items (McNemar p=0.062, "
+                      "Holm 0.062); the normal approximation says this n should suffice, but the exact test on so few "
+                      "discordant items does not reach significance")
 
 
 # --- context, reasons, calibration ----------------------------------------------------------------
@@ -611,9 +637,16 @@ def test_reasons_all_hit_gives_no_finding(fill: Any) -> None:
 
 
 def test_reasons_miss_counts_items_not_answers(fill: Any) -> None:
+    # As test_reasons_miss, in two repeats: the 5 invalid items give 10 answers rightly calling them invalid,
+    # 6 of which (i01 i03 i05, twice) name the rule. The count is of answers, and the sentence says so.
+    # Weight (10 - 6) / 20 answers * 0.5 = 0.1.
     exp = _experiment(repeats=2, reasons_field="failures", reason_label_field="rule")
     f = _one(fill(_reasons(lambda k: k <= 5), exp=exp).diagnose(), "reasons_miss")
     assert "10 invalid items" not in f.text, f.text
+    assert f.text == ("fake: of 10 answers rightly calling an invalid item invalid, the failures list named the "
+                      "broken rule for 6 (60%): right answers for the wrong reasons")
+    assert f.numbers == {"caught": 10, "hits": 6}
+    assert f.weight == pytest.approx(0.1)
 
 
 def _confident(right_conf: list[float], wrong_conf: list[float]) -> Callable[[Job], Answer]:
@@ -658,9 +691,14 @@ def test_calibration_triggers(fill: Any, right_conf: list[float], wrong_conf: li
 
 
 def test_calibration_sentence_says_what_is_wrong(fill: Any) -> None:
+    # Means separate (0.3 right vs 0.1 wrong), so confidence does track correctness; what is wrong is the
+    # Brier score: (6 * 0.49 + 4 * 0.01) / 10 = 0.298, worse than always saying 0.5.
     exp = _experiment(confidence_field="confidence")
     f = _one(fill(_confident([0.3] * 6, [0.1] * 4), exp=exp).diagnose(), "calibration")
     assert "does not track correctness" not in f.text, f.text
+    assert f.text == ("fake: stated confidence is miscalibrated, worse than always saying 0.5: mean 0.30 when right "
+                      "(n=6), 0.10 when wrong (n=4); Brier score 0.30 (always saying 0.5 scores 0.25)")
+    assert f.numbers == pytest.approx({"mean_right": 0.3, "mean_wrong": 0.1, "brier": 0.298, "n": 10})
 
 
 @pytest.mark.parametrize(("right_conf", "wrong_conf"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -25,13 +25,26 @@ from runner.store.database import Store
 class OddBackend(Backend):
     """Answers every other request with something the client code chokes on."""
 
-    calls = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0  # per instance: what a test sees does not depend on the tests run before it
 
     async def generate(self, request: ChatRequest) -> Completion:
-        OddBackend.calls += 1
-        if OddBackend.calls % 2:
+        self.calls += 1
+        if self.calls % 2:
             raise AttributeError("'list' object has no attribute 'get'")
         return Completion('{"valid": true}', "stop", 5, 3, {}, {})
+
+
+def test_each_odd_backend_counts_its_own_calls(project: Project) -> None:
+    exp = load_experiment(project.write(base_experiment()))
+    request = cast(ChatRequest, None)  # generate() never looks at it
+    first, second = OddBackend(exp.backend, exp), OddBackend(exp.backend, exp)
+    with pytest.raises(AttributeError):
+        asyncio.run(first.generate(request))
+    with pytest.raises(AttributeError):
+        asyncio.run(second.generate(request))  # its own first call, whatever `first` did before
+    assert asyncio.run(first.generate(request)).text == '{"valid": true}'
 
 
 def _executor(path: Path, store: Store, backend: Backend) -> Executor:

@@ -19,12 +19,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from runner.testing.fault_server import (
     FAULT_KINDS,
     FaultPlan,
     FaultServer,
     ThreadedFaultServer,
+    _parse_args,
     format_retry_after,
 )
 
@@ -153,26 +155,65 @@ async def test_reset_drops_the_connection(server: FaultServer, session: aiohttp.
     assert server.stats["faults"]["reset"] == 1
 
 
-async def test_hang_outlasts_a_short_client_timeout(server: FaultServer,
+class WatchedFaultServer(FaultServer):
+    """A FaultServer that tells the test when each chat handler ends, and how (cancelled or returned)."""
+
+    def __init__(self, plan: FaultPlan | None = None) -> None:
+        super().__init__(plan)
+        self.ended: list[str] = []
+        self.handler_ended = asyncio.Event()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            response = await super()._chat(request)
+        except asyncio.CancelledError:
+            self.ended.append("cancelled")
+            self.handler_ended.set()
+            raise
+        self.ended.append(f"returned {response.status}")
+        self.handler_ended.set()
+        return response
+
+
+@pytest.fixture
+async def watched() -> AsyncIterator[WatchedFaultServer]:
+    srv = WatchedFaultServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+# Generous: a handler the server cancels ends within milliseconds of the client's disconnect.
+HANDLER_END_TIMEOUT_S = 10.0
+
+
+async def test_hang_outlasts_a_short_client_timeout(watched: WatchedFaultServer,
                                                     session: aiohttp.ClientSession) -> None:
-    server.plan = FaultPlan(rate_hang=1.0, hang_s=1.0)
-    assert server.url is not None
+    # The hang (30 s) far outlasts both the client's timeout and the wait below: a server that does not
+    # notice the disconnect is still asleep when the wait gives up, and the test fails.
+    watched.plan = FaultPlan(rate_hang=1.0, hang_s=30.0)
+    assert watched.url is not None
     started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
-        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.2))
-    assert time.monotonic() - started < 0.9
-    await asyncio.sleep(0.05)  # let the server notice the disconnect
-    assert server.stats["answered"] == 0
+        await chat(session, watched.url, timeout=aiohttp.ClientTimeout(total=0.2))
+    assert time.monotonic() - started < HANDLER_END_TIMEOUT_S  # the client's timeout, not the hang, ended it
+    await asyncio.wait_for(watched.handler_ended.wait(), timeout=HANDLER_END_TIMEOUT_S)
+    assert watched.ended == ["cancelled"]  # the server noticed the disconnect and stopped hanging
+    stats = watched.stats
+    assert (stats["requests"], stats["answered"], stats["faults"]["hang"]) == (1, 0, 1)
 
 
-async def test_abandoned_hang_is_not_counted_as_answered(server: FaultServer,
+async def test_abandoned_hang_is_not_counted_as_answered(watched: WatchedFaultServer,
                                                         session: aiohttp.ClientSession) -> None:
-    server.plan = FaultPlan(rate_hang=1.0, hang_s=0.3)
-    assert server.url is not None
+    # A hang short enough to end during the wait: a server that let it run on would answer into the
+    # void and count it. Waiting for the handler to end (not for a time) makes the check exact.
+    watched.plan = FaultPlan(rate_hang=1.0, hang_s=1.0)
+    assert watched.url is not None
     with pytest.raises(asyncio.TimeoutError):
-        await chat(session, server.url, timeout=aiohttp.ClientTimeout(total=0.1))
-    await asyncio.sleep(0.35)  # past the end of the hang: the server must not answer into the void
-    assert server.stats["requests"] == 1 and server.stats["answered"] == 0
+        await chat(session, watched.url, timeout=aiohttp.ClientTimeout(total=0.1))
+    await asyncio.wait_for(watched.handler_ended.wait(), timeout=HANDLER_END_TIMEOUT_S)
+    assert len(watched.ended) == 1
+    assert watched.stats["requests"] == 1 and watched.stats["answered"] == 0
 
 
 async def test_hang_then_answers_a_patient_client(server: FaultServer,
@@ -221,10 +262,57 @@ async def test_empty_choices(server: FaultServer, session: aiohttp.ClientSession
     {"rate_reset": 1.5},
     {"rate_hang": float("nan")},
     {"latency_s": -1.0},
+    {"hold_after": -1},
+    {"hold_after": 1.5},
+    {"hold_after": True},
+    {"hold_after": "3"},
 ])
 def test_invalid_plans_are_rejected(plan_kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         FaultPlan(**plan_kwargs)
+
+
+async def test_hold_after_answers_n_then_holds_until_reset(server: FaultServer,
+                                                          session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(hold_after=2)
+    assert server.url is not None
+    for i in range(2):
+        status, data = await chat(session, server.url, {**BODY, "seed": i})
+        assert status == 200 and len(data["choices"]) == 1
+    held = [asyncio.create_task(chat(session, server.url, {**BODY, "seed": i})) for i in (2, 3)]
+    await asyncio.wait_for(server.wait_held(2), timeout=10)
+    assert not any(task.done() for task in held)
+    stats = server.stats
+    assert (stats["requests"], stats["answered"], stats["held"]) == (4, 2, 2)
+    assert stats["faults"] == dict.fromkeys(FAULT_KINDS, 0)  # held requests take no fault draw
+
+    server.reset()  # drops the held requests' connections and starts counting again
+    for task in held:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await asyncio.wait_for(task, timeout=10)
+    status, _ = await chat(session, server.url)
+    assert status == 200
+    assert (server.stats["requests"], server.stats["answered"], server.stats["held"]) == (1, 1, 0)
+
+
+async def test_hold_after_zero_holds_the_first_request(server: FaultServer,
+                                                       session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(hold_after=0)
+    assert server.url is not None
+    task = asyncio.create_task(chat(session, server.url))
+    await asyncio.wait_for(server.wait_held(1), timeout=10)
+    assert not task.done()
+    assert (server.stats["requests"], server.stats["answered"]) == (1, 0)
+    server.reset()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await asyncio.wait_for(task, timeout=10)
+
+
+def test_threaded_wait_held_times_out_when_nothing_is_held() -> None:
+    with ThreadedFaultServer(FaultPlan(hold_after=5)) as srv:
+        with pytest.raises(TimeoutError):
+            srv.wait_held(1, timeout=0.1)
+        assert srv.stats()["held"] == 0
 
 
 def test_rates_summing_to_one_in_float_rounding_are_accepted() -> None:
@@ -346,6 +434,11 @@ def test_threaded_server_serves_synchronous_callers() -> None:
         assert srv.stats()["requests"] == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/health", timeout=5)
+
+
+def test_cli_takes_hold_after_as_a_whole_number() -> None:
+    assert _parse_args(["--hold-after", "3"])[0].hold_after == 3
+    assert _parse_args([])[0].hold_after is None
 
 
 def test_cli_prints_url_and_serves_until_terminated() -> None:

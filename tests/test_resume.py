@@ -14,14 +14,27 @@ from pathlib import Path
 from conftest import Project, base_experiment
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer, request_key
 
+HALF = 200  # of the 400 jobs: the server answers this many, then holds every later request
+
 
 def _stored(store: Path) -> dict[str, tuple[str, str]]:
-    """job_id -> (text, request key) of the jobs that succeeded."""
+    """job_id -> (text, request key) of the jobs that succeeded; empty before the runner made its tables."""
     if not store.is_file():
         return {}
     with sqlite3.connect(store, timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='jobs'").fetchone() is None:
+            return {}
         rows = conn.execute("SELECT job_id, text, request_json FROM jobs WHERE status='ok'").fetchall()
     return {job_id: (text, request_key(json.loads(req))) for job_id, text, req in rows}
+
+
+def _wait_until_stored(store: Path, count: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait for the runner to store `count` answers; the server answers no more, so this state holds still."""
+    deadline = time.monotonic() + timeout
+    while len(_stored(store)) < count:
+        assert proc.poll() is None, f"the runner exited early: {proc.returncode}"
+        assert time.monotonic() < deadline, f"{len(_stored(store))} of {count} answers stored after {timeout} s"
+        time.sleep(0.05)
 
 
 def _runner(path: Path) -> subprocess.Popen[bytes]:
@@ -31,21 +44,26 @@ def _runner(path: Path) -> subprocess.Popen[bytes]:
 
 def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(project: Project) -> None:
     project.write_dataset([{"id": f"r{n:03d}", "config": {"port": n}, "valid": n % 2 == 0} for n in range(50)])
-    with ThreadedFaultServer(FaultPlan(latency_s=0.02)) as server:
+    with ThreadedFaultServer(FaultPlan(hold_after=HALF)) as server:
         exp = base_experiment(f"{server.url}/v1")  # 50 items x 2 prompts x 2 temperatures x 2 repeats = 400
+        # Held requests must stay in flight until the kill, not time out, fail and get stored as failed.
+        exp["backend"]["timeout_s"] = 300
         killed = project.write(exp, name="killed.yaml")
         whole = project.write(exp, name="whole.yaml")
 
         proc = _runner(killed)
         store = project.store_path("killed")
-        deadline = time.monotonic() + 60
-        while len(_stored(store)) < 150 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:
+            server.wait_held(1, timeout=60)  # the server has had all HALF requests it answers
+            _wait_until_stored(store, HALF, proc)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
         before = _stored(store)
-        assert 150 <= len(before) < 400, "the kill must land half way"
+        assert len(before) == HALF, "the kill must land half way"
+        assert server.stats()["answered"] == HALF
 
+        server.set_plan(FaultPlan())  # no barrier for the resumed run
         server.reset()
         assert _runner(killed).wait(timeout=120) == 0
         by_key = server.stats()["by_key"]

@@ -75,6 +75,7 @@ class _Stats:
     def __init__(self) -> None:
         self.requests = 0
         self.answered = 0
+        self.held = 0
         self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
         self.by_key: dict[str, dict[str, int]] = {}
 
@@ -84,6 +85,9 @@ class _Stats:
         if fault is not None:
             self.faults[fault] += 1
 
+    def held_one(self) -> None:
+        self.held += 1
+
     def answered_one(self, key: str) -> None:
         self.answered += 1
         self.by_key[key]["answered"] += 1
@@ -92,6 +96,7 @@ class _Stats:
         return {
             "requests": self.requests,
             "answered": self.answered,
+            "held": self.held,
             "faults": dict(self.faults),
             "by_key": copy.deepcopy(self.by_key),
         }
@@ -109,6 +114,9 @@ class FaultServer:
         self._plan.validate()
         self._rng = random.Random(self._plan.seed)
         self._stats = _Stats()
+        # Held requests wait for this event; reset() and stop() set it and start a fresh one.
+        self._release = asyncio.Event()
+        self._held_changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
 
@@ -128,9 +136,19 @@ class FaultServer:
         return self._stats.as_dict()
 
     def reset(self) -> None:
-        """Clear the counters and restart the fault sequence from `plan.seed`."""
+        """Clear the counters, restart the fault sequence from `plan.seed` and drop held requests."""
         self._stats = _Stats()
         self._rng = random.Random(self._plan.seed)
+        self._release_held()
+
+    async def wait_held(self, count: int = 1) -> None:
+        """Return once `count` requests have been held (see `FaultPlan.hold_after`) since the last reset."""
+        async with self._held_changed:
+            await self._held_changed.wait_for(lambda: self._stats.held >= count)
+
+    def _release_held(self) -> None:
+        self._release.set()
+        self._release = asyncio.Event()
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -164,6 +182,7 @@ class FaultServer:
         return self.url
 
     async def stop(self) -> None:
+        self._release_held()  # or the shutdown would wait for held handlers
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -192,6 +211,8 @@ class FaultServer:
 
         plan = self._plan
         key = request_key(body)
+        if plan.hold_after is not None and self._stats.requests >= plan.hold_after:
+            return await self._hold(request, key)
         fault = plan.draw(self._rng)
         self._stats.received(key, fault)
 
@@ -219,6 +240,15 @@ class FaultServer:
             await asyncio.sleep(plan.latency_s)
         self._stats.answered_one(key)
         return web.json_response(_completion(body, key))
+
+    async def _hold(self, request: web.Request, key: str) -> web.StreamResponse:
+        release = self._release
+        self._stats.received(key, None)
+        self._stats.held_one()
+        async with self._held_changed:
+            self._held_changed.notify_all()
+        await release.wait()
+        return self._reset_connection(request)
 
     @staticmethod
     def _reset_connection(request: web.Request) -> web.StreamResponse:

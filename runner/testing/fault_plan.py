@@ -29,7 +29,13 @@ _RATE_SUM_TOLERANCE = 1e-9
 
 @dataclass
 class FaultPlan:
-    """How often each fault happens, plus timing knobs. Rates are probabilities per request."""
+    """How often each fault happens, plus timing knobs. Rates are probabilities per request.
+
+    `hold_after=N` is a barrier for tests: the first N chat requests (counted like `stats["requests"]`,
+    since the server started or was last reset) are served as the rest of the plan says, and every
+    later one is held: never answered, until the server is reset or stopped, which drops its
+    connection. Held requests take no fault draw. None (the default) holds nothing.
+    """
 
     rate_429: float = 0.0
     rate_500: float = 0.0
@@ -42,6 +48,7 @@ class FaultPlan:
     retry_after_s: float = 0
     latency_s: float = 0.0
     seed: int = 0
+    hold_after: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -51,7 +58,8 @@ class FaultPlan:
         return {kind: float(getattr(self, _rate_field(kind))) for kind in FAULT_KINDS}
 
     def validate(self) -> None:
-        """Raise ValueError unless every rate is in [0, 1], they sum to at most 1, and times are >= 0."""
+        """Raise ValueError unless every rate is in [0, 1], they sum to at most 1, times are >= 0 and
+        hold_after is None or a whole number >= 0."""
         rates = self.rates()
         for kind, rate in rates.items():
             # `not 0 <= rate` also rejects NaN, which would otherwise silently never fire.
@@ -64,6 +72,10 @@ class FaultPlan:
             value = float(getattr(self, name))
             if not (value >= 0.0 and math.isfinite(value)):
                 raise ValueError(f"FaultPlan.{name} must be a finite number >= 0, got {value!r}")
+        hold = self.hold_after
+        # bool is an int subclass, and True would silently mean "hold after one request".
+        if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 0):
+            raise ValueError(f"FaultPlan.hold_after must be None or an integer >= 0, got {hold!r}")
 
     def draw(self, rng: random.Random) -> str | None:
         """Pick the fault for one request (None = answer normally), consuming exactly one draw."""

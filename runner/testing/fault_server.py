@@ -110,6 +110,10 @@ class ThreadedFaultServer:
     def reset(self) -> None:
         self._call(self._async(self._server.reset))
 
+    def wait_held(self, count: int = 1, timeout: float = 60.0) -> None:
+        """Block until `count` requests have been held (see `FaultPlan.hold_after`); TimeoutError after `timeout`."""
+        self._call(self._server.wait_held(count), timeout=timeout)
+
     def set_plan(self, plan: FaultPlan) -> None:
         """Replace the plan (validated; restarts the fault sequence from `plan.seed`)."""
 
@@ -136,7 +140,11 @@ class ThreadedFaultServer:
             coro.close()
             raise RuntimeError("ThreadedFaultServer is not running")
         future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # or the coroutine would run on, unawaited, on the server's loop
+            raise
 
     def _shutdown_loop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -157,7 +165,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     for f in fields(FaultPlan):
         flag = "--" + f.name.replace("_", "-")
-        kind = int if f.name == "seed" else float
+        kind = int if f.name in ("seed", "hold_after") else float
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default)
     args = parser.parse_args(argv)
     try:
