@@ -24,7 +24,18 @@ from runner.scoring.extract import extract_json
 from runner.scoring.scorers import Score, Scorer, build_scorers
 from runner.store.database import Store
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    """The installed distribution's version (pyproject.toml's), or a marker outside any install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-runner")
+    except PackageNotFoundError:  # a bare checkout on sys.path, never `pip install`ed
+        return "0.0.0+unknown"
+
+
+__version__ = _package_version()
 
 __all__ = [
     "Backend",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import __version__
 from runner.backends import Backend, Variant, create_backend
 from runner.backends.llamacpp.backend import LlamaCppBackend
 from runner.capabilities.context_window import ContextResult, Probe, check_dataset, find_limit
@@ -329,6 +330,7 @@ def _print_report(p: Prepared, limit: int | None, fmt: str, output: str | None) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner", description="Declarative experiments for local LLMs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     v = sub.add_parser("validate", help="check an experiment without running it")
