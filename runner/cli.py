@@ -370,7 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--output", help="write to this file instead of standard output")
     rep.add_argument("--limit", type=_positive, help="only the first N dataset items")
     rep.set_defaults(func=cmd_report)
+
+    sc = sub.add_parser("schema", help="print the experiment file's JSON Schema, for editors")
+    sc.set_defaults(func=cmd_schema)
     return parser
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from runner.config.json_schema import render_schema
+
+    sys.stdout.write(render_schema())
+    return 0
 
 
 def _positive(text: str) -> int:
