@@ -139,6 +139,7 @@ class Executor:
                 self.progress.retrying += 1
             attempts += 1
 
+        self.progress.job_started()  # the rate is measured from the first request, not from model loading
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(
