@@ -12,7 +12,18 @@ for the backends, the analysis or scipy.
 import importlib as _importlib
 import typing as _typing
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    """The installed distribution's version (pyproject.toml's), or a marker outside any install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-runner")
+    except PackageNotFoundError:  # a bare checkout on sys.path, never `pip install`ed
+        return "0.0.0+unknown"
+
+
+__version__ = _package_version()
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -419,6 +419,13 @@ async def score_async(path: str | Path, *, limit: int | None = None) -> ScoreSum
     return await asyncio.to_thread(score, path, limit=limit)
 
 
+def schema() -> str:
+    """The experiment file's JSON Schema (draft 2020-12), for editors (yaml-language-server)."""
+    from runner.config.json_schema import render_schema
+
+    return render_schema()
+
+
 # rendering, for the CLI and for callers who want the CLI's text
 
 

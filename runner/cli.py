@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import api
+from runner import __version__, api
 from runner.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -121,9 +121,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(api.schema())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner", description="Declarative experiments for local LLMs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     v = sub.add_parser("validate", help="check an experiment without running it")
@@ -162,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="measure what the server honours (seed, JSON schema, token counts, context)")
     pr.add_argument("file")
     pr.set_defaults(func=cmd_probe)
+
+    sch = sub.add_parser("schema", help="print the experiment file's JSON Schema, for editors")
+    sch.set_defaults(func=cmd_schema)
 
     rep = sub.add_parser("report", help="render tables from the store")
     rep.add_argument("file")

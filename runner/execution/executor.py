@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion
-from runner.execution.events import Events, JobFinished, JobRetrying, RunCounts, RunFinished, RunStarted, VariantLoading
+from runner.execution.events import (
+    Events,
+    JobFinished,
+    JobRetrying,
+    JobStarted,
+    RunCounts,
+    RunFinished,
+    RunStarted,
+    VariantLoading,
+)
 from runner.execution.retry import RetryPolicy, call_with_retries
 from runner.plan.planner import Job, Plan
 from runner.scoring.errors import ScorerError
@@ -144,6 +153,7 @@ class Executor:
             self.events.emit(JobRetrying(job.job_id, attempts, str(error)))
             attempts += 1
 
+        self.events.emit(JobStarted(job.job_id))
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(
