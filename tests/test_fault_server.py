@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import selectors
 import subprocess
 import sys
@@ -244,6 +245,31 @@ async def test_malformed_body_is_not_json(server: FaultServer, session: aiohttp.
     assert text.startswith("{")
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+async def test_truncated_body_is_an_incomplete_payload(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_truncated=1.0)
+    async with session.post(f"{server.url}/v1/chat/completions", json=BODY) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()  # Content-Length promised twice what arrived
+    assert server.stats["faults"]["truncated"] == 1 and server.stats["answered"] == 0
+
+
+async def test_garbage_is_not_http(server: FaultServer, session: aiohttp.ClientSession) -> None:
+    server.plan = FaultPlan(rate_garbage=1.0)
+    assert server.url is not None
+    with pytest.raises(aiohttp.ClientResponseError, match="Bad status line"):
+        await chat(session, server.url)
+    assert server.stats["faults"]["garbage"] == 1 and server.stats["answered"] == 0
+
+
+def test_a_plan_without_the_newer_kinds_draws_as_before() -> None:
+    # New kinds are appended to FAULT_KINDS, so rates of 0 for them leave every old sequence as it was.
+    plan, rng, reference = FaultPlan(rate_429=0.2, rate_reset=0.3, seed=5), random.Random(5), random.Random(5)
+    for _ in range(200):
+        x = reference.random()
+        assert plan.draw(rng) == ("429" if x < 0.2 else "reset" if x < 0.5 else None)
 
 
 async def test_empty_choices(server: FaultServer, session: aiohttp.ClientSession) -> None:

@@ -1,6 +1,10 @@
 """The HTTP client every backend talks through, so that all send JSON and classify failures alike.
 
-Connection errors, timeouts, 429, 5xx and truncated bodies are retryable; other 4xx are not.
+Every request goes through `HttpClient._request`, the one place transport errors are caught: what
+leaves this module is an answer or a `BackendError` (never an aiohttp, socket or JSON error), with
+`retryable` saying whether another attempt could help. Connection errors, timeouts, 429, 5xx and
+truncated or garbled bodies are retryable; other 4xx, a bad URL, a bad certificate and too many
+redirects are not.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import aiohttp
 
 from runner.backends.base import BackendError, ChatRequest, Completion
 from runner.errors import BackendUnavailable
+
+
+class MalformedBody(BackendError):
+    """An answer whose body is not JSON: truncated or garbled on the way, or another service's page."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -50,48 +58,86 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
+    def url(self, path: str) -> str:
+        """A path under the API root, or an absolute URL (llama.cpp's /props sits above /v1)."""
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+
     async def get_json(self, path: str, timeout_s: float = 10.0) -> Any:
-        """GET a path under the API root, or an absolute URL (llama.cpp's /props sits above /v1)."""
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
-        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            resp.raise_for_status()
-            return await resp.json(content_type=None)
+        """GET JSON; every failure is a classified BackendError (MalformedBody for a non-JSON body)."""
+        return await self._request("GET", self.url(path), None, timeout_s)
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON, return the decoded answer; every failure is a classified BackendError."""
+        return await self._request("POST", self.url(path), body, self.timeout_s)
 
     async def first_contact(self, path: str, *, what: str, config_file: Path, fix: str, fix_not_json: str) -> Any:
         """GET `path` to show the server is there; on failure close the session and raise a user error."""
         try:
             return await self.get_json(path)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except MalformedBody:  # a web page or another service on that port: it answers, but not with JSON
             await self.close()
-            raise BackendUnavailable(f"cannot reach {what} ({type(exc).__name__})", file=config_file,
-                                     key="backend.base_url", fix=fix) from None
-        except ValueError:  # a web page or another service on that port: it answers, but not with JSON
-            await self.close()
-            raise BackendUnavailable(f"{self.base_url}{path} answers, but not with JSON", file=config_file,
+            raise BackendUnavailable(f"{self.url(path)} answers, but not with JSON", file=config_file,
                                      key="backend.base_url", fix=fix_not_json) from None
+        except BackendError as exc:
+            await self.close()
+            raise BackendUnavailable(f"cannot reach {what} ({failure_name(exc)})", file=config_file,
+                                     key="backend.base_url", fix=fix) from None
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
-        """POST JSON, return the decoded answer; every failure becomes a classified BackendError."""
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
+    async def _request(self, method: str, url: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
+        """The boundary: one request and its JSON answer, or a BackendError for every way it can fail."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self.session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
+            async with self.session.request(method, url, json=body, timeout=timeout) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))
-        except TimeoutError:
-            raise BackendError(f"timed out after {self.timeout_s:g} s", retryable=True) from None
+        except BackendError:
+            raise
+        except TimeoutError as exc:
+            # First: aiohttp's ServerTimeoutError is a ClientError too. (asyncio.TimeoutError is TimeoutError.)
+            raise BackendError(f"timed out after {timeout_s:g} s", retryable=True) from exc
         except aiohttp.ClientError as exc:
-            raise BackendError(f"connection error: {type(exc).__name__}: {exc}", retryable=True) from None
+            raise _client_error(exc) from exc
+        except OSError as exc:  # ConnectionError and other socket errors aiohttp did not wrap
+            raise BackendError(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                               retryable=True) from exc
         try:
             return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             # A truncated body is what a proxy or a crashing server sends; another attempt may succeed.
-            raise BackendError(f"malformed response body: {raw[:80]!r}", retryable=True) from None
+            raise MalformedBody(f"malformed response body: {raw[:80]!r}", retryable=True) from exc
 
     async def chat(self, request: ChatRequest) -> Completion:
         """An OpenAI chat completion."""
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.params}
         return _parse_completion(body, await self.post_json("/chat/completions", body))
+
+
+def failure_name(exc: BackendError) -> str:
+    """A short name for what went wrong: `HTTP 404`, or the transport error's type (ClientConnectorError)."""
+    if exc.status is not None:
+        return f"HTTP {exc.status}"
+    return type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
+
+
+# Requests that no retry can help: a bad or non-HTTP URL, a redirect loop, a certificate that does not
+# verify. (NonHttpUrlClientError is aiohttp 3.10+; before it such URLs raised InvalidURL.)
+_FINAL: tuple[type[Exception], ...] = (
+    aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientConnectorCertificateError,
+    *(getattr(aiohttp, name) for name in ("NonHttpUrlClientError",) if hasattr(aiohttp, name)),
+)
+
+
+def _client_error(exc: aiohttp.ClientError) -> BackendError:
+    """aiohttp's errors, classified: the request's own fault is final, the transport's is worth a retry."""
+    name = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"  # one line, for the store and reports
+    if isinstance(exc, _FINAL):
+        return BackendError(f"request error: {name}", retryable=False)
+    if isinstance(exc, aiohttp.ClientPayloadError):  # cut off mid-body, or a broken chunked/compressed encoding
+        return BackendError(f"truncated response body: {name}", retryable=True)
+    if isinstance(exc, aiohttp.ClientResponseError):  # not HTTP at all: garbled status line or headers
+        return BackendError(f"garbled response: {name}", retryable=True)
+    return BackendError(f"connection error: {name}", retryable=True)
 
 
 def _status_error(status: int, raw: bytes, retry_after: str | None) -> BackendError:
@@ -106,12 +152,14 @@ def _parse_completion(body: dict[str, Any], data: Any) -> Completion:
     if not choices:
         # Servers answer with no choices for filtered or rejected prompts; repeating will not help.
         raise BackendError("response had no choices", retryable=False)
-    choice = choices[0]
-    message = choice.get("message") or {}
+    choice = choices[0] if isinstance(choices, list) else None
+    message = (choice.get("message") or {}) if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or not isinstance(message, dict):
+        raise BackendError(f"response is not a chat completion: {str(data)[:120]}", retryable=False)
     text = message.get("content")
     if text is None:
         text = choice.get("text", "")
-    usage = data.get("usage") or {}
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=str(text),
         finish_reason=choice.get("finish_reason"),

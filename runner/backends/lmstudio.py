@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
-
-from runner.backends.base import Variant, VariantInfo
+from runner.backends.base import BackendError, Variant, VariantInfo
+from runner.backends.http import MalformedBody, failure_name
 from runner.backends.openai import OpenAIBackend
 from runner.backends.settings import LMStudioSettings
 from runner.errors import BackendUnavailable
@@ -30,13 +29,14 @@ class LMStudioBackend(OpenAIBackend):
     async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
         try:
             listing = await self.client.get_json(f"{self.root}/api/v0/models")
-        except (aiohttp.ClientResponseError, ValueError):  # no /api/v0 (older LM Studio): use /v1/models
+        except BackendError as exc:
+            if exc.status is None and not isinstance(exc, MalformedBody):
+                raise BackendUnavailable(f"LM Studio stopped answering at {self.root} ({failure_name(exc)})",
+                                         file=self.experiment.source_path, key="backend.base_url",
+                                         fix="check that LM Studio's server is running") from None
+            # It answers, but has no /api/v0 (an older LM Studio): use what /v1/models said.
             yield VariantInfo(self.describe_model(variant.model_id))
             return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendUnavailable(f"LM Studio stopped answering at {self.root} ({type(exc).__name__})",
-                                     file=self.experiment.source_path, key="backend.base_url",
-                                     fix="check that LM Studio's server is running") from None
         entries = {e.get("id"): e for e in listing.get("data", []) if isinstance(e, dict)}
         entry = entries.get(variant.model_id)
         if entry is None:

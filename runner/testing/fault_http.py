@@ -233,6 +233,16 @@ class FaultServer:
             return web.Response(status=200, text=full[: len(full) // 2], content_type="application/json")
         if fault == "empty_choices":
             return web.json_response(_completion(body, key, empty=True))
+        if fault == "truncated":
+            # The headers promise the whole body, half of it arrives, then the connection closes: a
+            # server dying mid-write, which the client sees as an incomplete payload, not as bad JSON.
+            payload = json.dumps(_completion(body, key)).encode()
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                    "\r\n").encode()
+            return self._write_raw(request, head + payload[: len(payload) // 2])
+        if fault == "garbage":
+            # Not HTTP at all: another protocol on the port, or a proxy that mangled the answer.
+            return self._write_raw(request, b"\x00\xffnot an HTTP response\r\n\r\n")
         if fault == "hang":
             await asyncio.sleep(plan.hang_s)
 
@@ -256,6 +266,16 @@ class FaultServer:
         if transport is not None:
             transport.abort()
         # aiohttp insists on a response object; it is never written because the transport is gone.
+        return web.Response(status=500)
+
+    @staticmethod
+    def _write_raw(request: web.Request, data: bytes) -> web.StreamResponse:
+        """Bytes of our choosing on the socket, then close it (after they are flushed)."""
+        transport = request.transport
+        if transport is not None:
+            transport.write(data)
+            transport.close()
+        # As in _reset_connection: never written, the transport is closing.
         return web.Response(status=500)
 
     async def _models(self, request: web.Request) -> web.Response:

@@ -20,9 +20,11 @@ FAKE_MODEL_ID = "fake-model"
 
 # Order matters: it is the order of the cumulative intervals a draw falls into, so changing it
 # changes which request gets which fault for a given seed.
-FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "hang", "malformed", "empty_choices")
+# New kinds go at the end, so that a plan without them draws as before.
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "hang", "malformed", "empty_choices",
+                                "truncated", "garbage")
 
-# Summing seven floats can land a hair above 1.0 (0.1 * 10 is not exactly 1.0); that is not a
+# Summing nine floats can land a hair above 1.0 (0.1 * 10 is not exactly 1.0); that is not a
 # user mistake worth rejecting.
 _RATE_SUM_TOLERANCE = 1e-9
 
@@ -44,6 +46,8 @@ class FaultPlan:
     rate_hang: float = 0.0
     rate_malformed: float = 0.0
     rate_empty_choices: float = 0.0
+    rate_truncated: float = 0.0
+    rate_garbage: float = 0.0
     hang_s: float = 30.0
     retry_after_s: float = 0
     latency_s: float = 0.0

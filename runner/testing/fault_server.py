@@ -2,9 +2,10 @@
 
 The runner's retry, timeout and bookkeeping logic can only be trusted if it is exercised against a
 server that misbehaves in every way a real local server does (rate limits, crashes, dropped
-connections, stalls, garbage bodies). Real servers misbehave at random; this one misbehaves
-reproducibly: the fault each request gets is drawn from `random.Random(plan.seed)`, one draw per
-chat request in arrival order, so a sequential client sees the same faults on every run.
+connections, stalls, cut-off and garbage bodies, answers that are not HTTP). Real servers misbehave
+at random; this one misbehaves reproducibly: the fault each request gets is drawn from
+`random.Random(plan.seed)`, one draw per chat request in arrival order, so a sequential client sees
+the same faults on every run.
 
 Answers are a pure function of the request body, so a test can predict them (`request_key`,
 `answer_text`) and a resumed run can be checked against a fresh one.

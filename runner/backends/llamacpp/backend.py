@@ -19,9 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
@@ -148,7 +146,7 @@ class LlamaCppBackend(Backend):
                                            connections=self.settings.concurrency)
                 try:
                     props = await self.client.get_json(f"{url}/props")
-                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                except BackendError as exc:
                     raise BackendUnavailable(f"llama.cpp server for {variant.label} does not answer /props ({exc})",
                                              file=self._cfg, key="backend", fix=f"see {log_path}") from None
                 yield VariantInfo({
