@@ -432,7 +432,7 @@ def schema() -> str:
 def render(report: Report | ContextStudy, fmt: str = "table") -> str:
     """A report as text: table, markdown, csv or json (a study renders as its text summary)."""
     from runner.capabilities.context_window import ContextStudy
-    from runner.reporting.tables import render as render_report
+    from runner.reporting.render import render as render_report
 
     if isinstance(report, ContextStudy):
         return report.render()
@@ -441,7 +441,7 @@ def render(report: Report | ContextStudy, fmt: str = "table") -> str:
 
 def render_findings(experiment: str, findings: list[Finding], fmt: str = "text") -> str:
     """`runner explain`'s text: the findings of the named experiment, as text, markdown or json."""
-    from runner.reporting.tables import render_findings as render_them
+    from runner.reporting.render import render_findings as render_them
 
     return render_them(experiment, findings, fmt)
 

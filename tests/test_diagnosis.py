@@ -30,7 +30,7 @@ from runner.config.loader import load_experiment
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
 from runner.plan.planner import Job, Plan, build_plan
-from runner.reporting.tables import render_findings
+from runner.reporting.render import render_findings
 from runner.scoring.scorers import build_scorers
 from runner.store import JobRow, Store
 

@@ -144,7 +144,11 @@ def test_json_format_totals_equal_the_store(project: Project, fault_server: Thre
     assert sum(r["n"] for r in table["rows"]) == counts["ok"]
     assert sum(r["failed"] for r in table["rows"]) == counts["failed"]
     for row in table["rows"]:
-        assert 0 <= float(str(row["json_valid"]).split()[0]) <= 1  # a rate, maybe with its interval
+        rate = row["json_valid"]  # a rate: numbers, with its interval and its units
+        assert set(rate) == {"value", "low", "high", "n_items", "n_jobs"}
+        assert 0 <= rate["low"] <= rate["value"] <= rate["high"] <= 1
+        assert rate["n_jobs"] == row["n"] and rate["n_items"] == len(ITEMS)
+        assert row["accuracy"]["n_jobs"] == row["n"]
 
 
 def test_rows_pool_over_the_axes_not_shown(project: Project, fault_server: ThreadedFaultServer) -> None:
@@ -187,7 +191,7 @@ def test_report_without_a_store_counts_everything_as_not_run(project: Project) -
     report = build_report(load_results(plan, None, build_scorers(list(experiment.scorers), "valid")))
     assert report.totals == {"planned": PLANNED, "ok": 0, "failed": 0, "missing": PLANNED}
     assert [r[2] for r in report.tables[0].rows] == [0, 0, 0, 0]
-    assert json.loads(render(report, "json"))["tables"][0]["rows"][0]["accuracy"] == "-"
+    assert json.loads(render(report, "json"))["tables"][0]["rows"][0]["accuracy"] is None
 
 
 def test_report_without_scorers_shows_request_metrics(project: Project, fault_server: ThreadedFaultServer) -> None:
@@ -216,3 +220,41 @@ def test_unknown_report_axis_is_a_config_error(project: Project, capsys: pytest.
     exp["report"] = {"rows": ["promt"]}
     assert main(["validate", "--offline", str(project.write(exp))]) == 2
     assert "report.rows" in capsys.readouterr().err
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"bare {constant} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_has_numbers_and_no_bare_nan(project: Project, fault_server: ThreadedFaultServer,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # One repeat: agreement, flip_rate and (for a constant class) kappa are undefined: null, not NaN.
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["repeats"] = 1
+    exp["report"] = {"metrics": ["n", "accuracy", "agreement", "kappa", "flip_rate", "outcomes", "answers"]}
+    path = _run(project, fault_server, exp)
+    data = _strict_json(render(_report(path), "json"))
+    (table,) = data["tables"]
+    row = table["rows"][0]
+    assert row["agreement"] is None and row["flip_rate"] is None
+    assert isinstance(row["outcomes"], dict) and sum(row["outcomes"].values()) == pytest.approx(1)
+    assert set(row["answers"]) <= {"true", "false"}
+    (cmp, *_) = table["comparisons"]
+    assert {"axis", "baseline", "value", "n_pairs", "difference", "low", "high", "p_value", "p_holm",
+            "significant", "sentence"} <= set(cmp)
+    assert isinstance(cmp["p_value"], float) and isinstance(cmp["significant"], bool)
+    assert main(["explain", str(path), "--format", "json"]) == 0
+    _strict_json(capsys.readouterr().out)
+
+
+def test_csv_gives_each_interval_its_own_columns(project: Project, fault_server: ThreadedFaultServer) -> None:
+    path = _run(project, fault_server)
+    report = _report(path, metrics=["n", "accuracy"])
+    rows = list(csv.reader(io.StringIO(render(report, "csv"))))
+    assert rows[0] == ["table", "prompt", "temperature", "n", "accuracy", "accuracy_low", "accuracy_high"]
+    for line, record in zip(rows[1:], report.tables[0].records, strict=True):
+        acc = record.metrics["accuracy"]
+        assert [float(x) for x in line[4:]] == pytest.approx([acc["value"], acc["low"], acc["high"]])

@@ -26,10 +26,10 @@ def test_a_fixed_label_is_scored_again(project: Project, fault_server: ThreadedF
     exp["report"] = {"rows": ["prompt"], "metrics": ["n", "accuracy"]}
     path = str(project.write(exp))
     assert main(["run", path, "--quiet", "--no-report"]) == 0
-    before = [float(r["accuracy"].split()[0]) for r in _report(path, capsys)["tables"][0]["rows"]]
+    before = [r["accuracy"]["value"] for r in _report(path, capsys)["tables"][0]["rows"]]
     # Every label flipped: the prompts (and so the jobs) are the same, every score must flip.
     project.write_dataset([{**row, "valid": not row["valid"]} for row in ITEMS])
-    after = [float(r["accuracy"].split()[0]) for r in _report(path, capsys)["tables"][0]["rows"]]
+    after = [r["accuracy"]["value"] for r in _report(path, capsys)["tables"][0]["rows"]]
     assert after == [pytest.approx(1 - b) for b in before]
 
 
@@ -41,7 +41,7 @@ def test_agreement_needs_repeats(project: Project, fault_server: ThreadedFaultSe
     path = str(project.write(exp))
     assert main(["run", path, "--quiet", "--no-report"]) == 0
     rows = _report(path, capsys)["tables"][0]["rows"]
-    assert {r["agreement"] for r in rows} == {"-"}  # nothing was repeated, so nothing agreed
+    assert {r["agreement"] for r in rows} == {None}  # nothing was repeated, so nothing agreed: null
 
 
 def test_no_verdict_over_failed_requests_and_the_dangerous_error_is_named(

@@ -219,6 +219,10 @@ class CellStats:
             return "-"
         return ", ".join(f"{k} {v / total:.0%}" for k, v in others) if others else "all answered"
 
+    def n_items(self) -> int:
+        """Distinct dataset items with a scored answer: the independent units behind the rates."""
+        return len({item for _, item in self.answers})
+
     def run_accuracies(self) -> list[float]:
         return [c / n for c, n in self.runs.values() if n]
 

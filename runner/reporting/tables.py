@@ -6,15 +6,10 @@ Cells that differ only on axes the report does not show are pooled (their counts
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from tabulate import tabulate
 
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import METRICS, CellStats
@@ -27,16 +22,26 @@ from runner.scoring.scorers import BinaryClassification
 
 DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers", "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
-FORMATS = ("table", "markdown", "csv", "json")
+
+
+@dataclass
+class Record:
+    """One row of a table as numbers: its axis values and each metric's raw value (see `raw_value`)."""
+
+    row: dict[str, Any]
+    column: dict[str, Any]
+    metrics: dict[str, Any]
 
 
 @dataclass
 class Table:
     title: str
     headers: list[str]
-    rows: list[list[Any]]
+    rows: list[list[Any]]  # the values as shown in text
     notes: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # the same rows, as numbers
+    metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -168,14 +173,18 @@ def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[s
         for m in metrics:
             headers.append(f"{m} [{suffix}]" if suffix else m)
     rows = []
+    records = []
     for rk in row_keys:
         row: list[Any] = [_show(v) for v in rk]
         for ck in col_keys:
             s = stats.get((rk, ck))
             for m in metrics:
                 row.append(_cell_value(s, m, with_interval) if s else "")
+            if s is not None:
+                records.append(Record(dict(zip(row_axes, rk, strict=True)), dict(zip(col_axes, ck, strict=True)),
+                                      {m: raw_value(s, m, with_interval) for m in metrics}))
         rows.append(row)
-    return Table(title, headers, rows)
+    return Table(title, headers, rows, records=records, metrics=list(metrics))
 
 
 def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
@@ -194,6 +203,32 @@ def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     return value
 
 
+def raw_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
+    """A metric as data: a rate with its interval as {value, low, high, n_items, n_jobs}; a share
+    breakdown (outcomes, answers) as {name: share}; other numbers as numbers; undefined as None."""
+    if metric == "outcomes":
+        total = sum(stats.outcomes.values())
+        return {k: v / total for k, v in stats.outcomes.most_common()} if total else None
+    if metric == "answers":
+        total = sum(stats.predictions.values())
+        return {_key(k): v / total for k, v in stats.predictions.most_common()} if total else None
+    value = stats.metric(metric)
+    if isinstance(value, float) and math.isnan(value):
+        value = None
+    counts = stats.rate_counts(metric) if with_interval else None
+    if counts is not None and counts[1] > 0:
+        low, high = wilson_interval(*counts)
+        return {"value": value, "low": low, "high": high, "n_items": stats.n_items(), "n_jobs": counts[1]}
+    if metric == "run_mean" and with_interval and len(stats.run_accuracies()) > 1:
+        low, high = bootstrap_mean_interval(stats.run_accuracies())
+        return {"value": value, "low": low, "high": high, "n_items": stats.n_items(), "n_jobs": stats.ok}
+    return value
+
+
+def _key(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _hashable(value: Any) -> Any:
     """Axis values as dict keys: stop lists and response_format mappings as their JSON text."""
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
@@ -201,63 +236,3 @@ def _hashable(value: Any) -> Any:
 
 def _show(value: Any) -> Any:
     return "-" if value is None else value
-
-
-def render(report: Report, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({
-            "experiment": report.experiment, "totals": report.totals,
-            "tables": [{"title": t.title, "rows": [dict(zip(t.headers, r, strict=True)) for r in t.rows],
-                        "notes": t.notes} for t in report.tables],
-            "findings": [f.to_dict() for f in report.findings],
-        }, indent=2, default=str) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        for t in report.tables:
-            writer.writerow(["table", *t.headers])
-            writer.writerows([t.title, *r] for r in t.rows)
-        return buf.getvalue()
-    style = "github" if fmt == "markdown" else "simple"
-    parts = []
-    for t in report.tables:
-        heading = f"## {t.title}" if fmt == "markdown" else t.title
-        parts.append(heading + "\n\n" + tabulate(t.rows, headers=t.headers, tablefmt=style))
-        parts.extend(_lines(t.notes, fmt))
-    if report.scored:
-        parts.append(_findings_text(report.findings, report.no_findings_line, fmt))
-    totals = report.totals
-    parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "
-                 f"{totals['missing']} not run")
-    return "\n\n".join(parts) + "\n"
-
-
-def _finding_lines(findings: list[Finding], fmt: str, indent: str = "") -> str:
-    if fmt == "markdown":
-        return "\n".join(f"{i}. {f.text}" + (f" *({f.hypothesis})*" if f.hypothesis else "")
-                         for i, f in enumerate(findings, 1))
-    return "\n".join(f"{indent}{i}. {f.text}" + (f" [{f.hypothesis}]" if f.hypothesis else "")
-                     for i, f in enumerate(findings, 1))
-
-
-def _findings_text(findings: list[Finding], none_line: str, fmt: str) -> str:
-    if fmt == "markdown":
-        return "## Findings\n\n" + (_finding_lines(findings, fmt) if findings else none_line)
-    body = _finding_lines(findings, fmt, "  ") if findings else f"  {none_line}"
-    return "Findings (most important first):\n" + body
-
-
-def render_findings(experiment: str, findings: list[Finding], fmt: str) -> str:
-    """`runner explain`: the findings alone, as text, Markdown or JSON."""
-    if fmt == "json":
-        return json.dumps({"experiment": experiment, "findings": [f.to_dict() for f in findings]},
-                          indent=2, default=str) + "\n"
-    if not findings:
-        return nothing_wrong_line(experiment) + "\n"
-    return _finding_lines(findings, fmt) + "\n"
-
-
-def _lines(notes: Iterable[str], fmt: str) -> list[str]:
-    prefix = "- " if fmt == "markdown" else "  "
-    notes = list(notes)
-    return ["\n".join(prefix + n for n in notes)] if notes else []
