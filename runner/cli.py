@@ -28,13 +28,13 @@ from runner.capabilities.probe import probe_variant, warnings_for
 from runner.config.loader import load_experiment
 from runner.config.schema import Experiment
 from runner.diagnosis.diagnose import diagnose
-from runner.errors import ConfigError, UserError
+from runner.errors import UserError
 from runner.plan.planner import Job, Plan, build_plan, canonical_hash
 from runner.report.tables import FORMATS, build_report, render, render_findings
 from runner.run.executor import Executor, RunOptions, RunSummary
 from runner.run.progress import Progress
 from runner.run.retry import RetryPolicy
-from runner.scoring.scorers import Scorer, build_scorers
+from runner.scoring.scorers import Scorer, build_scorers, check_scorers
 from runner.store.database import Store
 
 EXIT_USER_ERROR = 2
@@ -55,32 +55,10 @@ def prepare(path: str) -> Prepared:
     plan = build_plan(experiment)
     plan.check_templates()
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
-    _check_scorer_fields(plan, scorers)
+    check_scorers(scorers, plan.items, experiment.source_path)
     backend = create_backend(experiment)
     backend.check()
     return Prepared(experiment, plan, backend, scorers)
-
-
-def _check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
-    for i, scorer in enumerate(scorers):
-        cfg = scorer.config
-        if cfg.type == "code_tests":
-            missing = [item.id for item in plan.items if cfg.tests_field not in item.fields]
-            if missing:
-                raise ConfigError(f"dataset items {missing[:3]} have no field {cfg.tests_field!r}",
-                                  file=plan.experiment.source_path, key=f"scorers[{i}].tests_field",
-                                  fix="add the unit tests to every row or name the field that holds them")
-            continue
-        field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
-        field = field or plan.experiment.dataset.label_field
-        if field is None and cfg.type in ("json_field", "binary"):
-            raise ConfigError("no dataset field to compare with", file=plan.experiment.source_path,
-                              key=f"scorers[{i}]", fix="set dataset.label_field or the scorer's expected_field")
-        missing = [item.id for item in plan.items if field is not None and field not in item.fields]
-        if missing:
-            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}",
-                              file=plan.experiment.source_path, key=f"scorers[{i}]",
-                              fix="add the field to every row or point the scorer at another one")
 
 
 def experiment_hash(experiment: Experiment) -> str:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
+from runner.config.registry import known_scorers, registered_config_model
 from runner.config.schema import Experiment
 from runner.errors import ConfigError
 
@@ -73,7 +74,8 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
     err = _pick_error(exc.errors())
     loc = prefix + tuple(str(x) for x in err["loc"] if not _is_branch_label(x))
     # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
-    loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary", "code_tests"} or p == loc[-1])
+    tags = set(known_scorers())
+    loc = tuple(p for p in loc if p not in tags or p == loc[-1])
     key = _format_loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -113,7 +115,7 @@ def _fix_for(kind: str) -> str | None:
         "bool_parsing": "write true or false", "string_type": "write a string",
         "list_type": "write a list", "dict_type": "write a mapping",
         "model_type": "write a mapping", "union_tag_invalid": "use one of the types named",
-        "union_tag_not_found": "add type: with one of exact, regex, json_field, binary, code_tests",
+        "union_tag_not_found": f"add type: with one of {', '.join(known_scorers())}",
     }
     return fixes.get(kind)
 
@@ -140,8 +142,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
             annotation = fields[part].annotation
             current = _model_in(annotation)
         else:
-            # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag.
-            current = _model_in(annotation, tag=part)
+            # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag,
+            # or, for the scorers (a union the registry builds), the registered model of that name.
+            current = _model_in(annotation, tag=part) or registered_config_model(part)
         if current is None:
             return []
     fields = getattr(current, "model_fields", {})
