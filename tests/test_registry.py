@@ -14,19 +14,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from pydantic import TypeAdapter
 
 import runner.config.registry as config_registry
 from conftest import ITEMS, Project, base_experiment
 from runner.cli import main
 from runner.config.registry import known_scorers
-from runner.config.schema import ScorerBase
+from runner.config.schema import ScorerBase, ScorerConfig
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
-from runner.scoring.base import ANSWERED, Score, Scorer
+from runner.scoring.base import ANSWERED, EMPTY, Score, Scorer
+from runner.scoring.errors import ScorerError
 from runner.scoring.registry import register_scorer
+from runner.scoring.scorers import build_scorers, check_scorers
 from runner.testing.fault_server import ThreadedFaultServer
 
-BUILT_IN = ["exact", "regex", "json_field", "binary", "code_tests"]
+BUILT_IN = ["exact", "regex", "json_field", "binary", "code_tests", "python"]
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +160,163 @@ def test_register_scorer_refuses_a_config_model_of_another_name() -> None:
 
 def test_built_in_scorers_are_listed_in_registration_order() -> None:
     assert known_scorers()[: len(BUILT_IN)] == BUILT_IN
+
+
+# the python scorer
+
+SCORERS_PY = """
+import json
+
+THRESHOLD = 3
+
+
+def score(text, finish_reason, fields):
+    return json.loads(text)["valid"] == fields["valid"]
+
+
+def detailed(text, finish_reason, fields):
+    said = json.loads(text)["valid"]
+    return {"correct": said == fields["valid"], "prediction": said, "outcome": "answered"}
+
+
+def flaky(text, finish_reason, fields):
+    if fields["id"] == "i03":
+        return 1 / 0
+    return True
+
+
+def two_args(text, fields):
+    return True
+"""
+
+
+def _python_experiment(project: Project, server_url: str, *scorers: dict[str, Any]) -> Path:
+    (project.root / "scorers.py").write_text(SCORERS_PY)
+    exp = base_experiment(server_url)
+    exp["scorers"] = [{"type": "binary", "field": "valid"}, *scorers]
+    return project.write(exp)
+
+
+def test_a_python_scorer_next_to_the_experiment_scores_a_run(project: Project,
+                                                            fault_server: ThreadedFaultServer) -> None:
+    path = _python_experiment(project, f"{fault_server.url}/v1",
+                              {"type": "python", "function": "scorers:score", "name": "plain"},
+                              {"type": "python", "function": "scorers:detailed", "name": "detailed"})
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    binary = [s for s in _scores(project) if s["key"].startswith("binary:")]
+    plain = [s for s in _scores(project) if s["key"].startswith("plain:")]
+    detailed = [s for s in _scores(project) if s["key"].startswith("detailed:")]
+    assert len(binary) == len(plain) == len(detailed) == 2 * 2 * len(ITEMS) * 2
+    assert [s["correct"] for s in plain] == [s["correct"] for s in binary] == [s["correct"] for s in detailed]
+    assert {s["correct"] for s in plain} == {True, False}
+    assert [s["prediction"] for s in detailed] == [json.loads(s["text"])["valid"] for s in detailed]
+    assert [s["expected"] for s in plain] == [s["expected"] for s in binary]  # the label, by default
+    assert {s["outcome"] for s in plain} == {ANSWERED}
+
+
+def test_a_python_function_that_raises_fails_only_its_jobs(project: Project,
+                                                          fault_server: ThreadedFaultServer) -> None:
+    path = _python_experiment(project, f"{fault_server.url}/v1",
+                              {"type": "python", "function": "scorers:flaky", "name": "flaky"})
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    conn = sqlite3.connect(project.store_path())
+    try:
+        rows = conn.execute("SELECT item_id, status, error FROM jobs").fetchall()
+    finally:
+        conn.close()
+    failed = [(item, error) for item, status, error in rows if status == "failed"]
+    assert len(rows) == 2 * 2 * len(ITEMS) * 2
+    assert {item for item, _ in failed} == {"i03"} and len(failed) == 2 * 2 * 2
+    for _, error in failed:
+        assert "ScorerError" in error
+        assert ("scorer 'flaky': scorers:flaky raised ZeroDivisionError: division by zero on item 'i03'; "
+                "fix the function; --debug shows its traceback") in error
+
+
+BAD_FUNCTIONS = [
+    ("scorers.score",
+     "runner: $EXP: scorers[1].function: 'scorers.score' is not module:function; write package.module:function, "
+     "e.g. scorers:score for a scorers.py next to the experiment file"),
+    ("nosuch:score",
+     "runner: $EXP: scorers[1].function: module 'nosuch' not found (searched $ROOT and sys.path); put nosuch.py "
+     "next to the experiment file or install the package that has it"),
+    ("scorers:nope",
+     "runner: $EXP: scorers[1].function: module 'scorers' ($ROOT/scorers.py) has no attribute 'nope'; define nope "
+     "there or correct the name after the colon"),
+    ("scorers:THRESHOLD",
+     "runner: $EXP: scorers[1].function: scorers:THRESHOLD is not a function but a value of type int; name a "
+     "function that takes (text, finish_reason, fields)"),
+    ("scorers:two_args",
+     "runner: $EXP: scorers[1].function: scorers:two_args cannot be called as function(text, finish_reason, "
+     "fields): too many positional arguments; give it three parameters: text, finish_reason, fields"),
+    ("broken:score",
+     "runner: $EXP: scorers[1].function: module 'broken' cannot be imported: ModuleNotFoundError: No module named "
+     "'numpy_two'; install what it imports"),
+]
+
+
+@pytest.mark.parametrize("verb", [["validate", "--offline"], ["run", "--quiet"]])
+@pytest.mark.parametrize("function, expected", BAD_FUNCTIONS, ids=[f for f, _ in BAD_FUNCTIONS])
+def test_a_bad_function_is_one_line_and_exit_2(project: Project, capsys: pytest.CaptureFixture[str],
+                                               function: str, expected: str, verb: list[str]) -> None:
+    (project.root / "broken.py").write_text("import numpy_two\n")
+    path = _python_experiment(project, "http://127.0.0.1:9/v1", {"type": "python", "function": function})
+    assert main([verb[0], str(path), *verb[1:]]) == 2
+    out, err = capsys.readouterr()
+    assert _line(err, path, project) == [expected]
+    assert out == ""
+    assert not (project.root / "results").exists()
+
+
+def _python_scorer(project: Project, function: str) -> Scorer:
+    (project.root / "scorers.py").write_text(SCORERS_PY + "\n\n" + function)
+    (scorer,) = build_scorers([TypeAdapter(ScorerConfig).validate_python(
+        {"type": "python", "function": "scorers:f"})], "valid")
+    check_scorers([scorer], [ITEM], project.root / "exp.yaml")
+    return scorer
+
+
+ITEM = Item("i00", {"id": "i00", "valid": True})
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("def f(text, finish_reason, fields):\n    return False",
+     Score(ANSWERED, False, None, True, True)),
+    ("def f(text, finish_reason, fields):\n    return {'correct': True, 'prediction': 'yes', 'expected': 'yes'}",
+     Score(ANSWERED, True, "yes", "yes", True)),
+    ("def f(text, finish_reason, fields):\n    return {'correct': False, 'outcome': 'truncated'}",
+     Score("truncated", False, None, True, True)),
+    ("from runner import Score\ndef f(text, finish_reason, fields):\n    return Score('no_json', False, detail='x')",
+     Score("no_json", False, detail="x")),
+])
+def test_what_a_python_function_returns_becomes_a_score(project: Project, body: str, expected: Score) -> None:
+    assert _python_scorer(project, body).score('{"valid": true}', "stop", ITEM) == expected
+
+
+def test_an_empty_answer_is_outcome_empty(project: Project) -> None:
+    scorer = _python_scorer(project, "def f(text, finish_reason, fields):\n    return False")
+    assert scorer.score("  ", "stop", ITEM) == Score(EMPTY, False, None, True, False)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def f(text, finish_reason, fields):\n    return 'yes'",
+     "scorer 'python': scorers:f returned a str on item 'i00'; return a bool, a dict with 'correct', or a "
+     "runner.Score"),
+    ("def f(text, finish_reason, fields):\n    return {'correct': 1}",
+     "scorer 'python': scorers:f returned correct=1, not true or false on item 'i00'; return a bool, a dict with "
+     "'correct', or a runner.Score"),
+    ("def f(text, finish_reason, fields):\n    return {'correct': True, 'why': 'x'}",
+     "scorer 'python': scorers:f returned unknown keys ['why'] (allowed: correct, prediction, expected, outcome) "
+     "on item 'i00'; return a bool, a dict with 'correct', or a runner.Score"),
+    ("def f(text, finish_reason, fields):\n    return {'correct': True, 'outcome': 'failed'}",
+     "scorer 'python': scorers:f returned outcome 'failed' (allowed: answered, no_json, truncated, wrong_shape, "
+     "empty, no_code) on item 'i00'; return a bool, a dict with 'correct', or a runner.Score"),
+    ("def f(text, finish_reason, fields):\n    fields['valid'] = 1\n    raise KeyError('x')",
+     "scorer 'python': scorers:f raised KeyError: 'x' on item 'i00'; fix the function; --debug shows its traceback"),
+])
+def test_a_result_that_is_no_score_is_a_scorer_error(project: Project, body: str, message: str) -> None:
+    scorer = _python_scorer(project, body)
+    with pytest.raises(ScorerError) as info:
+        scorer.score('{"valid": true}', "stop", ITEM)
+    assert info.value.line() == message
+    assert ITEM.fields["valid"] is True  # the function got a copy of the row

@@ -227,7 +227,7 @@ class ScorerBase(Strict):
     """What every scorer config has. A scorer's own model narrows `type` to `Literal["its name"]`."""
 
     name: str | None = Field(None, description="Name in reports; defaults to the type.")
-    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, or a plugin's.")
+    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, python, or a plugin's.")
 
     def label(self) -> str:
         return self.name or self.type
@@ -281,6 +281,19 @@ class CodeTestsScorer(ScorerBase):
     memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
 
 
+class PythonScorer(ScorerBase):
+    """Your own function scores each answer (the contract: `runner.scoring.python`)."""
+
+    type: Literal["python"]
+    function: str = Field(
+        description="package.module:function, called as function(text, finish_reason, fields); returns a bool, "
+                    "a dict with `correct`, or a Score. Searched next to the experiment file, then on sys.path."
+    )
+    version: str | int | None = Field(
+        None, description="Change it after editing the function: stored scores are reused while the config is the same."
+    )
+
+
 # The built-in scorers, in the order error messages list them. The Scorer classes are named by
 # string because the config stage may not import runner.scoring (see runner.config.registry).
 add_scorer("exact", ExactScorer, "runner.scoring.scorers:ExactMatch", "built-in")
@@ -288,6 +301,7 @@ add_scorer("regex", RegexScorer, "runner.scoring.scorers:RegexMatch", "built-in"
 add_scorer("json_field", JsonFieldScorer, "runner.scoring.scorers:JsonField", "built-in")
 add_scorer("binary", BinaryScorer, "runner.scoring.scorers:BinaryClassification", "built-in")
 add_scorer("code_tests", CodeTestsScorer, "runner.scoring.scorers:CodeTests", "built-in")
+add_scorer("python", PythonScorer, "runner.scoring.python:PythonFunction", "built-in")
 
 
 def _scorer_by_type(value: Any) -> Any:
