@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from pydantic import TypeAdapter
 
+import runner.backends as backends
 import runner.config.registry as config_registry
 from conftest import ITEMS, Project, base_experiment
+from runner.backends import known_backends
 from runner.cli import main
 from runner.config.registry import known_scorers
 from runner.config.schema import ScorerBase, ScorerConfig
@@ -320,3 +323,151 @@ def test_a_result_that_is_no_score_is_a_scorer_error(project: Project, body: str
         scorer.score('{"valid": true}', "stop", ITEM)
     assert info.value.line() == message
     assert ITEM.fields["valid"] is True  # the function got a copy of the row
+
+
+# entry-point plugins
+
+PLUGIN_PY = '''
+from typing import Literal
+
+from runner.backends.openai import OpenAIBackend, OpenAISettings
+from runner.config.schema import ScorerBase
+from runner.scoring.base import ANSWERED, Score, Scorer
+
+
+class RelaySettings(OpenAISettings):
+    kind: str = "relay"
+    note: str = "-"
+
+
+class RelayBackend(OpenAIBackend):
+    settings_model = RelaySettings
+
+
+class ShoutConfig(ScorerBase):
+    type: Literal["shout"]
+
+
+class Shout(Scorer):
+    config_model = ShoutConfig
+
+    def score(self, text, finish_reason, item):
+        return Score(ANSWERED, text.isupper(), text.upper())
+
+
+class NoModel(Scorer):
+    pass
+
+
+class FakeConfig(ScorerBase):
+    type: Literal["fake"]
+
+
+class FakeScorer:
+    config_model = FakeConfig
+'''
+
+ENTRY_POINTS_TXT = """\
+[runner.backends]
+relay = fancy_plugin:RelayBackend
+gone = fancy_plugin_gone:Backend
+notabackend = fancy_plugin:ShoutConfig
+
+[runner.scorers]
+shout = fancy_plugin:Shout
+gone_scorer = fancy_plugin_gone:Scorer
+nomodel = fancy_plugin:NoModel
+fake = fancy_plugin:FakeScorer
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An installed package `fancy-plugin` 1.0 announcing backends and scorers (a dist-info on sys.path)."""
+    site = tmp_path_factory.mktemp("site")
+    info = site / "fancy_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS_TXT)
+    (site / "fancy_plugin.py").write_text(PLUGIN_PY)
+    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    sys.modules.pop("fancy_plugin", None)
+
+
+def test_plugins_are_listed_without_being_imported(plugin: Path) -> None:
+    assert known_backends() == ["gone", "llamacpp", "lmstudio", "notabackend", "ollama", "openai", "relay"]
+    assert known_scorers() == [*BUILT_IN, "fake", "gone_scorer", "nomodel", "shout"]
+    assert "fancy_plugin" not in sys.modules
+
+
+def test_a_plugin_backend_and_scorer_run_end_to_end(plugin: Path, project: Project,
+                                                    fault_server: ThreadedFaultServer) -> None:
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["backend"]["kind"] = "relay"
+    exp["scorers"] = [{"type": "binary", "field": "valid"}, {"type": "shout"}]
+    path = project.write(exp)
+    assert main(["validate", str(path)]) == 0
+    assert "fancy_plugin" in sys.modules  # imported because the experiment asked for its names
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    shouted = [s for s in _scores(project) if s["key"].startswith("shout:")]
+    assert len(shouted) == 2 * 2 * len(ITEMS) * 2
+    assert all(s["prediction"] == s["text"].upper() and s["correct"] is False for s in shouted)
+
+
+def test_an_experiment_without_plugins_does_not_import_them(plugin: Path, project: Project) -> None:
+    assert main(["validate", "--offline", str(project.write())]) == 0
+    assert "fancy_plugin" not in sys.modules
+
+
+PLUGIN_ERRORS = [
+    ({"backend.kind": "gone"},
+     "runner: $EXP: backend.kind: entry point 'gone = fancy_plugin_gone:Backend' (group runner.backends, from "
+     "fancy-plugin 1.0) cannot be loaded: ModuleNotFoundError: No module named 'fancy_plugin_gone'; fix or "
+     "uninstall the package that provides it"),
+    ({"backend.kind": "notabackend"},
+     "runner: $EXP: backend.kind: entry point 'notabackend = fancy_plugin:ShoutConfig' (group runner.backends, "
+     "from fancy-plugin 1.0) is not a usable backend: it names <class 'fancy_plugin.ShoutConfig'>; point the "
+     "entry point at a Backend subclass with a settings_model class attribute (a BackendSettings subclass)"),
+    ({"backend.kind": "vllm"},
+     "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: gone, llamacpp, lmstudio, notabackend, "
+     "ollama, openai, relay"),
+    ({"scorer": {"type": "gone_scorer"}},
+     "runner: $EXP: scorers: entry point 'gone_scorer = fancy_plugin_gone:Scorer' (group runner.scorers, from "
+     "fancy-plugin 1.0) cannot be loaded: ModuleNotFoundError: No module named 'fancy_plugin_gone'; fix or "
+     "uninstall the package that provides it"),
+    ({"scorer": {"type": "nomodel"}},
+     "runner: $EXP: scorers: entry point 'nomodel = fancy_plugin:NoModel' (group runner.scorers, from "
+     "fancy-plugin 1.0) is not a usable scorer: config model of scorer 'nomodel' must subclass "
+     "runner.config.schema.ScorerBase, got None; point the entry point at a Scorer subclass with a config_model "
+     "class attribute"),
+    # Only building the scorer can tell that the class is no Scorer (config may not import scoring).
+    ({"scorer": {"type": "fake"}},
+     "runner: entry point 'fake = fancy_plugin:FakeScorer' (group runner.scorers, from fancy-plugin 1.0) names "
+     "<class 'fancy_plugin.FakeScorer'>, which is not a runner Scorer subclass; point it at a subclass of "
+     "runner.scoring.base.Scorer"),
+    ({"scorer": {"type": "shout", "loud": True}},
+     "runner: $EXP: scorers[1].loud: unknown key 'loud'; allowed keys here: name, type"),
+    # A typo lists every scorer that loads; the broken plugin is reported only when asked for by name.
+    ({"scorer": {"type": "shuot"}},
+     "runner: $EXP: scorers[1]: Input tag 'shuot' found using 'type' does not match any of the expected tags: "
+     "'exact', 'regex', 'json_field', 'binary', 'code_tests', 'python', 'fake', 'shout'; use one of the types "
+     "named"),
+]
+
+
+@pytest.mark.parametrize("change, expected", PLUGIN_ERRORS, ids=[json.dumps(c) for c, _ in PLUGIN_ERRORS])
+def test_a_broken_plugin_is_one_line_naming_the_entry_point(
+    plugin: Path, project: Project, capsys: pytest.CaptureFixture[str], change: dict[str, Any], expected: str
+) -> None:
+    exp = base_experiment()
+    if "backend.kind" in change:
+        exp["backend"]["kind"] = change["backend.kind"]
+    else:
+        exp["scorers"].append(change["scorer"])
+    path = project.write(exp)
+    assert main(["validate", "--offline", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert _line(err, path, project) == [expected]
+    assert out == ""

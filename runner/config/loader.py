@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from runner.backends import backend_settings_model, known_backends
 from runner.config.registry import known_scorers, registered_config_model
 from runner.config.schema import Experiment
-from runner.errors import ConfigError
+from runner.errors import ConfigError, UserError
 
 
 def load_experiment(path: Path | str) -> Experiment:
@@ -33,14 +33,24 @@ def load_experiment(path: Path | str) -> Experiment:
             f"unknown backend kind {kind!r}", file=path, key="backend.kind",
             fix=f"use one of: {', '.join(known_backends())}",
         ) from None
+    except UserError as exc:  # a plugin that announces this kind is broken: say where it was asked for
+        raise _asked_here(exc, path, "backend.kind") from None
     try:
         backend = settings_model.model_validate(backend_raw)
         data = {**raw, "backend": backend, "source_path": path}
         return Experiment.model_validate(data)
+    except UserError as exc:  # a broken scorer plugin, found while validating `scorers`
+        raise _asked_here(exc, path, "scorers") from None
     except ValidationError as exc:
         model: type[BaseModel] = settings_model if _is_backend_error(exc, settings_model) else Experiment
         prefix = ("backend",) if model is settings_model else ()
         raise _config_error(path, exc, model, prefix) from None
+
+
+def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
+    if exc.file is not None:
+        return exc
+    return type(exc)(exc.problem, file=path, key=exc.key or key, fix=exc.fix)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

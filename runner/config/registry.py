@@ -11,11 +11,12 @@ class and one `add_scorer` line (in `runner.config.schema`).
 
 Plugins announce scorers in the entry-point group `runner.scorers`: the entry point's name is the
 scorer's `type`, its object a Scorer subclass with a `config_model` class attribute. They are
-imported only when an experiment names them (or when an unknown name makes us list them all).
+imported only when an experiment names them, or when an unknown name makes the error list them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import typing
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ def scorer_adapter(tag: object) -> TypeAdapter[Any]:
     """
     if isinstance(tag, str) and scorer_entry(tag) is None:
         for name in entry_point_names(SCORER_GROUP):
-            scorer_entry(name)
+            # A broken plugin is reported when an experiment names it, not while listing names for a typo.
+            with contextlib.suppress(UserError):
+                scorer_entry(name)
     return _adapter(tuple(entry.config_model for entry in _builtins_loaded().values()))
 
 
