@@ -20,7 +20,9 @@ from runner.errors import BackendUnavailable, ConfigError, UserError
 from runner.plan.planner import Cell, Job, Plan, build_plan
 from runner.report.tables import Report, build_report, render
 from runner.run.retry import RetryPolicy
+from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json
+from runner.scoring.registry import known_scorers, register_scorer
 from runner.scoring.scorers import Score, Scorer, build_scorers
 from runner.store.database import Store
 
@@ -41,6 +43,7 @@ __all__ = [
     "RetryPolicy",
     "Score",
     "Scorer",
+    "ScorerError",
     "Store",
     "UserError",
     "Variant",
@@ -51,7 +54,9 @@ __all__ = [
     "create_backend",
     "extract_json",
     "known_backends",
+    "known_scorers",
     "load_experiment",
     "register_backend",
+    "register_scorer",
     "render",
 ]
