@@ -1,9 +1,10 @@
-"""Importing code that is not ours: plugins and user functions.
+"""Importing code that is not ours or not always there: plugins, user functions, optional engines.
 
 Every failure here is one line naming what was asked for and how to fix it, never a traceback:
 - `entry_point_names` / `load_entry_point`: third-party backends and scorers announced by installed
   packages (entry-point groups `runner.backends` and `runner.scorers`), loaded only when asked for;
-- `load_object`: a `"package.module:attr"` string, searched on sys.path and an experiment's folder.
+- `load_object`: a `"package.module:attr"` string, searched on sys.path and an experiment's folder;
+- `require` / `require_installed`: optional heavy dependencies, with the pip command that installs them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.metadata
+import importlib.util
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +152,70 @@ def _first_on_path(folder: Path | None) -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(str(folder))
+
+
+# optional dependencies
+
+
+class MissingDependency(UserError):
+    """An optional dependency is not installed; the fix is the pip command that installs it."""
+
+
+DISTRIBUTION = "llm-runner"
+
+
+def _pinned(package: str) -> str:
+    """`package` as this project's own requirements pin it (xllamacpp==...), so the hint installs what works."""
+    try:
+        requirements = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return package
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        name = re.split(r"[\s\[<>=!~(]", spec.strip(), maxsplit=1)[0]
+        if not marker and _canonical(name) == _canonical(package):
+            return spec.strip().replace(" ", "")
+    return package
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pip(install: str, *options: str) -> str:
+    # A bare package gets this project's pin; brackets (a glob) and >, < (redirects) need quotes.
+    target = install if "[" in install else _pinned(install)
+    if not re.fullmatch(r"[A-Za-z0-9._=-]+", target):
+        target = f"'{target}'"
+    return " ".join(["pip install", *options, target])
+
+
+def _missing(module: str, install: str, purpose: str, note: str | None) -> MissingDependency:
+    return MissingDependency(f"{purpose} needs {module}, which is not installed",
+                             fix=_pip(install) + (f", or {note}" if note else ""))
+
+
+def require(module: str, install: str, purpose: str, *, note: str | None = None) -> ModuleType:
+    """Import an optional dependency, or raise `MissingDependency` saying how to install it.
+
+    `install` is what to give pip: a package (`xllamacpp`, shown with this project's pin of it) or
+    this project with an extra (`llm-runner[quantize]`); `purpose` says what needs it, e.g.
+    "deriving Q8_0".
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # not installed, or installed without what it needs (a shared library)
+        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+            raise _missing(module, install, purpose, note) from None
+        raise UserError(f"{module} is installed but cannot be imported: {_exception_line(exc)}",
+                        fix=f"reinstall it: {_pip(install, '--force-reinstall')}") from None
+
+
+def require_installed(module: str, install: str, purpose: str, *, note: str | None = None) -> None:
+    """Like `require`, without importing: for modules that only a child process imports."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        found = False
+    if not found:
+        raise _missing(module, install, purpose, note)

@@ -7,16 +7,21 @@ every user error. `$EXP` stands for the experiment file, `$ROOT` for the project
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import gguf
 import pytest
 from pydantic import TypeAdapter
 
+import runner
 import runner.backends as backends
 import runner.config.registry as config_registry
 from conftest import ITEMS, Project, base_experiment
@@ -25,6 +30,7 @@ from runner.cli import main
 from runner.config.registry import known_scorers
 from runner.config.schema import ScorerBase, ScorerConfig
 from runner.errors import ConfigError
+from runner.imports import MissingDependency, require
 from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, Score, Scorer
 from runner.scoring.errors import ScorerError
@@ -471,3 +477,80 @@ def test_a_broken_plugin_is_one_line_naming_the_entry_point(
     out, err = capsys.readouterr()
     assert _line(err, path, project) == [expected]
     assert out == ""
+
+
+# optional dependencies
+
+
+def _tiny_gguf(path: Path) -> Path:
+    """A GGUF header with no tensors: enough for the checks before a server starts (Q4_1, 4096 context)."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_file_type(3)
+    writer.add_context_length(4096)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _embedded(project: Project, **model: Any) -> Path:
+    exp = base_experiment()
+    exp["backend"] = {"kind": "llamacpp", "concurrency": 1, "max_retries": 0}
+    exp["models"] = [{"name": "tiny", "source": {"path": str(_tiny_gguf(project.root / "tiny.gguf"))}, **model}]
+    return project.write(exp)
+
+
+def test_deriving_without_the_quantizer_says_how_to_install_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if llama-cpp-python were not installed
+    path = _embedded(project, quantizations=["Q8_0"])
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert _line(capsys.readouterr().err, path, project) == [
+        "runner: $EXP: models[0]: deriving Q8_0 with llama.cpp's quantizer needs llama_cpp, which is not installed; "
+        "pip install 'llm-runner[quantize]', or run scripts/setup.sh (it builds and caches the wheel)"]
+    assert not (project.root / "results").exists()
+
+
+def test_the_embedded_backend_without_its_engine_says_how_to_install_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
+    path = _embedded(project)
+    assert main(["validate", str(path)]) == 0  # nothing to start: the engine is needed by run only
+    capsys.readouterr()
+    assert main(["run", str(path), "--quiet"]) == 2
+    pin = next(r for r in importlib.metadata.requires("llm-runner") or [] if r.startswith("xllamacpp"))
+    assert _line(capsys.readouterr().err, path, project) == [
+        f"runner: $EXP: backend.kind: the embedded backend (kind: llamacpp) needs xllamacpp, which is not "
+        f"installed; pip install {pin}, or set backend.kind to a server you run: openai, ollama or lmstudio"]
+    assert not (project.root / "results").exists()
+
+
+def test_the_server_process_without_its_engine_prints_the_hint_as_its_last_line(tmp_path: Path) -> None:
+    # The parent reports the child's last stderr line when the server does not start.
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "xllamacpp.py").write_text('raise ModuleNotFoundError("no xllamacpp", name="xllamacpp")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), str(Path(runner.__file__).parent.parent)])}
+    # stdin stays open: the server process leaves when it closes.
+    with subprocess.Popen([sys.executable, "-m", "runner.backends.llamacpp.server", "--model", "x.gguf",
+                           "--n-ctx", "64", "--parallel", "1", "--threads", "1"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.wait(timeout=60) == 2
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read() == ""
+        assert proc.stderr.read().splitlines()[-1].startswith(
+            "llama.cpp's server needs xllamacpp, which is not installed; pip install xllamacpp==")
+
+
+@pytest.mark.parametrize("install, fix", [
+    ("llm-runner[plots]", "pip install 'llm-runner[plots]'"),
+    ("no-such-package-xyz", "pip install no-such-package-xyz"),
+])
+def test_require_names_the_module_the_purpose_and_the_pip_command(install: str, fix: str) -> None:
+    with pytest.raises(MissingDependency) as info:
+        require("no_such_module_xyz", install, "drawing plots")
+    assert info.value.line() == f"drawing plots needs no_such_module_xyz, which is not installed; {fix}"
+    assert require("json", "json", "reading JSON") is json

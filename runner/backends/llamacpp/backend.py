@@ -30,6 +30,7 @@ from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_valu
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
 from runner.config.schema import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError, UserError
+from runner.imports import require_installed
 
 
 class LlamaCppSettings(BackendSettings):
@@ -114,6 +115,11 @@ class LlamaCppBackend(Backend):
 
     async def start(self) -> None:
         """Fetch and derive the files of every variant with work left, before any job runs."""
+        try:  # the engine first: without it no file is worth fetching (only the server process imports it)
+            require_installed("xllamacpp", "xllamacpp", "the embedded backend (kind: llamacpp)",
+                              note="set backend.kind to a server you run: openai, ollama or lmstudio")
+        except UserError as exc:
+            raise UserError(exc.problem, file=self._cfg, key="backend.kind", fix=exc.fix) from None
         wanted = None if self.needed is None else {(v.model, v.quantization) for v in self.needed}
         for index, model in enumerate(self.experiment.models):
             for quant in model.quant_values():
