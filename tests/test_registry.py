@@ -27,10 +27,10 @@ import runner.config.registry as config_registry
 from conftest import ITEMS, Project, base_experiment
 from runner.backends import known_backends
 from runner.cli import main
+from runner.config.imports import MissingDependency, require
 from runner.config.registry import known_scorers
 from runner.config.schema import ScorerBase, ScorerConfig
 from runner.errors import ConfigError
-from runner.imports import MissingDependency, require
 from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, Score, Scorer
 from runner.scoring.errors import ScorerError

@@ -21,9 +21,9 @@ from runner.backends.base import (
     Variant,
     VariantInfo,
 )
+from runner.config.imports import BACKEND_GROUP, describe_entry_point, entry_point_names, load_entry_point
 from runner.config.schema import BackendSettings
 from runner.errors import UserError
-from runner.imports import BACKEND_GROUP, describe_entry_point, entry_point_names, load_entry_point
 
 if TYPE_CHECKING:
     from runner.config.schema import Experiment

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from runner.config.imports import SCORER_GROUP, describe_entry_point, entry_point_names, load_entry_point
 from runner.errors import UserError
-from runner.imports import SCORER_GROUP, describe_entry_point, entry_point_names, load_entry_point
 
 if TYPE_CHECKING:
     from runner.config.schema import ScorerBase
@@ -95,14 +95,24 @@ def scorer_adapter(tag: object) -> TypeAdapter[Any]:
             # A broken plugin is reported when an experiment names it, not while listing names for a typo.
             with contextlib.suppress(UserError):
                 scorer_entry(name)
-    return _adapter(tuple(entry.config_model for entry in _builtins_loaded().values()))
+    return _adapter(scorer_models())
+
+
+def scorer_models() -> tuple[type[ScorerBase], ...]:
+    """The config models of the registered scorers, in registration order (never imports a plugin)."""
+    return tuple(entry.config_model for entry in _builtins_loaded().values())
+
+
+def scorer_union(models: tuple[type[BaseModel], ...]) -> Any:
+    """`models` as one annotation: a union discriminated by `type`."""
+    # Union over a runtime tuple: the registry decides the members, so no static annotation can.
+    union: Any = Union[models]  # noqa: UP007
+    return Annotated[union, Field(discriminator="type")]
 
 
 @functools.lru_cache(maxsize=32)
 def _adapter(models: tuple[type[BaseModel], ...]) -> TypeAdapter[Any]:
-    # Union over a runtime tuple: the registry decides the members, so no static annotation can.
-    union: Any = Union[models]  # noqa: UP007
-    return TypeAdapter(Annotated[union, Field(discriminator="type")])
+    return TypeAdapter(scorer_union(models))
 
 
 def _load_plugin(name: str) -> None:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from runner.config.registry import add_scorer, scorer_adapter
+from runner.config.registry import add_scorer, scorer_adapter, scorer_models, scorer_union
 
 JsonScalar = str | int | float | bool | None
 
@@ -316,8 +316,12 @@ def _scorer_by_type(value: Any) -> Any:
     return scorer_adapter(tag).validate_python(value)
 
 
-# Serialized as the concrete model (all its fields), as the discriminated union it replaces was.
-ScorerConfig = Annotated[SerializeAsAny[ScorerBase], BeforeValidator(_scorer_by_type)]
+# Serialized as the concrete model (all its fields), as the discriminated union it replaces was. The
+# JSON Schema shows the scorers registered by now (the built-ins): a schema is fixed when it is built.
+ScorerConfig = Annotated[
+    SerializeAsAny[ScorerBase],
+    BeforeValidator(_scorer_by_type, json_schema_input_type=scorer_union(scorer_models())),
+]
 
 
 REPORT_METRICS = (

@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.config.imports import ObjectNotFound, load_object
 from runner.config.schema import PythonScorer, ScorerBase
 from runner.errors import ConfigError
-from runner.imports import ObjectNotFound, load_object
 from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, FAILED, OUTCOMES, Score, Scorer
 from runner.scoring.errors import ScorerError

@@ -10,10 +10,10 @@ and turns an entry into its class when scorers are built.
 
 from __future__ import annotations
 
+from runner.config.imports import load_object
 from runner.config.registry import add_scorer, known_scorers, scorer_entry
 from runner.config.schema import ScorerBase
 from runner.errors import UserError
-from runner.imports import load_object
 from runner.scoring.base import Scorer
 
 __all__ = ["known_scorers", "register_scorer", "scorer_class"]

@@ -28,9 +28,9 @@ from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
+from runner.config.imports import require_installed
 from runner.config.schema import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError, UserError
-from runner.imports import require_installed
 
 
 class LlamaCppSettings(BackendSettings):

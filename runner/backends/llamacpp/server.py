@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 
+from runner.config.imports import require
 from runner.errors import UserError
-from runner.imports import require
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends.llamacpp.gguf_info import file_type_value
+from runner.config.imports import require_installed
 from runner.config.schema import ModelSource
 from runner.errors import ConfigError, UserError
-from runner.imports import require_installed
 
 
 @dataclass(frozen=True)
