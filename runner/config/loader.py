@@ -83,9 +83,9 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
                   prefix: tuple[str, ...]) -> ConfigError:
     err = _pick_error(exc.errors())
     loc = prefix + tuple(str(x) for x in err["loc"] if not _is_branch_label(x))
-    # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
-    tags = set(known_scorers())
-    loc = tuple(p for p in loc if p not in tags or p == loc[-1])
+    # Pydantic adds the tag of the scorers' discriminated union to the path (scorers.0.binary.field); drop it.
+    if len(loc) > 3 and loc[0] == "scorers" and loc[1].isdigit():
+        loc = loc[:2] + loc[3:]
     key = _format_loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
