@@ -234,12 +234,13 @@ def test_a_python_function_that_raises_fails_only_its_jobs(project: Project,
     finally:
         conn.close()
     failed = [(item, error) for item, status, error in rows if status == "failed"]
+    line = SCORERS_PY.splitlines().index("        return 1 / 0") + 1
     assert len(rows) == 2 * 2 * len(ITEMS) * 2
     assert {item for item, _ in failed} == {"i03"} and len(failed) == 2 * 2 * 2
     for _, error in failed:
         assert "ScorerError" in error
-        assert ("scorer 'flaky': scorers:flaky raised ZeroDivisionError: division by zero on item 'i03'; "
-                "fix the function; --debug shows its traceback") in error
+        assert ("scorer 'flaky': scorers:flaky raised ZeroDivisionError: division by zero (at scorers.py:"
+                f"{line}) on item 'i03'; fix the function") in error
 
 
 BAD_FUNCTIONS = [
@@ -321,13 +322,14 @@ def test_an_empty_answer_is_outcome_empty(project: Project) -> None:
      "scorer 'python': scorers:f returned outcome 'failed' (allowed: answered, no_json, truncated, wrong_shape, "
      "empty, no_code) on item 'i00'; return a bool, a dict with 'correct', or a runner.Score"),
     ("def f(text, finish_reason, fields):\n    fields['valid'] = 1\n    raise KeyError('x')",
-     "scorer 'python': scorers:f raised KeyError: 'x' on item 'i00'; fix the function; --debug shows its traceback"),
+     "scorer 'python': scorers:f raised KeyError: 'x' (at scorers.py:$LINE) on item 'i00'; fix the function"),
 ])
 def test_a_result_that_is_no_score_is_a_scorer_error(project: Project, body: str, message: str) -> None:
     scorer = _python_scorer(project, body)
     with pytest.raises(ScorerError) as info:
         scorer.score('{"valid": true}', "stop", ITEM)
-    assert info.value.line() == message
+    line = (SCORERS_PY + "\n\n" + body).count("\n") + 1  # the function's last line raises
+    assert info.value.line() == message.replace("$LINE", str(line))
     assert ITEM.fields["valid"] is True  # the function got a copy of the row
 
 

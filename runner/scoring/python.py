@@ -17,8 +17,8 @@ The contract of the function:
     `expected` (default: the dataset label) and `outcome` (one of answered, no_json, truncated,
     wrong_shape, empty, no_code; default: answered, or empty for an empty answer);
   - a `runner.Score`.
-- If it raises, or returns anything else, that job fails with a `ScorerError` and the run goes on;
-  `runner --debug` shows the function's traceback.
+- If it raises, or returns anything else, that job fails with a `ScorerError` (its message, stored
+  as the job's error, names the exception and the line that raised it) and the run goes on.
 - It should be a pure function of its arguments: stored scores are reused while the scorer's
   config is unchanged, so after editing the function, change the scorer's `version`.
 """
@@ -26,6 +26,7 @@ The contract of the function:
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ class PythonFunction(Scorer):
             result = function(text, finish_reason, dict(item.fields))
         except Exception as exc:  # whatever the user's code raises is its own failure, for this job only
             raise ScorerError(f"scorer {self.name!r}: {self.config.function} raised {type(exc).__name__}: {exc} "
-                              f"on item {item.id!r}", fix="fix the function; --debug shows its traceback") from exc
+                              f"{_where(exc)}on item {item.id!r}", fix="fix the function") from exc
         return self._to_score(result, text, item)
 
     def _to_score(self, result: Any, text: str, item: Item) -> Score:
@@ -111,3 +112,9 @@ class PythonFunction(Scorer):
     def _bad_result(self, what: str, item: Item) -> ScorerError:
         return ScorerError(f"scorer {self.name!r}: {self.config.function} {what} on item {item.id!r}",
                            fix="return a bool, a dict with 'correct', or a runner.Score")
+
+
+def _where(exc: BaseException) -> str:
+    """`(at scorers.py:12) `: the innermost line of the traceback, which is in the user's code or below it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"(at {Path(frames[-1].filename).name}:{frames[-1].lineno}) " if frames else ""
