@@ -60,12 +60,14 @@ _EXPORTS: dict[str, str] = {
     "explain_async": "runner.api",
     "extract_json": "runner.scoring.extract",
     "known_backends": "runner.backends",
+    "known_scorers": "runner.scoring.registry",
     "load_experiment": "runner.config.loader",
     "load_results": "runner.analysis.results",
     "prepare": "runner.api",
     "probe": "runner.api",
     "probe_async": "runner.api",
     "register_backend": "runner.backends",
+    "register_scorer": "runner.scoring.registry",
     "render": "runner.api",
     "render_findings": "runner.api",
     "report": "runner.api",
@@ -112,12 +114,14 @@ __all__ = [
     "explain_async",
     "extract_json",
     "known_backends",
+    "known_scorers",
     "load_experiment",
     "load_results",
     "prepare",
     "probe",
     "probe_async",
     "register_backend",
+    "register_scorer",
     "render",
     "render_findings",
     "report",
@@ -179,5 +183,6 @@ if _typing.TYPE_CHECKING:
     from runner.reporting.tables import Report, build_report
     from runner.scoring.errors import ScorerError
     from runner.scoring.extract import extract_json
+    from runner.scoring.registry import known_scorers, register_scorer
     from runner.scoring.scorers import Score, Scorer, build_scorers
     from runner.store import Store

@@ -63,12 +63,12 @@ def prepare(path: str | Path) -> Prepared:
 
     from runner.backends import create_backend
     from runner.plan.planner import build_plan
-    from runner.scoring.scorers import build_scorers, check_scorer_fields
+    from runner.scoring.scorers import build_scorers, check_scorers
 
     plan = build_plan(experiment)
     plan.check_templates()
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
-    check_scorer_fields(plan, scorers)
+    check_scorers(scorers, plan.items, experiment.source_path)
     backend = create_backend(experiment)
     backend.check()
     return Prepared(experiment, plan, backend, scorers)

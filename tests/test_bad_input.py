@@ -206,7 +206,7 @@ CASES = [
          "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: llamacpp, lmstudio, ollama, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
          "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
-         "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests'; use one of the types named"),
+         "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests', 'python'; use one of the types named"),
     # templates
     Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
          "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "

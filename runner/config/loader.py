@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
+from runner.config.registry import known_scorers, registered_config_model
 from runner.config.schema import Experiment
-from runner.errors import ConfigError
+from runner.errors import ConfigError, UserError
 
 
 def load_experiment(path: Path | str) -> Experiment:
@@ -32,14 +33,24 @@ def load_experiment(path: Path | str) -> Experiment:
             f"unknown backend kind {kind!r}", file=path, key="backend.kind",
             fix=f"use one of: {', '.join(known_backends())}",
         ) from None
+    except UserError as exc:  # a plugin that announces this kind is broken: say where it was asked for
+        raise _asked_here(exc, path, "backend.kind") from None
     try:
         backend = settings_model.model_validate(backend_raw)
         data = {**raw, "backend": backend, "source_path": path}
         return Experiment.model_validate(data)
+    except UserError as exc:  # a broken scorer plugin, found while validating `scorers`
+        raise _asked_here(exc, path, "scorers") from None
     except ValidationError as exc:
         model: type[BaseModel] = settings_model if _is_backend_error(exc, settings_model) else Experiment
         prefix = ("backend",) if model is settings_model else ()
         raise _config_error(path, exc, model, prefix) from None
+
+
+def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
+    if exc.file is not None:
+        return exc
+    return type(exc)(exc.problem, file=path, key=exc.key or key, fix=exc.fix)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -72,8 +83,9 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
                   prefix: tuple[str, ...]) -> ConfigError:
     err = _pick_error(exc.errors())
     loc = prefix + tuple(str(x) for x in err["loc"] if not _is_branch_label(x))
-    # Pydantic adds the tag of a discriminated union to the path (scorers.0.binary.field); drop it.
-    loc = tuple(p for p in loc if p not in {"exact", "regex", "json_field", "binary", "code_tests"} or p == loc[-1])
+    # Pydantic adds the tag of the scorers' discriminated union to the path (scorers.0.binary.field); drop it.
+    if len(loc) > 3 and loc[0] == "scorers" and loc[1].isdigit():
+        loc = loc[:2] + loc[3:]
     key = _format_loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -113,7 +125,7 @@ def _fix_for(kind: str) -> str | None:
         "bool_parsing": "write true or false", "string_type": "write a string",
         "list_type": "write a list", "dict_type": "write a mapping",
         "model_type": "write a mapping", "union_tag_invalid": "use one of the types named",
-        "union_tag_not_found": "add type: with one of exact, regex, json_field, binary, code_tests",
+        "union_tag_not_found": f"add type: with one of {', '.join(known_scorers())}",
     }
     return fixes.get(kind)
 
@@ -140,8 +152,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
             annotation = fields[part].annotation
             current = _model_in(annotation)
         else:
-            # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag.
-            current = _model_in(annotation, tag=part)
+            # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag,
+            # or, for the scorers (a union the registry builds), the registered model of that name.
+            current = _model_in(annotation, tag=part) or registered_config_model(part)
         if current is None:
             return []
     fields = getattr(current, "model_fields", {})

@@ -21,7 +21,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from runner.config.schema import ScorerBase, ScorerConfig
+from runner.config import registry
+from runner.config.schema import ScorerBase
 
 COMMAND = "python -m runner.config.reference > docs/scorers.md"
 
@@ -61,9 +62,8 @@ equal the booleans, and a whole float equals the integer (`1.0` is `1`).
 
 
 def scorer_models() -> list[type[ScorerBase]]:
-    """The scorer config classes, in the order of the `ScorerConfig` union."""
-    union = typing.get_args(ScorerConfig)[0]
-    return list(typing.get_args(union))
+    """The built-in scorer config classes, in the order they are registered."""
+    return list(registry.scorer_models())
 
 
 def render() -> str:
@@ -103,7 +103,7 @@ def _ordered_fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
     shared = set(ScorerBase.model_fields)
     fields = list(model.model_fields.items())
     return ([f for f in fields if f[0] == "type"] + [f for f in fields if f[0] not in shared and f[0] != "type"]
-            + [f for f in fields if f[0] in shared])
+            + [f for f in fields if f[0] in shared and f[0] != "type"])
 
 
 def _description(name: str, field: FieldInfo, model: type[BaseModel]) -> str:

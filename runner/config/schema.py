@@ -10,7 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from runner.config.registry import add_scorer, scorer_adapter, scorer_models, scorer_union
 
 JsonScalar = str | int | float | bool | None
 
@@ -213,13 +224,15 @@ class MatrixConfig(Strict):
 
 
 class ScorerBase(Strict):
-    """Keys every scorer has. Each scorer's docstring says how it compares the answer with the label;
-    docs/scorers.md is generated from these classes (`python -m runner.config.reference`)."""
+    """Keys every scorer has. A scorer's own model narrows `type` to `Literal["its name"]`; its docstring
+    says how it compares the answer with the label. docs/scorers.md is generated from these classes
+    (`python -m runner.config.reference`)."""
 
     name: str | None = Field(None, description="Name in reports; defaults to the type. Needed to use one type twice.")
+    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, python, or a plugin's.")
 
     def label(self) -> str:
-        return self.name or str(getattr(self, "type", "scorer"))
+        return self.name or self.type
 
 
 class ExactScorer(ScorerBase):
@@ -294,8 +307,46 @@ class CodeTestsScorer(ScorerBase):
     memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
 
 
+class PythonScorer(ScorerBase):
+    """Your own function scores each answer (the contract: `runner.scoring.python`)."""
+
+    type: Literal["python"]
+    function: str = Field(
+        description="package.module:function, called as function(text, finish_reason, fields); returns a bool, "
+                    "a dict with `correct`, or a Score. Searched next to the experiment file, then on sys.path."
+    )
+    version: str | int | None = Field(
+        None, description="Change it after editing the function: stored scores are reused while the config is the same."
+    )
+
+
+# The built-in scorers, in the order error messages list them. The Scorer classes are named by
+# string because the config stage may not import runner.scoring (see runner.config.registry).
+add_scorer("exact", ExactScorer, "runner.scoring.scorers:ExactMatch", "built-in")
+add_scorer("regex", RegexScorer, "runner.scoring.scorers:RegexMatch", "built-in")
+add_scorer("json_field", JsonFieldScorer, "runner.scoring.scorers:JsonField", "built-in")
+add_scorer("binary", BinaryScorer, "runner.scoring.scorers:BinaryClassification", "built-in")
+add_scorer("code_tests", CodeTestsScorer, "runner.scoring.scorers:CodeTests", "built-in")
+add_scorer("python", PythonScorer, "runner.scoring.python:PythonFunction", "built-in")
+
+
+def _scorer_by_type(value: Any) -> Any:
+    """Validate one scorer config against the registry's models, picked by its `type`.
+
+    The registry can grow after this module is imported (register_scorer, plugins), so the union
+    is looked up per validation rather than fixed in an annotation. pydantic-core passes a
+    ValidationError raised inside a validator on with its locations, so messages name
+    `scorers[0].field` exactly as a static discriminated union did (tests/test_bad_input.py pins them).
+    """
+    tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return scorer_adapter(tag).validate_python(value)
+
+
+# Serialized as the concrete model (all its fields), as the discriminated union it replaces was. The
+# JSON Schema shows the scorers registered by now (the built-ins): a schema is fixed when it is built.
 ScorerConfig = Annotated[
-    ExactScorer | RegexScorer | JsonFieldScorer | BinaryScorer | CodeTestsScorer, Field(discriminator="type")
+    SerializeAsAny[ScorerBase],
+    BeforeValidator(_scorer_by_type, json_schema_input_type=scorer_union(scorer_models())),
 ]
 
 

@@ -1,8 +1,12 @@
-"""A scorer's own error: the answer could not be scored (a custom scorer raised, a sandbox could
-not start). It fails only that job; any other exception in a scorer is a bug and stops the run."""
+"""The scorers' own error type: the one exception from scoring that fails a job and not the run
+(a custom function raised or returned something that is not a score; a sandbox could not start).
+Any other exception in a scorer is a bug and stops the run."""
 
 from __future__ import annotations
 
+from runner.errors import UserError
 
-class ScorerError(Exception):
-    pass
+
+class ScorerError(UserError):
+    """A scorer could not score one answer because of the scorer's own code. In a run only that job
+    fails; outside one (a report that scores again) it is a one-line user error."""

@@ -1,94 +1,61 @@
-"""Scorers, registered by name: each turns one answer into a `Score`.
+"""The built-in scorers, and building an experiment's scorers from the registry.
 
-A score says more than right or wrong: what the answer was (`outcome`), what the model predicted,
-and what was expected, so that reports can count cut-off answers, missing JSON and wrong shapes
-separately from honest mistakes. Scores are pure functions of (answer, item, scorer config), so
-they can be recomputed whenever a scorer changes; `Scorer.key` names the config for the cache.
+Each scorer is registered by name with its config model (`runner.config.schema`, where the
+built-ins are listed); `Score`, `Scorer` and the outcomes are in `runner.scoring.base` and are
+re-exported here for the modules that read scores.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from runner.config.schema import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerConfig
+from runner.config.schema import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerBase
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
-from runner.plan.planner import Plan, canonical_hash
+from runner.scoring.base import (
+    ANSWERED,
+    EMPTY,
+    FAILED,
+    FAILED_SCORE,
+    NO_CODE,
+    NO_JSON,
+    OUTCOMES,
+    SCORING_VERSION,
+    TRUNCATED,
+    WRONG_SHAPE,
+    Score,
+    Scorer,
+    normalize,
+)
 from runner.scoring.extract import extract_json, get_path, is_missing
+from runner.scoring.registry import scorer_class
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
 
-# What a response was, before asking whether it was right.
-ANSWERED = "answered"
-NO_JSON = "no_json"
-TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
-WRONG_SHAPE = "wrong_shape"
-EMPTY = "empty"
-NO_CODE = "no_code"  # the code does not compile
-FAILED = "failed"  # the request failed after its retries; nothing to score
-OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, NO_CODE, FAILED)
-
-
-@dataclass(frozen=True)
-class Score:
-    outcome: str
-    correct: bool | None  # None when the job failed: not an answer at all
-    prediction: Any = None
-    expected: Any = None
-    json_valid: bool = False
-    detail: str | None = None
-    # Beyond the label: the answer's confidence and the reasons it gave, when configured.
-    extras: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Score:
-        return cls(**data)
-
-
-FAILED_SCORE = Score(outcome=FAILED, correct=None)
-
-SCORING_VERSION = 2
-
-
-def normalize(value: Any) -> Any:
-    """Compare answers loosely where models are loose: "true" is true, " Valid " is "valid"."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        return {"true": True, "false": False}.get(text, text)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-class Scorer:
-    config: ScorerConfig
-    blocking = False  # True when scoring takes long enough to need a thread (it runs a process)
-
-    def __init__(self, config: ScorerConfig, default_label: str | None) -> None:
-        self.config = config
-        self.default_label = default_label
-        self.name = config.label()
-        # The cache key covers what decides a score besides the answer: the scorer's config, the dataset
-        # field it defaults to, and the scoring code's version (bump it when scoring changes).
-        identity = {"config": config.model_dump(mode="json"), "label": default_label, "version": SCORING_VERSION}
-        self.key = f"{self.name}:{canonical_hash(identity)[:12]}"
-
-    @property
-    def is_binary(self) -> bool:
-        return isinstance(self.config, BinaryScorer)
-
-    def expected(self, item: Item) -> Any:
-        field = getattr(self.config, "expected_field", None) or getattr(self.config, "label_field", None)
-        return item.label(field or self.default_label)
-
-    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
-        raise NotImplementedError
-
+__all__ = [
+    "ANSWERED",
+    "EMPTY",
+    "FAILED",
+    "FAILED_SCORE",
+    "NO_CODE",
+    "NO_JSON",
+    "OUTCOMES",
+    "SCORING_VERSION",
+    "TRUNCATED",
+    "WRONG_SHAPE",
+    "BinaryClassification",
+    "CodeTests",
+    "ExactMatch",
+    "JsonField",
+    "RegexMatch",
+    "Score",
+    "Scorer",
+    "build_scorers",
+    "check_scorers",
+    "normalize",
+]
 
 def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Score | None, Any, Any]:
     """Shared by the JSON scorers: (the outcome when no usable value was found, the value, the JSON)."""
@@ -128,7 +95,7 @@ class ExactMatch(Scorer):
 class RegexMatch(Scorer):
     config: RegexScorer
 
-    def __init__(self, config: ScorerConfig, default_label: str | None) -> None:
+    def __init__(self, config: ScorerBase, default_label: str | None) -> None:
         super().__init__(config, default_label)
         self.pattern = re.compile(self.config.pattern)
 
@@ -146,6 +113,7 @@ class RegexMatch(Scorer):
 
 class JsonField(Scorer):
     config: JsonFieldScorer
+    needs_expected = True
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = self.expected(item)
@@ -159,6 +127,8 @@ class BinaryClassification(Scorer):
     """A two-class answer in a JSON field (e.g. valid: true/false) against the dataset label."""
 
     config: BinaryScorer
+    is_binary = True
+    needs_expected = True
 
     def expected(self, item: Item) -> Any:
         label = super().expected(item)
@@ -203,6 +173,13 @@ class CodeTests(Scorer):
     def expected(self, item: Item) -> Any:
         return None
 
+    def check_items(self, items: Sequence[Item], file: Path, key: str) -> None:
+        missing = [item.id for item in items if self.config.tests_field not in item.fields]
+        if missing:
+            raise ConfigError(f"dataset items {missing[:3]} have no field {self.config.tests_field!r}",
+                              file=file, key=f"{key}.tests_field",
+                              fix="add the unit tests to every row or name the field that holds them")
+
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         code = extract_code(text)
         if not code.strip():
@@ -216,37 +193,12 @@ class CodeTests(Scorer):
                      False, result.error)
 
 
-_SCORERS: dict[str, Callable[[Any, str | None], Scorer]] = {
-    "exact": ExactMatch,
-    "regex": RegexMatch,
-    "json_field": JsonField,
-    "binary": BinaryClassification,
-    "code_tests": CodeTests,
-}
+def build_scorers(configs: Sequence[ScorerBase], default_label: str | None) -> list[Scorer]:
+    """One Scorer per config, in order, each of the class registered for its `type`."""
+    return [scorer_class(c.type)(c, default_label) for c in configs]
 
 
-def check_scorer_fields(plan: Plan, scorers: list[Scorer]) -> None:
-    """Every dataset row has the fields the scorers compare with; raise ConfigError naming the first."""
-    for i, scorer in enumerate(scorers):
-        cfg = scorer.config
-        if cfg.type == "code_tests":
-            missing = [item.id for item in plan.items if cfg.tests_field not in item.fields]
-            if missing:
-                raise ConfigError(f"dataset items {missing[:3]} have no field {cfg.tests_field!r}",
-                                  file=plan.experiment.source_path, key=f"scorers[{i}].tests_field",
-                                  fix="add the unit tests to every row or name the field that holds them")
-            continue
-        field = getattr(cfg, "expected_field", None) or getattr(cfg, "label_field", None)
-        field = field or plan.experiment.dataset.label_field
-        if field is None and cfg.type in ("json_field", "binary"):
-            raise ConfigError("no dataset field to compare with", file=plan.experiment.source_path,
-                              key=f"scorers[{i}]", fix="set dataset.label_field or the scorer's expected_field")
-        missing = [item.id for item in plan.items if field is not None and field not in item.fields]
-        if missing:
-            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}",
-                              file=plan.experiment.source_path, key=f"scorers[{i}]",
-                              fix="add the field to every row or point the scorer at another one")
-
-
-def build_scorers(configs: list[ScorerConfig], default_label: str | None) -> list[Scorer]:
-    return [_SCORERS[c.type](c, default_label) for c in configs]
+def check_scorers(scorers: Sequence[Scorer], items: Sequence[Item], file: Path) -> None:
+    """Every scorer's check of the dataset (`Scorer.check_items`), before any request."""
+    for index, scorer in enumerate(scorers):
+        scorer.check_items(items, file, f"scorers[{index}]")

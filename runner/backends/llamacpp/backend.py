@@ -25,6 +25,7 @@ from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
 from runner.backends.settings import LlamaCppSettings
+from runner.config.imports import require_installed
 from runner.config.schema import BackendSettings, ModelConfig, ModelSource
 from runner.errors import BackendUnavailable, ConfigError, UserError
 
@@ -90,6 +91,11 @@ class LlamaCppBackend(Backend):
     async def start(self, context: StartContext | None = None) -> None:
         """Fetch and derive the files of every variant with work left, before any job runs."""
         await super().start(context)
+        try:  # the engine first: without it no file is worth fetching (only the server process imports it)
+            require_installed("xllamacpp", "xllamacpp", "the embedded backend (kind: llamacpp)",
+                              note="set backend.kind to a server you run: openai, ollama or lmstudio")
+        except UserError as exc:
+            raise UserError(exc.problem, file=self._cfg, key="backend.kind", fix=exc.fix) from None
         needed = self.context.needed
         wanted = None if needed is None else {(v.model, v.quantization) for v in needed}
         for index, model in enumerate(self.experiment.models):

@@ -16,6 +16,9 @@ import signal
 import sys
 import threading
 
+from runner.config.imports import require
+from runner.errors import UserError
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -39,7 +42,12 @@ def main() -> None:
 
     threading.Thread(target=watch_parent, daemon=True).start()
 
-    import xllamacpp
+    try:
+        xllamacpp = require("xllamacpp", "xllamacpp", "llama.cpp's server")
+    except UserError as exc:
+        # The parent shows the last line of this process's stderr: make it the one-line error.
+        print(exc.line(), file=sys.stderr, flush=True)
+        sys.exit(2)
 
     params = xllamacpp.CommonParams()
     params.model.path = args.model

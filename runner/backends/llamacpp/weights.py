@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends.llamacpp.gguf_info import file_type_value
+from runner.config.imports import require_installed
 from runner.config.schema import ModelSource
 from runner.errors import ConfigError, UserError
 
@@ -169,11 +170,9 @@ def derive(source: Path, quant: str, *, threads: int, notify: Notify = _quiet) -
     ftype = file_type_value(quant)
     if ftype is None:
         raise UserError(f"unknown quantization type {quant!r}", fix="use a llama.cpp type such as Q4_K_M")
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise UserError(
-            f"deriving {quant} needs llama.cpp's quantizer (llama-cpp-python), which is not installed",
-            fix="run scripts/setup.sh (it builds and caches the wheel) or pip install llama-cpp-python",
-        )
+    # Only the child process below imports llama_cpp (it loads llama.cpp's library); here, just check.
+    require_installed("llama_cpp", "llm-runner[quantize]", f"deriving {quant} with llama.cpp's quantizer",
+                      note="run scripts/setup.sh (it builds and caches the wheel)")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     notify(f"deriving {target.name} from {source.name} with llama.cpp's quantizer")

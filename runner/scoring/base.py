@@ -1,0 +1,107 @@
+"""What every scorer is: the `Score` it returns and the `Scorer` interface, apart from the built-ins.
+
+A score says more than right or wrong: what the answer was (`outcome`), what the model predicted,
+and what was expected, so that reports can count cut-off answers, missing JSON and wrong shapes
+separately from honest mistakes. Scores are pure functions of (answer, item, scorer config), so
+they can be recomputed whenever a scorer changes; `Scorer.key` names the config for the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.config.schema import ScorerBase
+from runner.errors import ConfigError
+from runner.plan.dataset import Item
+from runner.plan.planner import canonical_hash
+
+# What a response was, before asking whether it was right.
+ANSWERED = "answered"
+NO_JSON = "no_json"
+TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
+WRONG_SHAPE = "wrong_shape"
+EMPTY = "empty"
+NO_CODE = "no_code"  # the code does not compile
+FAILED = "failed"  # the request failed after its retries; nothing to score
+OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, NO_CODE, FAILED)
+
+
+@dataclass(frozen=True)
+class Score:
+    outcome: str
+    correct: bool | None  # None when the job failed: not an answer at all
+    prediction: Any = None
+    expected: Any = None
+    json_valid: bool = False
+    detail: str | None = None
+    # Beyond the label: the answer's confidence and the reasons it gave, when configured.
+    extras: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        return cls(**data)
+
+
+FAILED_SCORE = Score(outcome=FAILED, correct=None)
+
+SCORING_VERSION = 2
+
+
+def normalize(value: Any) -> Any:
+    """Compare answers loosely where models are loose: "true" is true, " Valid " is "valid"."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return {"true": True, "false": False}.get(text, text)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class Scorer:
+    """Scores one answer. A subclass is registered once with its config model (`register_scorer`)."""
+
+    config: ScorerBase
+    blocking = False  # True when scoring takes long enough to need a thread (it runs a process)
+    is_binary = False  # True for two-class scorers: reports add precision, recall and the error kinds
+    needs_expected = False  # True when there is nothing to score without a dataset field to compare with
+
+    def __init__(self, config: ScorerBase, default_label: str | None) -> None:
+        self.config = config
+        self.default_label = default_label
+        self.name = config.label()
+        # The cache key covers what decides a score besides the answer: the scorer's config, the dataset
+        # field it defaults to, and the scoring code's version (bump it when scoring changes).
+        identity = {"config": config.model_dump(mode="json"), "label": default_label, "version": SCORING_VERSION}
+        self.key = f"{self.name}:{canonical_hash(identity)[:12]}"
+
+    def expected_field(self) -> str | None:
+        """The dataset field answers are compared with: the scorer's own setting, else the label."""
+        field = getattr(self.config, "expected_field", None) or getattr(self.config, "label_field", None)
+        return field or self.default_label
+
+    def expected(self, item: Item) -> Any:
+        return item.label(self.expected_field())
+
+    def check_items(self, items: Sequence[Item], file: Path, key: str) -> None:
+        """Refuse, before any request, a dataset this scorer cannot score (a `ConfigError`).
+
+        `file` is the experiment file and `key` this scorer's place in it (`scorers[0]`). By default:
+        the field answers are compared with must be in every row.
+        """
+        field = self.expected_field()
+        if field is None and self.needs_expected:
+            raise ConfigError("no dataset field to compare with", file=file, key=key,
+                              fix="set dataset.label_field or the scorer's expected_field")
+        missing = [item.id for item in items if field is not None and field not in item.fields]
+        if missing:
+            raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}", file=file, key=key,
+                              fix="add the field to every row or point the scorer at another one")
+
+    def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        raise NotImplementedError
