@@ -19,6 +19,7 @@ from pathlib import Path
 from runner import __version__, api
 from runner.errors import UserError
 
+EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 FORMATS = ("table", "markdown", "csv", "json")
@@ -201,6 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\n" + INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug (ours or a plugin's), not the user's input: stop, say so, exit 1
+        if args.debug:
+            raise
+        cause = _first_leaf(exc)
+        text = " ".join(str(cause).split())
+        print(f"runner: internal error: {type(cause).__name__}: {text}; this is a bug, not your input; "
+              "finished jobs are stored; run again with --debug for the traceback", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside an ExceptionGroup (a TaskGroup wraps the worker's error)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":

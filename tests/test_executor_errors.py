@@ -115,3 +115,28 @@ def test_a_store_that_cannot_write_stops_the_run_instead_of_hanging(project: Pro
     assert info.group_contains(sqlite3.OperationalError)
     status = store.conn.execute("SELECT status FROM runs").fetchone()[0]
     assert status == "failed"
+
+
+def test_the_cli_reports_a_bug_in_one_line_and_shows_the_traceback_under_debug(
+        project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.backends
+    from runner.backends import register_backend
+    from runner.backends.settings import OpenAISettings
+    from runner.cli import main
+
+    class BuggyBackend(Backend):
+        async def generate(self, request: ChatRequest) -> Completion:
+            raise AttributeError("'list' object has no attribute 'get'")
+
+    monkeypatch.setattr(runner.backends, "_REGISTRY", dict(runner.backends._REGISTRY))  # undone after the test
+    register_backend("buggy-test", OpenAISettings, BuggyBackend)
+    exp = base_experiment()
+    exp["backend"] = {**exp["backend"], "kind": "buggy-test"}
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("runner: internal error: AttributeError: 'list' object has no attribute 'get'; this is a bug, "
+                       "not your input; finished jobs are stored; run again with --debug for the traceback")
+    with pytest.raises(ExceptionGroup) as info:
+        main(["--debug", "run", path, "--quiet"])
+    assert info.group_contains(AttributeError)

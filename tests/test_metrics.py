@@ -51,3 +51,12 @@ def test_answer_shares_count_only_stated_classes(project: Project) -> None:
                          "c": ('{"valid": false}', "stop"), "d": ("I think it is fine.", "stop")})
     assert stats.metric("answers") == "true 67%, false 33%"
     assert stats.metric("outcomes") == "no_json 25%"
+
+
+def test_every_report_metric_name_is_registered_and_every_registered_metric_is_allowed() -> None:
+    # The config stage lists the names (it validates report.metrics); the analysis registers how to
+    # compute them. One place each, kept equal here.
+    from runner.analysis.metrics import METRICS
+    from runner.config.schema import REPORT_METRICS
+
+    assert set(METRICS) == set(REPORT_METRICS)

@@ -13,6 +13,7 @@ the server was measured to ignore.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,18 +25,27 @@ SCHEMA = {"type": "object", "properties": {"valid": {"type": "boolean"}}, "requi
           "additionalProperties": False}
 
 
+class ProbeStatus(enum.StrEnum):
+    HONOURED = "yes"
+    IGNORED = "NO"
+    NOT_MEASURABLE = "n/a"  # this server cannot be asked, or cannot tell
+
+
 @dataclass
 class ProbeResult:
     capability: str
-    honoured: bool | None  # None: cannot be measured on this server
+    honoured: bool | None  # None: cannot be measured on this server (stored as is: see `status`)
     detail: str
+
+    @property
+    def status(self) -> ProbeStatus:
+        return {True: ProbeStatus.HONOURED, False: ProbeStatus.IGNORED, None: ProbeStatus.NOT_MEASURABLE}[self.honoured]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self) -> str:
-        verdict = {True: "yes", False: "NO", None: "n/a"}[self.honoured]
-        return f"{self.capability:<18} {verdict:<4} {self.detail}"
+        return f"{self.capability:<18} {self.status:<4} {self.detail}"
 
 
 def _ask(content: str) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from runner.analysis.compare import Comparison
-from runner.diagnosis.findings import HYPOTHESES, CellView, Finding, say_axis_value, say_value
+from runner.diagnosis.findings import HYPOTHESES, CellView, Finding, FindingKind, say_axis_value, say_value
 
 CONTEXT_CLOSE = 0.9  # a prompt using 90% of the context leaves little room for the answer
 
@@ -37,7 +37,7 @@ def items_wrong_everywhere(cells: list[CellView]) -> list[Finding]:
     else:
         text = (f"{len(wrong)} of {len(by_item)} items are wrong in every cell ({len(cells)} cells): {shown}; "
                 "suspect the item or the task, not the settings")
-    return [Finding("item_wrong_everywhere", "items", text, len(wrong) / len(by_item) * 0.5, None,
+    return [Finding(FindingKind.ITEM_WRONG_EVERYWHERE, "items", text, len(wrong) / len(by_item) * 0.5, None,
                     {"items": wrong, "cells": len(cells), "one_class": same_class})]
 
 
@@ -61,7 +61,7 @@ def context_findings(cells: list[CellView]) -> list[Finding]:
             parts.append(f"{len(close)} use over {CONTEXT_CLOSE:.0%} of it ({', '.join(close[:6])})")
         if refused:
             parts.append(f"{len(refused)} were refused for context length ({', '.join(refused[:6])})")
-        out.append(Finding("context_limit", c.label, f"{c.label}: " + "; ".join(parts) + "; raise n_ctx",
+        out.append(Finding(FindingKind.CONTEXT_LIMIT, c.label, f"{c.label}: " + "; ".join(parts) + "; raise n_ctx",
                            len(set(over) | set(refused)) / max(len(c.items), 1), "context-window truncation",
                            {"over": over, "close": close, "refused": refused, "n_ctx": c.n_ctx}))
     return out
@@ -83,7 +83,7 @@ def power_findings(comparisons: list[Comparison], cells: list[CellView], alpha: 
         else:
             text += ("; the normal approximation says this n should suffice, but the exact test on so few "
                      "discordant items does not reach significance")
-        out.append(Finding("underpowered", head, text, abs(cmp.difference) * 0.25, HYPOTHESES.get(cmp.axis),
+        out.append(Finding(FindingKind.UNDERPOWERED, head, text, abs(cmp.difference) * 0.25, HYPOTHESES.get(cmp.axis),
                            {"n_pairs": cmp.n_pairs, "difference": cmp.difference, "p": cmp.p_value,
                             "p_holm": cmp.p_holm, "pairs_needed": needed}))
     return out

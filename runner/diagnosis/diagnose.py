@@ -26,7 +26,7 @@ from runner.analysis.metrics import hashable
 from runner.analysis.results import ResultSet
 from runner.analysis.stats import binomial_greater, brier_score
 from runner.diagnosis.across_cells import context_findings, items_wrong_everywhere, power_findings
-from runner.diagnosis.findings import CellView, Finding, say_axis_value, say_number, say_value
+from runner.diagnosis.findings import CellView, Finding, FindingKind, say_axis_value, say_number, say_value
 from runner.plan.planner import Cell, Plan
 from runner.scoring.scorers import (
     ANSWERED,
@@ -73,8 +73,8 @@ def diagnose(results: ResultSet, *, alpha: float | None = None) -> list[Finding]
 def _merge_repeated(findings: list[Finding], cells: list[CellView]) -> list[Finding]:
     """One sentence for the same finding in several cells: "in every cell (8): 12 of 12 answers ..."."""
     labels = {c.label for c in cells}
-    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
-    order: list[tuple[str, str]] = []
+    groups: dict[tuple[FindingKind, str], list[Finding]] = defaultdict(list)
+    order: list[tuple[FindingKind, str]] = []
     for f in findings:
         prefix = f"{f.subject}: "
         key = (f.kind, f.text[len(prefix):]) if f.subject in labels and f.text.startswith(prefix) else (f.kind, f.text)
@@ -141,14 +141,14 @@ def _outcome_findings(c: CellView) -> list[Finding]:
     if counts[TRUNCATED]:
         k = counts[TRUNCATED]
         out.append(Finding(
-            TRUNCATED, c.label,
+            FindingKind.TRUNCATED, c.label,
             f"{c.label}: {k} of {n} answers cut off at max_tokens={max_tokens}; raise max_tokens or constrain "
             "the output (response_format)", k / n, "prompt engineering",
             {"count": k, "n": n, "max_tokens": max_tokens}))
     if counts[NO_JSON]:
         k = counts[NO_JSON]
         out.append(Finding(
-            NO_JSON, c.label,
+            FindingKind.NO_JSON, c.label,
             f"{c.label}: {k} of {n} answers contain no JSON (prose or an echo of the input); constrain the output "
             "with response_format or show the answer format", k / n, "prompt engineering", {"count": k, "n": n}))
     if counts[WRONG_SHAPE]:
@@ -156,19 +156,19 @@ def _outcome_findings(c: CellView) -> list[Finding]:
         details = Counter(s.detail for _, _, s, _ in c.scores if s is not None and s.outcome == WRONG_SHAPE)
         detail, times = details.most_common(1)[0]
         out.append(Finding(
-            WRONG_SHAPE, c.label,
+            FindingKind.WRONG_SHAPE, c.label,
             f"{c.label}: {k} of {n} answers are JSON of the wrong shape (most often {detail}: {times})",
             k / n, "prompt engineering", {"count": k, "n": n, "most_common": detail}))
     for kind, words in ((EMPTY, "are empty"), (NO_CODE, "contain code that does not compile")):
         if counts[kind]:
             k = counts[kind]
-            out.append(Finding(kind, c.label, f"{c.label}: {k} of {n} answers {words}", k / n, None,
+            out.append(Finding(FindingKind(kind), c.label, f"{c.label}: {k} of {n} answers {words}", k / n, None,
                                {"count": k, "n": n}))
     if counts[FAILED]:
         k = counts[FAILED]
         errors = Counter((e or "").split(":")[0] for _, _, _, e in c.scores if e is not None)
         error, _ = errors.most_common(1)[0]
-        out.append(Finding(FAILED, c.label, f"{c.label}: {k} of {n} requests failed after their retries "
+        out.append(Finding(FindingKind.FAILED, c.label, f"{c.label}: {k} of {n} requests failed after their retries "
                            f"(most often: {error}); `runner run` again retries them", k / n, None,
                            {"count": k, "n": n, "most_common": error}))
     return out
@@ -184,8 +184,8 @@ def _wrong_answer_findings(c: CellView) -> list[Finding]:
         return []
     details = Counter(s.detail for s in wrong if s.detail)
     most = f" (most often: {details.most_common(1)[0][0]})" if details else ""
-    return [Finding("wrong_answer", c.label, f"{c.label}: {len(wrong)} of {n} answers have the expected form but "
-                    f"are wrong{most}", len(wrong) / n, None, {"count": len(wrong), "n": n})]
+    return [Finding(FindingKind.WRONG_ANSWER, c.label, f"{c.label}: {len(wrong)} of {n} answers have the expected "
+                    f"form but are wrong{most}", len(wrong) / n, None, {"count": len(wrong), "n": n})]
 
 
 # classes
@@ -255,9 +255,9 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
     if not parts:
         return []
     if "constant_answer" in numbers:
-        kind = "constant_answer_no_better_than_majority" if no_better else "constant_answer"
+        kind = FindingKind.CONSTANT_ANSWER_NO_BETTER_THAN_MAJORITY if no_better else FindingKind.CONSTANT_ANSWER
     else:
-        kind = "no_better_than_majority"
+        kind = FindingKind.NO_BETTER_THAN_MAJORITY
     return [Finding(kind, c.label, f"{c.label}: " + "; ".join(parts), weight, None, numbers)]
 
 
@@ -276,7 +276,7 @@ def _reason_findings(c: CellView, scorer: BinaryClassification) -> list[Finding]
             hits = sum(1 for item, s in caught if str(rules[item]) in (s.extras or {}).get("reasons", []))
             if hits < len(caught):
                 out.append(Finding(
-                    "reasons_miss", c.label,
+                    FindingKind.REASONS_MISS, c.label,
                     f"{c.label}: of {what}, the "
                     f"{cfg.reasons_field} list named the broken rule for {hits} ({hits / len(caught):.0%}): "
                     "right answers for the wrong reasons", (len(caught) - hits) / max(len(c.scores), 1) * 0.5,
@@ -296,10 +296,10 @@ def _reason_findings(c: CellView, scorer: BinaryClassification) -> list[Finding]
             means = (f"mean {say_number(mean_right)} when right (n={len(right)}), {say_number(mean_wrong)} when wrong "
                      f"(n={len(wrong)}); Brier score {brier:.2f} (always saying 0.5 scores 0.25)")
             if right and wrong and mean_right - mean_wrong < 0.1:
-                out.append(Finding("calibration", c.label, f"{c.label}: stated confidence does not track "
+                out.append(Finding(FindingKind.CALIBRATION, c.label, f"{c.label}: stated confidence does not track "
                                    f"correctness: {means}", 0.05, None, numbers))
             elif brier > 0.25:
-                out.append(Finding("calibration", c.label, f"{c.label}: stated confidence is miscalibrated, "
+                out.append(Finding(FindingKind.CALIBRATION, c.label, f"{c.label}: stated confidence is miscalibrated, "
                                    f"worse than always saying 0.5: {means}", 0.05, None, numbers))
     return out
 
@@ -311,6 +311,6 @@ def _flip_findings(c: CellView) -> list[Finding]:
     flipped, items = c.stats.flips()
     if items == 0 or flipped == 0:
         return []
-    return [Finding("flips", c.label, f"{c.label}: {flipped} of {items} items flip between repeats "
+    return [Finding(FindingKind.FLIPS, c.label, f"{c.label}: {flipped} of {items} items flip between repeats "
                     f"(agreement {c.stats.agreement():.2f}, answer entropy {c.stats.entropy():.2f} bits)",
                     flipped / items * 0.5, "sampling randomness", {"flipped": flipped, "items": items})]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,14 +18,38 @@ HYPOTHESES = {
 }
 
 
+class FindingKind(enum.StrEnum):
+    """Every kind of finding diagnosis makes (a str: JSON output and tests read the text)."""
+
+    TRUNCATED = "truncated"
+    NO_JSON = "no_json"
+    WRONG_SHAPE = "wrong_shape"
+    EMPTY = "empty"
+    NO_CODE = "no_code"
+    FAILED = "failed"
+    WRONG_ANSWER = "wrong_answer"
+    CONSTANT_ANSWER = "constant_answer"
+    CONSTANT_ANSWER_NO_BETTER_THAN_MAJORITY = "constant_answer_no_better_than_majority"
+    NO_BETTER_THAN_MAJORITY = "no_better_than_majority"
+    REASONS_MISS = "reasons_miss"
+    CALIBRATION = "calibration"
+    FLIPS = "flips"
+    ITEM_WRONG_EVERYWHERE = "item_wrong_everywhere"
+    CONTEXT_LIMIT = "context_limit"
+    UNDERPOWERED = "underpowered"
+
+
 @dataclass
 class Finding:
-    kind: str
+    kind: FindingKind
     subject: str
     text: str
     weight: float
     hypothesis: str | None = None
     numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kind = FindingKind(self.kind)  # an unknown kind is a bug: fail where it is made
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ they can be recomputed whenever a scorer changes; `Scorer.key` names the config 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,15 +19,22 @@ from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.plan.planner import canonical_hash
 
-# What a response was, before asking whether it was right.
-ANSWERED = "answered"
-NO_JSON = "no_json"
-TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
-WRONG_SHAPE = "wrong_shape"
-EMPTY = "empty"
-NO_CODE = "no_code"  # the code does not compile
-FAILED = "failed"  # the request failed after its retries; nothing to score
-OUTCOMES = (ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE, EMPTY, NO_CODE, FAILED)
+
+class Outcome(enum.StrEnum):
+    """What a response was, before asking whether it was right. A str: stored scores keep the text."""
+
+    ANSWERED = "answered"
+    NO_JSON = "no_json"
+    TRUNCATED = "truncated"  # finish_reason "length": cut off by max_tokens
+    WRONG_SHAPE = "wrong_shape"
+    EMPTY = "empty"
+    NO_CODE = "no_code"  # the code does not compile
+    FAILED = "failed"  # the request failed after its retries; nothing to score
+
+
+ANSWERED, NO_JSON, TRUNCATED, WRONG_SHAPE = Outcome.ANSWERED, Outcome.NO_JSON, Outcome.TRUNCATED, Outcome.WRONG_SHAPE
+EMPTY, NO_CODE, FAILED = Outcome.EMPTY, Outcome.NO_CODE, Outcome.FAILED
+OUTCOMES = tuple(Outcome)
 
 
 @dataclass(frozen=True)
