@@ -12,7 +12,7 @@ import pytest
 from conftest import Project, base_experiment
 from runner.backends.base import Backend, ChatRequest, Completion
 from runner.config.loader import load_experiment
-from runner.config.schema import BinaryScorer
+from runner.config.scorer_configs import BinaryScorer
 from runner.execution.executor import Executor, RunOptions
 from runner.execution.retry import RetryPolicy
 from runner.plan.dataset import Item

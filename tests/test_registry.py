@@ -29,7 +29,7 @@ from runner.backends import known_backends
 from runner.cli import main
 from runner.config.imports import MissingDependency, require
 from runner.config.registry import known_scorers
-from runner.config.schema import ScorerBase, ScorerConfig
+from runner.config.scorer_configs import ScorerBase, ScorerConfig
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, Score, Scorer
@@ -339,7 +339,7 @@ PLUGIN_PY = '''
 from typing import Literal
 
 from runner.backends.openai import OpenAIBackend, OpenAISettings
-from runner.config.schema import ScorerBase
+from runner.config.scorer_configs import ScorerBase
 from runner.scoring.base import ANSWERED, Score, Scorer
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.config import reference
-from runner.config.schema import ScorerBase
+from runner.config.scorer_configs import ScorerBase
 from runner.scoring.scorers import OUTCOMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from runner import Score, Scorer, build_scorers, extract_json
-from runner.config.schema import ScorerConfig
+from runner.config.scorer_configs import ScorerConfig
 from runner.plan.dataset import Item
 
 # extract_json

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from runner.config import registry
-from runner.config.schema import ScorerBase
+from runner.config.scorer_configs import ScorerBase
 
 COMMAND = "python -m runner.config.reference > docs/scorers.md"
 
@@ -68,7 +68,7 @@ def scorer_models() -> list[type[ScorerBase]]:
 
 def render() -> str:
     out = ["# Scorers", "",
-           f"<!-- Generated from runner/config/schema.py by `{COMMAND}`; do not edit. -->", "",
+           f"<!-- Generated from runner/config/scorer_configs.py by `{COMMAND}`; do not edit. -->", "",
            INTRO]
     out += [f"- `{name}`: {meaning}" for name, meaning in OUTCOMES.items()]
     out += ["", "| type | compares |", "|---|---|"]

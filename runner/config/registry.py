@@ -28,7 +28,7 @@ from runner.config.imports import SCORER_GROUP, describe_entry_point, entry_poin
 from runner.errors import UserError
 
 if TYPE_CHECKING:
-    from runner.config.schema import ScorerBase
+    from runner.config.scorer_configs import ScorerBase
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ _ENTRIES: dict[str, ScorerEntry] = {}
 def add_scorer(name: str, config_model: type[ScorerBase], implementation: object,
                origin: str = "register_scorer") -> None:
     """Register (or replace) scorer `name`. The config model must be a `ScorerBase` with `type: Literal[name]`."""
-    from runner.config.schema import ScorerBase
+    from runner.config.scorer_configs import ScorerBase
 
     if not (isinstance(config_model, type) and issubclass(config_model, ScorerBase)):
         raise TypeError(f"config model of scorer {name!r} must subclass runner.config.schema.ScorerBase, "
@@ -59,7 +59,7 @@ def add_scorer(name: str, config_model: type[ScorerBase], implementation: object
 
 
 def _builtins_loaded() -> dict[str, ScorerEntry]:
-    import runner.config.schema  # noqa: F401  (registers the built-in scorers on import)
+    import runner.config.scorer_configs  # noqa: F401  (registers the built-in scorers on import)
 
     return _ENTRIES
 

@@ -8,12 +8,9 @@ this module only knows the fields every backend shares.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationInfo,
@@ -21,13 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from runner.config.registry import add_scorer, scorer_adapter, scorer_models, scorer_union
-
-JsonScalar = str | int | float | bool | None
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from runner.config.scorer_configs import ScorerConfig
+from runner.config.strict import JsonScalar as JsonScalar
+from runner.config.strict import Strict as Strict
 
 
 class BackendSettings(Strict):
@@ -221,133 +214,6 @@ class MatrixConfig(Strict):
 
     include: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class ScorerBase(Strict):
-    """Keys every scorer has. A scorer's own model narrows `type` to `Literal["its name"]`; its docstring
-    says how it compares the answer with the label. docs/scorers.md is generated from these classes
-    (`python -m runner.config.reference`)."""
-
-    name: str | None = Field(None, description="Name in reports; defaults to the type. Needed to use one type twice.")
-    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, python, or a plugin's.")
-
-    def label(self) -> str:
-        return self.name or self.type
-
-
-class ExactScorer(ScorerBase):
-    """The whole answer against the expected value, as text: both stripped of surrounding whitespace,
-    compared case-insensitively unless `case_sensitive`. With `field`, that field of the answer's JSON
-    is compared instead, loosely, as `json_field` does."""
-
-    type: Literal["exact"]
-    expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
-    field: str | None = Field(
-        None, description="Compare this field (a dotted path) of the answer's JSON instead of the whole text."
-    )
-    case_sensitive: bool = Field(False, description="Tell upper from lower case (whole-text comparison only).")
-
-
-class RegexScorer(ScorerBase):
-    """Searches the answer for `pattern`; what it finds (group 1 if the pattern has a group, else the
-    whole match) is compared loosely with the expected value. An item with no expected value is right
-    when the pattern matches at all. No match is wrong."""
-
-    type: Literal["regex"]
-    pattern: str = Field(description="Python regex searched in the answer; group 1, if any, is the answer.")
-    expected_field: str | None = Field(
-        None, description="Dataset field the match (group 1, if any) must equal; default: the label."
-    )
-
-
-class JsonFieldScorer(ScorerBase):
-    """Finds the JSON in the answer, reads `field` from it and compares that loosely with the expected
-    value. No JSON, a cut-off answer and JSON without the field are wrong and counted apart."""
-
-    type: Literal["json_field"]
-    field: str = Field(description="Dotted path in the answer's JSON, e.g. result.valid.")
-    expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
-
-
-class BinaryScorer(ScorerBase):
-    """A two-class answer: `field` of the answer's JSON is the predicted class, compared loosely with
-    the dataset label (mapped through `label_map` first). Besides accuracy it gives precision, recall,
-    F1, false positives and negatives (`positive` is the positive class), kappa and MCC. A prediction
-    that is null, a list, an object or a fraction is the wrong shape; no JSON or a cut-off answer
-    states no class."""
-
-    type: Literal["binary"]
-    field: str = Field(description="Field of the answer's JSON holding the predicted class, e.g. valid.")
-    label_field: str | None = Field(None, description="Dataset field with the true class; default: label.")
-    positive: JsonScalar = Field(True, description="The class counted as positive.")
-    dangerous: Literal["false_positive", "false_negative"] = Field(
-        "false_positive", description="Which error is the dangerous one (reported first)."
-    )
-    label_map: dict[str, JsonScalar] | None = Field(
-        None, description="Dataset label -> answer value, e.g. {sensible: true, not_sensible: false}."
-    )
-    confidence_field: str | None = Field(
-        None, description="Answer field with a 0-1 confidence, for calibration (mean when right vs wrong, Brier)."
-    )
-    reasons_field: str | None = Field(None, description="Answer field listing reasons, e.g. failures.")
-    reason_label_field: str | None = Field(
-        None, description="Dataset field the reasons should name, e.g. rule: the failures hit rate."
-    )
-
-
-class CodeTestsScorer(ScorerBase):
-    """Runs the answer's Python code against the item's unit tests in a sandboxed child process (time
-    and memory limits, no network, no new processes). The code is the answer's first fenced block
-    tagged python (or not tagged), else the whole answer; each top-level statement of the tests is one
-    test. Right when every test passes; the prediction is the pass rate. No label is used."""
-
-    type: Literal["code_tests"]
-    tests_field: str = Field("tests", description="Dataset field with assert statements, one test each.")
-    timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit per item.")
-    memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
-
-
-class PythonScorer(ScorerBase):
-    """Your own function scores each answer (the contract: `runner.scoring.python`)."""
-
-    type: Literal["python"]
-    function: str = Field(
-        description="package.module:function, called as function(text, finish_reason, fields); returns a bool, "
-                    "a dict with `correct`, or a Score. Searched next to the experiment file, then on sys.path."
-    )
-    version: str | int | None = Field(
-        None, description="Change it after editing the function: stored scores are reused while the config is the same."
-    )
-
-
-# The built-in scorers, in the order error messages list them. The Scorer classes are named by
-# string because the config stage may not import runner.scoring (see runner.config.registry).
-add_scorer("exact", ExactScorer, "runner.scoring.scorers:ExactMatch", "built-in")
-add_scorer("regex", RegexScorer, "runner.scoring.scorers:RegexMatch", "built-in")
-add_scorer("json_field", JsonFieldScorer, "runner.scoring.scorers:JsonField", "built-in")
-add_scorer("binary", BinaryScorer, "runner.scoring.scorers:BinaryClassification", "built-in")
-add_scorer("code_tests", CodeTestsScorer, "runner.scoring.scorers:CodeTests", "built-in")
-add_scorer("python", PythonScorer, "runner.scoring.python:PythonFunction", "built-in")
-
-
-def _scorer_by_type(value: Any) -> Any:
-    """Validate one scorer config against the registry's models, picked by its `type`.
-
-    The registry can grow after this module is imported (register_scorer, plugins), so the union
-    is looked up per validation rather than fixed in an annotation. pydantic-core passes a
-    ValidationError raised inside a validator on with its locations, so messages name
-    `scorers[0].field` exactly as a static discriminated union did (tests/test_bad_input.py pins them).
-    """
-    tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return scorer_adapter(tag).validate_python(value)
-
-
-# Serialized as the concrete model (all its fields), as the discriminated union it replaces was. The
-# JSON Schema shows the scorers registered by now (the built-ins): a schema is fixed when it is built.
-ScorerConfig = Annotated[
-    SerializeAsAny[ScorerBase],
-    BeforeValidator(_scorer_by_type, json_schema_input_type=scorer_union(scorer_models())),
-]
 
 
 REPORT_METRICS = (

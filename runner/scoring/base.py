@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.config.schema import ScorerBase
+from runner.config.scorer_configs import ScorerBase
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.plan.planner import canonical_hash

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.imports import ObjectNotFound, load_object
-from runner.config.schema import PythonScorer, ScorerBase
+from runner.config.scorer_configs import PythonScorer, ScorerBase
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, FAILED, OUTCOMES, Score, Scorer

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from runner.config.imports import load_object
 from runner.config.registry import add_scorer, known_scorers, scorer_entry
-from runner.config.schema import ScorerBase
+from runner.config.scorer_configs import ScorerBase
 from runner.errors import UserError
 from runner.scoring.base import Scorer
 

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.config.schema import BinaryScorer, CodeTestsScorer, ExactScorer, JsonFieldScorer, RegexScorer, ScorerBase
+from runner.config.scorer_configs import (
+    BinaryScorer,
+    CodeTestsScorer,
+    ExactScorer,
+    JsonFieldScorer,
+    RegexScorer,
+    ScorerBase,
+)
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.scoring.base import (
