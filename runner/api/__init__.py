@@ -1,0 +1,58 @@
+"""The application layer: every verb as a Python function. The CLI is argument parsing and
+rendering over these; a notebook or another tool calls them directly.
+
+    import runner
+    summary = runner.run("experiments/smollm_quant.yaml", limit=1)
+    report = runner.report("experiments/smollm_quant.yaml")
+    print(runner.render(report, "markdown"))
+    for finding in runner.explain("experiments/smollm_quant.yaml"):
+        print(finding.text)
+
+Each function validates everything that needs no request before anything runs (a bad file raises
+`UserError` and writes nothing). `run` writes the store; `score` re-scores what is stored after a
+scorer changed; `report`, `explain` and `results` open the store read-only and never write.
+
+Heavy modules (the backends, the analysis, scipy) are imported inside the functions that need
+them, so `runner validate` of a broken file costs little more than importing pydantic.
+"""
+
+from runner.api._prepare import PlanStatus, Prepared, experiment_hash, plan_status, prepare, schema, validate
+from runner.api._probe import VariantProbe, probe, probe_async
+from runner.api._read import (
+    explain,
+    explain_async,
+    progress_line,
+    render,
+    render_findings,
+    report,
+    report_async,
+    results,
+)
+from runner.api._run import RunResult, ScoreSummary, run, run_async, score, score_async
+
+__all__ = [
+    "PlanStatus",
+    "Prepared",
+    "RunResult",
+    "ScoreSummary",
+    "VariantProbe",
+    "experiment_hash",
+    "explain",
+    "explain_async",
+    "plan_status",
+    "prepare",
+    "probe",
+    "probe_async",
+    "progress_line",
+    "render",
+    "render_findings",
+    "report",
+    "report_async",
+    "results",
+    "run",
+    "run_async",
+    "schema",
+    "score",
+    "score_async",
+    "validate",
+]

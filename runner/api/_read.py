@@ -1,0 +1,117 @@
+"""The read verbs: results, report and explain open the store read-only and never write; render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.api._prepare import Prepared, open_store, prepare
+from runner.errors import UserError
+
+if TYPE_CHECKING:
+    from runner.analysis.results import ResultSet
+    from runner.capabilities.context_window import ContextStudy
+    from runner.diagnosis.findings import Finding
+    from runner.execution.events import Subscriber
+    from runner.reporting.tables import Report
+
+
+# the read verbs
+
+
+def results(path: str | Path, *, limit: int | None = None) -> ResultSet:
+    """The one read path: every planned job's record and scores, read once (read-only)."""
+    from runner.analysis.results import load_results
+
+    p = prepare(path)
+    if p.experiment.study is not None:
+        raise UserError("a study has no per-job results", file=path, fix=f"use `runner report {path}`")
+    store = open_store(p, path)
+    try:
+        return load_results(p.plan, store, p.scorers, limit)
+    finally:
+        store.close()
+
+
+def report(path: str | Path, *, limit: int | None = None) -> Report | ContextStudy:
+    """Tables with intervals, comparisons, verdicts and findings (a study: its stored results)."""
+    from runner.reporting.tables import build_report
+
+    p = prepare(path)
+    if p.experiment.study is not None:
+        return _stored_study(p, path)
+    return build_report(results(path, limit=limit))
+
+
+def explain(path: str | Path, *, limit: int | None = None) -> list[Finding]:
+    """Findings: why the scores are what they are, most important first."""
+    from runner.diagnosis.diagnose import diagnose
+
+    return diagnose(results(path, limit=limit))
+
+
+def _stored_study(p: Prepared, path: str | Path) -> ContextStudy:
+    from runner.capabilities.context_window import ContextStudy
+
+    store = open_store(p, path)
+    try:
+        data = store.latest_study(ContextStudy.KIND)
+    finally:
+        store.close()
+    legacy = p.store_path.parent / "context_window.json"
+    source: Path | str = p.store_path
+    if data is None and legacy.is_file():
+        # Written by runners before the studies table; read as it is, never rewritten by a read verb.
+        source = legacy
+        try:
+            data = json.loads(legacy.read_text())
+        except ValueError:
+            data = None
+    if data is None:
+        raise UserError("no results yet", file=path, fix=f"run `runner run {path}` first")
+    try:
+        return ContextStudy.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"stored study results are unreadable ({type(exc).__name__})", file=source,
+                        fix=f"run `runner run {path}` again") from None
+
+
+async def report_async(path: str | Path, *, limit: int | None = None) -> Report | ContextStudy:
+    import asyncio
+
+    return await asyncio.to_thread(report, path, limit=limit)
+
+
+async def explain_async(path: str | Path, *, limit: int | None = None) -> list[Finding]:
+    import asyncio
+
+    return await asyncio.to_thread(explain, path, limit=limit)
+
+
+# rendering, for the CLI and for callers who want the CLI's text
+
+
+def render(report: Report | ContextStudy, fmt: str = "table") -> str:
+    """A report as text: table, markdown, csv or json (a study renders as its text summary)."""
+    from runner.capabilities.context_window import ContextStudy
+    from runner.reporting.render import render as render_report
+
+    if isinstance(report, ContextStudy):
+        return report.render()
+    return render_report(report, fmt)
+
+
+def render_findings(experiment: str, findings: list[Finding], fmt: str = "text") -> str:
+    """`runner explain`'s text: the findings of the named experiment, as text, markdown or json."""
+    from runner.reporting.render import render_findings as render_them
+
+    return render_them(experiment, findings, fmt)
+
+
+def progress_line(*, enabled: bool = True) -> Subscriber:
+    """The CLI's progress line (stderr) as an event subscriber; notes and warnings print even when
+    the line itself is disabled."""
+    from runner.execution.progress import Progress, ProgressSubscriber
+
+    return ProgressSubscriber(Progress(0, enabled=enabled))

@@ -1,0 +1,194 @@
+"""The verbs that write the store: run (a grid or a study) and score."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.api._prepare import Prepared, experiment_hash, open_store, prepare
+
+if TYPE_CHECKING:
+    from runner.backends.base import Variant
+    from runner.capabilities.context_window import ContextStudy
+    from runner.execution.events import Subscriber
+    from runner.execution.executor import RunSummary
+    from runner.store import Store
+
+
+# run
+
+
+@dataclass
+class RunResult:
+    """What `run` did: the executor's summary, or for a study experiment the study's results."""
+
+    summary: RunSummary | None = None
+    study: ContextStudy | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.summary is not None and self.summary.interrupted
+
+
+def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, concurrency: int | None = None,
+        subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None) -> RunResult:
+    """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
+
+    `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
+    them to a JSON-lines file as well. Ctrl-C or SIGTERM stops the run: what was stored stays,
+    and the result says `interrupted`."""
+    import asyncio
+
+    return asyncio.run(run_async(path, limit=limit, fresh=fresh, concurrency=concurrency,
+                                 subscribers=subscribers, events_path=events_path))
+
+
+async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool = False,
+                    concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
+                    events_path: str | Path | None = None) -> RunResult:
+    from runner.execution.events import Events, JsonLinesLog
+
+    p = prepare(path)
+    events = Events(list(subscribers))
+    log = JsonLinesLog(Path(events_path)) if events_path is not None else None
+    if log is not None:
+        events.subscribers.append(log)
+    try:
+        if p.experiment.study is not None:
+            return RunResult(study=await _run_study(p, events))
+        return await _run_grid(p, events, limit, fresh, concurrency)
+    finally:
+        if log is not None:
+            log.close()
+
+
+async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
+                    concurrency: int | None) -> RunResult:
+    import asyncio
+    import contextlib
+    import signal
+
+    from runner.backends.base import StartContext
+    from runner.execution.executor import Executor, RunOptions
+    from runner.execution.retry import RetryPolicy
+    from runner.store import Store
+
+    settings = p.experiment.backend
+    options = RunOptions(concurrency or settings.concurrency, limit, fresh)
+    retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
+    task = asyncio.current_task()
+    if task is not None:
+        # SIGTERM (a CI timeout, `kill`) stops like Ctrl-C: cancel, keep what is stored.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    needed = None if fresh else _variants_with_work(p, limit)
+    # Reachability first, before the store exists: an unreachable server must leave nothing behind.
+    await p.backend.start(StartContext(needed=needed, notify=events.note))
+    try:
+        store = Store.open(p.store_path)
+    except BaseException:
+        await p.backend.close()
+        raise
+    warnings = _probe_warnings(p, store)
+    try:
+        for warning in warnings:
+            events.note(warning, warning=True)
+        executor = Executor(p.plan, store, p.backend, p.scorers, retry, events)
+        try:
+            summary = await executor.run(options, experiment_hash(p.experiment))
+        except asyncio.CancelledError:
+            summary = executor.summary(interrupted=True)
+        return RunResult(summary=summary, warnings=warnings)
+    finally:
+        await p.backend.close()
+        store.close()
+
+
+def _variants_with_work(p: Prepared, limit: int | None) -> frozenset[Variant] | None:
+    """Variants with a job not yet stored, read from an existing store without creating one."""
+    from runner.store import Store
+
+    store = Store.open_readonly(p.store_path)
+    if store is None:
+        return None
+    try:
+        done = store.succeeded_ids()
+    finally:
+        store.close()
+    return frozenset(job.cell.variant for job in p.plan.jobs(limit) if job.job_id not in done)
+
+
+def _probe_warnings(p: Prepared, store: Store) -> list[str]:
+    from runner.capabilities.probe import warnings_for
+
+    identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
+    out = []
+    for variant in p.plan.variants():
+        results = store.latest_probe(identity, variant.identity)
+        if results is not None:
+            out.extend(warnings_for(p.experiment, results, variant))
+    return out
+
+
+async def _run_study(p: Prepared, events: Any) -> ContextStudy:
+    from runner.backends.base import StartContext
+    from runner.capabilities.context_window import ContextStudy, check_dataset, find_limit
+    from runner.store import Store
+
+    study = p.experiment.study
+    assert study is not None
+    max_tokens = p.experiment.sampling.max_tokens
+    budget = (max_tokens[0] if isinstance(max_tokens, list) else max_tokens) or 0
+    await p.backend.start(StartContext(notify=events.note))
+    results = []
+    try:
+        for variant in p.plan.variants():
+            async with p.backend.serve(variant):
+                result = await find_limit(p.backend, variant, study)
+                await check_dataset(p.backend, p.plan, result, variant, budget)
+            events.note(f"{result.variant}: limit {result.limit_tokens} tokens after {result.requests} requests")
+            results.append(result)
+    finally:
+        await p.backend.close()
+    done = ContextStudy(results, budget)
+    store = Store.open(p.store_path)
+    try:
+        store.save_study(ContextStudy.KIND, experiment_hash(p.experiment), done.to_dict())
+    finally:
+        store.close()
+    return done
+
+
+# score
+
+
+@dataclass
+class ScoreSummary:
+    jobs: int  # stored answers scored
+    rescored: int  # of those, scores that were missing or stale and were computed now
+
+
+def score(path: str | Path, *, limit: int | None = None) -> ScoreSummary:
+    """Score every stored answer with the experiment's scorers as they are now, and store the scores
+    that were missing or stale (after a scorer or a label changed), like `inspect score`."""
+    from runner.analysis.results import load_results
+
+    p = prepare(path)
+    store = open_store(p, path, write=True)
+    try:
+        results = load_results(p.plan, store, p.scorers, limit)
+        if results.fresh:
+            store.save_scores(results.fresh)
+        return ScoreSummary(results.totals["ok"], len(results.fresh))
+    finally:
+        store.close()
+
+
+async def score_async(path: str | Path, *, limit: int | None = None) -> ScoreSummary:
+    import asyncio
+
+    return await asyncio.to_thread(score, path, limit=limit)
