@@ -1,7 +1,8 @@
 """The `runner` command: argument parsing and rendering over the application layer (`runner.api`).
 
-User errors print one line (`runner: FILE: KEY: problem; fix`) and exit 2, with no traceback
-unless --debug. Anything else is a bug: it prints its traceback and exits 1. Everything that can
+Exit status: 0 done; 1 a bug (one line naming it; the traceback under --debug); 2 a user error,
+printed as one line (`runner: FILE: KEY: problem; fix`); 3 with --fail-on-verdict, a row judged
+against `report.threshold` not shown to meet it; 130 interrupted. Everything that can
 be checked without a request is checked before the store is opened, so a bad experiment leaves
 nothing behind.
 """
@@ -15,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from runner import __version__, api
 from runner.errors import UserError
@@ -61,7 +63,25 @@ def _clip(text: str, chars: int) -> str:
     return one_line if len(one_line) <= chars else one_line[:chars] + f"... ({len(text)} chars)"
 
 
+def _check_verdict_flags(args: argparse.Namespace) -> None:
+    """--fail-on-verdict and --junit need a bar to judge by: say so before anything runs."""
+    if not (args.fail_on_verdict or args.junit):
+        return
+    p = api.prepare(args.file, for_reading=True)
+    if p.experiment.study is None and p.experiment.report.threshold is None:
+        flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
+        raise UserError(f"{flag} needs a threshold to judge rows against", file=args.file, key="report.threshold",
+                        fix="add report: {threshold: {metric: accuracy, min: 0.6}}")
+
+
+def _judge(args: argparse.Namespace, report: Any) -> int:
+    if args.junit:
+        _write_atomically(Path(args.junit), api.junit(report))
+    return api.verdict_exit_code(report, args.file) if args.fail_on_verdict else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_verdict_flags(args)
     done = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                    subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events)
     if done.study is not None:
@@ -74,9 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.no_report and not (args.fail_on_verdict or args.junit):
+        return 0
+    report = api.report(args.file, limit=args.limit)
     if not args.no_report:
-        sys.stdout.write(api.render(api.report(args.file, limit=args.limit), "table"))
-    return 0
+        sys.stdout.write(api.render(report, "table"))
+    return _judge(args, report)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -88,7 +111,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     findings = api.explain(args.file, limit=args.limit)
-    name = api.prepare(args.file).experiment.name
+    name = api.experiment_name(args.file)
     sys.stdout.write(api.render_findings(name, findings, args.format))
     return 0
 
@@ -105,21 +128,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    text = api.render(api.report(args.file, limit=args.limit), args.format)
+    _check_verdict_flags(args)
+    report = api.report(args.file, limit=args.limit)
+    text = api.render(report, args.format)
     if args.output is None:
         sys.stdout.write(text)
-        return 0
-    target = Path(args.output)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        _write_atomically(Path(args.output), text)
+    return _judge(args, report)
+
+
+def _write_atomically(target: Path, text: str) -> None:
     import tempfile
 
+    target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so an interrupted report never leaves half a file where a good one was.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, target)
     print(f"wrote {target}", file=sys.stderr)
-    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -153,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     r.add_argument("--events", metavar="PATH", help="append the run's events to PATH as JSON lines")
+    _verdict_flags(r)
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("score", help="re-score stored answers with the scorers as they are now")
@@ -178,8 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=FORMATS, default="table")
     rep.add_argument("--output", help="write to this file instead of standard output")
     rep.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _verdict_flags(rep)
     rep.set_defaults(func=cmd_report)
     return parser
+
+
+def _verdict_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on-verdict", action="store_true",
+                        help=f"exit {api.VERDICT_NOT_MET} unless every row is shown to meet report.threshold")
+    parser.add_argument("--junit", metavar="PATH", help="write a JUnit XML file: one test case per judged row")
 
 
 def _positive(text: str) -> int:

@@ -166,21 +166,20 @@ def test_worked_confusion_tp3_fp2_tn3_fn2(fill: Any) -> None:
 
 def test_constant_answer_on_balanced_set(fill: Any) -> None:
     # Always {"valid": true} on 5 true / 5 false: tp=5, fp=5, tn=0, fn=0.
-    # kappa: p_o = 0.5, p_e = 0.5*1 + 0.5*0 = 0.5 -> 0; MCC: the "said false" margin is empty -> 0;
+    # kappa and MCC: the answers use one class only, so both are undefined (reported as "-"), not 0;
     # balanced accuracy = (5/5 + 0/5) / 2 = 0.5; P(X >= 5 | 10, 0.5) = 638/1024.
     filled = fill(lambda j: '{"valid": true}')
     findings = filled.diagnose()
     f = _one(findings, "constant_answer_no_better_than_majority")
     assert _kinds(findings) == ["constant_answer_no_better_than_majority"]
-    assert f.numbers["kappa"] == 0.0
-    assert f.numbers["mcc"] == 0.0
+    assert math.isnan(f.numbers["kappa"]) and math.isnan(f.numbers["mcc"])
     assert f.numbers["balanced_accuracy"] == 0.5
     assert f.numbers["constant_answer"] is True
     assert f.numbers["p_vs_majority"] == pytest.approx(638 / 1024)
     assert f.weight == pytest.approx(0.5)  # the five invalid items, all wrong
     assert f.text == ("fake: gives valid=true in 10 of 10 answers that state a class: a constant answer; "
                       "no better than always answering valid=true (5 of 10 right; always true gets 5; exact "
-                      "binomial p=0.62 over 10 items; kappa 0.00 and MCC 0.00 over 10 answers stating a class; "
+                      "binomial p=0.62 over 10 items; kappa - and MCC - over 10 answers stating a class; "
                       "balanced accuracy 0.50)")
 
 
@@ -234,9 +233,9 @@ def test_better_than_majority_gives_no_class_finding(fill: Any) -> None:
 
 def test_one_class_only_in_the_labels(fill: Any) -> None:
     # All ten items valid and a perfect model: it cannot be told apart from always answering true.
-    # binomial_greater(10, 10, 1.0) = P(X >= 10 | 10, 1.0) = 1.0. kappa: both labelings all true, p_e = 1,
-    # by the stats module's convention 1.0 (perfect agreement); MCC: empty margins -> 0.0; balanced
-    # accuracy: only the positive class occurs, its recall 1.0.
+    # binomial_greater(10, 10, 1.0) = P(X >= 10 | 10, 1.0) = 1.0. kappa and MCC: both labelings use one
+    # class, so both are undefined (nan), not the 1.00 that would read as agreement at any accuracy;
+    # balanced accuracy: only the positive class occurs, its recall 1.0.
     # A perfect cell is never called "no better"; the constant answer is still flagged, at weight 0.
     filled = fill(right, rows=_rows(valid=lambda k: True))
     findings = filled.diagnose()
@@ -244,7 +243,8 @@ def test_one_class_only_in_the_labels(fill: Any) -> None:
     assert _kinds(findings) == ["constant_answer"]
     assert f.numbers["p_vs_majority"] == 1.0 == binomial_greater(10, 10, 1.0)
     assert (f.numbers["correct"], f.numbers["majority_count"]) == (10, 10)
-    assert (f.numbers["kappa"], f.numbers["mcc"], f.numbers["balanced_accuracy"]) == (1.0, 0.0, 1.0)
+    assert math.isnan(f.numbers["kappa"]) and math.isnan(f.numbers["mcc"])
+    assert f.numbers["balanced_accuracy"] == 1.0
     # Every answer is right, so the finding explains no wrong answer and sorts last.
     assert f.weight == 0.0
     assert f.text == "fake: gives valid=true in 10 of 10 answers that state a class: a constant answer"

@@ -145,7 +145,8 @@ def test_json_format_totals_equal_the_store(project: Project, fault_server: Thre
     assert sum(r["failed"] for r in table["rows"]) == counts["failed"]
     for row in table["rows"]:
         rate = row["json_valid"]  # a rate: numbers, with its interval and its units
-        assert set(rate) == {"value", "low", "high", "n_items", "n_jobs"}
+        assert set(rate) == {"value", "low", "high", "n_items", "n_jobs", "interval"}
+        assert rate["interval"] == "cluster" or rate["interval"] == "items"  # two repeats per item
         assert 0 <= rate["low"] <= rate["value"] <= rate["high"] <= 1
         assert rate["n_jobs"] == row["n"] and rate["n_items"] == len(ITEMS)
         assert row["accuracy"]["n_jobs"] == row["n"]

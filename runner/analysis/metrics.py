@@ -16,6 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from runner.analysis.clustered import (
+    ClusteredRate,
+    ItemStat,
+    balanced_accuracy_of,
+    clustered_rate,
+    f1_of,
+    item_bootstrap,
+    kappa_of,
+    mcc_of,
+    mean_of,
+)
 from runner.analysis.stats import (
     answer_entropy,
     cohen_kappa,
@@ -64,6 +77,10 @@ class CellStats:
     file_sizes: set[int] = field(default_factory=set)
     # (cell key, item id, repeat) -> correct: the pairs of paired comparisons.
     correct_by: dict[tuple[str, str, int], bool] = field(default_factory=dict)
+    # item id -> its counts over every answer to it in these cells (see ITEM_COLUMNS): the item is the
+    # unit of every interval, so each rate is a ratio of per-item sums.
+    items: dict[str, list[int]] = field(default_factory=dict)
+    _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None) -> None:
         self.planned += 1
@@ -87,38 +104,48 @@ class CellStats:
         if score is None:
             return
         cell_key = result.job.cell.key()
+        item = self.items.setdefault(result.job.item.id, [0] * len(ITEM_COLUMNS))
         self.outcomes[score.outcome] += 1
         self.json_valid += int(score.json_valid)
         self.correct += int(bool(score.correct))
+        item[_OK] += 1
+        item[_CORRECT] += int(bool(score.correct))
+        item[_JSON] += int(score.json_valid)
         run = self.runs[(cell_key, result.job.repeat)]
         run[0] += int(bool(score.correct))
         run[1] += 1
-        self.answers[(cell_key, result.job.item.id)].append(hashable(score.prediction))
+        self.answers[(cell_key, result.job.item.id)].append(_answer_key(score, rec.text))
         if score.prediction is not None:
             self.predictions[hashable(score.prediction)] += 1
         self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
-            self._count_binary(scorer, score)
+            self._count_binary(scorer, score, item)
 
-    def _count_binary(self, scorer: BinaryClassification, score: Score) -> None:
+    def _count_binary(self, scorer: BinaryClassification, score: Score, item: list[int]) -> None:
         truth = scorer.is_positive(score.expected)
         if score.prediction is None:
             # No class stated (no JSON, cut off, wrong shape): neither a true nor a false negative (nor a
             # dangerous false positive), but a positive item it missed still lowers recall.
             if truth:
                 self.unanswered_pos += 1
+                item[_UP] += 1
             else:
                 self.unanswered_neg += 1
+                item[_UN] += 1
             return
         said = scorer.is_positive(score.prediction)
         if truth and said:
             self.tp += 1
+            item[_TP] += 1
         elif truth:
             self.fn += 1
+            item[_FN] += 1
         elif said:
             self.fp += 1
+            item[_FP] += 1
         else:
             self.tn += 1
+            item[_TN] += 1
 
     def merge(self, other: CellStats) -> CellStats:
         out = CellStats()
@@ -136,6 +163,13 @@ class CellStats:
         out.completion_tokens = self.completion_tokens + other.completion_tokens
         out.file_sizes = self.file_sizes | other.file_sizes
         out.correct_by = {**self.correct_by, **other.correct_by}
+        # The same item in two cells (two prompts pooled into one row) is one cluster: its answers
+        # are not independent of each other either.
+        out.items = {k: list(v) for k, v in self.items.items()}
+        for k, v in other.items.items():
+            mine = out.items.setdefault(k, [0] * len(ITEM_COLUMNS))
+            for i, x in enumerate(v):
+                mine[i] += x
         return out
 
     # metrics
@@ -168,17 +202,63 @@ class CellStats:
         return self.json_valid / self.ok if self.ok else math.nan
 
     def agreement(self) -> float:
-        """Mean over items of the share of repeats that give the item's most common answer."""
-        shares = [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if len(a) > 1]
+        """Mean over items of the share of repeats that give the item's most common answer (the class it
+        stated, or where it stated none the answer's text)."""
+        shares = self._agreement_by_item()
         return sum(shares) / len(shares) if shares else math.nan
+
+    def _agreement_by_item(self) -> list[float]:
+        return [Counter(a).most_common(1)[0][1] / len(a) for a in self.answers.values() if len(a) > 1]
 
     @property
     def binary_n(self) -> int:
         return self.tp + self.fp + self.tn + self.fn
 
+    def both_classes(self) -> bool:
+        """Both labels and both answers occur among the answers that state a class."""
+        return bool(self.tp + self.fn and self.tn + self.fp and self.tp + self.fp and self.tn + self.fn)
+
+    def mcc(self) -> float:
+        return matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n and self.both_classes() \
+            else math.nan
+
+    def clustered(self, name: str) -> ClusteredRate | None:
+        """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate."""
+        parts = _RATE_PARTS.get(name)
+        if parts is None:
+            return None
+        if name == "flip_rate":
+            flipped, repeated = self.flips()
+            return clustered_rate([1] * flipped + [0] * (repeated - flipped), [1] * repeated)
+        num, den = parts
+        rows = list(self.items.values())
+        return clustered_rate([sum(r[i] for i in num) for r in rows], [sum(r[i] for i in den) for r in rows])
+
+    def bootstrap_interval(self, name: str) -> tuple[float, float] | None:
+        """A bootstrap interval over items for a metric that is not a ratio of counts; None if none.
+        Computed once per metric: the table and the JSON records both ask."""
+        if name not in self._intervals:
+            self._intervals[name] = self._bootstrap_interval(name)
+        return self._intervals[name]
+
+    def _bootstrap_interval(self, name: str) -> tuple[float, float] | None:
+        if name == "agreement":
+            shares = self._agreement_by_item()
+            if len(shares) < 2:
+                return None
+            return item_bootstrap(np.array([[v, 1.0] for v in shares]), mean_of)
+        columns = _BOOTSTRAP_COLUMNS.get(name)
+        if columns is None or len(self.items) < 2 or not self.binary_n:
+            return None
+        cols, statistic = columns
+        data = np.array([[r[i] for i in cols] for r in self.items.values()], dtype=np.float64)
+        return item_bootstrap(data, statistic)
+
     def kappa(self) -> float:
-        """Cohen's kappa of the answers against the labels, from the confusion counts."""
-        if not self.binary_n:
+        """Cohen's kappa of the answers against the labels, from the confusion counts; undefined (nan)
+        where the labels or the answers use only one class, since kappa then says nothing (two constant
+        labelings that agree would read 1.00 at any accuracy)."""
+        if not self.binary_n or not self.both_classes():
             return math.nan
         truth = [1] * (self.tp + self.fn) + [0] * (self.fp + self.tn)
         said = [1] * self.tp + [0] * self.fn + [1] * self.fp + [0] * self.tn
@@ -231,6 +311,32 @@ class CellStats:
         return METRICS[name].compute(self)
 
 
+# The per-item counts every rate is a ratio of.
+ITEM_COLUMNS = ("ok", "correct", "json_valid", "tp", "fp", "tn", "fn", "unanswered_pos", "unanswered_neg")
+_OK, _CORRECT, _JSON, _TP, _FP, _TN, _FN, _UP, _UN = range(len(ITEM_COLUMNS))
+# rate -> (numerator columns, denominator columns), summed per item
+_RATE_PARTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "accuracy": ((_CORRECT,), (_OK,)), "json_valid": ((_JSON,), (_OK,)),
+    "precision": ((_TP,), (_TP, _FP)), "recall": ((_TP,), (_TP, _FN, _UP)),
+    "run_mean": ((_CORRECT,), (_OK,)),  # the mean of the repeats' accuracies is the accuracy: same unit
+    "flip_rate": ((), ()),
+}
+_BOOTSTRAP_COLUMNS: dict[str, tuple[tuple[int, ...], ItemStat]] = {
+    "f1": ((_TP, _FP, _FN, _UP), f1_of),
+    "kappa": ((_TP, _FP, _TN, _FN), kappa_of),
+    "mcc": ((_TP, _FP, _TN, _FN), mcc_of),
+    "balanced_accuracy": ((_TP, _FP, _TN, _FN, _UP, _UN), balanced_accuracy_of),
+}
+
+
+def _answer_key(score: Score, text: str | None) -> Any:
+    """What an answer said, for agreement and flips: its class, or where it stated none its text
+    (prose answers that differ are not "consistent" because neither names a class)."""
+    if score.prediction is not None:
+        return hashable(score.prediction)
+    return ("text", " ".join((text or "").split()).lower())
+
+
 def _ratio(k: int, n: int) -> float:
     return k / n if n else math.nan
 
@@ -269,6 +375,7 @@ def _run_summary(s: CellStats, field_name: str) -> float:
 
 for _name, _compute, _rate in (
     ("n", lambda s: s.ok, False),
+    ("items", lambda s: len(s.items), False),
     ("failed", lambda s: s.failed, False),
     ("accuracy", CellStats.accuracy, True),
     ("precision", CellStats.precision, True),
@@ -289,7 +396,7 @@ for _name, _compute, _rate in (
     ("flip_rate", lambda s: _ratio(*s.flips()), True),
     ("entropy", CellStats.entropy, True),
     ("kappa", CellStats.kappa, True),
-    ("mcc", lambda s: matthews_corrcoef(s.tp, s.fp, s.tn, s.fn) if s.binary_n else math.nan, True),
+    ("mcc", CellStats.mcc, True),
     ("balanced_accuracy", CellStats.balanced_accuracy, True),
     ("outcomes", CellStats.outcome_shares, False),
     ("answers", CellStats.answer_shares, False),

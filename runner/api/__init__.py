@@ -16,29 +16,44 @@ Heavy modules (the backends, the analysis, scipy) are imported inside the functi
 them, so `runner validate` of a broken file costs little more than importing pydantic.
 """
 
-from runner.api._prepare import PlanStatus, Prepared, experiment_hash, plan_status, prepare, schema, validate
+from runner.api._prepare import (
+    PlanStatus,
+    Prepared,
+    experiment_hash,
+    experiment_name,
+    plan_status,
+    prepare,
+    schema,
+    validate,
+)
 from runner.api._probe import VariantProbe, probe, probe_async
 from runner.api._read import (
+    VERDICT_NOT_MET,
     explain,
     explain_async,
+    junit,
     progress_line,
     render,
     render_findings,
     report,
     report_async,
     results,
+    verdict_exit_code,
 )
 from runner.api._run import RunResult, ScoreSummary, run, run_async, score, score_async
 
 __all__ = [
+    "VERDICT_NOT_MET",
     "PlanStatus",
     "Prepared",
     "RunResult",
     "ScoreSummary",
     "VariantProbe",
     "experiment_hash",
+    "experiment_name",
     "explain",
     "explain_async",
+    "junit",
     "plan_status",
     "prepare",
     "probe",
@@ -55,4 +70,5 @@ __all__ = [
     "score",
     "score_async",
     "validate",
+    "verdict_exit_code",
 ]

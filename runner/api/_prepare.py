@@ -22,31 +22,51 @@ class Prepared:
 
     experiment: Experiment
     plan: Plan
-    backend: Backend
     scorers: list[Scorer]
+    backend_or_none: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self.backend_or_none is None:
+            raise RuntimeError("prepared for reading only: no backend")  # a bug in the caller, not input
+        return self.backend_or_none
 
     @property
     def store_path(self) -> Path:
         return self.experiment.store_path()
 
 
-def prepare(path: str | Path) -> Prepared:
-    """Everything that needs no request: schema, dataset, templates, scorers, backend files."""
+def prepare(path: str | Path, *, for_reading: bool = False) -> Prepared:
+    """Everything that needs no request: schema, dataset, templates, scorers, backend files.
+
+    `for_reading` (the read verbs) skips what only a run needs: rendering every template up front
+    (the plan renders each job's messages anyway) and creating and checking the backend."""
     from runner.config.loader import load_experiment
 
     experiment = load_experiment(path)  # first: a broken file costs no more imports than this
 
-    from runner.backends import create_backend
     from runner.plan.planner import build_plan
     from runner.scoring.scorers import build_scorers, check_scorers
 
     plan = build_plan(experiment)
-    plan.check_templates()
+    if not for_reading:
+        plan.check_templates()
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
     check_scorers(scorers, plan.items, experiment.source_path)
+    if for_reading:
+        return Prepared(experiment, plan, scorers)
+    from runner.backends import create_backend
+
     backend = create_backend(experiment)
     backend.check()
-    return Prepared(experiment, plan, backend, scorers)
+    return Prepared(experiment, plan, scorers, backend)
+
+
+def experiment_name(path: str | Path) -> str:
+    """The experiment's name, from its file alone (checked, but nothing planned)."""
+    from runner.config.loader import load_experiment
+
+    return load_experiment(path).name
 
 
 def experiment_hash(experiment: Experiment) -> str:

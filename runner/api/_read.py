@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 def results(path: str | Path, *, limit: int | None = None) -> ResultSet:
     """The one read path: every planned job's record and scores, read once (read-only)."""
+    return _results(prepare(path, for_reading=True), path, limit)
+
+
+def _results(p: Prepared, path: str | Path, limit: int | None) -> ResultSet:
     from runner.analysis.results import load_results
 
-    p = prepare(path)
     if p.experiment.study is not None:
         raise UserError("a study has no per-job results", file=path, fix=f"use `runner report {path}`")
     store = open_store(p, path)
@@ -38,10 +41,10 @@ def report(path: str | Path, *, limit: int | None = None) -> Report | ContextStu
     """Tables with intervals, comparisons, verdicts and findings (a study: its stored results)."""
     from runner.reporting.tables import build_report
 
-    p = prepare(path)
+    p = prepare(path, for_reading=True)
     if p.experiment.study is not None:
         return _stored_study(p, path)
-    return build_report(results(path, limit=limit))
+    return build_report(_results(p, path, limit))
 
 
 def explain(path: str | Path, *, limit: int | None = None) -> list[Finding]:
@@ -115,3 +118,26 @@ def progress_line(*, enabled: bool = True) -> Subscriber:
     from runner.execution.progress import Progress, ProgressSubscriber
 
     return ProgressSubscriber(Progress(0, enabled=enabled))
+
+
+def junit(report: Report) -> str:
+    """JUnit XML, one test case per row judged against `report.threshold`."""
+    from runner.reporting.junit import junit_xml
+
+    return junit_xml(report)
+
+
+def verdict_exit_code(report: Report | ContextStudy, path: str | Path) -> int:
+    """For `--fail-on-verdict`: 0 when every judged row is shown to meet `report.threshold`, 3 when any
+    is not (or nothing could be judged yet); a file without a threshold is a user error."""
+    from runner.reporting.tables import Report
+
+    if not isinstance(report, Report):
+        raise UserError("a study has no verdicts", file=path, fix="drop --fail-on-verdict for this file")
+    verdicts = report.verdicts
+    if not verdicts:
+        return VERDICT_NOT_MET
+    return 0 if all(v.met for v in verdicts) else VERDICT_NOT_MET
+
+
+VERDICT_NOT_MET = 3

@@ -177,7 +177,7 @@ def score(path: str | Path, *, limit: int | None = None) -> ScoreSummary:
     that were missing or stale (after a scorer or a label changed), like `inspect score`."""
     from runner.analysis.results import load_results
 
-    p = prepare(path)
+    p = prepare(path, for_reading=True)
     store = open_store(p, path, write=True)
     try:
         results = load_results(p.plan, store, p.scorers, limit)

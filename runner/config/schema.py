@@ -217,7 +217,7 @@ class MatrixConfig(Strict):
 
 
 REPORT_METRICS = (
-    "n", "failed", "accuracy", "precision", "recall", "f1", "false_positives", "false_negatives",
+    "n", "failed", "items", "accuracy", "precision", "recall", "f1", "false_positives", "false_negatives",
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
     "kappa", "mcc", "balanced_accuracy", "outcomes", "answers",

@@ -14,13 +14,13 @@ from typing import Any
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import METRICS, CellStats
 from runner.analysis.results import ResultSet
-from runner.analysis.stats import bootstrap_mean_interval, wilson_interval
-from runner.config.schema import Threshold
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
+from runner.reporting.judgement import Verdict, best, dangerous, verdicts
 from runner.scoring.scorers import BinaryClassification
 
-DEFAULT_METRICS = ["n", "failed", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers", "outcomes"]
+DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
+                   "outcomes"]
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 
 
@@ -42,6 +42,7 @@ class Table:
     comparisons: list[Comparison] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)  # the same rows, as numbers
     metrics: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +53,11 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     no_findings_line: str = ""
     scored: bool = False
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """Every row judged against `report.threshold` (the first scorer's table)."""
+        return [v for t in self.tables for v in t.verdicts]
 
 
 def build_report(results: ResultSet) -> Report:
@@ -73,10 +79,11 @@ def build_report(results: ResultSet) -> Report:
         title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
         table = _pivot(title, row_axes, col_axes, metrics, stats_by_key, with_interval=scorer is not None)
         if isinstance(scorer, BinaryClassification):
-            table.notes.extend(_dangerous(scorer, row_axes, col_axes, stats_by_key))
+            table.notes.extend(dangerous(scorer, row_axes, col_axes, stats_by_key))
         if index == 0 and scorer is not None:
-            table.notes.extend(_best(row_axes, col_axes, stats_by_key))
-            table.notes.extend(_verdicts(cfg.threshold, row_axes, col_axes, stats_by_key))
+            table.notes.extend(best(row_axes, col_axes, stats_by_key, scorer, cfg.alpha))
+            table.verdicts = verdicts(cfg.threshold, row_axes, col_axes, stats_by_key, cfg.alpha)
+            table.notes.extend(v.text for v in table.verdicts)
             if cfg.compare:
                 comparisons = results.comparisons(cfg.alpha)
                 same = [c for c in comparisons if c.n_pairs and c.only_value == c.only_baseline == 0]
@@ -89,78 +96,6 @@ def build_report(results: ResultSet) -> Report:
     findings = diagnose(results, alpha=cfg.alpha)
     return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),
                   bool(scorers))
-
-
-def _dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[str],
-               stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
-    """The error the experiment declared dangerous, first and in words, per row."""
-    kind = scorer.config.dangerous
-    positive = scorer.config.positive
-    what = (f"{scorer.config.field}={str(positive).lower()} said of an item that is not" if kind == "false_positive"
-            else f"{scorer.config.field}={str(positive).lower()} missed")
-    parts = []
-    for (rk, ck), s in stats.items():
-        count = s.fp if kind == "false_positive" else s.fn
-        label = ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, rk + ck, strict=True)) or "all"
-        parts.append(f"{label}: {count}")
-    return [f"dangerous errors ({kind.replace('_', ' ')}s: {what}): " + "; ".join(parts)]
-
-
-def _best(row_axes: list[str], col_axes: list[str],
-          stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
-    """The most accurate row, and for repeated runs the most accurate of the steadiest rows."""
-    scored = [(k, s) for k, s in stats.items() if s.ok]
-    if len(scored) < 2:
-        return []
-
-    def label(key: tuple[tuple[Any, ...], tuple[Any, ...]]) -> str:
-        return ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, key[0] + key[1], strict=True))
-
-    def shown(s: CellStats) -> str:
-        low, high = s.accuracy_interval()
-        return f"accuracy {s.accuracy():.2f} [{low:.2f}, {high:.2f}], n={s.ok}"
-
-    key, best = max(scored, key=lambda ks: (ks[1].accuracy(), ks[1].agreement()))
-    out = [f"best by accuracy: {label(key)} ({shown(best)})"]
-    with_flips = [(k, s) for k, s in scored if s.flips()[1]]
-    if with_flips:
-        fewest = min(s.flips()[0] / s.flips()[1] for _, s in with_flips)
-        steady = [(k, s) for k, s in with_flips if s.flips()[0] / s.flips()[1] == fewest]
-        k2, s2 = max(steady, key=lambda ks: ks[1].accuracy())
-        flipped, items = s2.flips()
-        out.append(f"best for a deterministic task (fewest answer flips, {flipped} of {items} items): "
-                   f"{label(k2)} ({shown(s2)})")
-    return out
-
-
-def _verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[str],
-              stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> list[str]:
-    """Each row against the experiment's bar, judged by its 95% interval, not by its point value."""
-    if threshold is None:
-        return []
-    out = []
-    for (rk, ck), s in stats.items():
-        counts = s.rate_counts(threshold.metric)
-        label = ", ".join(f"{a}={_show(v)}" for a, v in zip(row_axes + col_axes, rk + ck, strict=True)) or "all"
-        if counts is None or counts[1] == 0:
-            if threshold.metric == "f1" and s.ok:
-                value = s.f1()
-                out.append(f"{label}: f1 {value:.2f} (no interval for F1; judge by accuracy or recall)")
-            continue
-        k, n = counts
-        if s.failed:
-            out.append(f"{label}: not judged: {s.failed} requests failed (they are left out of {threshold.metric}); "
-                       "run again to retry them")
-            continue
-        low, high = wilson_interval(k, n)
-        shown = f"{threshold.metric} {k / n:.2f} [{low:.2f}, {high:.2f}]"
-        if low >= threshold.min:
-            out.append(f"{label}: viable: {shown} >= {threshold.min:.2f}")
-        elif high < threshold.min:
-            out.append(f"{label}: not viable: {shown} < {threshold.min:.2f}")
-        else:
-            out.append(f"{label}: not shown viable at n={n}: {shown} straddles {threshold.min:.2f}")
-    return out
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
@@ -188,19 +123,36 @@ def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[s
 
 
 def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
+    if metric == "items":
+        return unit_short(len(stats.items), stats.ok) if with_interval else len(stats.items)
     value = stats.metric(metric)
-    counts = stats.rate_counts(metric) if with_interval else None
-    if counts is not None and counts[1] > 0:
-        low, high = wilson_interval(*counts)
-        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
-    if metric == "run_mean" and with_interval and len(stats.run_accuracies()) > 1:
-        low, high = bootstrap_mean_interval(stats.run_accuracies())
-        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    interval = _interval(stats, metric) if with_interval else None
+    if interval is not None:
+        return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
         return round(value, 3) if METRICS[metric].rate else round(value, 1)
     return value
+
+
+def unit_short(n_items: int, n_jobs: int) -> str:
+    """The items column: "20" asked once each, "20 x 3" with three repeats each."""
+    if n_items and n_jobs > n_items:
+        per = n_jobs / n_items
+        return f"{n_items} x {per:.0f}" if per.is_integer() else f"{n_items} ({n_jobs})"
+    return str(n_items)
+
+
+def _interval(stats: CellStats, metric: str) -> tuple[float, float] | None:
+    """The metric's 95% interval over items: clustered for rates, bootstrapped otherwise; None if none."""
+    rate = stats.clustered(metric)
+    if rate is not None:
+        return (rate.low, rate.high) if rate.n_jobs else None
+    interval = stats.bootstrap_interval(metric)
+    if interval is None or math.isnan(interval[0]) or math.isnan(float(stats.metric(metric))):
+        return None
+    return interval
 
 
 def raw_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
@@ -212,16 +164,17 @@ def raw_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     if metric == "answers":
         total = sum(stats.predictions.values())
         return {_key(k): v / total for k, v in stats.predictions.most_common()} if total else None
+    if metric == "items":
+        return {"n_items": len(stats.items), "n_jobs": stats.ok}
     value = stats.metric(metric)
     if isinstance(value, float) and math.isnan(value):
         value = None
-    counts = stats.rate_counts(metric) if with_interval else None
-    if counts is not None and counts[1] > 0:
-        low, high = wilson_interval(*counts)
-        return {"value": value, "low": low, "high": high, "n_items": stats.n_items(), "n_jobs": counts[1]}
-    if metric == "run_mean" and with_interval and len(stats.run_accuracies()) > 1:
-        low, high = bootstrap_mean_interval(stats.run_accuracies())
-        return {"value": value, "low": low, "high": high, "n_items": stats.n_items(), "n_jobs": stats.ok}
+    interval = _interval(stats, metric) if with_interval else None
+    if interval is not None:
+        rate = stats.clustered(metric)
+        method = rate.method if rate is not None else "item bootstrap"
+        return {"value": value, "low": interval[0], "high": interval[1], "n_items": len(stats.items),
+                "n_jobs": rate.n_jobs if rate is not None else stats.ok, "interval": method}
     return value
 
 

@@ -1,0 +1,180 @@
+"""What a report may conclude: verdicts against the experiment's bar, the best row, dangerous errors.
+
+Every claim is made on the item as the unit (repeats of an item are not independent) and only
+where the interval supports it:
+
+- a verdict is "viable" when the whole interval is at or above `report.threshold.min`, "not
+  viable" when it is wholly below, and otherwise "not shown viable at n=...", with the number of
+  items that would decide it at the observed rate (exact binomial power, 80%);
+- "best" is named only when the top row is separable from the runner-up (McNemar over the items
+  both answered, each item counted right when most of its answers were), and for a binary scorer
+  only when it beats always answering the majority class; ties are never broken by order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from runner.analysis.clustered import items_to_decide
+from runner.analysis.compare import majority
+from runner.analysis.metrics import ITEM_COLUMNS, CellStats
+from runner.analysis.stats import binomial_greater, mcnemar_exact
+from runner.config.schema import Threshold
+from runner.scoring.scorers import BinaryClassification, Scorer
+
+Key = tuple[tuple[Any, ...], tuple[Any, ...]]
+_TP, _FP, _FN, _UP = (ITEM_COLUMNS.index(c) for c in ("tp", "fp", "fn", "unanswered_pos"))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    row: str
+    metric: str
+    status: str  # viable | not viable | not shown viable | not judged
+    value: float | None
+    low: float | None
+    high: float | None
+    threshold: float
+    n_items: int
+    n_jobs: int
+    items_needed: int | None
+    text: str
+
+    @property
+    def met(self) -> bool:
+        return self.status == "viable"
+
+
+def label_of(row_axes: list[str], col_axes: list[str], key: Key) -> str:
+    parts = [f"{a}={'-' if v is None else v}" for a, v in zip(row_axes + col_axes, key[0] + key[1], strict=True)]
+    return ", ".join(parts) or "all"
+
+
+def unit(n_items: int, n_jobs: int) -> str:
+    """n stated as items, with the repeats per item where there are any."""
+    if n_items and n_jobs > n_items:
+        per = n_jobs / n_items
+        return f"{n_items} items x {per:.0f} repeats" if per.is_integer() else f"{n_items} items ({n_jobs} answers)"
+    return f"{n_items} items"
+
+
+def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[str],
+             stats: dict[Key, CellStats], alpha: float = 0.05) -> list[Verdict]:
+    """Each row against the experiment's bar, judged by its interval over items, not its point value."""
+    if threshold is None:
+        return []
+    out = []
+    for key, s in stats.items():
+        label = label_of(row_axes, col_axes, key)
+        metric, bar = threshold.metric, threshold.min
+        rate = s.clustered(metric)
+        if s.failed and (rate is None or rate.n_jobs):
+            out.append(Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
+                               f"{label}: not judged: {s.failed} requests failed (they are left out of {metric}); "
+                               "run again to retry them"))
+            continue
+        if rate is not None:
+            if rate.n_jobs == 0:
+                continue
+            value, low, high, n_items, n_jobs = rate.value, rate.low, rate.high, rate.n_items, rate.n_jobs
+            n_eff = rate.n_eff
+        else:
+            interval = s.bootstrap_interval(metric)
+            value = float(s.metric(metric))
+            if interval is None or math.isnan(value) or math.isnan(interval[0]):
+                out.append(Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
+                                   f"{label}: not judged: {metric} has no interval here (too few items)"))
+                continue
+            (low, high), n_items, n_jobs = interval, len(s.items), s.ok
+            n_eff = float(n_items)
+        shown = f"{metric} {value:.2f} [{low:.2f}, {high:.2f}]"
+        over = f"over {unit(n_items, n_jobs)}"
+        needed = None
+        if low >= bar:
+            status, text = "viable", f"{label}: viable: {shown} >= {bar:.2f} {over}"
+        elif high < bar:
+            status, text = "not viable", f"{label}: not viable: {shown} < {bar:.2f} {over}"
+        else:
+            status = "not shown viable"
+            trials = items_to_decide(value, bar, alpha=alpha)
+            if trials is not None:
+                # The test's n is in independent trials; with repeats an item is worth n_eff / n_items of one.
+                needed = max(n_items + 1, math.ceil(trials * n_items / n_eff)) if n_eff > 0 else None
+            what = (f"{round(value * n_jobs)} of {n_jobs} right" if metric == "accuracy" and n_jobs == n_items
+                    else f"{metric} {value:.2f}")
+            decide = (f"about {needed} items would (exact binomial test, 80% power, alpha={alpha:g})" if needed
+                      else "at this rate no feasible number of items would")
+            text = (f"{label}: not shown viable at n={unit(n_items, n_jobs)}: {shown} straddles {bar:.2f}; "
+                    f"{what} cannot separate {value:.0%} from {bar:.0%}; {decide}")
+        out.append(Verdict(label, metric, status, value, low, high, bar, n_items, n_jobs, needed, text))
+    return out
+
+
+def _item_majorities(s: CellStats) -> dict[str, bool]:
+    votes: dict[str, list[bool]] = defaultdict(list)
+    for (_, item, _), ok in s.correct_by.items():
+        votes[item].append(ok)
+    decided = {item: majority(v) for item, v in votes.items()}
+    return {item: ok for item, ok in decided.items() if ok is not None}
+
+
+def _beats_majority(s: CellStats, scorer: Scorer | None, alpha: float) -> bool | None:
+    """Does the row beat always answering the majority class, over items? None: no classes to ask."""
+    if not isinstance(scorer, BinaryClassification):
+        return None
+    items = _item_majorities(s)
+    labels = [int(r[_TP] + r[_FN] + r[_UP] > 0) for item, r in s.items.items() if item in items]
+    if not items or not labels:
+        return False
+    share = max(sum(labels), len(labels) - sum(labels)) / len(labels)
+    if share >= 1:
+        return sum(items.values()) == len(items)
+    return binomial_greater(sum(items.values()), len(items), share) < alpha
+
+
+def best(row_axes: list[str], col_axes: list[str], stats: dict[Key, CellStats], scorer: Scorer | None,
+         alpha: float = 0.05) -> list[str]:
+    """The most accurate row, named only if the data separate it from the runner-up."""
+    scored = [(k, s) for k, s in stats.items() if s.ok]
+    if len(scored) < 2:
+        return []
+    ranked = sorted(scored, key=lambda ks: -ks[1].accuracy())
+    (k1, s1), (k2, s2) = ranked[0], ranked[1]
+    a, b = label_of(row_axes, col_axes, k1), label_of(row_axes, col_axes, k2)
+    if s1.accuracy() == s2.accuracy():
+        tied = [label_of(row_axes, col_axes, k) for k, s in ranked if s.accuracy() == s1.accuracy()]
+        return [f"no single best: {', '.join(tied)} tie at accuracy {s1.accuracy():.2f}"]
+    beats = _beats_majority(s1, scorer, alpha)
+    if beats is False:
+        return [f"no best row: the most accurate, {a} (accuracy {s1.accuracy():.2f}), does not beat always "
+                "answering the majority class over items"]
+    m1, m2 = _item_majorities(s1), _item_majorities(s2)
+    common = sorted(set(m1) & set(m2))
+    only1 = sum(1 for i in common if m1[i] and not m2[i])
+    only2 = sum(1 for i in common if m2[i] and not m1[i])
+    p = mcnemar_exact(only1, only2)
+    head = (f"{a} (accuracy {s1.accuracy():.2f}) vs {b} ({s2.accuracy():.2f}), McNemar p={p:.2g} over "
+            f"{len(common)} items ({only1} vs {only2} discordant)")
+    if p >= alpha:
+        return [f"no single best: {head}: not distinguishable at alpha={alpha:g}"]
+    return [f"best by accuracy: {head}: separable at alpha={alpha:g}"]
+
+
+def dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[str],
+              stats: dict[Key, CellStats]) -> list[str]:
+    """The error the experiment declared dangerous, first and in words, per row, counted in items."""
+    kind = scorer.config.dangerous
+    positive = scorer.config.positive
+    what = (f"{scorer.config.field}={str(positive).lower()} said of an item that is not" if kind == "false_positive"
+            else f"{scorer.config.field}={str(positive).lower()} missed")
+    column = _FP if kind == "false_positive" else _FN
+    parts = []
+    for key, s in stats.items():
+        answers = s.fp if kind == "false_positive" else s.fn
+        items = sum(1 for r in s.items.values() if r[column])
+        shown = f"{items} items" if answers == items else f"{items} items ({answers} answers)"
+        parts.append(f"{label_of(row_axes, col_axes, key)}: {shown}")
+    return [f"dangerous errors ({kind.replace('_', ' ')}s: {what}): " + "; ".join(parts)]
