@@ -42,8 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Report": "runner.reporting.tables",
     "ResultSet": "runner.analysis.results",
     "RetryPolicy": "runner.execution.retry",
-    "RunResult": "runner.api",
-    "RunSummary": "runner.execution.executor",
+    "RunSummary": "runner.api",
     "Score": "runner.scoring.scorers",
     "ScoreSummary": "runner.api",
     "Scorer": "runner.scoring.scorers",
@@ -96,7 +95,6 @@ __all__ = [
     "Report",
     "ResultSet",
     "RetryPolicy",
-    "RunResult",
     "RunSummary",
     "Score",
     "ScoreSummary",
@@ -151,7 +149,7 @@ def __dir__() -> list[str]:
 if _typing.TYPE_CHECKING:
     from runner.analysis.results import ResultSet, load_results
     from runner.api import (
-        RunResult,
+        RunSummary,
         ScoreSummary,
         explain,
         explain_async,
@@ -176,7 +174,6 @@ if _typing.TYPE_CHECKING:
     from runner.diagnosis.findings import Finding
     from runner.errors import BackendUnavailable, ConfigError, UserError
     from runner.execution.events import Event
-    from runner.execution.executor import RunSummary
     from runner.execution.retry import RetryPolicy
     from runner.plan.planner import Cell, Job, Plan, build_plan
     from runner.plan.variant import Variant

@@ -82,13 +82,11 @@ def _judge(args: argparse.Namespace, report: Any) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _check_verdict_flags(args)
-    done = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
-                   subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events)
-    if done.study is not None:
-        sys.stdout.write(api.render(done.study))
+    summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
+                      subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events)
+    if summary.study is not None:
+        sys.stdout.write(api.render(summary.study))
         return 0
-    summary = done.summary
-    assert summary is not None
     print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
           f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
     if summary.interrupted:

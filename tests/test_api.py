@@ -9,6 +9,8 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
+
 import runner
 from conftest import Project, base_experiment
 from runner.testing.fault_server import ThreadedFaultServer
@@ -49,9 +51,8 @@ def test_run_report_explain_and_score_through_the_python_api(project: Project, f
     path = project.write(base_experiment(f"{fault_server.url}/v1"))
     seen: list[runner.Event] = []
     events = tmp_path / "events.jsonl"
-    done = runner.run(path, limit=3, subscribers=[seen.append], events_path=events)
-    summary = done.summary
-    assert summary is not None and done.study is None
+    summary = runner.run(path, limit=3, subscribers=[seen.append], events_path=events)
+    assert isinstance(summary, runner.RunSummary) and summary.study is None
     # 2 prompts x 2 temperatures x 3 items x 2 repeats
     assert (summary.planned, summary.succeeded, summary.failed, summary.resumed) == (24, 24, 0, 0)
     kinds = [e.kind for e in seen]
@@ -71,7 +72,7 @@ def test_run_report_explain_and_score_through_the_python_api(project: Project, f
 
     # A second run resumes everything; score finds nothing stale.
     again = runner.run(path, limit=3)
-    assert again.summary is not None and (again.summary.resumed, again.summary.succeeded) == (24, 0)
+    assert (again.resumed, again.succeeded) == (24, 0)
     assert runner.score(path, limit=3) == runner.ScoreSummary(jobs=24, rescored=0)
 
 
@@ -99,3 +100,31 @@ def test_the_read_verbs_never_write_the_store(project: Project, fault_server: Th
     # `runner score` is the verb that stores the new scores.
     assert runner.score(path, limit=2) == runner.ScoreSummary(jobs=16, rescored=16)
     assert runner.score(path, limit=2) == runner.ScoreSummary(jobs=16, rescored=0)
+
+
+def test_run_async_leaves_the_callers_sigterm_alone(project: Project, fault_server: ThreadedFaultServer) -> None:
+    import asyncio
+    import os
+    import signal
+
+    path = project.write(base_experiment(f"{fault_server.url}/v1"))
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        async def caller() -> None:
+            await runner.run_async(path, limit=1)
+            os.kill(os.getpid(), signal.SIGTERM)  # after the run: the caller's handler, not a cancel
+            await asyncio.sleep(0.05)
+
+        asyncio.run(caller())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [signal.SIGTERM]
+
+
+def test_a_study_run_prints_no_progress_line(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.execution.events import Note
+
+    line = runner.api.progress_line(enabled=True)
+    line(Note("smollm2: limit 700 tokens after 17 requests"))
+    assert capsys.readouterr().err == "smollm2: limit 700 tokens after 17 requests\n"

@@ -7,6 +7,7 @@ Each llama.cpp study run takes a few seconds, so there are two of them and no mo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -211,3 +212,23 @@ def test_ollama_fake_truncating_already_at_the_second_probe(
     _check_probes(result)
     first_bad = min((p for p in result["probes"] if p["status"] == "truncated"), key=lambda p: p["words"])
     assert first_bad["words"] == 60 - 11 + 1 and first_bad["sent_tokens"] == 61
+
+
+def test_a_study_written_by_an_older_runner_as_a_side_file_is_still_reported(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # Runners before the studies table wrote results/<name>/context_window.json and no store at all.
+    path = project.write(_study({"kind": "ollama", "base_url": CLOSED_HOST_URL}, {"id": "x"}), name="legacy.yaml")
+    folder = project.root / "results" / "legacy"
+    folder.mkdir(parents=True)
+    probe = {"words": 8, "status": "accepted", "sent_tokens": 20, "read_tokens": 20, "marker_repeated": True,
+             "error": None}
+    result = {"variant": "smollm2", "limit_tokens": 700, "failure": "refused with an error at 701 tokens: x",
+              "failure_kind": "refused", "requests": 12, "request_bound": 14, "counted_by": "the server's tokenizer",
+              "probes": [probe], "items_over": [], "items_checked": 6}
+    (folder / "context_window.json").write_text(json.dumps({"max_tokens": 96, "results": [result]}))
+    capsys.readouterr()
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("smollm2:\n  limit: 700 prompt tokens (the largest prompt read whole; counted by the "
+                          "server's tokenizer)\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["context_window.json"]  # read, nothing written

@@ -10,6 +10,7 @@ from runner.config.loader import load_experiment
 from runner.plan.planner import build_plan
 from runner.scoring.scorers import BinaryClassification, build_scorers
 from runner.store.database import JobRecord
+from runner.testing.fault_server import ThreadedFaultServer
 
 
 def _cell_stats(project: Project, labels: dict[str, bool], answers: dict[str, tuple[str, str]]) -> CellStats:
@@ -60,3 +61,23 @@ def test_every_report_metric_name_is_registered_and_every_registered_metric_is_a
     from runner.config.schema import REPORT_METRICS
 
     assert set(METRICS) == set(REPORT_METRICS)
+
+
+def test_a_registered_metric_is_allowed_in_report_metrics_and_an_unknown_one_is_refused(
+        project: Project, fault_server: ThreadedFaultServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import runner.analysis.metrics as metrics
+    from runner.cli import main
+
+    monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # undone after the test
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["report"] = {"rows": ["prompt"], "metrics": ["n", "double_n"]}
+    path = str(project.write(exp))
+    assert main(["validate", path, "--offline"]) == 2
+    assert capsys.readouterr().err.startswith(f"runner: {path}: report.metrics: unknown metric 'double_n'; use one "
+                                              "of: n, items, failed, ")
+    metrics.register_metric("double_n", lambda s: 2 * s.ok)
+    assert main(["run", path, "--quiet", "--limit", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["prompt", "n", "double_n"]
+    assert [line.split()[1:] for line in lines[4:6]] == [["4", "8"], ["4", "8"]]

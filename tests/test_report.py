@@ -192,7 +192,8 @@ def test_report_without_a_store_counts_everything_as_not_run(project: Project) -
     report = build_report(load_results(plan, None, build_scorers(list(experiment.scorers), "valid")))
     assert report.totals == {"planned": PLANNED, "ok": 0, "failed": 0, "missing": PLANNED}
     assert [r[2] for r in report.tables[0].rows] == [0, 0, 0, 0]
-    assert json.loads(render(report, "json"))["tables"][0]["rows"][0]["accuracy"] is None
+    assert json.loads(render(report, "json"))["tables"][0]["rows"][0]["accuracy"] == {
+        "value": None, "low": None, "high": None, "n_items": 0, "n_jobs": 0, "interval": None}
 
 
 def test_report_without_scorers_shows_request_metrics(project: Project, fault_server: ThreadedFaultServer) -> None:
@@ -240,7 +241,8 @@ def test_json_output_has_numbers_and_no_bare_nan(project: Project, fault_server:
     data = _strict_json(render(_report(path), "json"))
     (table,) = data["tables"]
     row = table["rows"][0]
-    assert row["agreement"] is None and row["flip_rate"] is None
+    assert row["agreement"]["value"] is None and row["flip_rate"]["value"] is None  # nothing was repeated
+    assert row["agreement"]["low"] is None and row["kappa"]["value"] is not None
     assert isinstance(row["outcomes"], dict) and sum(row["outcomes"].values()) == pytest.approx(1)
     assert set(row["answers"]) <= {"true", "false"}
     (cmp, *_) = table["comparisons"]

@@ -41,7 +41,7 @@ def test_agreement_needs_repeats(project: Project, fault_server: ThreadedFaultSe
     path = str(project.write(exp))
     assert main(["run", path, "--quiet", "--no-report"]) == 0
     rows = _report(path, capsys)["tables"][0]["rows"]
-    assert {r["agreement"] for r in rows} == {None}  # nothing was repeated, so nothing agreed: null
+    assert {r["agreement"]["value"] for r in rows} == {None}  # nothing was repeated, so nothing agreed: null
 
 
 def test_no_verdict_over_failed_requests_and_the_dangerous_error_is_named(

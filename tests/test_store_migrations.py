@@ -64,3 +64,15 @@ def test_a_read_only_open_of_a_version_1_store_neither_migrates_nor_writes(tmp_p
         store.close()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+
+
+def test_an_empty_store_file_is_read_as_no_results_and_migrated_by_a_run(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"")
+    assert Store.open_readonly(path) is None
+    store = Store.open(path)
+    try:
+        assert store.succeeded_ids() == set()
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()

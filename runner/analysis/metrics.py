@@ -1,11 +1,8 @@
-"""From stored results to per-cell metrics.
+"""From stored results to per-cell metrics, and the registry of report columns.
 
-The plan says which jobs belong to the experiment as it is written now (an edited YAML leaves old
-jobs in the store; they are ignored); the store says what happened to each. Cells are read one at
-a time in plan order, so memory follows the largest cell, not the whole run.
-
-`CellStats` accumulates raw counts and lists and can merge with another, which is how a report
-pools cells that differ only on axes it does not show.
+`CellStats` accumulates one cell's raw counts, per item as well as in total (the item is the unit
+of every interval: `runner.analysis.clustered`), and can merge with another, which is how a report
+pools cells that differ only on axes it does not show. `runner.analysis.results` feeds it.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +34,7 @@ from runner.analysis.stats import (
     summarize_runs,
     wilson_interval,
 )
+from runner.errors import ConfigError
 from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
 from runner.store import JobRecord
@@ -365,7 +364,7 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(name: str, compute: Callable[[CellStats], Any], *, rate: bool = False) -> None:
-    """Add a report column; its name is then allowed in `report.metrics` (see config.REPORT_METRICS)."""
+    """Add a report column; its name is then allowed in `report.metrics`."""
     METRICS[name] = Metric(name, compute, rate)
 
 
@@ -424,3 +423,11 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
             score = Score.from_dict(hit)
         out.append(score)
     return out
+
+
+def check_report_metrics(metrics: list[str] | None, file: Path) -> None:
+    """`report.metrics` names registered metrics only (checked when an experiment is prepared)."""
+    for name in metrics or []:
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric {name!r}", file=file, key="report.metrics",
+                              fix=f"use one of: {', '.join(METRICS)}")

@@ -165,9 +165,14 @@ def mcnemar_exact(b: int, c: int) -> float:
     _check_counts(b=b, c=c)
     if b + c == 0:
         return 1.0
-    # Symmetric at p = 0.5: the two-sided p is twice the smaller tail, summed in exact integers.
+    # Symmetric at p = 0.5: the two-sided p is twice the smaller tail, summed in exact integers (each
+    # binomial coefficient from the previous one, so the sum is linear in k).
     n, k = b + c, min(b, c)
-    return min(1.0, float(2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n))
+    term = total = 1
+    for i in range(k):
+        term = term * (n - i) // (i + 1)
+        total += term
+    return min(1.0, float(2 * total / 2**n))
 
 
 def binomial_greater(successes: int, n: int, p0: float) -> float:

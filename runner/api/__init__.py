@@ -40,13 +40,13 @@ from runner.api._read import (
     results,
     verdict_exit_code,
 )
-from runner.api._run import RunResult, ScoreSummary, run, run_async, score, score_async
+from runner.api._run import RunSummary, ScoreSummary, run, run_async, score, score_async
 
 __all__ = [
     "VERDICT_NOT_MET",
     "PlanStatus",
     "Prepared",
-    "RunResult",
+    "RunSummary",
     "ScoreSummary",
     "VariantProbe",
     "experiment_hash",

@@ -45,9 +45,11 @@ def prepare(path: str | Path, *, for_reading: bool = False) -> Prepared:
 
     experiment = load_experiment(path)  # first: a broken file costs no more imports than this
 
+    from runner.analysis.metrics import check_report_metrics
     from runner.plan.planner import build_plan
     from runner.scoring.scorers import build_scorers, check_scorers
 
+    check_report_metrics(experiment.report.metrics, experiment.source_path)
     plan = build_plan(experiment)
     if not for_reading:
         plan.check_templates()

@@ -56,12 +56,16 @@ def explain(path: str | Path, *, limit: int | None = None) -> list[Finding]:
 
 def _stored_study(p: Prepared, path: str | Path) -> ContextStudy:
     from runner.capabilities.context_window import ContextStudy
+    from runner.store import Store
 
-    store = open_store(p, path)
-    try:
-        data = store.latest_study(ContextStudy.KIND)
-    finally:
-        store.close()
+    # Runners before the studies table wrote only a side file and no store: a missing store is no error.
+    store = Store.open_readonly(p.store_path)
+    data = None
+    if store is not None:
+        try:
+            data = store.latest_study(ContextStudy.KIND)
+        finally:
+            store.close()
     legacy = p.store_path.parent / "context_window.json"
     source: Path | str = p.store_path
     if data is None and legacy.is_file():

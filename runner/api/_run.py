@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from runner.backends.base import Variant
     from runner.capabilities.context_window import ContextStudy
     from runner.execution.events import Subscriber
-    from runner.execution.executor import RunSummary
+    from runner.execution.executor import RunSummary as ExecutorSummary
     from runner.store import Store
 
 
@@ -22,34 +22,58 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class RunResult:
-    """What `run` did: the executor's summary, or for a study experiment the study's results."""
+class RunSummary:
+    """What `run` did. For a study experiment (a search, not a grid) `study` holds its results and
+    the job counts are zero."""
 
-    summary: RunSummary | None = None
+    run_id: int = 0
+    planned: int = 0
+    resumed: int = 0  # planned jobs already stored by an earlier run
+    succeeded: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    completion_tokens: int = 0
     study: ContextStudy | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # from stored probes: what the server ignores
 
     @property
-    def interrupted(self) -> bool:
-        return self.summary is not None and self.summary.interrupted
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @classmethod
+    def of(cls, done: ExecutorSummary, warnings: list[str]) -> RunSummary:
+        return cls(done.run_id, done.planned, done.resumed, done.succeeded, done.failed, done.interrupted,
+                   done.elapsed_s, done.completion_tokens, None, warnings)
 
 
 def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, concurrency: int | None = None,
-        subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None) -> RunResult:
+        subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None) -> RunSummary:
     """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
 
     `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
     them to a JSON-lines file as well. Ctrl-C or SIGTERM stops the run: what was stored stays,
     and the result says `interrupted`."""
     import asyncio
+    import contextlib
+    import signal
 
-    return asyncio.run(run_async(path, limit=limit, fresh=fresh, concurrency=concurrency,
-                                 subscribers=subscribers, events_path=events_path))
+    async def owned() -> RunSummary:
+        # This loop is ours (not a caller's), so SIGTERM (a CI timeout, `kill`) may stop it like Ctrl-C:
+        # cancel the run, keep what is stored. run_async leaves a caller's signal handling alone.
+        task = asyncio.current_task()
+        if task is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run_async(path, limit=limit, fresh=fresh, concurrency=concurrency, subscribers=subscribers,
+                               events_path=events_path)
+
+    return asyncio.run(owned())
 
 
 async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool = False,
                     concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
-                    events_path: str | Path | None = None) -> RunResult:
+                    events_path: str | Path | None = None) -> RunSummary:
     from runner.execution.events import Events, JsonLinesLog
 
     p = prepare(path)
@@ -59,7 +83,7 @@ async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool =
         events.subscribers.append(log)
     try:
         if p.experiment.study is not None:
-            return RunResult(study=await _run_study(p, events))
+            return RunSummary(study=await _run_study(p, events))
         return await _run_grid(p, events, limit, fresh, concurrency)
     finally:
         if log is not None:
@@ -67,10 +91,8 @@ async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool =
 
 
 async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
-                    concurrency: int | None) -> RunResult:
+                    concurrency: int | None) -> RunSummary:
     import asyncio
-    import contextlib
-    import signal
 
     from runner.backends.base import StartContext
     from runner.execution.executor import Executor, RunOptions
@@ -80,11 +102,6 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     settings = p.experiment.backend
     options = RunOptions(concurrency or settings.concurrency, limit, fresh)
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
-    task = asyncio.current_task()
-    if task is not None:
-        # SIGTERM (a CI timeout, `kill`) stops like Ctrl-C: cancel, keep what is stored.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     needed = None if fresh else _variants_with_work(p, limit)
     # Reachability first, before the store exists: an unreachable server must leave nothing behind.
     await p.backend.start(StartContext(needed=needed, notify=events.note))
@@ -102,7 +119,7 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
             summary = await executor.run(options, experiment_hash(p.experiment))
         except asyncio.CancelledError:
             summary = executor.summary(interrupted=True)
-        return RunResult(summary=summary, warnings=warnings)
+        return RunSummary.of(summary, warnings)
     finally:
         await p.backend.close()
         store.close()

@@ -103,7 +103,7 @@ class HttpClient:
                                retryable=True) from exc
         try:
             return json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
             # A truncated body is what a proxy or a crashing server sends; another attempt may succeed.
             raise MalformedBody(f"malformed response body: {raw[:80]!r}", retryable=True) from exc
 

@@ -68,8 +68,14 @@ class OllamaBackend(Backend):
             schema = (fmt.get("json_schema") or {}).get("schema")
             body["format"] = schema if schema else "json"
         data = await self.client.post_json("/api/chat", body)
-        if not isinstance(data, dict) or "message" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             raise BackendError("response had no message", retryable=False)
+        try:
+            return self._completion(body, data)
+        except (TypeError, ValueError, ZeroDivisionError) as exc:  # counts that are not numbers: the server's fault
+            raise BackendError(f"response has malformed counts ({type(exc).__name__}: {exc})", retryable=False) from exc
+
+    def _completion(self, body: dict[str, Any], data: dict[str, Any]) -> Completion:
         evals, eval_ns = data.get("eval_count"), data.get("eval_duration")
         prompt_n, prompt_ns = data.get("prompt_eval_count"), data.get("prompt_eval_duration")
         timings = {
@@ -77,6 +83,6 @@ class OllamaBackend(Backend):
             "predicted_per_second": evals / (eval_ns / 1e9) if evals and eval_ns else None,
             "prompt_per_second": prompt_n / (prompt_ns / 1e9) if prompt_n and prompt_ns else None,
         }
-        return Completion(text=str((data.get("message") or {}).get("content", "")),
+        return Completion(text=str(data["message"].get("content", "")),
                           finish_reason=data.get("done_reason"), prompt_tokens=prompt_n, completion_tokens=evals,
                           request=body, response=data, timings=timings)

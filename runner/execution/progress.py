@@ -39,6 +39,9 @@ class Progress:
         self.clock = clock
         self.stream = stream or sys.stderr
         self.enabled = enabled
+        # A subscriber starts inactive and draws once the run has started (a study's notes come
+        # without any run: no "0/0" line among them).
+        self.active = True
         self.tty = self.stream.isatty()
         self.log_every_s = log_every_s
         self.done = 0
@@ -125,7 +128,7 @@ class Progress:
         return " | ".join(parts)
 
     def draw(self, force: bool = False) -> None:
-        if not self.enabled:
+        if not self.enabled or not self.active:
             return
         now = self.clock()
         interval = 0.1 if self.tty else self.log_every_s
@@ -139,7 +142,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if not self.enabled:
+        if not self.enabled or not self.active:
             return
         if self.tty:
             self.stream.write("\r\033[K" + self.line() + "\n")
@@ -168,10 +171,12 @@ class ProgressSubscriber:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
+        progress.active = False
 
     def __call__(self, event: Event) -> None:
         p = self.progress
         if isinstance(event, RunStarted):
+            p.active = True
             p.total = event.planned
             p.skip(event.resumed)
         elif isinstance(event, VariantLoading):

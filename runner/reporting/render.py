@@ -104,7 +104,7 @@ def _csv(report: Report) -> str:
 
 
 def _is_interval(records: list[Record], metric: str) -> bool:
-    return any(isinstance(r.metrics[metric], dict) and "low" in r.metrics[metric] for r in records)
+    return bool(records) and all(isinstance(r.metrics[metric], dict) and "low" in r.metrics[metric] for r in records)
 
 
 def _cell(value: Any) -> Any:

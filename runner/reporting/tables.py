@@ -21,6 +21,8 @@ from runner.scoring.scorers import BinaryClassification
 
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
                    "outcomes"]
+INTERVAL_METRICS = {"accuracy", "json_valid", "precision", "recall", "flip_rate", "run_mean", "f1", "kappa", "mcc",
+                    "balanced_accuracy", "agreement"}
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 
 
@@ -155,6 +157,11 @@ def _interval(stats: CellStats, metric: str) -> tuple[float, float] | None:
     return interval
 
 
+def has_interval(metric: str) -> bool:
+    """Metrics reported with a 95% interval over items (when a scorer scored them)."""
+    return metric in INTERVAL_METRICS
+
+
 def raw_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     """A metric as data: a rate with its interval as {value, low, high, n_items, n_jobs}; a share
     breakdown (outcomes, answers) as {name: share}; other numbers as numbers; undefined as None."""
@@ -169,13 +176,16 @@ def raw_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     value = stats.metric(metric)
     if isinstance(value, float) and math.isnan(value):
         value = None
-    interval = _interval(stats, metric) if with_interval else None
-    if interval is not None:
-        rate = stats.clustered(metric)
-        method = rate.method if rate is not None else "item bootstrap"
-        return {"value": value, "low": interval[0], "high": interval[1], "n_items": len(stats.items),
-                "n_jobs": rate.n_jobs if rate is not None else stats.ok, "interval": method}
-    return value
+    if not (with_interval and has_interval(metric)):
+        return value
+    # Every metric that can have an interval is the same object in every row, bounds null where
+    # undefined, so JSON readers and CSV columns need no special cases.
+    interval = _interval(stats, metric)
+    rate = stats.clustered(metric)
+    return {"value": value, "low": interval[0] if interval else None, "high": interval[1] if interval else None,
+            "n_items": rate.n_items if rate is not None else len(stats.items),
+            "n_jobs": rate.n_jobs if rate is not None else stats.ok,
+            "interval": (rate.method if rate is not None else "item bootstrap") if interval else None}
 
 
 def _key(value: Any) -> str:

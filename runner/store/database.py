@@ -68,6 +68,9 @@ class Store:
             conn.close()
             raise UserError(f"results store has schema version {version}, newer than this runner's "
                             f"{SCHEMA_VERSION}", file=path, fix="upgrade the runner")
+        if version == 0:
+            conn.close()  # an empty file (or one never migrated): nothing stored in it yet
+            return None
         store = cls(conn, path)
         store.version = version
         return store
