@@ -56,3 +56,31 @@ def test_no_verdict_over_failed_requests_and_the_dangerous_error_is_named(
     assert judged and all("not judged: " in n and "requests failed" in n for n in judged), judged
     assert any(n.startswith("dangerous errors (false positives: valid=true said of an item that is not): ")
                for n in notes)
+
+
+def test_agreement_over_answers_without_a_class_compares_their_text(
+        project: Project, fault_server: ThreadedFaultServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # The fault server answers JSON without a "verdict" key: no answer states a class, and the repeats'
+    # texts differ (each repeat's request has its own seed). They must not read as perfectly consistent.
+    exp = base_experiment(f"{fault_server.url}/v1")
+    exp["scorers"] = [{"type": "json_field", "field": "verdict"}]
+    exp["report"] = {"rows": ["prompt"], "metrics": ["n", "agreement", "flip_rate", "outcomes"]}
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0
+    rows = _report(path, capsys)["tables"][0]["rows"]
+    for row in rows:
+        assert row["outcomes"] == {"wrong_shape": 1.0}
+        assert row["agreement"]["value"] == 0.5  # two repeats, two different texts, for every item
+        assert row["flip_rate"]["value"] == 1.0
+
+
+def test_best_is_not_named_when_the_rows_are_not_separable(
+        project: Project, fault_server: ThreadedFaultServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # The fault server's answers are a coin flip per request: no row is separable from the next.
+    exp = base_experiment(f"{fault_server.url}/v1")
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0
+    notes = _report(path, capsys)["tables"][0]["notes"]
+    assert not any(n.startswith("best by accuracy") for n in notes)
+    (verdict,) = [n for n in notes if n.startswith(("no single best", "no best row"))]
+    assert verdict.startswith(("no single best: prompt=", "no best row: the most accurate, prompt="))
