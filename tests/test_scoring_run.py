@@ -74,9 +74,14 @@ def test_a_cut_off_answer_that_matches_is_truncated_not_right(project: Project,
     metrics = _row(path)
     assert metrics["accuracy"]["value"] == pytest.approx(0.5)
     assert metrics["outcomes"] == {"answered": 0.5, "truncated": 0.5}
+    # The loop is named as one, and only the other cut-off answer is told to raise max_tokens.
     texts = [f.text for f in runner.explain(path)]
-    assert texts[0] == ("fake: 2 of 4 answers cut off at max_tokens=16; raise max_tokens or constrain the output "
-                        "(response_format)")
+    assert texts == [
+        "fake: 2 of 4 answers cut off at max_tokens=16; for the 1 that is not a repetition loop, raise "
+        "max_tokens or constrain the output (response_format)",
+        "fake: 1 of 2 answers cut off at max_tokens=16 are repetition loops (the same text over and over): "
+        "raising max_tokens will not help; a repeat penalty or a shorter field might",
+    ]
 
 
 def test_labels_a_regex_cannot_compare_are_an_error_before_any_request(
