@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
 from conftest import Project, base_experiment
 from runner.analysis.results import load_results
-from runner.analysis.stats import binomial_greater, mcnemar_sample_size
+from runner.analysis.stats import binomial_greater, mcnemar_sample_size, paired_bootstrap_difference
 from runner.cli import main
 from runner.config.loader import load_experiment
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
@@ -51,10 +52,11 @@ def _rows(n: int = 10, valid: Callable[[int], bool] = lambda k: k % 2 == 0) -> l
     return rows
 
 
-def _experiment(prompts: int = 1, repeats: int = 1, **scorer: Any) -> dict[str, Any]:
+def _experiment(prompts: int = 1, repeats: int = 1, temperature: float = 0.7, **scorer: Any) -> dict[str, Any]:
+    # Sampled (temperature 0.7) unless a test says otherwise: repeats at temperature 0 are a finding of their own.
     exp = base_experiment()
     exp["prompts"]["variants"] = exp["prompts"]["variants"][:prompts]
-    exp["sampling"] = {"temperature": 0.0, "seed": 1, "max_tokens": 16}
+    exp["sampling"] = {"temperature": temperature, "seed": 1, "max_tokens": 16}
     exp["repeats"] = repeats
     exp["scorers"] = [{"type": "binary", "field": "valid", **scorer}]
     return exp
@@ -435,7 +437,8 @@ def test_item_wrong_everywhere(fill: Any) -> None:
     f = findings[0]
     assert f.text == ("1 of 10 items are wrong in every cell (2 cells): i03; suspect the item or the task, "
                       "not the settings")
-    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False}
+    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False, "explained_by": None,
+                         "by_outcome": []}
     assert f.subject == "items"
     assert f.weight == pytest.approx(0.05)
 
@@ -477,7 +480,8 @@ def test_one_cell_does_not_blame_the_item_over_the_settings(fill: Any) -> None:
     assert f.kind == "item_wrong_everywhere"
     assert f.text == ("1 of 10 items are wrong in every cell (2 cells): i03; suspect the item or the task, "
                       "not the settings")
-    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False}
+    assert f.numbers == {"items": ["i03"], "cells": 2, "one_class": False, "explained_by": None,
+                         "by_outcome": []}
 
 
 # --- comparisons ----------------------------------------------------------------------------------
@@ -492,10 +496,10 @@ def _connor(p10: float, p01: float, alpha: float = 0.05, power: float = 0.8) -> 
 
 
 def test_underpowered_comparison(fill: Any) -> None:
-    # Prompt a (baseline) right on i00..i05; prompt b right on i00..i04 and i06..i08.
-    # Pairs: 10; only b right: i06 i07 i08 (3); only a right: i05 (1). Difference 0.8 - 0.6 = +0.20.
-    # McNemar: 1 of 4 discordant at p=0.5, two-sided = 2 * (1 + 4) / 16 = 0.625; one comparison, Holm the same.
-    # Connor: p10 = 0.3, p01 = 0.1, pd = 0.4, delta = 0.2;
+    # 20 items. Both prompts right on i00..i09; only prompt b right on i10..i15 (6); only prompt a (the
+    # baseline) right on i16 i17 (2); both wrong on i18 i19. Accuracy a 12/20 = 0.6, b 16/20 = 0.8: +0.20.
+    # McNemar: 2 of 8 discordant at p=0.5, two-sided = 2 * (1 + 8 + 28) / 256 = 0.289; one comparison, Holm the same.
+    # Connor: p10 = 6/20 = 0.3, p01 = 2/20 = 0.1, pd = 0.4, delta = 0.2;
     #   n = ((1.959964 * sqrt(0.4) + 0.841621 * sqrt(0.4 - 0.04)) / 0.2)^2
     #     = ((1.959964 * 0.632456 + 0.841621 * 0.6) / 0.2)^2 = ((1.239581 + 0.504973) / 0.2)^2
     #     = 8.722770^2 = 76.09 -> 77
@@ -503,24 +507,53 @@ def test_underpowered_comparison(fill: Any) -> None:
 
     def answer(job: Job) -> Answer:
         k = _k(job)
-        good = k <= 5 if job.cell.get("prompt") == "a" else k <= 4 or 6 <= k <= 8
+        good = k <= 9 or (10 <= k <= 15 if job.cell.get("prompt") == "b" else k in (16, 17))
         return right(job) if good else wrong(job)
 
-    findings = fill(answer, exp=exp).diagnose()
+    findings = fill(answer, exp=exp, rows=_rows(20)).diagnose()
     f = _one(findings, "underpowered")
-    assert f.numbers["n_pairs"] == 10
+    assert f.numbers["n_pairs"] == 20
+    assert f.numbers["discordant"] == 8
     assert f.numbers["difference"] == pytest.approx(0.2)
-    assert f.numbers["p"] == pytest.approx(0.625)
-    assert f.numbers["p"] == pytest.approx(sps.binomtest(1, 4, 0.5).pvalue)
-    assert f.numbers["p_holm"] == pytest.approx(0.625)
-    assert f.numbers["pairs_needed"] == mcnemar_sample_size(3 / 10, 1 / 10) == _connor(0.3, 0.1) == 77
-    assert f.text == ("prompt b vs a: difference +0.20 in accuracy is not detectable at n=10 items (McNemar "
-                      "p=0.62, Holm 0.62); about 77 items would be needed for 80% power at alpha=0.05 (Connor 1987)")
+    assert f.numbers["p"] == pytest.approx(74 / 256)
+    assert f.numbers["p"] == pytest.approx(sps.binomtest(2, 8, 0.5).pvalue)
+    assert f.numbers["p_holm"] == pytest.approx(74 / 256)
+    assert f.numbers["pairs_needed"] == mcnemar_sample_size(6 / 20, 2 / 20) == _connor(0.3, 0.1) == 77
+    assert f.text == ("prompt b vs a: difference +0.20 in accuracy is not detectable at n=20 items (McNemar "
+                      "p=0.29, Holm 0.29); about 77 items would be needed for 80% power at alpha=0.05 (Connor 1987)")
     assert f.subject == "prompt b vs a"
     assert f.hypothesis == "prompt engineering"
     assert f.weight == pytest.approx(0.05)
-    # i09 is wrong under both prompts.
-    assert _one(findings, "item_wrong_everywhere").numbers["items"] == ["i09"]
+    assert _one(findings, "item_wrong_everywhere").numbers["items"] == ["i18", "i19"]
+
+
+def test_too_few_discordant_pairs_give_no_items_needed(fill: Any) -> None:
+    # Prompt a (baseline) right on i00..i05; prompt b right on i00..i04 and i06..i08.
+    # Pairs: 10; only b right: i06 i07 i08 (3); only a right: i05 (1). Difference 0.8 - 0.6 = +0.20.
+    # McNemar: 1 of 4 discordant at p=0.5, two-sided = 2 * (1 + 4) / 16 = 0.625. Connor would say 77 from
+    # these 4 pairs (the proportions of the test above), which is a guess: 4 < 5 discordant pairs.
+    exp = _experiment(prompts=2)
+
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        good = k <= 5 if job.cell.get("prompt") == "a" else k <= 4 or 6 <= k <= 8
+        return right(job) if good else wrong(job)
+
+    filled = fill(answer, exp=exp)
+    f = _one(filled.diagnose(), "underpowered")
+    assert f.numbers == {"n_pairs": 10, "difference": pytest.approx(0.2), "p": pytest.approx(0.625),
+                         "p_holm": pytest.approx(0.625), "discordant": 4, "pairs_needed": None}
+    assert f.text == ("prompt b vs a: difference +0.20 in accuracy is not detectable at n=10 items (McNemar "
+                      "p=0.62, Holm 0.62); too few discordant pairs to estimate the items needed (4 discordant, at "
+                      "least 5 needed)")
+    (cmp,) = load_results(filled.plan, filled.store, filled.scorers).comparisons(0.05)
+    assert cmp.items_needed() is None and not cmp.estimable
+    # With one repeat the interval is the paired bootstrap of the right/wrong pairs, as before.
+    assert (cmp.difference, cmp.low, cmp.high) == pytest.approx(
+        paired_bootstrap_difference([k <= 5 for k in range(10)], [k <= 4 or 6 <= k <= 8 for k in range(10)]))
+    assert cmp.sentence() == ("prompt b vs a: accuracy 0.80 vs 0.60 over 10 items; difference +0.20 [-0.20, +0.50]; "
+                              "McNemar p=0.625 (Holm 0.625, 3 vs 1 discordant): noise at this n; too few discordant "
+                              "pairs to estimate the items needed")
 
 
 @pytest.mark.parametrize("wrong_under", [
@@ -552,7 +585,7 @@ def test_pairs_needed_is_more_than_pairs_tested(fill: Any) -> None:
     f = _one(findings, "underpowered")
     # Connor's 4 is fewer than the 5 pairs tested, so no estimate is quoted; the sentence says why instead.
     assert f.numbers == {"n_pairs": 5, "difference": 1.0, "p": pytest.approx(0.0625), "p_holm": pytest.approx(0.0625),
-                         "pairs_needed": None}
+                         "discordant": 5, "pairs_needed": None}
     assert f.text == ("prompt b vs a: difference +1.00 in accuracy is not detectable at n=5 items (McNemar p=0.062, "
                       "Holm 0.062); the normal approximation says this n should suffice, but the exact test on so few "
                       "discordant items does not reach significance")
@@ -806,3 +839,167 @@ def test_too_few_answers_for_a_constant_answer(fill: Any) -> None:
     findings = fill(lambda j: json.dumps({"valid": True}), rows=_rows(4)).diagnose()
     assert "constant" not in " ".join(_kinds(findings))
     assert _kinds(findings) == ["no_better_than_majority"]
+
+
+# --- findings checked against the settings and against each other ----------------------------------
+
+LOOP = '{"valid": false, "failures": [' + '"port out of range", ' * 15 + '"port ou'
+CUT = '{"valid": tr'
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+    "type": "object", "properties": {"valid": {"type": "boolean"}}, "required": ["valid"]}}}
+
+
+def _cut(text: str) -> dict[str, Any]:
+    return {"text": text, "finish_reason": "length", "completion_tokens": 16}
+
+
+def test_cut_off_repetition_loops_are_named(fill: Any) -> None:
+    # i00..i02 cut off in a loop of the same failure; the other seven right.
+    findings = fill(lambda j: _cut(LOOP) if _k(j) < 3 else right(j)).diagnose()
+    assert _kinds(findings)[:2] == ["truncated", "repetition_loop"]
+    truncated, loop = findings[:2]
+    # Every cut-off answer is a loop: no advice to raise max_tokens, which would only lengthen the loops.
+    assert truncated.text == "fake: 3 of 10 answers cut off at max_tokens=16, every one a repetition loop"
+    assert truncated.numbers == {"count": 3, "n": 10, "max_tokens": 16}
+    assert loop.text == ("fake: 3 of 3 answers cut off at max_tokens=16 are repetition loops (the same text over and "
+                         "over): raising max_tokens will not help; a repeat penalty or a shorter field might")
+    assert loop.numbers == {"count": 3, "truncated": 3, "n": 10, "max_tokens": 16}
+    assert loop.weight == pytest.approx(0.3)
+    assert loop.hypothesis is None
+
+
+def test_cut_off_answers_some_of_them_loops(fill: Any) -> None:
+    # i00 loops; i01 i02 are cut off mid-JSON, as an answer too long for max_tokens is.
+    findings = fill(lambda j: _cut(LOOP) if _k(j) == 0 else _cut(CUT) if _k(j) < 3 else right(j)).diagnose()
+    assert _one(findings, "truncated").text == (
+        "fake: 3 of 10 answers cut off at max_tokens=16; for the 2 that are not repetition loops, raise max_tokens "
+        "or constrain the output (response_format)")
+    loop = _one(findings, "repetition_loop")
+    assert loop.text.startswith("fake: 1 of 3 answers cut off at max_tokens=16 are repetition loops")
+    assert loop.numbers == {"count": 1, "truncated": 3, "n": 10, "max_tokens": 16}
+    assert loop.weight == pytest.approx(0.1)
+
+
+def test_under_a_json_schema_the_advice_is_not_to_constrain_the_output(fill: Any) -> None:
+    # response_format set: i00..i02 cut off mid-JSON, i03 i04 prose (the server ignored the schema).
+    exp = _experiment()
+    exp["sampling"]["response_format"] = SCHEMA
+    findings = fill(lambda j: _cut(CUT) if _k(j) < 3 else "It is valid." if _k(j) < 5 else right(j),
+                    exp=exp).diagnose()
+    assert _one(findings, "truncated").text == (
+        "fake: 3 of 10 answers cut off at max_tokens=16; raise max_tokens or ask for fewer or shorter fields (the "
+        "output is already constrained by response_format)")
+    assert _one(findings, "no_json").text == (
+        "fake: 2 of 10 answers contain no JSON (prose or an echo of the input) although response_format asks for "
+        "it: check that the server honours response_format (`runner probe`)")
+    assert not any("constrain the output" in f.text for f in findings)
+
+
+def test_repeats_at_temperature_zero_measure_only_determinism(fill: Any) -> None:
+    # Three repeats at temperature 0, every answer right: the one thing to say is what the repeats measure.
+    findings = fill(right, exp=_experiment(repeats=3, temperature=0.0)).diagnose()
+    assert _kinds(findings) == ["temperature_zero_repeats"]
+    (f,) = findings
+    assert f.text == ("fake: 3 repeats at temperature 0 measure only whether the server is deterministic, not "
+                      "sampling variation")
+    assert f.numbers == {"repeats": 3, "temperature": 0.0}
+    assert (f.weight, f.hypothesis) == (0.01, "sampling randomness")
+    # Said once for every cell at temperature 0; not at all for one repeat, or when sampling.
+    [both] = fill(right, exp=_experiment(prompts=2, repeats=2, temperature=0.0)).diagnose()
+    assert both.text == ("in every cell (2): 2 repeats at temperature 0 measure only whether the server is "
+                         "deterministic, not sampling variation")
+    assert fill(right, exp=_experiment(repeats=1, temperature=0.0)).diagnose() == []
+    assert fill(right, exp=_experiment(repeats=3, temperature=0.7)).diagnose() == []
+
+
+def test_items_wrong_everywhere_because_they_were_cut_off_are_not_blamed(fill: Any) -> None:
+    # Two prompts; i00..i02 cut off under both (the "24 of 40 answers cut off" case), the rest right.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: _cut(CUT) if _k(j) < 3 else right(j), exp=exp).diagnose()
+    assert _one(findings, "truncated").text.startswith("in every cell (2): 3 of 10 answers cut off at max_tokens=16")
+    f = _one(findings, "item_wrong_everywhere")
+    assert f.text == ("3 of 10 items are wrong in every cell (2 cells): i00, i01, i02; 6 of their 6 answers state no "
+                      "answer (6 cut off at max_tokens): the findings on those outcomes explain them, not the item or "
+                      "the task")
+    assert f.numbers == {"items": ["i00", "i01", "i02"], "cells": 2, "one_class": False, "explained_by": "outcomes",
+                         "by_outcome": ["i00", "i01", "i02"]}
+    assert f.weight == pytest.approx(0.2 * 3 / 10 * 0.5)
+    assert not any("suspect the item" in g.text for g in findings)
+
+
+def test_items_wrong_everywhere_split_into_explained_and_suspect(fill: Any) -> None:
+    # As above, and i03 answered wrong under both prompts: only i03 is suspect. i04 is cut off under prompt a
+    # and wrong under b: one of its two answers is an answer, so not "mostly" cut off; it is suspect too.
+    exp = _experiment(prompts=2)
+
+    def answer(job: Job) -> Answer:
+        k = _k(job)
+        if k < 3 or (k == 4 and job.cell.get("prompt") == "a"):
+            return _cut(CUT)
+        return wrong(job) if k in (3, 4) else right(job)
+
+    f = _one(fill(answer, exp=exp).diagnose(), "item_wrong_everywhere")
+    assert f.text == ("5 of 10 items are wrong in every cell (2 cells): i00, i01, i02, i03, i04; 3 of them (i00, i01, "
+                      "i02) mostly state no answer (6 of their 6 answers: 6 cut off at max_tokens), which the findings "
+                      "on those outcomes explain; for the other 2 (i03, i04): suspect the item or the task, not the "
+                      "settings")
+    assert (f.numbers["explained_by"], f.numbers["by_outcome"]) == (None, ["i00", "i01", "i02"])
+    assert f.weight == pytest.approx((2 + 0.2 * 3) / 10 * 0.5)
+
+
+def test_two_constant_cells_are_not_called_underpowered(fill: Any) -> None:
+    # Prompt a always answers true; prompt b answers true except on i01 (false, right). Both give a constant
+    # answer (10 of 10 and 9 of 10 items); the one discordant pair (i01) is no difference more items would
+    # detect. i03 i05 i07 i09 (false) are wrong in both cells, and not all the false items (i01 is right
+    # under b): the constant answer explains them.
+    exp = _experiment(prompts=2)
+    findings = fill(lambda j: '{"valid": false}' if j.item.id == "i01" and j.cell.get("prompt") == "b"
+                    else '{"valid": true}', exp=exp).diagnose()
+    assert "underpowered" not in _kinds(findings)
+    f = _one(findings, "both_constant")
+    assert f.text == ("prompt b vs a: both cells give a constant answer (true in 9 of 10 items, true in 10 of 10): "
+                      "more items will not separate them")
+    assert f.numbers == {"n_pairs": 10, "difference": pytest.approx(0.1), "p": 1.0, "p_holm": 1.0, "discordant": 1,
+                         "constant": [True, True]}
+    assert f.weight == pytest.approx(0.025)
+    assert f.hypothesis == "prompt engineering"
+    wrong_everywhere = _one(findings, "item_wrong_everywhere")
+    assert wrong_everywhere.text == (
+        "4 of 10 items are wrong in every cell (2 cells): i03, i05, i07, i09; every cell gives a constant answer "
+        "(true), which is not their label: the constant answer explains them, not the item or the task")
+    assert wrong_everywhere.numbers["explained_by"] == "constant_answer"
+
+
+def _every_third(job: Job, cell: str) -> bool:
+    # 12 items x 3 repeats. Prompt a right on repeat 0 of i00 i01 i02 (3 of 36 answers); prompt b right on
+    # repeats 0 and 1 of i00 and i03 and on repeat 0 of i01 (5 of 36).
+    k, r = _k(job), job.repeat
+    if cell == "a":
+        return k < 3 and r == 0
+    return (k in (0, 3) and r < 2) or (k == 1 and r == 0)
+
+
+def test_comparison_accuracies_are_the_tables_over_items_with_their_repeats(fill: Any) -> None:
+    exp = _experiment(prompts=2, repeats=3)
+    filled = fill(lambda j: right(j) if _every_third(j, j.cell.get("prompt")) else wrong(j), exp=exp,
+                  rows=_rows(12))
+    results = load_results(filled.plan, filled.store, filled.scorers)
+    (cmp,) = results.comparisons(0.05)
+    table = {c.cell.get("prompt"): results.stats(c, 0).accuracy() for c in results.cells}
+    assert table == {"a": pytest.approx(3 / 36), "b": pytest.approx(5 / 36)}
+    # The comparison shows the table's accuracies: each item's share of right repeats, averaged over items.
+    assert (cmp.baseline_accuracy, cmp.value_accuracy) == (pytest.approx(3 / 36), pytest.approx(5 / 36))
+    assert (cmp.n_items, cmp.repeats) == (12, (3, 3))
+    # Per-item differences b - a: i00 2/3 - 1/3, i01 0, i02 -1/3, i03 2/3, the rest 0: mean (2/3) / 12 = 2/36.
+    diffs = [1 / 3, 0, -1 / 3, 2 / 3] + [0] * 8
+    assert cmp.difference == pytest.approx(sum(diffs) / 12) == pytest.approx(5 / 36 - 3 / 36)
+    # The interval is the bootstrap of those per-item differences (2000 resamples of 12 items, seed 0).
+    rng = np.random.default_rng(0)
+    means = np.asarray(diffs)[rng.integers(0, 12, size=(2000, 12))].mean(axis=1)
+    assert (cmp.low, cmp.high) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    # McNemar on each item's majority: right under b for i00 and i03 (2 of 3 repeats), never under a.
+    assert (cmp.n_pairs, cmp.only_value, cmp.only_baseline, cmp.p_value) == (12, 2, 0, 0.5)
+    assert cmp.sentence() == (
+        f"prompt b vs a: accuracy 0.14 vs 0.08 over 12 items, 3 repeats each; difference +0.06 [{cmp.low:+.2f}, "
+        f"{cmp.high:+.2f}]; McNemar on per-item majority p=0.5 (Holm 0.5, 2 vs 0 discordant): noise at this n; too "
+        "few discordant pairs to estimate the items needed")

@@ -28,6 +28,7 @@ from runner.testing.fault_server import (
     FaultServer,
     ThreadedFaultServer,
     _parse_args,
+    answer_text,
     format_retry_after,
 )
 
@@ -292,6 +293,12 @@ async def test_empty_choices(server: FaultServer, session: aiohttp.ClientSession
     {"hold_after": 1.5},
     {"hold_after": True},
     {"hold_after": "3"},
+    {"script": ["two plus two"]},
+    {"script": {"": ("4", "stop")}},
+    {"script": {"two plus two": "4"}},
+    {"script": {"two plus two": ("4", "stop", "extra")}},
+    {"script": {"two plus two": (4, "stop")}},
+    {"script": {"two plus two": ("4", "tool_calls")}},
 ])
 def test_invalid_plans_are_rejected(plan_kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -460,6 +467,56 @@ def test_threaded_server_serves_synchronous_callers() -> None:
         assert srv.stats()["requests"] == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/health", timeout=5)
+
+
+def test_invalid_script_names_the_entry_and_the_allowed_finish_reasons() -> None:
+    with pytest.raises(ValueError) as err:
+        FaultPlan(script={"two plus two": ("4", "tool_calls")})
+    assert str(err.value) == ("FaultPlan.script['two plus two'] finish_reason must be one of stop, length, "
+                              "got 'tool_calls'")
+
+
+async def test_script_answers_a_prompt_substring_with_its_text_and_finish_reason(
+        server: FaultServer, session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    # The first entry that matches wins; the system prompt counts too; multi-part content is read.
+    server.plan = FaultPlan(script={"plus two": ("4 4 4 4", "length"), "two": ("no", "stop"),
+                                    "You judge": ("judged", "stop")})
+    status, data = await chat(session, server.url)
+    assert status == 200
+    [choice] = data["choices"]
+    assert choice["message"]["content"] == "4 4 4 4"
+    assert choice["finish_reason"] == "length"
+    assert data["usage"]["completion_tokens"] == 4
+    other = {**BODY, "messages": [{"role": "user", "content": [{"type": "text", "text": "one and two"}]}]}
+    status, data = await chat(session, server.url, other)
+    assert (data["choices"][0]["message"]["content"], data["choices"][0]["finish_reason"]) == ("no", "stop")
+    system_only = {**BODY, "messages": [{"role": "system", "content": "You judge answers."},
+                                        {"role": "user", "content": "Is it raining?"}]}
+    status, data = await chat(session, server.url, system_only)
+    assert data["choices"][0]["message"]["content"] == "judged"
+    # Unmatched prompts get the usual answer, and the counters count scripted answers as answered.
+    unmatched = {**BODY, "messages": [{"role": "user", "content": "Is it raining?"}]}
+    status, data = await chat(session, server.url, unmatched)
+    assert data["choices"][0]["message"]["content"] == answer_text(expected_key(unmatched))
+    assert data["choices"][0]["finish_reason"] == "stop"
+    assert server.stats["answered"] == 4
+
+
+async def test_a_scripted_request_still_takes_its_fault_draw(server: FaultServer,
+                                                             session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    server.plan = FaultPlan(rate_500=1.0, script={"two": ("4", "stop")})
+    status, _ = await chat(session, server.url)
+    assert status == 500
+    assert server.stats["faults"]["500"] == 1
+
+
+def test_cli_takes_a_script_as_json() -> None:
+    plan, _ = _parse_args(["--script", '{"two plus two": ["4", "length"]}'])
+    assert plan.script == {"two plus two": ["4", "length"]}
+    assert plan.scripted(BODY) == ("4", "length")
+    assert _parse_args([])[0].script == {}
 
 
 def test_cli_takes_hold_after_as_a_whole_number() -> None:

@@ -32,7 +32,7 @@ from runner.config.registry import known_scorers
 from runner.config.scorer_configs import ScorerBase, ScorerConfig
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
-from runner.scoring.base import ANSWERED, EMPTY, Score, Scorer
+from runner.scoring.base import ANSWERED, EMPTY, TRUNCATED, Score, Scorer
 from runner.scoring.errors import ScorerError
 from runner.scoring.registry import register_scorer
 from runner.scoring.scorers import build_scorers, check_scorers
@@ -301,6 +301,20 @@ ITEM = Item("i00", {"id": "i00", "valid": True})
 ])
 def test_what_a_python_function_returns_becomes_a_score(project: Project, body: str, expected: Score) -> None:
     assert _python_scorer(project, body).score('{"valid": true}', "stop", ITEM) == expected
+
+
+@pytest.mark.parametrize("body, expected", [
+    # A bool or a dict without outcome: truncated and wrong, as for the built-in scorers.
+    ("def f(text, finish_reason, fields):\n    return True", Score(TRUNCATED, False, None, True, True)),
+    ("def f(text, finish_reason, fields):\n    return {'correct': True, 'prediction': 7}",
+     Score(TRUNCATED, False, 7, True, True)),
+    # An explicit outcome is the function's own call on the cut-off answer.
+    ("def f(text, finish_reason, fields):\n    return {'correct': True, 'outcome': 'answered'}",
+     Score(ANSWERED, True, None, True, True)),
+])
+def test_a_cut_off_answer_is_truncated_unless_the_function_says_otherwise(project: Project, body: str,
+                                                                         expected: Score) -> None:
+    assert _python_scorer(project, body).score('{"valid": true}', "length", ITEM) == expected
 
 
 def test_an_empty_answer_is_outcome_empty(project: Project) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,9 @@ from pydantic import TypeAdapter
 
 from runner import Score, Scorer, build_scorers, extract_json
 from runner.config.scorer_configs import ScorerConfig
+from runner.errors import ConfigError
 from runner.plan.dataset import Item
+from runner.scoring.values import same_answer
 
 # extract_json
 
@@ -262,3 +265,161 @@ def test_score_round_trips_through_a_dict() -> None:
     score = _scorer(type="binary", field="valid").score('{"valid": "true"}', "stop", _item(True))
     assert Score.from_dict(score.to_dict()) == score
     assert score.to_dict()["outcome"] == "answered"
+
+
+# comparing with the label by its type (runner.scoring.values)
+
+
+@pytest.mark.parametrize("answer, label, same", [
+    # Numbers by value: a capture is text, the label is whatever JSON made it.
+    ("7", 7, True), ("7", 7.0, True), ("7.0", 7, True), (" 7 ", 7, True), ("07", 7, True), ("+7", 7, True),
+    ("7e0", 7, True), (7.0, 7, True), (7, 7.0, True), ("0.1", 0.1, True), ("8", 7, False),
+    ("7 apples", 7, False), ("seven", 7, False), ("7.5", 7, False), (True, 1, False), ("", 7, False),
+    (None, 7, False), ([7], 7, False),
+    # Booleans: true/false text in any case; numbers are not booleans.
+    ("TRUE", True, True), (" false ", False, True), (False, False, True), (True, False, False), (1, True, False),
+    ("yes", True, False),
+    # Text labels; the label text "true" is the boolean.
+    (" Paris ", "paris", True), ("PARIS", "Paris", True), ("Lyon", "Paris", False), (7, "7", True),
+    (True, "true", True), ("True", "TRUE", True), (7.0, "7", False), ("07", "7", False), (None, "x", False),
+    # Structures element by element; null only by null.
+    ([" a ", "7"], ["A", 7], True), (["a"], ["a", "b"], False), ({"n": "7"}, {"n": 7}, True),
+    ({"n": 7}, {"m": 7}, False), (None, None, True), ("null", None, False),
+])
+def test_same_answer_reads_the_answer_by_the_labels_type(answer: Any, label: Any, same: bool) -> None:
+    assert same_answer(answer, label) is same
+
+
+def test_same_answer_case_sensitive_applies_to_text_labels_only() -> None:
+    assert same_answer("Paris", "Paris", case_sensitive=True) is True
+    assert same_answer("paris", "Paris", case_sensitive=True) is False
+    assert same_answer("TRUE", True, case_sensitive=True) is True
+    assert same_answer("7.0", 7, case_sensitive=True) is True
+
+
+def test_regex_capture_equals_a_number_label() -> None:
+    s = _scorer(type="regex", pattern=r"answer is (\d+)")
+    for label in (7, 7.0):
+        score = s.score("I think the answer is 7.", "stop", _item(label))
+        assert (score.outcome, score.correct, score.prediction, score.expected) == ("answered", True, "7", label)
+    assert s.score("the answer is 07", "stop", _item(7)).correct is True
+    assert s.score("the answer is 8", "stop", _item(7)).correct is False
+
+
+def test_regex_case_sensitive() -> None:
+    loose = _scorer(type="regex", pattern=r"city: (\w+)")
+    strict = _scorer(type="regex", pattern=r"city: (\w+)", case_sensitive=True)
+    assert loose.score("city: paris", "stop", _item("Paris")).correct is True
+    assert strict.score("city: paris", "stop", _item("Paris")).correct is False
+    assert strict.score("city: Paris", "stop", _item("Paris")).correct is True
+    assert loose.key != strict.key
+
+
+def test_exact_whole_text_against_a_number_label() -> None:
+    s = _scorer(type="exact")
+    assert s.score("7.0\n", "stop", _item(7)).correct is True
+    assert s.score("7", "stop", _item(7.5)).correct is False
+    assert s.score("True", "stop", _item(True)).correct is True
+
+
+def test_exact_case_sensitive_applies_to_a_json_field_too() -> None:
+    s = _scorer(type="exact", field="city", case_sensitive=True)
+    assert s.score('{"city": "Paris"}', "stop", _item("Paris")).correct is True
+    assert s.score('{"city": "paris"}', "stop", _item("Paris")).correct is False
+
+
+def test_json_field_number_as_text_equals_a_number_label() -> None:
+    s = _scorer(type="json_field", field="n")
+    assert s.score('{"n": "7"}', "stop", _item(7)).correct is True
+    assert s.score('{"n": 7}', "stop", _item("7")).correct is True
+    assert s.score('{"n": [1, 2]}', "stop", _item([1, 2])).correct is True
+
+
+@pytest.mark.parametrize("config, text", [
+    pytest.param({"type": "regex", "pattern": r"(\d+)"}, "7 7 7 7 7 7 7", id="regex"),
+    pytest.param({"type": "exact"}, "7", id="exact"),
+    pytest.param({"type": "exact", "field": "n"}, '{"n": 7} and then some more wor', id="exact-field"),
+    pytest.param({"type": "json_field", "field": "n"}, '{"n": 7}\nBecause seven is', id="json_field"),
+])
+def test_a_cut_off_answer_is_truncated_whatever_it_matched(config: dict[str, Any], text: str) -> None:
+    s = _scorer(**config)
+    score = s.score(text, "length", _item(7))
+    assert (score.outcome, score.correct, score.prediction, score.expected) == ("truncated", False, None, 7)
+    assert s.score(text, "stop", _item(7)).outcome == "answered"
+
+
+def test_a_cut_off_answer_says_what_it_had_matched() -> None:
+    score = _scorer(type="regex", pattern=r"(\d+)").score("5 5 5 5", "length", _item(5))
+    assert score.detail == "cut off at max_tokens after giving '5'"
+    assert _scorer(type="regex", pattern=r"(\d+)").score("no digits", "length", _item(5)).detail == \
+        "cut off at max_tokens"
+
+
+def test_binary_cut_off_after_the_field_is_truncated() -> None:
+    score = _scorer(type="binary", field="valid").score('{"valid": true}\nThe port is in ra', "length", _item(True))
+    assert (score.outcome, score.correct, score.prediction) == ("truncated", False, None)
+    assert score.detail == "cut off at max_tokens after giving True"
+
+
+@pytest.mark.parametrize("text, label, outcome, prediction, detail", [
+    ('{"valid": 1}', True, "wrong_shape", None, "'valid' is 1, not true or false"),
+    ('{"valid": "maybe"}', True, "wrong_shape", None, "'valid' is 'maybe', not true or false"),
+    ('{"valid": 1.0}', True, "wrong_shape", None, "'valid' is a float"),
+    ('{"valid": "1"}', 1, "answered", 1, None),
+    ('{"valid": 0.0}', 0, "answered", 0, None),
+    ('{"valid": "one"}', 1, "wrong_shape", None, "'valid' is 'one', not a whole number"),
+    ('{"valid": 0.5}', 1, "wrong_shape", None, "'valid' is a float"),
+])
+def test_binary_reads_the_class_by_the_labels_kind(text: str, label: Any, outcome: str, prediction: Any,
+                                                   detail: str | None) -> None:
+    score = _scorer(type="binary", field="valid").score(text, "stop", _item(label))
+    assert (score.outcome, score.prediction, score.detail) == (outcome, prediction, detail)
+    assert score.correct is (outcome == "answered")
+
+
+# labels a scorer cannot compare with
+
+
+def _check(config: dict[str, Any], labels: list[Any]) -> None:
+    items = [Item(f"i{k}", {"id": f"i{k}", "label": v}) for k, v in enumerate(labels)]
+    _scorer(**config).check_items(items, Path("exp.yaml"), "scorers[1]")
+
+
+@pytest.mark.parametrize("config, line", [
+    pytest.param({"type": "regex", "pattern": r"(\d+)"},
+                 "exp.yaml: scorers[1]: labels in field 'label' are lists or mappings (2 of 3 items, first 'i1': "
+                 "[1, 2]); scorer type 'regex' compares the text it matches with one value; point expected_field at a "
+                 "field with one value per item, or compare JSON with json_field (or exact with field)", id="regex"),
+    pytest.param({"type": "exact"},
+                 "exp.yaml: scorers[1]: labels in field 'label' are lists or mappings (2 of 3 items, first 'i1': "
+                 "[1, 2]); scorer type 'exact' compares the answer's text with one value; point expected_field at a "
+                 "field with one value per item, or compare JSON with json_field (or exact with field)", id="exact"),
+    pytest.param({"type": "binary", "field": "valid"},
+                 "exp.yaml: scorers[1]: labels in field 'label' are lists or mappings (2 of 3 items, first 'i1': "
+                 "[1, 2]); scorer type 'binary' compares the class it reads with one value; give every item one class "
+                 "(a string, a number or true/false), or map labels with label_map", id="binary"),
+])
+def test_list_or_mapping_labels_are_refused_before_any_request(config: dict[str, Any], line: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _check(config, [7, [1, 2], {"a": 1}])
+    assert err.value.line() == line
+
+
+def test_a_long_label_is_cut_in_the_message() -> None:
+    with pytest.raises(ConfigError) as err:
+        _check({"type": "regex", "pattern": "x"}, [list(range(30))])
+    assert "(1 of 1 items, first 'i0': [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...)" in err.value.line()
+
+
+def test_json_scorers_accept_list_labels() -> None:
+    _check({"type": "json_field", "field": "ports"}, [[80, 443], {"a": 1}])
+    _check({"type": "exact", "field": "ports"}, [[80, 443]])
+    _check({"type": "regex", "pattern": "x"}, [7, "7", True, None])
+
+
+def test_cut_off_code_is_truncated_without_running_it() -> None:
+    s = _scorer(type="code_tests")
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    score = s.score(code, "length", _item(None, tests="assert add(1, 2) == 3"))
+    assert (score.outcome, score.correct, score.prediction, score.detail) == ("truncated", False, None,
+                                                                              "cut off at max_tokens")

@@ -31,7 +31,7 @@ COMMAND = "python -m runner.config.reference > docs/scorers.md"
 OUTCOMES = {
     "answered": "an answer to judge: right or wrong",
     "no_json": "no JSON found in the answer (JSON scorers)",
-    "truncated": "cut off at `max_tokens` (finish reason `length`) before the answer was complete",
+    "truncated": "cut off at `max_tokens` (finish reason `length`): no answer, whatever it matched",
     "wrong_shape": "JSON, but without the field, or with a value that is no class",
     "empty": "an empty answer",
     "no_code": "the code does not compile (`code_tests`)",
@@ -54,8 +54,17 @@ answer is none); the answer is the last object that has the field's first key (a
 comes last), else the first object, else the first candidate. `field` is a dotted path:
 `result.valid`, `items.0.name`.
 
-**Loose comparison.** Strings are compared stripped and in lower case, `"true"` and `"false"`
-equal the booleans, and a whole float equals the integer (`1.0` is `1`).
+**Comparing with the label, by its type** (`runner.scoring.values`). A number label is compared as
+a number: the answer `"7"`, `"7.0"`, `"07"` or `7.0` equals the label `7` (a leading zero does not
+change a quantity; write an identifier such as a postcode as a string). A boolean label equals
+`true`/`false` or the text `"true"`/`"false"` in any case (a number is not a boolean). A text label
+is compared as text, stripped, and in any case unless the scorer has `case_sensitive: true`
+(`exact`, `regex`); the label text `"true"`/`"false"` is the boolean. Scorers that compare one
+value (`exact` without `field`, `regex`, `binary`) refuse, before any request, labels that are
+lists or mappings.
+
+**A cut-off answer** (finish reason `length`) is `truncated` and wrong for every scorer, whatever
+it matched before it stopped.
 
 **Outcomes** of an answer:
 """

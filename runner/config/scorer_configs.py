@@ -27,33 +27,41 @@ class ScorerBase(Strict):
 
 
 class ExactScorer(ScorerBase):
-    """The whole answer against the expected value, as text: both stripped of surrounding whitespace,
-    compared case-insensitively unless `case_sensitive`. With `field`, that field of the answer's JSON
-    is compared instead, loosely, as `json_field` does."""
+    """The whole answer against the expected value, read by the label's type: a number label is
+    compared as a number ("7.0" and "07" equal 7), a boolean label as true/false, a text label as text
+    stripped of surrounding whitespace, case-insensitively unless `case_sensitive`. With `field`, that
+    field of the answer's JSON is compared instead, the same way. Labels that are lists or mappings
+    are refused, unless `field` is set. A cut-off answer is `truncated`, never right."""
 
     type: Literal["exact"]
     expected_field: str | None = Field(None, description="Dataset field to compare with; default: the label.")
     field: str | None = Field(
         None, description="Compare this field (a dotted path) of the answer's JSON instead of the whole text."
     )
-    case_sensitive: bool = Field(False, description="Tell upper from lower case (whole-text comparison only).")
+    case_sensitive: bool = Field(False, description="Tell upper from lower case when the label is text.")
 
 
 class RegexScorer(ScorerBase):
     """Searches the answer for `pattern`; what it finds (group 1 if the pattern has a group, else the
-    whole match) is compared loosely with the expected value. An item with no expected value is right
-    when the pattern matches at all. No match is wrong."""
+    whole match) is compared with the expected value by the label's type, as `exact` does (the
+    capture "7" equals the label 7). An item with no expected value is right when the pattern matches
+    at all. No match is wrong; a cut-off answer is `truncated`, whatever it matched. Labels that are
+    lists or mappings are refused."""
 
     type: Literal["regex"]
     pattern: str = Field(description="Python regex searched in the answer; group 1, if any, is the answer.")
     expected_field: str | None = Field(
         None, description="Dataset field the match (group 1, if any) must equal; default: the label."
     )
+    case_sensitive: bool = Field(
+        False, description="Tell upper from lower case when comparing the match with a text label (not the search)."
+    )
 
 
 class JsonFieldScorer(ScorerBase):
-    """Finds the JSON in the answer, reads `field` from it and compares that loosely with the expected
-    value. No JSON, a cut-off answer and JSON without the field are wrong and counted apart."""
+    """Finds the JSON in the answer, reads `field` from it and compares that with the expected value by
+    the label's type (see `exact`; a list or mapping label is compared element by element). No JSON,
+    a cut-off answer and JSON without the field are wrong and counted apart."""
 
     type: Literal["json_field"]
     field: str = Field(description="Dotted path in the answer's JSON, e.g. result.valid.")
@@ -61,11 +69,12 @@ class JsonFieldScorer(ScorerBase):
 
 
 class BinaryScorer(ScorerBase):
-    """A two-class answer: `field` of the answer's JSON is the predicted class, compared loosely with
-    the dataset label (mapped through `label_map` first). Besides accuracy it gives precision, recall,
-    F1, false positives and negatives (`positive` is the positive class), kappa and MCC. A prediction
-    that is null, a list, an object or a fraction is the wrong shape; no JSON or a cut-off answer
-    states no class."""
+    """A two-class answer: `field` of the answer's JSON is the predicted class, compared with the dataset
+    label (mapped through `label_map` first) by the label's type. Besides accuracy it gives precision,
+    recall, F1, false positives and negatives (`positive` is the positive class), kappa and MCC. A
+    prediction that is null, a list, an object, a fraction, or not of the label's kind (1 or "maybe"
+    for a true/false label) is the wrong shape; no JSON or a cut-off answer states no class. Labels
+    that are lists or mappings are refused."""
 
     type: Literal["binary"]
     field: str = Field(description="Field of the answer's JSON holding the predicted class, e.g. valid.")

@@ -3,14 +3,20 @@
 A finding explains some of the wrong answers (its weight is the share of the cell's answers it
 accounts for) and, where it can, names the hypothesis of the analysis it speaks to. Kinds:
 
-- outcome shares: answers cut off at max_tokens, with no JSON, of the wrong shape, empty, failed;
-- constant answer: one class for at least 90% of a cell's answers;
+- outcome shares: answers cut off at max_tokens, with no JSON, of the wrong shape, empty, failed,
+  with advice that fits the cell's settings, and cut-off answers that are repetition loops
+  (`runner.diagnosis.outcomes`);
+- repeats at temperature 0: they measure only whether the server is deterministic;
+- constant answer: one class for at least 90% of a cell's items that state one;
 - no better than the majority class: exact binomial test against always answering it;
 - flips: items whose answer changes between repeats;
-- item wrong everywhere: suspect the item or the task, not the settings;
+- item wrong everywhere: suspect the item or the task, not the settings, unless an outcome or a
+  constant answer explains those items (`runner.diagnosis.across_cells`);
 - context: prompts close to or over the per-request context;
 - reasons and confidence: whether the stated failures name the broken rule, and calibration;
-- underpowered comparison: a difference too small to detect at this n, with the n that would.
+- underpowered comparison: a difference too small to detect at this n, with the n that would where
+  there are enough discordant pairs to estimate it; two constant cells, which more items will not
+  separate.
 
 Nothing wrong means no findings, said in one line; no finding is made up to fill the page.
 """
@@ -21,27 +27,17 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-from runner.analysis.compare import majority
+from runner.analysis.compare import constant_answer, item_predictions, majority
 from runner.analysis.metrics import hashable
 from runner.analysis.results import ResultSet
 from runner.analysis.stats import binomial_greater, brier_score
 from runner.diagnosis.across_cells import context_findings, items_wrong_everywhere, power_findings
 from runner.diagnosis.findings import CellView, Finding, FindingKind, say_axis_value, say_number, say_value
+from runner.diagnosis.outcomes import determinism_findings, outcome_findings
 from runner.plan.planner import Cell, Plan
-from runner.scoring.scorers import (
-    ANSWERED,
-    EMPTY,
-    FAILED,
-    NO_CODE,
-    NO_JSON,
-    TRUNCATED,
-    WRONG_SHAPE,
-    BinaryClassification,
-    Score,
-)
+from runner.scoring.loops import is_repetition_loop
+from runner.scoring.scorers import ANSWERED, TRUNCATED, BinaryClassification, Score
 
-CONSTANT_SHARE = 0.9
-MIN_FOR_CONSTANT = 5  # "always the same" needs a few answers before it means anything
 
 def diagnose(results: ResultSet, *, alpha: float | None = None) -> list[Finding]:
     """Findings over the first scorer's scores, most important first."""
@@ -55,13 +51,14 @@ def diagnose(results: ResultSet, *, alpha: float | None = None) -> list[Finding]
         return []  # nothing stored yet
     findings: list[Finding] = []
     for c in cells:
-        findings.extend(_outcome_findings(c))
+        findings.extend(outcome_findings(c))
         if isinstance(scorer, BinaryClassification):
             findings.extend(_class_findings(c, scorer, alpha))
             findings.extend(_reason_findings(c, scorer))
         else:
             findings.extend(_wrong_answer_findings(c))
         findings.extend(_flip_findings(c))
+        findings.extend(determinism_findings(c))
     findings.extend(items_wrong_everywhere(cells))
     findings.extend(context_findings(cells))
     findings.extend(power_findings(results.comparisons(alpha), cells, alpha))
@@ -108,17 +105,23 @@ def _collect(results: ResultSet) -> list[CellView]:
     out = []
     for cell in results.cells:
         rows: list[tuple[str, int, Score | None, str | None]] = []
-        c = CellView(cell.cell, _label(cell.cell, varying, plan), results.stats(cell, 0), rows)
+        c = CellView(cell.cell, _label(cell.cell, varying, plan), results.stats(cell, 0), rows, repeats=plan.repeats)
         for result, score in zip(cell.results, cell.scores[0], strict=True):
             c.items[result.job.item.id] = result.job.item.fields
             rec = result.record
             if rec is None:
                 continue
-            rows.append((result.job.item.id, result.job.repeat, score, rec.error if rec.status != "ok" else None))
+            key = (result.job.item.id, result.job.repeat)
+            rows.append((*key, score, rec.error if rec.status != "ok" else None))
+            if score is not None and score.outcome == TRUNCATED and is_repetition_loop(rec.text or ""):
+                c.looped.add(key)
             if rec.prompt_tokens:
                 c.prompt_tokens[result.job.item.id] = rec.prompt_tokens
             if rec.variant and rec.variant.get("n_ctx_per_slot"):
                 c.n_ctx = int(rec.variant["n_ctx_per_slot"])
+        stated = {(item, repeat): s.prediction if s.outcome == ANSWERED else None
+                  for item, repeat, s, _ in rows if s is not None}
+        c.constant = constant_answer(item_predictions(stated).values())
         out.append(c)
     return out
 
@@ -126,52 +129,6 @@ def _collect(results: ResultSet) -> list[CellView]:
 def _label(cell: Cell, varying: list[str], plan: Plan) -> str:
     parts = [f"{a}={say_axis_value(cell.get(a))}" for a in varying]
     return ", ".join(parts) if parts else str(cell.get("model"))
-
-
-# outcomes
-
-
-def _outcome_findings(c: CellView) -> list[Finding]:
-    n = c.stats.ok + c.stats.failed
-    if n == 0:
-        return []
-    out = []
-    max_tokens = c.cell.params.get("max_tokens")
-    counts = c.stats.outcomes
-    if counts[TRUNCATED]:
-        k = counts[TRUNCATED]
-        out.append(Finding(
-            FindingKind.TRUNCATED, c.label,
-            f"{c.label}: {k} of {n} answers cut off at max_tokens={max_tokens}; raise max_tokens or constrain "
-            "the output (response_format)", k / n, "prompt engineering",
-            {"count": k, "n": n, "max_tokens": max_tokens}))
-    if counts[NO_JSON]:
-        k = counts[NO_JSON]
-        out.append(Finding(
-            FindingKind.NO_JSON, c.label,
-            f"{c.label}: {k} of {n} answers contain no JSON (prose or an echo of the input); constrain the output "
-            "with response_format or show the answer format", k / n, "prompt engineering", {"count": k, "n": n}))
-    if counts[WRONG_SHAPE]:
-        k = counts[WRONG_SHAPE]
-        details = Counter(s.detail for _, _, s, _ in c.scores if s is not None and s.outcome == WRONG_SHAPE)
-        detail, times = details.most_common(1)[0]
-        out.append(Finding(
-            FindingKind.WRONG_SHAPE, c.label,
-            f"{c.label}: {k} of {n} answers are JSON of the wrong shape (most often {detail}: {times})",
-            k / n, "prompt engineering", {"count": k, "n": n, "most_common": detail}))
-    for kind, words in ((EMPTY, "are empty"), (NO_CODE, "contain code that does not compile")):
-        if counts[kind]:
-            k = counts[kind]
-            out.append(Finding(FindingKind(kind), c.label, f"{c.label}: {k} of {n} answers {words}", k / n, None,
-                               {"count": k, "n": n}))
-    if counts[FAILED]:
-        k = counts[FAILED]
-        errors = Counter((e or "").split(":")[0] for _, _, _, e in c.scores if e is not None)
-        error, _ = errors.most_common(1)[0]
-        out.append(Finding(FindingKind.FAILED, c.label, f"{c.label}: {k} of {n} requests failed after their retries "
-                           f"(most often: {error}); `runner run` again retries them", k / n, None,
-                           {"count": k, "n": n, "most_common": error}))
-    return out
 
 
 # answers that are well-formed and wrong (scorers without classes: exact, regex, json_field, code_tests)
@@ -229,14 +186,14 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
     unit = "items" if len(c.scores) > n else "answers"
     parts: list[str] = []
     weight = 0.0
-    if answered >= MIN_FOR_CONSTANT:
-        top, top_count = predictions.most_common(1)[0]
-        if top_count / answered >= CONSTANT_SHARE:
-            parts.append(f"gives {scorer.config.field}={say_value(top)} in {top_count} of {answered} {unit} that "
-                         "state a class: a constant answer")
-            numbers["constant_answer"] = top
-            # The wrong answers this explains: items whose label is not the constant answer, answered wrong.
-            weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
+    constant = constant_answer(s.prediction for s in scored if s.outcome == ANSWERED)
+    if constant is not None:
+        top, top_count, _ = constant
+        parts.append(f"gives {scorer.config.field}={say_value(top)} in {top_count} of {answered} {unit} that "
+                     "state a class: a constant answer")
+        numbers["constant_answer"] = top
+        # The wrong answers this explains: items whose label is not the constant answer, answered wrong.
+        weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
     p = binomial_greater(correct, n, majority_count / n)
     numbers["p_vs_majority"] = p
     stated = f"over {st.binary_n} answers stating a class" if st.binary_n else "(no answer stated a class)"

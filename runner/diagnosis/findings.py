@@ -37,6 +37,9 @@ class FindingKind(enum.StrEnum):
     ITEM_WRONG_EVERYWHERE = "item_wrong_everywhere"
     CONTEXT_LIMIT = "context_limit"
     UNDERPOWERED = "underpowered"
+    REPETITION_LOOP = "repetition_loop"
+    BOTH_CONSTANT = "both_constant"
+    TEMPERATURE_ZERO_REPEATS = "temperature_zero_repeats"
 
 
 @dataclass
@@ -66,6 +69,16 @@ class CellView:
     prompt_tokens: dict[str, int] = field(default_factory=dict)
     n_ctx: int | None = None
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> dataset fields
+    looped: set[tuple[str, int]] = field(default_factory=set)  # (item, repeat) of cut-off repetition loops
+    # (class, items giving it, items stating a class) when the cell gives a constant answer
+    # (runner.analysis.compare.constant_answer over each item's most common stated class).
+    constant: tuple[Any, int, int] | None = None
+    repeats: int = 1  # the experiment's repeats per item
+
+    @property
+    def schema(self) -> bool:
+        """Whether the cell's requests constrain the output (response_format)."""
+        return self.cell.params.get("response_format") is not None
 
 
 def say_axis_value(value: Any) -> str:

@@ -58,11 +58,15 @@ class Score:
 
 FAILED_SCORE = Score(outcome=FAILED, correct=None)
 
-SCORING_VERSION = 2
+# 3: labels compared by their type (runner.scoring.values); a cut-off answer is truncated for every scorer.
+SCORING_VERSION = 3
 
 
 def normalize(value: Any) -> Any:
-    """Compare answers loosely where models are loose: "true" is true, " Valid " is "valid"."""
+    """A value in a normal form for display and counting: "true" is true, " Valid " is "valid", 3.0 is 3.
+
+    Scorers decide right and wrong with `runner.scoring.values.same_answer`, which reads the answer
+    by the label's type; this is the form predictions and labels are stored and counted in."""
     if isinstance(value, str):
         text = value.strip().lower()
         return {"true": True, "false": False}.get(text, text)
@@ -78,6 +82,11 @@ class Scorer:
     blocking = False  # True when scoring takes long enough to need a thread (it runs a process)
     is_binary = False  # True for two-class scorers: reports add precision, recall and the error kinds
     needs_expected = False  # True when there is nothing to score without a dataset field to compare with
+    # What the answer is compared with the label as, when that can only be one value (text or a class):
+    # a label that is a list or a mapping cannot be compared at all, and `check_items` refuses it.
+    compares_as: str | None = None
+    one_value_fix = ("point expected_field at a field with one value per item, or compare JSON with json_field "
+                     "(or exact with field)")
 
     def __init__(self, config: ScorerBase, default_label: str | None) -> None:
         self.config = config
@@ -110,6 +119,22 @@ class Scorer:
         if missing:
             raise ConfigError(f"dataset items {missing[:3]} have no field {field!r}", file=file, key=key,
                               fix="add the field to every row or point the scorer at another one")
+        self._check_one_value_labels(items, field, file, key)
+
+    def _check_one_value_labels(self, items: Sequence[Item], field: str | None, file: Path, key: str) -> None:
+        """A label that is a list or a mapping, for a scorer that compares one value: an error, not 0%."""
+        if self.compares_as is None:
+            return
+        bad = [(item.id, self.expected(item)) for item in items]
+        bad = [(i, v) for i, v in bad if isinstance(v, list | dict)]
+        if not bad:
+            return
+        item_id, value = bad[0]
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ConfigError(
+            f"labels in field {field!r} are lists or mappings ({len(bad)} of {len(items)} items, first {item_id!r}: "
+            f"{shown}); scorer type {self.config.type!r} compares {self.compares_as} with one value",
+            file=file, key=key, fix=self.one_value_fix)
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         raise NotImplementedError

@@ -17,6 +17,9 @@ The contract of the function:
     `expected` (default: the dataset label) and `outcome` (one of answered, no_json, truncated,
     wrong_shape, empty, no_code; default: answered, or empty for an empty answer);
   - a `runner.Score`.
+- A cut-off answer (finish reason "length") is `truncated` and wrong, as for every scorer, when the
+  function returns a bool or a dict without `outcome`; a dict with `outcome`, or a Score, is taken
+  as it is (the function has looked at the finish reason itself).
 - If it raises, or returns anything else, that job fails with a `ScorerError` (its message, stored
   as the job's error, names the exception and the line that raised it) and the run goes on.
 - It should be a pure function of its arguments: stored scores are reused while the scorer's
@@ -35,7 +38,7 @@ from runner.config.imports import ObjectNotFound, load_object
 from runner.config.scorer_configs import PythonScorer, ScorerBase
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
-from runner.scoring.base import ANSWERED, EMPTY, FAILED, OUTCOMES, Score, Scorer
+from runner.scoring.base import ANSWERED, EMPTY, FAILED, OUTCOMES, TRUNCATED, Score, Scorer
 from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json
 
@@ -87,15 +90,15 @@ class PythonFunction(Scorer):
         except Exception as exc:  # whatever the user's code raises is its own failure, for this job only
             raise ScorerError(f"scorer {self.name!r}: {self.config.function} raised {type(exc).__name__}: {exc} "
                               f"{_where(exc)}on item {item.id!r}", fix="fix the function") from exc
-        return self._to_score(result, text, item)
+        return self._to_score(result, text, finish_reason, item)
 
-    def _to_score(self, result: Any, text: str, item: Item) -> Score:
+    def _to_score(self, result: Any, text: str, finish_reason: str | None, item: Item) -> Score:
         if isinstance(result, Score):
             return result
-        outcome = ANSWERED if text.strip() else EMPTY
+        outcome = EMPTY if not text.strip() else (TRUNCATED if finish_reason == "length" else ANSWERED)
         json_valid = extract_json(text) is not None
         if isinstance(result, bool):
-            return Score(outcome, result, None, self.expected(item), json_valid)
+            return Score(outcome, result and outcome != TRUNCATED, None, self.expected(item), json_valid)
         if not isinstance(result, dict):
             raise self._bad_result(f"returned a {type(result).__name__}", item)
         unknown = sorted(set(result) - set(RESULT_KEYS))
@@ -103,11 +106,12 @@ class PythonFunction(Scorer):
             raise self._bad_result(f"returned unknown keys {unknown} (allowed: {', '.join(RESULT_KEYS)})", item)
         if not isinstance(result.get("correct"), bool):
             raise self._bad_result(f"returned correct={result.get('correct')!r}, not true or false", item)
+        correct = result["correct"] and (outcome != TRUNCATED or "outcome" in result)
         outcome = result.get("outcome", outcome)
         if outcome not in ANSWER_OUTCOMES:
             raise self._bad_result(f"returned outcome {outcome!r} (allowed: {', '.join(ANSWER_OUTCOMES)})", item)
         expected = result["expected"] if "expected" in result else self.expected(item)
-        return Score(outcome, result["correct"], result.get("prediction"), expected, json_valid)
+        return Score(outcome, correct, result.get("prediction"), expected, json_valid)
 
     def _bad_result(self, what: str, item: Item) -> ScorerError:
         return ScorerError(f"scorer {self.name!r}: {self.config.function} {what} on item {item.id!r}",

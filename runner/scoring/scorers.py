@@ -40,6 +40,7 @@ from runner.scoring.base import (
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.registry import scorer_class
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
+from runner.scoring.values import as_boolean, as_number, is_number, label_value, same_answer
 
 __all__ = [
     "ANSWERED",
@@ -64,6 +65,12 @@ __all__ = [
     "normalize",
 ]
 
+def _cut_off(expected: Any, json_valid: bool, said: Any = None) -> Score:
+    """A response cut off at max_tokens: not an answer, whatever it matched before it stopped."""
+    detail = "cut off at max_tokens" + (f" after giving {said!r}" if said is not None else "")
+    return Score(TRUNCATED, False, None, expected, json_valid, detail)
+
+
 def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Score | None, Any, Any]:
     """Shared by the JSON scorers: (the outcome when no usable value was found, the value, the JSON)."""
     if not text.strip():
@@ -79,28 +86,39 @@ def _json_outcome(text: str, finish_reason: str | None, field: str) -> tuple[Sco
     if is_missing(value):
         shape = f"no key {field!r}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         return Score(outcome=WRONG_SHAPE, correct=False, json_valid=True, detail=shape), None, data
+    if finish_reason == "length":
+        # The field is there, but the response did not finish: a draft's value is no answer.
+        return _cut_off(None, True, value), None, data
     return None, value, data
 
 
 class ExactMatch(Scorer):
     config: ExactScorer
 
+    def __init__(self, config: ScorerBase, default_label: str | None) -> None:
+        super().__init__(config, default_label)
+        self.compares_as = None if self.config.field else "the answer's text"
+
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = self.expected(item)
+        case_sensitive = self.config.case_sensitive
         if self.config.field:
             early, value, _ = _json_outcome(text, finish_reason, self.config.field)
             if early is not None:
                 return Score(**{**early.to_dict(), "expected": expected})
-            return Score(ANSWERED, normalize(value) == normalize(expected), value, expected, True)
-        got, want = text.strip(), str(expected).strip()
-        if not self.config.case_sensitive:
-            got, want = got.lower(), want.lower()
-        outcome = EMPTY if not got else ANSWERED
-        return Score(outcome, got == want, text.strip(), expected, extract_json(text) is not None)
+            return Score(ANSWERED, same_answer(value, expected, case_sensitive=case_sensitive), value, expected, True)
+        got = text.strip()
+        json_valid = extract_json(text) is not None
+        if not got:
+            return Score(EMPTY, False, got, expected, json_valid)
+        if finish_reason == "length":
+            return _cut_off(expected, json_valid)
+        return Score(ANSWERED, same_answer(got, expected, case_sensitive=case_sensitive), got, expected, json_valid)
 
 
 class RegexMatch(Scorer):
     config: RegexScorer
+    compares_as = "the text it matches"
 
     def __init__(self, config: ScorerBase, default_label: str | None) -> None:
         super().__init__(config, default_label)
@@ -110,11 +128,16 @@ class RegexMatch(Scorer):
         expected = self.expected(item)
         json_valid = extract_json(text) is not None
         match = self.pattern.search(text)
+        found = None if match is None else (match.group(1) if match.groups() else match.group(0))
+        if not text.strip():
+            return Score(EMPTY, False, None, expected, json_valid, "no match")
+        if finish_reason == "length":
+            # A cut-off response (often a repetition loop) matches whatever it happened to repeat last.
+            return _cut_off(expected, json_valid, found)
         if match is None:
-            outcome = EMPTY if not text.strip() else (TRUNCATED if finish_reason == "length" else ANSWERED)
-            return Score(outcome, False, None, expected, json_valid, "no match")
-        found = match.group(1) if match.groups() else match.group(0)
-        correct = True if expected is None else normalize(found) == normalize(expected)
+            return Score(ANSWERED, False, None, expected, json_valid, "no match")
+        correct = True if expected is None else same_answer(found, expected,
+                                                            case_sensitive=self.config.case_sensitive)
         return Score(ANSWERED, correct, found, expected, json_valid)
 
 
@@ -127,7 +150,7 @@ class JsonField(Scorer):
         early, value, _ = _json_outcome(text, finish_reason, self.config.field)
         if early is not None:
             return Score(**{**early.to_dict(), "expected": expected})
-        return Score(ANSWERED, normalize(value) == normalize(expected), value, expected, True)
+        return Score(ANSWERED, same_answer(value, expected), value, expected, True)
 
 
 class BinaryClassification(Scorer):
@@ -136,6 +159,8 @@ class BinaryClassification(Scorer):
     config: BinaryScorer
     is_binary = True
     needs_expected = True
+    compares_as = "the class it reads"
+    one_value_fix = "give every item one class (a string, a number or true/false), or map labels with label_map"
 
     def expected(self, item: Item) -> Any:
         label = super().expected(item)
@@ -148,11 +173,33 @@ class BinaryClassification(Scorer):
         early, value, data = _json_outcome(text, finish_reason, self.config.field)
         if early is not None:
             return Score(**{**early.to_dict(), "expected": expected})
+        prediction = self._read_class(value, expected)
+        if prediction is None:
+            return Score(WRONG_SHAPE, False, None, expected, True, self._shape(value, expected))
+        return Score(ANSWERED, same_answer(prediction, expected), prediction, expected, True,
+                     extras=self._extras(data))
+
+    @staticmethod
+    def _read_class(value: Any, label: Any) -> Any:
+        """The class the value states, read by the label's kind; None when it states none of that kind."""
+        label = label_value(label)
+        if isinstance(label, bool):
+            return as_boolean(value)
+        if is_number(label):
+            number = as_number(value)
+            if number is None or number != number.to_integral_value():
+                return None  # a fraction is no class
+            return int(number)
         prediction = normalize(value)
-        if not isinstance(prediction, bool | int | str) or isinstance(prediction, float):
-            return Score(WRONG_SHAPE, False, None, expected, True,
-                         f"{self.config.field!r} is a {type(value).__name__}")
-        return Score(ANSWERED, prediction == expected, prediction, expected, True, extras=self._extras(data))
+        return prediction if isinstance(prediction, bool | int | str) else None
+
+    def _shape(self, value: Any, label: Any) -> str:
+        field, label = self.config.field, label_value(label)
+        if isinstance(value, list | dict) or value is None or isinstance(value, float):
+            return f"{field!r} is a {type(value).__name__}"
+        if isinstance(label, bool):
+            return f"{field!r} is {value!r}, not true or false"
+        return f"{field!r} is {value!r}, not a whole number"
 
     def _extras(self, data: Any) -> dict[str, Any] | None:
         """The answer's stated confidence and reasons, where the experiment names those fields."""
@@ -191,6 +238,8 @@ class CodeTests(Scorer):
         code = extract_code(text)
         if not code.strip():
             return Score(EMPTY, False)
+        if finish_reason == "length":
+            return _cut_off(None, False)  # cut-off code is no answer, even where it happens to compile
         limits = SandboxLimits(timeout_s=self.config.timeout_s, memory_mb=self.config.memory_mb)
         result = run_tests(code, str(item.fields.get(self.config.tests_field, "")), limits)
         if not result.compiled:

@@ -41,14 +41,15 @@ def _count_words(content: Any) -> int:
     return 0
 
 
-def _completion(body: Mapping[str, Any], key: str, *, empty: bool = False) -> dict[str, Any]:
+def _completion(body: Mapping[str, Any], key: str, *, empty: bool = False,
+                scripted: tuple[str, str] | None = None) -> dict[str, Any]:
     prompt_tokens = sum(_count_words(m.get("content")) for m in body["messages"] if isinstance(m, dict))
-    text = answer_text(key)
+    text, finish_reason = scripted if scripted is not None else (answer_text(key), "stop")
     completion_tokens = 0 if empty else _count_words(text)
     choices: list[dict[str, Any]] = [] if empty else [{
         "index": 0,
         "message": {"role": "assistant", "content": text},
-        "finish_reason": "stop",
+        "finish_reason": finish_reason,
     }]
     return {
         "id": "chatcmpl-fake-" + key[:24],
@@ -249,7 +250,7 @@ class FaultServer:
         if plan.latency_s > 0:
             await asyncio.sleep(plan.latency_s)
         self._stats.answered_one(key)
-        return web.json_response(_completion(body, key))
+        return web.json_response(_completion(body, key, scripted=plan.scripted(body)))
 
     async def _hold(self, request: web.Request, key: str) -> web.StreamResponse:
         release = self._release

@@ -12,7 +12,7 @@ import json
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
@@ -37,6 +37,11 @@ class FaultPlan:
     since the server started or was last reset) are served as the rest of the plan says, and every
     later one is held: never answered, until the server is reset or stopped, which drops its
     connection. Held requests take no fault draw. None (the default) holds nothing.
+
+    `script` chooses the answer for some requests: {substring of the prompt: (text, finish_reason)}.
+    A request whose messages contain the substring (the first in the mapping's order that matches)
+    is answered with that text and finish reason ("stop" or "length") instead of `answer_text`; a
+    scripted request still takes its fault draw. Empty (the default) scripts nothing.
     """
 
     rate_429: float = 0.0
@@ -53,6 +58,7 @@ class FaultPlan:
     latency_s: float = 0.0
     seed: int = 0
     hold_after: int | None = None
+    script: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,6 +86,31 @@ class FaultPlan:
         # bool is an int subclass, and True would silently mean "hold after one request".
         if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 0):
             raise ValueError(f"FaultPlan.hold_after must be None or an integer >= 0, got {hold!r}")
+        self._validate_script()
+
+    def _validate_script(self) -> None:
+        if not isinstance(self.script, Mapping):
+            raise ValueError(f"FaultPlan.script must be a mapping of prompt substring to (text, finish_reason), "
+                             f"got {self.script!r}")
+        for needle, answer in self.script.items():
+            if not isinstance(needle, str) or not needle:
+                raise ValueError(f"FaultPlan.script keys must be non-empty strings, got {needle!r}")
+            # A list is what JSON (the command line's --script) makes of a pair.
+            if not (isinstance(answer, tuple | list) and len(answer) == 2 and isinstance(answer[0], str)):
+                raise ValueError(f"FaultPlan.script[{needle!r}] must be (text, finish_reason), got {answer!r}")
+            if answer[1] not in SCRIPT_FINISH_REASONS:
+                raise ValueError(f"FaultPlan.script[{needle!r}] finish_reason must be one of "
+                                 f"{', '.join(SCRIPT_FINISH_REASONS)}, got {answer[1]!r}")
+
+    def scripted(self, body: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The scripted (text, finish_reason) for a request body, or None to answer as usual."""
+        if not self.script:
+            return None
+        prompt = "\n".join(message_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
+        for needle, (text, finish_reason) in self.script.items():
+            if needle in prompt:
+                return text, finish_reason
+        return None
 
     def draw(self, rng: random.Random) -> str | None:
         """Pick the fault for one request (None = answer normally), consuming exactly one draw."""
@@ -90,6 +121,18 @@ class FaultPlan:
             if x < edge:
                 return kind
         return None
+
+
+SCRIPT_FINISH_REASONS = ("stop", "length")
+
+
+def message_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of OpenAI's multi-part content."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(message_text(part.get("text")) for part in content if isinstance(part, dict))
+    return ""
 
 
 def _rate_field(kind: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import threading
@@ -164,13 +165,16 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
         description=f"Fake OpenAI-compatible server with injected faults (binds {LOOPBACK} only).",
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    for f in fields(FaultPlan):
+    scalars = [f for f in fields(FaultPlan) if f.name != "script"]
+    for f in scalars:
         flag = "--" + f.name.replace("_", "-")
         kind = int if f.name in ("seed", "hold_after") else float
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default)
+    parser.add_argument("--script", type=json.loads, default={},
+                        help='scripted answers as JSON: {"prompt substring": ["text", "stop" or "length"]}')
     args = parser.parse_args(argv)
     try:
-        plan = FaultPlan(**{f.name: getattr(args, f.name) for f in fields(FaultPlan)})
+        plan = FaultPlan(**{f.name: getattr(args, f.name) for f in scalars}, script=args.script)
     except ValueError as exc:
         parser.error(str(exc))
     return plan, int(args.port)
