@@ -84,3 +84,19 @@ def test_best_is_not_named_when_the_rows_are_not_separable(
     assert not any(n.startswith("best by accuracy") for n in notes)
     (verdict,) = [n for n in notes if n.startswith(("no single best", "no best row"))]
     assert verdict.startswith(("no single best: prompt=", "no best row: the most accurate, prompt="))
+
+
+def test_a_comparison_of_two_constant_answers_says_so_in_the_report(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # Both prompts answer valid=true to everything: the comparison is of two constant answers, which
+    # more items will not separate; it must not be framed as an effect too small to detect.
+    plan = FaultPlan(script={"Validate": ('{"valid": true}', "stop"), "B {": ('{"valid": true}', "stop")})
+    with ThreadedFaultServer(plan) as server:
+        exp = base_experiment(f"{server.url}/v1")
+        exp["sampling"] = {"temperature": 0.5, "seed": 1, "max_tokens": 16}
+        path = str(project.write(exp))
+        assert main(["run", path, "--quiet", "--no-report"]) == 0
+    notes = _report(path, capsys)["tables"][0]["notes"]
+    (cmp,) = [n for n in notes if n.startswith("prompt b vs a")]
+    assert cmp.endswith(": both cells give a constant answer: more items will not separate them")
+    assert not any("would be needed" in n for n in notes)

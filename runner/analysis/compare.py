@@ -118,10 +118,10 @@ class Comparison:
         return f"{head}: {body}: {self._noise()}"
 
     def _noise(self) -> str:
+        if self.constant_answers is not None:  # first: it is the reason, whatever the pattern
+            return f"{BOTH_CONSTANT}: {MORE_ITEMS_WONT_HELP}"
         if self.only_value == self.only_baseline == 0:
             return "no discordant pairs: the two give the same right/wrong pattern"
-        if self.constant_answers is not None:
-            return f"{BOTH_CONSTANT}: {MORE_ITEMS_WONT_HELP}"
         if not self.estimable:
             return f"noise at this n; {TOO_FEW_DISCORDANT}"
         needed = self.items_needed()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.analysis.compare import CellOutcomes, Comparison, paired_comparisons
-from runner.analysis.metrics import CellStats, JobResult, scores_for
+from runner.analysis.metrics import CellStats, JobResult, hashable, scores_for
 from runner.plan.planner import Cell, Plan
 from runner.scoring.scorers import Score, Scorer
 from runner.store import Store
@@ -69,10 +69,16 @@ class ResultSet:
                 self._comparisons[alpha] = []
             else:
                 outcomes = [CellOutcomes(dict(c.cell.values), {(i, r): ok for (_, i, r), ok
-                                                               in self.stats(c, 0).correct_by.items()})
-                            for c in self.cells]
+                                                               in self.stats(c, 0).correct_by.items()},
+                                         _stated_classes(c)) for c in self.cells]
                 self._comparisons[alpha] = paired_comparisons(outcomes, self.plan.axes, alpha=alpha)
         return self._comparisons[alpha]
+
+
+def _stated_classes(cell: CellResults) -> dict[tuple[str, int], Any]:
+    """(item, repeat) -> the class the first scorer read from the answer (None: it stated none)."""
+    return {(r.job.item.id, r.job.repeat): hashable(score.prediction) if score is not None else None
+            for r, score in zip(cell.results, cell.scores[0], strict=True) if r.record is not None}
 
 
 def load_results(plan: Plan, store: Store | None, scorers: list[Scorer],

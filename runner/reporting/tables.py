@@ -88,7 +88,10 @@ def build_report(results: ResultSet) -> Report:
             table.notes.extend(v.text for v in table.verdicts)
             if cfg.compare:
                 comparisons = results.comparisons(cfg.alpha)
-                same = [c for c in comparisons if c.n_pairs and c.only_value == c.only_baseline == 0]
+                # Lumped into one line: comparisons where nothing differs at all (no discordant items, the
+                # same accuracies); two constant answers are said for what they are.
+                same = [c for c in comparisons if c.n_pairs and c.discordant == 0 and c.difference == 0
+                        and c.constant_answers is None]
                 table.notes.extend(c.sentence() for c in comparisons if c not in same)
                 if same:
                     table.notes.append(f"{len(same)} of {len(comparisons)} paired comparisons have no discordant "
