@@ -126,3 +126,12 @@ def test_twenty_identical_repeats_are_no_narrower_than_one_and_not_called_not_vi
                        f"8 of 20 right cannot separate 40% from 60%; about {v1.items_needed} items would (exact "
                        "binomial test, 80% power, alpha=0.05)")
     assert v1.items_needed is not None and v20.items_needed is not None and v1.items_needed >= 30
+
+
+def test_a_rate_carried_by_fewer_than_five_items_counts_items_not_answers() -> None:
+    # One success in 400 answers, all in one item: the cluster variance would call the answers
+    # independent (n_eff 399) and give [0.00, 0.01]; with one item carrying it, n_eff is the 20 items.
+    rate = clustered_rate([1] + [0] * 19, [20] * 20)
+    assert (rate.method, rate.n_eff) == ("items", 20.0)
+    assert rate.high > 0.15
+    assert clustered_rate([0] * 20, [20] * 20).high == pytest.approx(rate.high, abs=0.01)  # no jump at one success

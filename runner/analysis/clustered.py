@@ -11,8 +11,8 @@ The interval is then Wilson's at the effective sample size n_eff = r (1 - r) / V
 effect, as in Korn and Graubard 1998 for survey proportions), so it stays inside [0, 1] and
 reduces to counting items when every repeat of an item gives the same answer. Where each item was
 asked once the plain Wilson interval over the jobs is used. Where the variance cannot be
-estimated (one item, or every item with the same share, e.g. all right) n_eff is the number of
-items: the repeats are taken to add nothing.
+estimated, or rests on fewer than 5 items showing the rarer outcome (one item right once in 20
+repeats, all others never), n_eff is the number of items: the repeats are taken to add nothing.
 
 Metrics that are not ratios of counts (F1, kappa, MCC, balanced accuracy, agreement) get a
 percentile bootstrap over items: whole items are resampled with all their repeats, with a fixed
@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from runner.analysis.stats import wilson_interval
 
+MIN_ITEMS_WITH = 5  # items showing the rarer outcome needed before repeats may narrow an interval
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20261201
 
@@ -87,7 +88,11 @@ def clustered_rate(a: Sequence[int], b: Sequence[int], confidence: float = 0.95)
         low, high = wilson_interval(k, n, confidence)
         return ClusteredRate(r, low, high, g, n, float(n), "wilson")
     variance = cluster_variance([x for x, _ in pairs], [y for _, y in pairs])
-    if math.isnan(variance) or variance == 0 or r in (0.0, 1.0):
+    # The items that carry the rarer outcome: a variance estimated from fewer than MIN_ITEMS_WITH of
+    # them is not to be trusted (one item with one success in twenty would make 400 answers worth
+    # 399 independent ones), so the repeats are then taken to add nothing.
+    carriers = sum(1 for x, y in pairs if (x > 0 if r <= 0.5 else x < y))
+    if math.isnan(variance) or variance == 0 or carriers < MIN_ITEMS_WITH:
         n_eff, method = float(g), "items"
     else:
         # More independent information than there are jobs is not believable; cap there.
