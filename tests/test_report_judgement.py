@@ -100,3 +100,22 @@ def test_a_comparison_of_two_constant_answers_says_so_in_the_report(
     (cmp,) = [n for n in notes if n.startswith("prompt b vs a")]
     assert cmp.endswith(": both cells give a constant answer: more items will not separate them")
     assert not any("would be needed" in n for n in notes)
+
+
+def test_kappa_is_undefined_not_one_when_the_stated_answers_use_one_class(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # One item answered (true, rightly), five in prose: accuracy 1/6, and the answers that state a class
+    # use one class. Kappa and MCC over them say nothing: "-" / null, not the 1.00 of two agreeing constants.
+    script = {'"svc0"': ('{"valid": true}', "stop")} | {f'"svc{n}"': ("I am not sure.", "stop") for n in range(1, 6)}
+    with ThreadedFaultServer(FaultPlan(script=script)) as server:
+        exp = base_experiment(f"{server.url}/v1")
+        exp["prompts"] = {"variants": [{"name": "p", "text": "Validate: {{ config | tojson }}"}]}
+        exp["sampling"] = {"temperature": 0.0, "seed": 1, "max_tokens": 16}
+        exp["repeats"] = 1
+        exp["report"] = {"metrics": ["n", "accuracy", "kappa", "mcc"]}
+        path = str(project.write(exp))
+        assert main(["run", path, "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[4].split()[1:4] == ["6", "0.17", "[0.03,"] and out[4].split()[-2:] == ["-", "-"]
+    row = _report(path, capsys)["tables"][0]["rows"][0]
+    assert row["kappa"]["value"] is None and row["mcc"]["value"] is None

@@ -98,3 +98,20 @@ def test_labels_a_regex_cannot_compare_are_an_error_before_any_request(
         "field with one value per item, or compare JSON with json_field (or exact with field)")
     assert fault_server.stats()["requests"] == 0
     assert not project.store_path().exists()
+
+
+def test_unit_tests_that_are_not_python_are_refused_before_any_request(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # A dataset bug: caught when the experiment is checked, not per answer in the middle of a run.
+    project.write_dataset([{"id": "c1", "spec": "f", "tests": "assert f(1) == 1"},
+                           {"id": "c2", "spec": "g", "tests": "assert g(1) =="}])
+    exp = base_experiment()
+    exp["prompts"] = {"variants": [{"name": "p", "text": "Write {{ spec }}"}]}
+    exp["dataset"] = {"path": "data.jsonl", "label_field": None}
+    exp["scorers"] = [{"type": "code_tests"}]
+    path = str(project.write(exp))
+    capsys.readouterr()
+    assert main(["validate", path, "--offline"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'c2' are not valid Python: invalid "
+        "syntax (line 1); fix the tests in that row")

@@ -7,6 +7,7 @@ re-exported here for the modules that read scores.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from runner.scoring.base import (
     Scorer,
     normalize,
 )
+from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.registry import scorer_class
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
@@ -233,6 +235,15 @@ class CodeTests(Scorer):
             raise ConfigError(f"dataset items {missing[:3]} have no field {self.config.tests_field!r}",
                               file=file, key=f"{key}.tests_field",
                               fix="add the unit tests to every row or name the field that holds them")
+        for item in items:
+            # Broken tests are the dataset's fault: refused before any request, not found per answer.
+            try:
+                ast.parse(str(item.fields[self.config.tests_field]))
+            except (SyntaxError, ValueError) as exc:
+                where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
+                raise ConfigError(f"the tests of dataset item {item.id!r} are not valid Python: "
+                                  f"{getattr(exc, 'msg', exc)}{where}", file=file, key=f"{key}.tests_field",
+                                  fix="fix the tests in that row") from None
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         code = extract_code(text)
@@ -241,7 +252,10 @@ class CodeTests(Scorer):
         if finish_reason == "length":
             return _cut_off(None, False)  # cut-off code is no answer, even where it happens to compile
         limits = SandboxLimits(timeout_s=self.config.timeout_s, memory_mb=self.config.memory_mb)
-        result = run_tests(code, str(item.fields.get(self.config.tests_field, "")), limits)
+        try:
+            result = run_tests(code, str(item.fields.get(self.config.tests_field, "")), limits)
+        except (OSError, RuntimeError) as exc:  # no process could be started (EAGAIN, EMFILE, no interpreter)
+            raise ScorerError(f"the code sandbox could not start: {type(exc).__name__}: {exc}") from exc
         if not result.compiled:
             outcome = TRUNCATED if finish_reason == "length" else NO_CODE
             return Score(outcome, False, 0.0, None, False, result.error)
