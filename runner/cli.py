@@ -68,8 +68,11 @@ def _check_verdict_flags(args: argparse.Namespace) -> None:
     if not (args.fail_on_verdict or args.junit):
         return
     p = api.prepare(args.file, for_reading=True)
-    if p.experiment.study is None and p.experiment.report.threshold is None:
-        flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
+    flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
+    if p.experiment.study is not None:
+        raise UserError(f"{flag} judges rows against report.threshold; a study has none", file=args.file,
+                        key="study", fix=f"drop {flag} for this file")
+    if p.experiment.report.threshold is None:
         raise UserError(f"{flag} needs a threshold to judge rows against", file=args.file, key="report.threshold",
                         fix="add report: {threshold: {metric: accuracy, min: 0.6}}")
 

@@ -135,3 +135,25 @@ def test_a_rate_carried_by_fewer_than_five_items_counts_items_not_answers() -> N
     assert (rate.method, rate.n_eff) == ("items", 20.0)
     assert rate.high > 0.15
     assert clustered_rate([0] * 20, [20] * 20).high == pytest.approx(rate.high, abs=0.01)  # no jump at one success
+
+
+def test_the_few_carriers_fallback_never_claims_more_than_the_variance_allows() -> None:
+    # 3 items right in all 30 of their repeats, 97 items asked once and wrong: counting items (100) would
+    # give [0.39, 0.58]-like narrowness; the cluster variance says the answers are worth far fewer.
+    rate = clustered_rate([30] * 3 + [0] * 97, [30] * 3 + [1] * 97)
+    assert rate.method == "items" and rate.n_eff < 20
+    assert rate.high - rate.low > 0.3
+
+
+def test_items_to_decide_counts_a_tail_of_exactly_alpha_as_rejecting() -> None:
+    # At threshold 0.05 one trial that succeeds has tail P(X >= 1) = 0.05: it rejects, and at 0.9 it has
+    # power 0.9, so one item suffices.
+    assert items_to_decide(0.9, 0.05) == 1
+
+
+def test_items_to_decide_walks_back_past_the_coarse_steps() -> None:
+    from runner.analysis.clustered import _power
+
+    n = items_to_decide(0.5, 0.55)
+    assert n is not None and n > 200
+    assert _power(n, 0.55, 0.5, 0.05) >= 0.8 > _power(n - 1, 0.55, 0.5, 0.05)

@@ -97,3 +97,14 @@ def test_constant_answer_rule() -> None:
     assert constant_answer([True] * 5 + [None] * 5) == (True, 5, 5)  # items stating no class are not counted
     assert item_predictions({("i0", 0): "x", ("i0", 1): "y", ("i0", 2): "y", ("i1", 0): None}) == {"i0": "y",
                                                                                                  "i1": None}
+
+
+def test_two_different_constants_are_not_called_inseparable() -> None:
+    # a always says true, b always false, on 8 true / 2 false labels: they do differ, and enough items
+    # would show it, so the "more items will not separate them" claim must not be made.
+    labels = [k < 8 for k in range(10)]
+    a = _cell("a", {f"i{k}": [labels[k]] for k in range(10)}, {f"i{k}": [True] for k in range(10)})
+    b = _cell("b", {f"i{k}": [not labels[k]] for k in range(10)}, {f"i{k}": [False] for k in range(10)})
+    cmp = _compare(a, b)
+    assert cmp.constant_answers is None
+    assert "more items will not separate them" not in cmp.sentence()

@@ -53,3 +53,32 @@ def test_exit_2_on_a_bad_file_or_no_threshold(project: Project, fault_server: Th
         f"runner: {none}: report.threshold: --fail-on-verdict needs a threshold to judge rows against; "
         "add report: {threshold: {metric: accuracy, min: 0.6}}")
     assert not project.store_path("none").exists()  # refused before anything ran
+
+
+def test_a_row_not_run_yet_is_not_judged_and_fails_the_gate(
+        project: Project, fault_server: ThreadedFaultServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Run prompts a and b, then add a prompt c and do not run it: the gate must not pass over c.
+    exp = _exp(fault_server.url, 0.0)
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report", "--fail-on-verdict"]) == 0
+    exp["prompts"]["variants"].append({"name": "c", "text": "C {{ config | tojson }}"})  # type: ignore[index]
+    project.write(exp)
+    junit = tmp_path / "j.xml"
+    assert main(["report", path, "--fail-on-verdict", "--junit", str(junit)]) == 3
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    failure = suite.findall("testcase")[2].find("failure")
+    assert failure is not None and failure.text == (
+        "prompt=c: not judged: no answers yet (24 jobs not run); run the experiment")
+    capsys.readouterr()
+
+
+def test_a_study_with_fail_on_verdict_is_refused(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = base_experiment()
+    exp["study"] = {"kind": "context_window"}
+    path = str(project.write(exp))
+    assert main(["run", path, "--fail-on-verdict"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: study: --fail-on-verdict judges rows against report.threshold; a study has none; "
+        "drop --fail-on-verdict for this file")

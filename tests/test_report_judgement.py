@@ -8,7 +8,9 @@ import json
 import pytest
 
 from conftest import ITEMS, Project, base_experiment
+from runner.analysis.metrics import ITEM_COLUMNS, CellStats
 from runner.cli import main
+from runner.reporting.judgement import best
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 
@@ -119,3 +121,51 @@ def test_kappa_is_undefined_not_one_when_the_stated_answers_use_one_class(
     assert out[4].split()[1:4] == ["6", "0.17", "[0.03,"] and out[4].split()[-2:] == ["-", "-"]
     row = _report(path, capsys)["tables"][0]["rows"][0]
     assert row["kappa"]["value"] is None and row["mcc"]["value"] is None
+
+
+def _cell(per_item: dict[str, list[bool]], label: bool = True) -> CellStats:
+    """A cell's stats from each item's right/wrong answers over its repeats (accuracy only)."""
+    s = CellStats()
+    for item, answers in per_item.items():
+        row = s.items.setdefault(item, [0] * len(ITEM_COLUMNS))
+        for r, ok in enumerate(answers):
+            s.ok += 1
+            s.correct += ok
+            row[ITEM_COLUMNS.index("ok")] += 1
+            row[ITEM_COLUMNS.index("correct")] += ok
+            s.correct_by[("c", item, r)] = ok
+            s.runs[("c", r)][0] += ok
+            s.runs[("c", r)][1] += 1
+            s.answers[("c", item)].append(ok == label)
+    return s
+
+
+def test_best_is_not_named_when_the_item_test_points_the_other_way() -> None:
+    # A: 30 items 3/3, 30 items 0/3 (0.50). B: 42 items 2/3, 18 items 0/3 (0.47): B wins every discordant
+    # item by majority, so A may not be called best for its higher accuracy over answers.
+    a = _cell({f"i{k}": [k < 30] * 3 for k in range(60)})
+    b = _cell({f"i{k}": [True, True, False] if k < 42 else [False] * 3 for k in range(60)})
+    (note,) = best(["prompt"], [], {(("A",), ()): a, (("B",), ()): b}, None)
+    assert note.startswith("no single best: prompt=A (accuracy 0.50) vs prompt=B (0.47), McNemar p=")
+    assert note.endswith("prompt=A is more accurate over answers, but prompt=B is right on more items by majority")
+
+
+def test_pooled_rows_cluster_flips_by_item() -> None:
+    # The same 10 items under four prompts, each flipping on the same 3 items: 40 units, but 10 items.
+    cells = []
+    for prompt in range(4):
+        s = CellStats()
+        for k in range(10):
+            s.answers[(f"p{prompt}", f"i{k}")] = [True, k >= 3]
+        cells.append(s)
+    pooled = cells[0].merge(cells[1]).merge(cells[2]).merge(cells[3])
+    alone, together = cells[0].clustered("flip_rate"), pooled.clustered("flip_rate")
+    assert alone is not None and together is not None
+    assert together.value == alone.value == 0.3
+    assert (together.n_items, together.n_jobs) == (10, 40)
+    assert together.high - together.low >= (alone.high - alone.low) - 0.02
+
+
+def test_run_mean_has_no_interval_when_the_runs_differ_in_size() -> None:
+    s = _cell({"i1": [True, True], "i2": [True], "i3": [False, True]})
+    assert s.clustered("run_mean") is None

@@ -9,7 +9,8 @@ formula, clusters being items, as statsmodels' `cov_type="cluster"` and inspect_
 
 The interval is then Wilson's at the effective sample size n_eff = r (1 - r) / V (the design
 effect, as in Korn and Graubard 1998 for survey proportions), so it stays inside [0, 1] and
-reduces to counting items when every repeat of an item gives the same answer. Where each item was
+comes to about the number of items (G - 1, from CR1's G/(G - 1)) when every repeat of an item gives
+the same answer. Where each item was
 asked once the plain Wilson interval over the jobs is used. Where the variance cannot be
 estimated, or rests on fewer than 5 items showing the rarer outcome (one item right once in 20
 repeats, all others never), n_eff is the number of items: the repeats are taken to add nothing.
@@ -92,8 +93,12 @@ def clustered_rate(a: Sequence[int], b: Sequence[int], confidence: float = 0.95)
     # them is not to be trusted (one item with one success in twenty would make 400 answers worth
     # 399 independent ones), so the repeats are then taken to add nothing.
     carriers = sum(1 for x, y in pairs if (x > 0 if r <= 0.5 else x < y))
-    if math.isnan(variance) or variance == 0 or carriers < MIN_ITEMS_WITH:
+    if math.isnan(variance) or variance == 0:
         n_eff, method = float(g), "items"
+    elif carriers < MIN_ITEMS_WITH:
+        # Never more than the items; less where the variance, unreliable as it is, says so (items
+        # with very different numbers of trials, as precision's denominators are).
+        n_eff, method = min(float(g), r * (1 - r) / variance), "items"
     else:
         # More independent information than there are jobs is not believable; cap there.
         n_eff, method = min(float(n), r * (1 - r) / variance), "cluster"
@@ -148,7 +153,10 @@ def balanced_accuracy_of(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     with np.errstate(invalid="ignore", divide="ignore"):
         rp = np.where(pos > 0, tp / pos, np.nan)
         rn = np.where(neg > 0, tn / neg, np.nan)
-    return np.nanmean(np.stack([rp, rn]), axis=0) if len(s) else np.array([])
+    both = np.stack([rp, rn])
+    with np.errstate(invalid="ignore"):
+        counts = (~np.isnan(both)).sum(axis=0)
+        return np.where(counts > 0, np.nansum(both, axis=0) / np.maximum(counts, 1), np.nan)
 
 
 def kappa_of(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -200,7 +208,7 @@ def _power(n: int, threshold: float, observed: float, alpha: float) -> float:
     tail, critical = 0.0, None
     for k in ks:
         tail += math.exp(_log_pmf(k, n, lt, lq))
-        if tail > alpha:
+        if tail > alpha * (1 + 1e-9):  # a tail of exactly alpha still rejects, whatever the rounding
             break
         critical = k
     if critical is None:
@@ -226,6 +234,11 @@ def items_to_decide(observed: float, threshold: float, *, alpha: float = 0.05, p
     n = max(1, int(guess * 0.6))
     while n <= limit:
         if _power(n, threshold, observed, alpha) >= power:
-            return n
+            break
         n += 1 if n < 200 else max(1, n // 200)
-    return None
+    else:
+        return None
+    # The coarse steps above 200 may overshoot: walk back to the first n of this run that has the power.
+    while n > 1 and _power(n - 1, threshold, observed, alpha) >= power:
+        n -= 1
+    return n

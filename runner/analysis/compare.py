@@ -224,7 +224,11 @@ def _both_constant(base: CellOutcomes, cell: CellOutcomes) -> tuple[Any, Any] | 
         return None
     first = constant_answer(item_predictions(base.answers).values())
     second = constant_answer(item_predictions(cell.answers).values())
-    return (first[0], second[0]) if first is not None and second is not None else None
+    # The same constant in both cells: they differ only by chance in which items get it, and more items
+    # change nothing. Two different constants do differ, and enough items would show it.
+    if first is None or second is None or first[0] != second[0]:
+        return None
+    return (first[0], second[0])
 
 
 def _show(value: Any) -> str:

@@ -227,8 +227,16 @@ class CellStats:
         if parts is None:
             return None
         if name == "flip_rate":
-            flipped, repeated = self.flips()
-            return clustered_rate([1] * flipped + [0] * (repeated - flipped), [1] * repeated)
+            # Per item: its (cell, item) units that flipped, over those repeated; a row pooling cells
+            # clusters them by item, as every other rate.
+            by_item: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for (_, item), answers in self.answers.items():
+                if len(answers) > 1:
+                    by_item[item][0] += int(len(set(answers)) > 1)
+                    by_item[item][1] += 1
+            return clustered_rate([a for a, _ in by_item.values()], [b for _, b in by_item.values()])
+        if name == "run_mean" and len({n for _, n in self.runs.values()}) > 1:
+            return None  # runs of different sizes: their mean is not the accuracy, and has no interval here
         num, den = parts
         rows = list(self.items.values())
         return clustered_rate([sum(r[i] for i in num) for r in rows], [sum(r[i] for i in den) for r in rows])
@@ -242,12 +250,22 @@ class CellStats:
 
     def _bootstrap_interval(self, name: str) -> tuple[float, float] | None:
         if name == "agreement":
-            shares = self._agreement_by_item()
-            if len(shares) < 2:
+            # Per item: the sum of its (cell, item) units' shares and their count, so a row pooling
+            # cells resamples items (with all their cells), and the mean of the draws is the point value.
+            by_item: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for (_, item), answers in self.answers.items():
+                if len(answers) > 1:
+                    by_item[item][0] += Counter(answers).most_common(1)[0][1] / len(answers)
+                    by_item[item][1] += 1
+            if len(by_item) < 2:
                 return None
-            return item_bootstrap(np.array([[v, 1.0] for v in shares]), mean_of)
+            return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)
         columns = _BOOTSTRAP_COLUMNS.get(name)
-        if columns is None or len(self.items) < 2 or not self.binary_n:
+        # F1 and balanced accuracy are defined over unanswered items too; kappa and MCC only over
+        # answers that state a class.
+        defined = self.binary_n if name in ("kappa", "mcc") else \
+            self.binary_n + self.unanswered_pos + self.unanswered_neg
+        if columns is None or len(self.items) < 2 or not defined:
             return None
         cols, statistic = columns
         data = np.array([[r[i] for i in cols] for r in self.items.values()], dtype=np.float64)

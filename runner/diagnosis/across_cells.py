@@ -139,7 +139,7 @@ def power_findings(comparisons: list[Comparison], cells: list[CellView], alpha: 
         numbers: dict[str, Any] = {"n_pairs": cmp.n_pairs, "difference": cmp.difference, "p": cmp.p_value,
                                    "p_holm": cmp.p_holm, "discordant": cmp.discordant}
         constant = _constants(cmp, cells)
-        if constant is not None:
+        if constant is not None and constant[0][0] == constant[1][0]:  # the same constant on both sides
             # Two constant answers differ only by which items carry which label: more of them changes nothing.
             (value, k_v, n_v), (base, k_b, n_b) = constant
             text = (f"{head}: {BOTH_CONSTANT} ({say_value(value)} in {k_v} of {n_v} items, {say_value(base)} in "

@@ -67,29 +67,39 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
     if threshold is None:
         return []
     out = []
+    metric, bar = threshold.metric, threshold.min
     for key, s in stats.items():
         label = label_of(row_axes, col_axes, key)
-        metric, bar = threshold.metric, threshold.min
+
+        def not_judged(why: str, s: CellStats = s, label: str = label) -> Verdict:
+            return Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
+                           f"{label}: not judged: {why}")
+
         rate = s.clustered(metric)
-        if s.failed and (rate is None or rate.n_jobs):
-            out.append(Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
-                               f"{label}: not judged: {s.failed} requests failed (they are left out of {metric}); "
-                               "run again to retry them"))
+        if s.failed:
+            out.append(not_judged(f"{s.failed} requests failed (they are left out of {metric}); run again to retry "
+                                  "them"))
+            continue
+        if s.ok == 0:
+            # A row with nothing to judge is never passed over: --fail-on-verdict must not pass on it.
+            out.append(not_judged(f"no answers yet ({s.planned} jobs not run); run the experiment"))
             continue
         if rate is not None:
             if rate.n_jobs == 0:
+                out.append(not_judged(f"no answer counts toward {metric} (for precision: none said the positive "
+                                      "class)" if metric == "precision" else f"no answer counts toward {metric}"))
                 continue
             value, low, high, n_items, n_jobs = rate.value, rate.low, rate.high, rate.n_items, rate.n_jobs
-            n_eff = rate.n_eff
+            n_eff: float | None = rate.n_eff
         else:
             interval = s.bootstrap_interval(metric)
             value = float(s.metric(metric))
             if interval is None or math.isnan(value) or math.isnan(interval[0]):
-                out.append(Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
-                                   f"{label}: not judged: {metric} has no interval here (too few items)"))
+                out.append(not_judged(f"{metric} has no interval here (fewer than 2 items, or no answer it is "
+                                      "defined over)"))
                 continue
             (low, high), n_items, n_jobs = interval, len(s.items), s.ok
-            n_eff = float(n_items)
+            n_eff = None  # not a proportion: no binomial figure for the items that would decide it
         shown = f"{metric} {value:.2f} [{low:.2f}, {high:.2f}]"
         over = f"over {unit(n_items, n_jobs)}"
         needed = None
@@ -99,14 +109,18 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
             status, text = "not viable", f"{label}: not viable: {shown} < {bar:.2f} {over}"
         else:
             status = "not shown viable"
-            trials = items_to_decide(value, bar, alpha=alpha)
-            if trials is not None:
+            trials = items_to_decide(value, bar, alpha=alpha) if n_eff else None
+            if trials is not None and n_eff:
                 # The test's n is in independent trials; with repeats an item is worth n_eff / n_items of one.
-                needed = max(n_items + 1, math.ceil(trials * n_items / n_eff)) if n_eff > 0 else None
+                needed = max(n_items + 1, math.ceil(trials * n_items / n_eff))
             what = (f"{round(value * n_jobs)} of {n_jobs} right" if metric == "accuracy" and n_jobs == n_items
                     else f"{metric} {value:.2f}")
-            decide = (f"about {needed} items would (exact binomial test, 80% power, alpha={alpha:g})" if needed
-                      else "at this rate no feasible number of items would")
+            if n_eff is None:
+                decide = f"more items would narrow it ({metric} is not a proportion: no exact figure)"
+            elif needed:
+                decide = f"about {needed} items would (exact binomial test, 80% power, alpha={alpha:g})"
+            else:
+                decide = "at this rate no feasible number of items would (more than 10,000)"
             text = (f"{label}: not shown viable at n={unit(n_items, n_jobs)}: {shown} straddles {bar:.2f}; "
                     f"{what} cannot separate {value:.0%} from {bar:.0%}; {decide}")
         out.append(Verdict(label, metric, status, value, low, high, bar, n_items, n_jobs, needed, text))
@@ -160,6 +174,10 @@ def best(row_axes: list[str], col_axes: list[str], stats: dict[Key, CellStats], 
             f"{len(common)} items ({only1} vs {only2} discordant)")
     if p >= alpha:
         return [f"no single best: {head}: not distinguishable at alpha={alpha:g}"]
+    if only1 < only2:
+        # Ranked by accuracy over answers, but the test over items goes the other way: no claim either way.
+        return [f"no single best: {head}: {a} is more accurate over answers, but {b} is right on more items by "
+                "majority"]
     return [f"best by accuracy: {head}: separable at alpha={alpha:g}"]
 
 
@@ -173,6 +191,9 @@ def dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[
     column = _FP if kind == "false_positive" else _FN
     parts = []
     for key, s in stats.items():
+        if not s.ok:
+            parts.append(f"{label_of(row_axes, col_axes, key)}: not run")
+            continue
         answers = s.fp if kind == "false_positive" else s.fn
         items = sum(1 for r in s.items.values() if r[column])
         shown = f"{items} items" if answers == items else f"{items} items ({answers} answers)"

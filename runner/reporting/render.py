@@ -58,6 +58,7 @@ def _table_data(t: Table) -> dict[str, Any]:
         "rows": [{**r.row, **r.column, **r.metrics} if not r.column else
                  {**r.row, "column": r.column, **r.metrics} for r in t.records],
         "notes": t.notes,
+        "verdicts": [dataclasses.asdict(v) for v in t.verdicts],
         "comparisons": [{**dataclasses.asdict(c), "significant": c.significant, "sentence": c.sentence()}
                         for c in t.comparisons],
     }
