@@ -196,7 +196,8 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
         weight = max(weight, sum(1 for s in scored if s.expected != top and not s.correct) / n)
     p = binomial_greater(correct, n, majority_count / n)
     numbers["p_vs_majority"] = p
-    stated = f"over {st.binary_n} answers stating a class" if st.binary_n else "(no answer stated a class)"
+    stated = (f"over {st.binary_n} {'answer' if st.binary_n == 1 else 'answers'} stating a class" if st.binary_n
+              else "(no answer stated a class)")
     stats_text = (f"exact binomial p={p:.2g} over {n} items; kappa {say_number(st.metric('kappa'))} and MCC "
                   f"{say_number(st.metric('mcc'))} {stated}; balanced accuracy "
                   f"{say_number(st.metric('balanced_accuracy'))}")

@@ -196,6 +196,7 @@ def dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[
             continue
         answers = s.fp if kind == "false_positive" else s.fn
         items = sum(1 for r in s.items.values() if r[column])
-        shown = f"{items} items" if answers == items else f"{items} items ({answers} answers)"
+        noun = "item" if items == 1 else "items"
+        shown = f"{items} {noun}" if answers == items else f"{items} {noun} ({answers} answers)"
         parts.append(f"{label_of(row_axes, col_axes, key)}: {shown}")
     return [f"dangerous errors ({kind.replace('_', ' ')}s: {what}): " + "; ".join(parts)]
