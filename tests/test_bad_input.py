@@ -163,7 +163,7 @@ CASES = [
          "quantizations, source, files"),
     Case("unknown-variant-key", changed(put("prompts.variants.1.template", "x")),
          "runner: $EXP: prompts.variants[1].template: unknown key 'template'; allowed keys here: name, file, "
-         "text"),
+         "text, system"),
     Case("unknown-dataset-key", changed(put("dataset.label", "valid")),
          "runner: $EXP: dataset.label: unknown key 'label'; allowed keys here: path, id_field, label_field"),
     Case("unknown-scorer-key", changed(put("scorers.0.expected", "valid")),

@@ -304,13 +304,18 @@ def test_no_seed_means_no_seed_param_in_any_repeat(project: Project) -> None:
 # templates
 
 
-def test_empty_system_template_means_no_system_message(project: Project) -> None:
+def test_an_empty_system_prompt_is_sent_empty_and_none_sends_no_system_message(project: Project) -> None:
+    # Changed by the issue "What the model actually receives": an empty system prompt used to mean "none".
     exp = base_experiment()
     exp["prompts"]["system"] = "{% if false %}never{% endif %}   "
     jobs = list(_plan(project, exp).jobs())
-    assert jobs and all([m["role"] for m in j.messages] == ["user"] for j in jobs)
+    assert jobs and all(j.messages[0] == {"role": "system", "content": ""} for j in jobs)
     exp["prompts"]["system"] = ""
-    assert all(len(j.messages) == 1 for j in _plan(project, exp).jobs())
+    assert all(j.messages[0] == {"role": "system", "content": ""} for j in _plan(project, exp).jobs())
+    del exp["prompts"]["system"]
+    exp["prompts"]["systems"] = [{"name": "none"}, {"name": "empty", "text": ""}]
+    by_system = {j.cell.get("system"): [m["role"] for m in j.messages] for j in _plan(project, exp).jobs()}
+    assert by_system == {"none": ["user"], "empty": ["system", "user"]}
 
 
 def test_absent_system_means_no_system_message(project: Project) -> None:
@@ -328,7 +333,7 @@ def test_non_empty_system_comes_first(project: Project) -> None:
 def test_systems_list_is_an_axis(project: Project) -> None:
     exp = base_experiment()
     del exp["prompts"]["system"]
-    exp["prompts"]["systems"] = [{"name": "terse", "text": "Be terse."}, {"name": "none", "text": ""}]
+    exp["prompts"]["systems"] = [{"name": "terse", "text": "Be terse."}, {"name": "none"}]
     plan = _plan(project, exp)
     assert plan.axes["system"] == ["terse", "none"]
     for job in plan.jobs():

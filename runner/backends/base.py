@@ -112,6 +112,47 @@ class Backend(abc.ABC):
         """Prompt tokens of these messages as the served model counts them, where the server can say."""
         return None
 
+    async def count_rendered(self, text: str) -> int | None:
+        """Tokens of a prompt already rendered by `render_prompt`, where the server can count."""
+        return None
+
+    async def render_prompt(self, messages: list[dict[str, str]]) -> str | None:
+        """The prompt text as the served model's chat template renders these messages, where the server
+        can say (llama.cpp: /apply-template); None where it cannot."""
+        return None
+
+    # Who renders prompts for `render_prompt`, as stored with each job (`rendered_by`).
+    rendered_by = ""
+
     def requested_context(self) -> int | None:
         """The context per request this experiment asks the server for, if it can be asked."""
         return None
+
+
+@dataclass(frozen=True)
+class InjectedSystem:
+    """What the chat template adds when a request has no system message."""
+
+    text: str  # the inserted system prompt
+    tokens: int | None  # its length in the model's tokens, where the server can count
+
+
+async def injected_system_prompt(backend: Backend) -> InjectedSystem | None:
+    """Render one question with no system message and with an empty one: whatever the first has that
+    the second has not is what the template inserts on its own (SmolLM2: "You are a helpful AI
+    assistant named SmolLM, trained by Hugging Face"). None when nothing is added or nobody can say."""
+    import difflib
+
+    question = [{"role": "user", "content": "Is this config valid?"}]
+    without = await backend.render_prompt(question)
+    empty = await backend.render_prompt([{"role": "system", "content": ""}, *question])
+    if without is None or empty is None or without == empty:
+        return None
+    matcher = difflib.SequenceMatcher(a=empty, b=without, autojunk=False)
+    added = "".join(without[j1:j2] for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("insert", "replace"))
+    added = added.strip()
+    if not added:
+        return None
+    tokens_without, tokens_empty = await backend.count_rendered(without), await backend.count_rendered(empty)
+    tokens = tokens_without - tokens_empty if tokens_without is not None and tokens_empty is not None else None
+    return InjectedSystem(added, tokens)

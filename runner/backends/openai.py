@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.backends.llamacpp.api import count_prompt_tokens
+from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
 from runner.backends.settings import OpenAISettings
 from runner.errors import ConfigError
 
@@ -52,6 +52,24 @@ class OpenAIBackend(Backend):
 
     async def generate(self, request: ChatRequest) -> Completion:
         return await self.client.chat(request)
+
+    rendered_by = "llama.cpp /apply-template"
+
+    async def render_prompt(self, messages: list[dict[str, str]]) -> str | None:
+        """llama.cpp's server renders with the model's template; other servers cannot say (asked once)."""
+        if getattr(self, "_no_templates", False):
+            return None
+        prompt = await apply_template(self.client, self._root(), messages)
+        self._no_templates = prompt is None
+        return prompt
+
+    async def count_rendered(self, text: str) -> int | None:
+        if getattr(self, "_no_tokenizer", False):
+            return None
+        return await count_text_tokens(self.client, self._root(), text)
+
+    def _root(self) -> str:
+        return self.settings.base_url.rstrip("/").removesuffix("/v1")
 
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         """llama.cpp's server can count; other OpenAI-compatible servers cannot (asked once)."""

@@ -107,7 +107,11 @@ class ModelConfig(Strict):
 
 
 class TemplateRef(Strict):
-    """A named Jinja2 template: a file (relative to `prompts.directory`) or inline text."""
+    """A named Jinja2 template: a file (relative to `prompts.directory`) or inline text.
+
+    For a system prompt, neither (`{name: none}`) means no system message is sent at all, while
+    `text: ""` sends a system message with empty content: chat templates such as SmolLM2's insert a
+    default system prompt of their own when there is none, so the two are different experiments."""
 
     name: str
     file: Path | None = None
@@ -115,20 +119,41 @@ class TemplateRef(Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> TemplateRef:
-        if (self.file is None) == (self.text is None):
-            raise ValueError("give exactly one of file or text")
+        if self.file is not None and self.text is not None:
+            raise ValueError("give one of file or text, not both")
         return self
+
+    @property
+    def sends_nothing(self) -> bool:
+        return self.file is None and self.text is None
+
+
+class PromptVariant(TemplateRef):
+    """A user prompt variant; `system` gives this variant its own system prompt (the analysis's
+    baseline: the instruction as system message, the config alone as user message)."""
+
+    system: str | TemplateRef | None = Field(
+        None, description="This variant's own system prompt (text or a template reference); replaces "
+                          "prompts.system for it. Not combined with prompts.systems.",
+    )
+
+    def system_ref(self) -> TemplateRef | None:
+        if isinstance(self.system, str):
+            return TemplateRef(name=f"{self.name}.system", text=self.system)
+        return self.system
 
 
 class PromptsConfig(Strict):
     directory: Path | None = Field(None, description="Folder of template files, relative to the experiment.")
     system: str | TemplateRef | None = Field(
-        None, description="One system prompt for every job: inline text or a template reference."
+        None, description="One system prompt for every job: inline text or a template reference. Absent: no "
+                          "system message; \"\": a system message with empty content.",
     )
     systems: list[TemplateRef] | None = Field(
-        None, description="System prompt variants: becomes the `system` axis."
+        None, description="System prompt variants: becomes the `system` axis. {name: none} (no text, no file) "
+                          "sends no system message; {name: empty, text: \"\"} an empty one.",
     )
-    variants: list[TemplateRef] = Field(description="User prompt variants: the `prompt` axis.")
+    variants: list[PromptVariant] = Field(description="User prompt variants: the `prompt` axis.")
     context: dict[str, Path] = Field(
         default_factory=dict,
         description="Extra template variables loaded from JSONL/JSON/YAML files, e.g. examples: ex.jsonl.",
@@ -136,7 +161,7 @@ class PromptsConfig(Strict):
 
     @field_validator("variants", "systems")
     @classmethod
-    def _unique(cls, refs: list[TemplateRef] | None, info: ValidationInfo) -> list[TemplateRef] | None:
+    def _unique(cls, refs: Any, info: ValidationInfo) -> Any:
         if refs is None:
             return refs
         if not refs:
@@ -153,6 +178,13 @@ class PromptsConfig(Strict):
     def _check(self) -> PromptsConfig:
         if self.system is not None and self.systems is not None:
             raise ValueError("give system or systems, not both")
+        missing = [v.name for v in self.variants if v.sends_nothing]
+        if missing:
+            raise ValueError(f"prompt variant {missing[0]!r} has neither file nor text: give one")
+        own = [v.name for v in self.variants if v.system is not None]
+        if own and self.systems is not None:
+            raise ValueError(f"prompt variant {own[0]!r} has its own system prompt: that cannot be combined with "
+                             "systems (an axis of system prompts); drop one")
         return self
 
     def system_refs(self) -> list[TemplateRef | None]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from runner.backends.base import Backend, BackendError, ChatRequest, Completion
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, injected_system_prompt
 from runner.execution.events import (
     Events,
     JobFinished,
@@ -76,6 +77,7 @@ class Executor:
         self.retry = retry
         self.events = events or Events()
         self.counts = RunCounts()
+        self._rendered: dict[str, str | None] = {}
         self.run_id = 0
         self.started = time.monotonic()
 
@@ -101,7 +103,14 @@ class Executor:
                     continue
                 self.events.emit(VariantLoading(variant.label))
                 async with self.backend.serve(variant) as info:
-                    await self._drain(itertools.chain([first], pending), run_id, info.details,
+                    self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
+                    details = dict(info.details)
+                    if any(c.system is None for c in self.plan.cells if c.variant == variant):
+                        # Some cells send no system message: record what the template puts in its place.
+                        injected = await injected_system_prompt(self.backend)
+                        if injected is not None:
+                            details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
+                    await self._drain(itertools.chain([first], pending), run_id, details,
                                       options.concurrency)
             status = "finished"
         except asyncio.CancelledError:
@@ -160,6 +169,7 @@ class Executor:
                 lambda: self.backend.generate(request), self.retry, on_retry=on_retry
             )
             latency = time.monotonic() - started
+            rendered = await self._render(job)
             if any(s.blocking for s in self.scorers):
                 # Off the event loop: the code scorer runs a sandboxed child process per answer.
                 scores = await asyncio.to_thread(self._score, job, completion)
@@ -171,7 +181,15 @@ class Executor:
         finally:
             if attempts > 1:
                 self.counts.retrying -= 1
-        self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores)
+        self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores, rendered)
+
+    async def _render(self, job: Job) -> str | None:
+        """The prompt as the server's chat template renders this job's messages, asked once per
+        distinct message list (repeats share it); None where the server cannot say."""
+        key = json.dumps(job.messages, sort_keys=True)
+        if key not in self._rendered:
+            self._rendered[key] = await self.backend.render_prompt(list(job.messages))
+        return self._rendered[key]
 
     def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
         return {s.key: s.score(c.text, c.finish_reason, job.item).to_dict() for s in self.scorers}
@@ -182,11 +200,12 @@ class Executor:
                       variant=variant_details or None, **fields)
 
     def _save_ok(self, job: Job, run_id: int, variant_details: dict[str, Any], c: Completion,
-                 attempts: int, latency_s: float, scores: dict[str, dict[str, Any]]) -> None:
+                 attempts: int, latency_s: float, scores: dict[str, dict[str, Any]], rendered: str | None) -> None:
         self.store.save_job(self._row(
             job, run_id, variant_details, status=JobStatus.OK, attempts=attempts, request=c.request,
             response=c.response, text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
-            completion_tokens=c.completion_tokens, latency_s=latency_s, timings=c.timings, scores=scores))
+            completion_tokens=c.completion_tokens, latency_s=latency_s, timings=c.timings, scores=scores,
+            rendered_prompt=rendered, rendered_by=self.backend.rendered_by if rendered is not None else None))
         self.counts.completion_tokens += c.completion_tokens or 0
         self.counts.succeeded += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,

@@ -87,9 +87,9 @@ class Plan:
         cfg = self.experiment.source_path
         messages: list[dict[str, str]] = []
         if cell.system is not None:
-            system = cell.system.render(ctx, config_file=cfg, item_id=item.id)
-            if system:  # an empty system template means "no system message", not an empty one
-                messages.append({"role": "system", "content": system})
+            # Sent even when it renders empty: "no system message" is `{name: none}` (no text, no file),
+            # and the two differ where the chat template inserts its own default system prompt.
+            messages.append({"role": "system", "content": cell.system.render(ctx, config_file=cfg, item_id=item.id)})
         messages.append({"role": "user", "content": cell.prompt.render(ctx, config_file=cfg, item_id=item.id)})
         return tuple(messages)
 
@@ -133,14 +133,20 @@ def build_plan(experiment: Experiment) -> Plan:
     directory = experiment.resolve(experiment.prompts.directory or Path("."))
     prompts = [compile_template(ref, directory=directory, config_file=cfg, key=f"prompts.variants[{i}]")
                for i, ref in enumerate(experiment.prompts.variants)]
-    systems = [_compile_optional(ref, i, directory, experiment)
-               for i, ref in enumerate(experiment.prompts.system_refs())]
+    # A variant's own system prompt replaces the experiment's for that variant's cells.
+    own_systems = {v.name: compile_template(ref, directory=directory, config_file=cfg,
+                                            key=f"prompts.variants[{i}].system")
+                   for i, v in enumerate(experiment.prompts.variants) if (ref := v.system_ref()) is not None}
+    refs = experiment.prompts.system_refs()
+    systems = [_compile_optional(ref, i, directory, experiment) for i, ref in enumerate(refs)]
+    # The axis names every system, including `{name: none}`, which sends no system message.
+    system_names = [ref.name if ref is not None else None for ref in refs]
     sampling_axes, fixed = experiment.sampling.axes_and_fixed()
 
     axes: dict[str, list[Any]] = {
         "model": [m.name for m in experiment.models],
         "quantization": list(dict.fromkeys(q for m in experiment.models for q in m.quant_values())),
-        "system": [s.name if s else None for s in systems],
+        "system": system_names,
         "prompt": [p.name for p in prompts],
         **sampling_axes,
     }
@@ -150,12 +156,12 @@ def build_plan(experiment: Experiment) -> Plan:
         for m in experiment.models for q in m.quant_values()
     }
     by_name_prompt = {p.name: p for p in prompts}
-    by_name_system = {s.name if s else None: s for s in systems}
+    by_name_system = dict(zip(system_names, systems, strict=True))
     cells = [
         Cell(
             values=tuple((axis, combo[axis]) for axis in axes),
             variant=variants[(combo["model"], combo["quantization"])],
-            system=by_name_system[combo["system"]],
+            system=own_systems.get(combo["prompt"], by_name_system[combo["system"]]),
             prompt=by_name_prompt[combo["prompt"]],
             params=params,
         )
@@ -188,7 +194,7 @@ def _check_report_axes(experiment: Experiment, axes: dict[str, list[Any]]) -> No
 
 def _compile_optional(ref: TemplateRef | None, i: int, directory: Path,
                       experiment: Experiment) -> CompiledTemplate | None:
-    if ref is None:
+    if ref is None or ref.sends_nothing:
         return None
     key = f"prompts.systems[{i}]" if experiment.prompts.systems else "prompts.system"
     return compile_template(ref, directory=directory, config_file=experiment.source_path, key=key)

@@ -121,12 +121,12 @@ class Store:
             self.conn.execute(
                 "INSERT OR REPLACE INTO jobs (job_id, run_id, cell_key, model, quantization, item_id, repeat,"
                 " status, attempts, error, request_json, response_json, text, finish_reason, prompt_tokens,"
-                " completion_tokens, latency_s, timings_json, variant_json, finished_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
                  str(row.status), row.attempts, row.error, _dumps(row.request), _dumps(row.response), row.text,
                  row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s, _dumps(row.timings),
-                 _dumps(row.variant), time.time()),
+                 _dumps(row.variant), time.time(), row.rendered_prompt, row.rendered_by),
             )
             for key, score in row.scores.items():
                 self.conn.execute("INSERT INTO scores (job_id, scorer_key, score_json) VALUES (?, ?, ?)",
@@ -158,6 +158,20 @@ class Store:
             ):
                 yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
                                 timings=_loads(row[9]), variant=_loads(row[10]))
+
+    def job_requests(self, job_ids: Iterable[str]) -> dict[str, tuple[Any, str | None, str | None]]:
+        """job id -> (the request as sent, the prompt as the server rendered it, who rendered it): what
+        `runner export` adds to the read path's records (kept out of it: a report needs none of it)."""
+        ids = list(job_ids)
+        rendered = "rendered_prompt, rendered_by" if self.version >= 4 else "NULL, NULL"
+        out: dict[str, tuple[Any, str | None, str | None]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, request, prompt, by in self.conn.execute(
+                    f"SELECT job_id, request_json, {rendered} FROM jobs WHERE job_id IN ({marks})", chunk):
+                out[job_id] = (_loads(request), prompt, by)
+        return out
 
     def scores_for(self, job_ids: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
         ids = list(job_ids)

@@ -86,7 +86,15 @@ def v3_studies(conn: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [v1_initial, v2_probes, v3_studies]
+def v4_rendered_prompts(conn: sqlite3.Connection) -> None:
+    """The prompt as the server rendered it (chat template applied), and who rendered it."""
+    _script(conn, """
+    ALTER TABLE jobs ADD COLUMN rendered_prompt TEXT;
+    ALTER TABLE jobs ADD COLUMN rendered_by TEXT;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [v1_initial, v2_probes, v3_studies, v4_rendered_prompts]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -37,6 +37,7 @@ class VariantDetails(TypedDict, total=False):
     state: str | None
     arch: str | None
     format: str | None
+    injected_system: dict[str, Any] | None  # what the chat template adds when no system message is sent
 
 
 class Timings(TypedDict, total=False):
@@ -77,6 +78,8 @@ class JobRow:
     timings: Timings | dict[str, Any] | None = None
     variant: VariantDetails | dict[str, Any] | None = None
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rendered_prompt: str | None = None  # the prompt as the server's chat template rendered the messages
+    rendered_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,5 @@ class JobRecord:
     latency_s: float | None
     timings: dict[str, Any] | None
     variant: dict[str, Any] | None
+    rendered_prompt: str | None = None
+    rendered_by: str | None = None

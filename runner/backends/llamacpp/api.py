@@ -1,4 +1,4 @@
-"""llama.cpp server endpoints beyond the OpenAI API: exact prompt token counts.
+"""llama.cpp server endpoints beyond the OpenAI API: the rendered prompt and exact token counts.
 
 /apply-template renders chat messages with the model's own template, and /tokenize counts the
 result, which equals the `prompt_tokens` the server reports for the same messages (checked in
@@ -20,5 +20,26 @@ async def count_prompt_tokens(client: HttpClient, root: str, messages: list[dict
         tokens: Any = await client.post_json(
             f"{root}/tokenize", {"content": rendered["prompt"], "add_special": False, "parse_special": True})
     except (BackendError, KeyError, TypeError):
+        return None
+    return len(tokens.get("tokens", [])) if isinstance(tokens, dict) else None
+
+
+async def apply_template(client: HttpClient, root: str, messages: list[dict[str, str]]) -> str | None:
+    """The prompt as the server renders these messages with the model's chat template; None when the
+    server has no /apply-template (not llama.cpp)."""
+    try:
+        rendered: Any = await client.post_json(f"{root}/apply-template", {"messages": messages})
+    except BackendError:
+        return None
+    prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+    return prompt if isinstance(prompt, str) else None
+
+
+async def count_text_tokens(client: HttpClient, root: str, text: str) -> int | None:
+    """Tokens of an already rendered prompt (special tokens parsed, none added)."""
+    try:
+        tokens: Any = await client.post_json(f"{root}/tokenize",
+                                             {"content": text, "add_special": False, "parse_special": True})
+    except BackendError:
         return None
     return len(tokens.get("tokens", [])) if isinstance(tokens, dict) else None
