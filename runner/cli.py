@@ -110,6 +110,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    chunks = api.export(args.file, fmt=args.format, limit=args.limit)
+    if args.output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return 0
+    _write_atomically(Path(args.output), "".join(chunks))
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     findings = api.explain(args.file, limit=args.limit)
     name = api.experiment_name(args.file)
@@ -189,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("file")
     sc.add_argument("--limit", type=_positive, help="only the first N dataset items")
     sc.set_defaults(func=cmd_score)
+
+    exp = sub.add_parser("export", help="one record per job: axes, request, rendered prompt, answer, scores")
+    exp.add_argument("file")
+    exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    exp.add_argument("--output", help="write to this file instead of standard output")
+    exp.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    exp.set_defaults(func=cmd_export)
 
     ex = sub.add_parser("explain", help="findings: why the scores are what they are, in sentences")
     ex.add_argument("file")

@@ -23,7 +23,7 @@ from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 OLLAMA_ID = "smollm2:135m-instruct-q4_K_M"
 LMSTUDIO_ID = "smollm2-135m-instruct@q4_k_m"
-CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context"]
+CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context", "system_prompt"]
 _LINE = re.compile(r"^  (\w+)\s+(yes|NO|n/a)\s+(.*)$")
 
 
@@ -76,14 +76,21 @@ def test_probe_on_the_embedded_llamacpp_server(project: Project, capsys: pytest.
     out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (llamacpp; Q4_1, context 1024):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "yes",
-                                   "requested_context": "yes"}
+                                   "requested_context": "yes", "system_prompt": "NO"}
+    # Hypothesis 6, measured: SmolLM2's template inserts its own system prompt when a request has none.
+    assert verdicts["system_prompt"][1] == (
+        "with no system message the template adds 'You are a helpful AI assistant named SmolLM, trained by Hugging "
+        "Face' (16 tokens); send an explicit or empty system message to avoid it")
     reported, counted = re.fullmatch(r"reported (\d+), the server's tokenizer counts (\d+)",
                                      verdicts["prompt_tokens"][1]).groups()  # type: ignore[union-attr]
     assert reported == counted
     assert verdicts["requested_context"][1].startswith("asked for 1024; a ")
-    assert "warning" not in out
+    # This experiment sends no system message, so the injection is a warning for it.
+    assert [line for line in out.splitlines() if "warning" in line] == [
+        "  warning: smollm2: some cells send no system message, and the server was measured to add its own: "
+        f"{verdicts['system_prompt'][1]}"]
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": True,
-                                "requested_context": True}
+                                "requested_context": True, "system_prompt": False}
 
 
 @pytest.mark.parametrize("num_ctx", [4096, None])
@@ -93,7 +100,7 @@ def test_probe_on_the_ollama_fake(project: Project, capsys: pytest.CaptureFixtur
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith(f"smollm2 (ollama; Q4_K_M, context {num_ctx or '?'}):")
     expected = {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                "requested_context": "yes" if num_ctx else "n/a"}
+                "requested_context": "yes" if num_ctx else "n/a", "system_prompt": "n/a"}
     assert _verdicts(verdicts) == expected
     assert "grows with the prompt" in verdicts["prompt_tokens"][1]
     assert verdicts["seed"][1] == "same seed, same text; another seed, another text"
@@ -107,9 +114,9 @@ def test_probe_on_the_lmstudio_fake(project: Project, capsys: pytest.CaptureFixt
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (lmstudio; Q4_K_M, context 4096):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                                   "requested_context": "n/a"}
+                                   "requested_context": "n/a", "system_prompt": "n/a"}
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": None,
-                                "requested_context": None}
+                                "requested_context": None, "system_prompt": None}
 
 
 class _Request:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,3 +146,19 @@ def verdict_exit_code(report: Report | ContextStudy, path: str | Path) -> int:
 
 
 VERDICT_NOT_MET = 3
+
+
+def export(path: str | Path, *, fmt: str = "jsonl", limit: int | None = None) -> Iterator[str]:
+    """`runner export`: one record per stored job (JSON lines or CSV), read-only, chunk by chunk."""
+    from runner.analysis.results import load_results
+    from runner.reporting.export import export_records, render_export
+
+    p = prepare(path, for_reading=True)
+    if p.experiment.study is not None:
+        raise UserError("a study has no per-job records to export", file=path, fix=f"use `runner report {path}`")
+    store = open_store(p, path)
+    try:
+        results = load_results(p.plan, store, p.scorers, limit)
+        yield from render_export(export_records(results, store), fmt)
+    finally:
+        store.close()

@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.backends.base import Backend, BackendError, ChatRequest, Variant
+from runner.backends.base import Backend, BackendError, ChatRequest, Variant, injected_system_prompt
 from runner.config.schema import Experiment
 
 SCHEMA = {"type": "object", "properties": {"valid": {"type": "boolean"}}, "required": ["valid"],
@@ -53,7 +53,20 @@ def _ask(content: str) -> list[dict[str, str]]:
 
 
 async def probe_variant(backend: Backend, variant: Variant) -> list[ProbeResult]:
-    return [await _seed(backend, variant), await _schema(backend, variant), *await _tokens(backend, variant)]
+    return [await _seed(backend, variant), await _schema(backend, variant), *await _tokens(backend, variant),
+            await _system_prompt(backend)]
+
+
+async def _system_prompt(backend: Backend) -> ProbeResult:
+    """Hypothesis 6: does the server add a system prompt of its own when a request has none?"""
+    if await backend.render_prompt(_ask("Is this config valid?")) is None:
+        return ProbeResult("system_prompt", None, "the server cannot show the rendered prompt")
+    injected = await injected_system_prompt(backend)
+    if injected is None:
+        return ProbeResult("system_prompt", True, "nothing is added when a request has no system message")
+    size = f" ({injected.tokens} tokens)" if injected.tokens else ""
+    return ProbeResult("system_prompt", False, f"with no system message the template adds {injected.text!r}{size}; "
+                       "send an explicit or empty system message to avoid it")
 
 
 async def _text(backend: Backend, variant: Variant, messages: list[dict[str, str]], **params: Any) -> str:
@@ -156,4 +169,9 @@ def warnings_for(experiment: Experiment, results: list[dict[str, Any]], variant:
     if by_name.get("requested_context", {}).get("honoured") is False:
         out.append(f"{label}: the server did not read a prompt within the requested context whole: "
                    f"{by_name['requested_context']['detail']}")
+    sends_none = any(ref is None or ref.sends_nothing for ref in experiment.prompts.system_refs()) and \
+        not all(v.system is not None for v in experiment.prompts.variants)
+    if sends_none and by_name.get("system_prompt", {}).get("honoured") is False:
+        out.append(f"{label}: some cells send no system message, and the server was measured to add its own: "
+                   f"{by_name['system_prompt']['detail']}")
     return out

@@ -61,6 +61,7 @@ def diagnose(results: ResultSet, *, alpha: float | None = None) -> list[Finding]
         findings.extend(determinism_findings(c))
     findings.extend(items_wrong_everywhere(cells))
     findings.extend(context_findings(cells))
+    findings.extend(injection_findings(cells))
     findings.extend(power_findings(results.comparisons(alpha), cells, alpha))
     findings = _merge_repeated(findings, cells)
     findings.sort(key=lambda f: -f.weight)
@@ -119,10 +120,32 @@ def _collect(results: ResultSet) -> list[CellView]:
                 c.prompt_tokens[result.job.item.id] = rec.prompt_tokens
             if rec.variant and rec.variant.get("n_ctx_per_slot"):
                 c.n_ctx = int(rec.variant["n_ctx_per_slot"])
+            if rec.variant and rec.variant.get("injected_system") and cell.cell.system is None:
+                c.injected_system = rec.variant["injected_system"]
         stated = {(item, repeat): s.prediction if s.outcome == ANSWERED else None
                   for item, repeat, s, _ in rows if s is not None}
         c.constant = constant_answer(item_predictions(stated).values())
         out.append(c)
+    return out
+
+
+def injection_findings(cells: list[CellView]) -> list[Finding]:
+    """Cells that sent no system message to a model whose chat template then inserts its own."""
+    out = []
+    for c in cells:
+        injected = c.injected_system
+        if not injected or not c.scores:
+            continue
+        tokens = injected.get("tokens")
+        size = f"of {tokens} tokens " if tokens else ""
+        text = str(injected.get("text", ""))
+        shown = text if len(text) <= 120 else text[:117] + "..."
+        out.append(Finding(
+            FindingKind.INJECTED_SYSTEM_PROMPT, c.label,
+            f"{c.label}: the server added a system prompt {size}the experiment did not send: {shown!r} (the chat "
+            "template's default when a request has no system message); every answer in this cell was given "
+            "under it: send an explicit system prompt, or an empty one, to test without it",
+            0.3, "system-prompt interference", {"text": text, "tokens": tokens}))
     return out
 
 

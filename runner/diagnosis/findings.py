@@ -37,6 +37,7 @@ class FindingKind(enum.StrEnum):
     ITEM_WRONG_EVERYWHERE = "item_wrong_everywhere"
     CONTEXT_LIMIT = "context_limit"
     UNDERPOWERED = "underpowered"
+    INJECTED_SYSTEM_PROMPT = "injected_system_prompt"
     REPETITION_LOOP = "repetition_loop"
     BOTH_CONSTANT = "both_constant"
     TEMPERATURE_ZERO_REPEATS = "temperature_zero_repeats"
@@ -68,6 +69,7 @@ class CellView:
     scores: list[tuple[str, int, Score | None, str | None]]  # item id, repeat, score, error of a failed job
     prompt_tokens: dict[str, int] = field(default_factory=dict)
     n_ctx: int | None = None
+    injected_system: dict[str, Any] | None = None  # what the chat template added (no system message sent)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> dataset fields
     looped: set[tuple[str, int]] = field(default_factory=set)  # (item, repeat) of cut-off repetition loops
     # (class, items giving it, items stating a class) when the cell gives a constant answer
