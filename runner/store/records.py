@@ -37,6 +37,8 @@ class VariantDetails(TypedDict, total=False):
     state: str | None
     arch: str | None
     format: str | None
+    sampler: dict[str, Any]  # the server's defaults for what a request leaves out (runner.backends.sampler)
+    sampler_source: str  # who said so: "llama.cpp /props", "Ollama /api/show"
 
 
 class Timings(TypedDict, total=False):
