@@ -147,6 +147,16 @@ async def test_serve_describes_the_variant_with_quantization_and_context(served:
 
 
 @in_module_loop
+async def test_serve_records_the_servers_sampler_defaults_where_it_reports_them(served: Served) -> None:
+    details = served.details
+    if served.name == "lmstudio":
+        assert "sampler" not in details  # its /api/v0/models has no sampler fields
+        return
+    assert details["sampler_source"] == ("Ollama /api/show" if served.name == "ollama" else "llama.cpp /props")
+    assert details["sampler"]["top_k"] == 40  # llama.cpp's default; the fake Modelfile's PARAMETER top_k
+
+
+@in_module_loop
 async def test_a_seed_makes_a_sampled_answer_repeatable(served: Served) -> None:
     prompt = [{"role": "user", "content": "Write one sentence about a lighthouse."}]
     first = await served.ask(prompt, temperature=0.9, seed=11, max_tokens=8)

@@ -3,7 +3,8 @@
 /api/chat honours options.num_ctx (the context to allocate), seed, num_predict and `format` (a JSON
 schema), and reports prompt_eval_count: what it actually read, which is less than what was sent
 when it silently drops the start of a prompt that does not fit. /api/show gives the quantization
-level and the model's own context length, recorded with every job.
+level, the model's own context length and its Modelfile's sampler parameters (the defaults for
+what a request leaves out), recorded with every job.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
+from runner.backends.sampler import from_ollama_show
 from runner.backends.settings import OllamaSettings
 from runner.errors import BackendUnavailable
 
@@ -52,7 +54,8 @@ class OllamaBackend(Backend):
         digest = next((m.get("digest") for m in self.tags.get("models", []) if m.get("name") == model_id), None)
         return {"model_id": model_id, "quantization": details.get("quantization_level"),
                 "parameter_size": details.get("parameter_size"), "family": details.get("family"),
-                "n_ctx_train": context, "n_ctx_per_slot": self.settings.num_ctx, "digest": digest}
+                "n_ctx_train": context, "n_ctx_per_slot": self.settings.num_ctx, "digest": digest,
+                **from_ollama_show(show)}
 
     def requested_context(self) -> int | None:
         return self.settings.num_ctx

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
-from runner.backends.http import HttpClient
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
+from runner.backends.http import HttpClient, MalformedBody
 from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
+from runner.backends.sampler import from_llamacpp_props
 from runner.backends.settings import OpenAISettings
 from runner.errors import ConfigError
 
@@ -37,7 +38,22 @@ class OpenAIBackend(Backend):
 
     @asynccontextmanager
     async def serve(self, variant: Variant) -> AsyncIterator[VariantInfo]:
-        yield VariantInfo(self.describe_model(variant.model_id))
+        yield VariantInfo({**self.describe_model(variant.model_id), **await self.sampler_defaults()})
+
+    async def sampler_defaults(self) -> dict[str, Any]:
+        """llama.cpp's server says its sampler defaults at /props; other servers have no such page (asked once)."""
+        if getattr(self, "_no_props", False):
+            return {}
+        root = self.settings.base_url.rstrip("/").removesuffix("/v1")
+        try:
+            props = await self.client.get_json(f"{root}/props", timeout_s=min(5.0, self.settings.timeout_s))
+        except BackendError as exc:
+            if exc.status is None and not isinstance(exc, MalformedBody):
+                return {}  # no answer this time: ask again for the next variant
+            props = None
+        details = from_llamacpp_props(props)
+        self._no_props = not details
+        return details
 
     def describe_model(self, model_id: str) -> dict[str, Any]:
         """What /v1/models says of the model (llama.cpp's server adds n_ctx, size and file type)."""

@@ -17,6 +17,7 @@ from runner.analysis.results import ResultSet
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
 from runner.reporting.judgement import Verdict, best, dangerous, verdicts
+from runner.reporting.sampling import sampling_note
 from runner.scoring.scorers import BinaryClassification
 
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
@@ -97,6 +98,8 @@ def build_report(results: ResultSet) -> Report:
                     table.notes.append(f"{len(same)} of {len(comparisons)} paired comparisons have no discordant "
                                        "pairs: the same items right and wrong on both sides")
                 table.comparisons = comparisons
+        if index == 0 and (note := sampling_note(results)):
+            table.notes.append(note)
         tables.append(table)
     findings = diagnose(results, alpha=cfg.alpha)
     return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),

@@ -38,6 +38,8 @@ class VariantDetails(TypedDict, total=False):
     arch: str | None
     format: str | None
     injected_system: dict[str, Any] | None  # what the chat template adds when no system message is sent
+    sampler: dict[str, Any]  # the server's defaults for what a request leaves out (runner.backends.sampler)
+    sampler_source: str  # who said so: "llama.cpp /props", "Ollama /api/show"
 
 
 class Timings(TypedDict, total=False):

@@ -1,13 +1,16 @@
 """Recorded-protocol fakes of Ollama and LM Studio, served by aiohttp on 127.0.0.1.
 
 Built from the servers' documented request and response shapes (Ollama: /api/tags, /api/show,
-/api/chat with options.num_ctx, seed, format, prompt_eval_count, done_reason; LM Studio:
-/api/v0/models with quantization, max_context_length and state, plus its OpenAI-compatible
-/v1/chat/completions), with the behaviours that matter to the runner:
+/api/show with the Modelfile's `parameters` as text, /api/chat with options.num_ctx, seed, format,
+prompt_eval_count, done_reason; LM Studio: /api/v0/models with quantization, max_context_length and
+state, and no sampler settings, plus its OpenAI-compatible /v1/chat/completions), with the
+behaviours that matter to the runner:
 
 - Ollama keeps only the last num_ctx tokens of a prompt that is too long, silently (the reported
   prompt_eval_count is what it kept); its default num_ctx is 2048.
 - LM Studio refuses a prompt longer than the loaded context with HTTP 400.
+- Ollama's defaults for options a request leaves out are the Modelfile's parameters, then its own
+  (temperature 0.8); only the Modelfile's are reported.
 
 Tokens are whitespace-separated words (plus a few per message for the chat template). A model
 "answers" deterministically: it repeats the word after `MARKER:` if the marker survived truncation,
@@ -42,6 +45,16 @@ class FakeModel:
     context_length: int
     family: str = "llama"
     parameter_size: str = "135M"
+    # Ollama's Modelfile PARAMETER lines, (name, value as written); stop values keep their quotes.
+    parameters: tuple[tuple[str, str], ...] = (
+        ("stop", '"<|im_start|>"'), ("stop", '"<|im_end|>"'), ("temperature", "0.7"), ("top_k", "40"))
+
+    def parameters_text(self) -> str:
+        """/api/show's `parameters`: one line per parameter, the name padded to a column as Ollama does."""
+        return "\n".join(f"{name:<30} {value}" for name, value in self.parameters)
+
+    def parameter(self, name: str) -> str | None:
+        return next((value for key, value in self.parameters if key == name), None)
 
 
 def _tokens(messages: list[dict[str, Any]]) -> list[str]:
@@ -121,6 +134,7 @@ class FakeOllama:
             "model_info": {"general.architecture": model.family,
                            f"{model.family}.context_length": model.context_length},
             "capabilities": ["completion"],
+            **({"parameters": model.parameters_text()} if model.parameters else {}),  # omitted when empty
         })
 
     async def _chat(self, request: web.Request) -> web.Response:
@@ -134,7 +148,8 @@ class FakeOllama:
         tokens = _tokens(body.get("messages", []))
         kept = tokens[-num_ctx:]  # Ollama's silent truncation: the start of the prompt is dropped
         limit = int(options.get("num_predict") or 128)
-        text, reason = _answer(kept, float(options.get("temperature", 0.8)), options.get("seed"),
+        temperature = options.get("temperature", model.parameter("temperature") or 0.8)
+        text, reason = _answer(kept, float(temperature), options.get("seed"),
                                body.get("format"), limit)
         return _json({
             "model": model.name, "created_at": "2026-11-25T00:00:00Z",

@@ -24,6 +24,7 @@ from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
+from runner.backends.sampler import from_llamacpp_props
 from runner.backends.settings import LlamaCppSettings
 from runner.config.imports import require_installed
 from runner.config.schema import BackendSettings, ModelConfig, ModelSource
@@ -160,6 +161,7 @@ class LlamaCppBackend(Backend):
                     "file_type": info.file_type, "architecture": info.architecture,
                     "n_ctx_per_slot": props.get("default_generation_settings", {}).get("n_ctx"),
                     "slots": props.get("total_slots"), "engine": "llama.cpp (xllamacpp)",
+                    **from_llamacpp_props(props),
                 })
             finally:
                 if self.client is not None:
