@@ -50,11 +50,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"store: {p.store_path}: {status.done} of {total} done, {total - status.done} to run")
     else:
         print(f"store: {p.store_path} (none yet): {total} to run")
-    for job in itertools.islice(plan.jobs(args.limit), args.show):
+    jobs = plan.jobs(args.limit)
+    for job in jobs if args.all else itertools.islice(jobs, args.show):
         cell = ", ".join(f"{k}={v}" for k, v in job.cell.values if v is not None)
-        print(f"\njob {job.job_id} [{cell}] item={job.item.id} repeat={job.repeat} params={job.params}")
+        print(f"\njob {job.job_id} [{cell}] item={job.item.id} repeat={job.repeat}")
+        # As the request carries them (matrix.include applied; a named null is not sent, so not shown).
+        print(f"  params: {json.dumps(dict(sorted(job.params.items())), ensure_ascii=False)}")
         for m in job.messages:
             print(f"  {m['role']}: {_clip(m['content'], args.chars)}")
+    if not args.all and args.show < total:
+        print(f"\n{min(args.show, total)} of {total} jobs shown; --show N or --all for more")
     return 0
 
 
@@ -180,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="show axes, matrix size, first jobs and what is already done")
     pl.add_argument("file")
     pl.add_argument("--limit", type=_positive, help="only the first N dataset items")
-    pl.add_argument("--show", type=int, default=3, help="how many jobs to print (default 3)")
+    shown = pl.add_mutually_exclusive_group()
+    shown.add_argument("--show", type=_at_least_zero, default=3, metavar="N",
+                       help="print the first N jobs: messages and params as sent (default 3)")
+    shown.add_argument("--all", action="store_true", help="print every job")
     pl.add_argument("--chars", type=int, default=160, help="characters of each message to print")
     pl.set_defaults(func=cmd_plan)
 
@@ -234,6 +242,13 @@ def _verdict_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on-verdict", action="store_true",
                         help=f"exit {api.VERDICT_NOT_MET} unless every row is shown to meet report.threshold")
     parser.add_argument("--junit", metavar="PATH", help="write a JUnit XML file: one test case per judged row")
+
+
+def _at_least_zero(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

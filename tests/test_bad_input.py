@@ -135,6 +135,10 @@ OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retr
                "api_key_env")
 QUANT_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S"
 ROW_FIX = "write one JSON object per line"
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}}}
+FREE = {"name": "free", "value": None}
+NAMED_SCHEMA = {"name": "schema", "value": SCHEMA}
+NAMED_FIX = "write {name: ..., value: ...} with what the request carries under value (null: not sent)"
 
 CASES = [
     # the experiment file itself
@@ -277,6 +281,48 @@ CASES = [
     Case("include-matches-nothing", changed(put("matrix", {"include": [{"temperature": 0.9}]})),
          "runner: $EXP: matrix.include[0]: matches no combination and does not name every axis; add values for "
          "prompt to add it as a new combination"),
+    # named axis values
+    Case("named-value-without-value", changed(put("sampling.response_format", [FREE, {"name": "schema"}])),
+         "runner: $EXP: sampling.response_format[1]: a named value is a mapping of exactly name and value, got "
+         f"name; {NAMED_FIX}"),
+    Case("named-value-with-other-keys",
+         changed(put("sampling.response_format", [FREE, {"name": "schema", **SCHEMA}])),
+         "runner: $EXP: sampling.response_format[1]: a named value is a mapping of exactly name and value, got "
+         f"name, type, json_schema; {NAMED_FIX}"),
+    Case("named-and-unnamed-values", changed(put("sampling.response_format", [FREE, SCHEMA])),
+         "runner: $EXP: sampling.response_format[1]: a value without a name on an axis of named values; name it "
+         "({name: ..., value: ...}), or name no value of this axis"),
+    Case("duplicate-value-names",
+         changed(put("sampling.response_format", [FREE, {"name": "free", "value": SCHEMA}])),
+         "runner: $EXP: sampling.response_format[1]: duplicate name 'free' (sampling.response_format[0] has it); "
+         "give each value of the axis its own name"),
+    Case("one-value-two-names",
+         changed(put("sampling.response_format", [FREE, NAMED_SCHEMA, {"name": "strict", "value": SCHEMA}])),
+         "runner: $EXP: sampling.response_format[2]: the same value as sampling.response_format[1] ('schema'): "
+         "two names for one request; remove one"),
+    Case("named-value-alone", changed(put("sampling.response_format", NAMED_SCHEMA)),
+         "runner: $EXP: sampling.response_format: a named value is one value of an axis; write a list, "
+         "[{name: ..., value: ...}], or give the value alone"),
+    Case("named-value-wrong-type",
+         changed(put("sampling.temperature", [{"name": "greedy", "value": 0}, {"name": "hot", "value": "hot"}])),
+         "runner: $EXP: sampling.temperature[1].value: Input should be a valid number, unable to parse string as "
+         "a number (got 'hot'); write a number"),
+    Case("named-value-number-name", changed(put("sampling.temperature", [{"name": 0, "value": 0}])),
+         "runner: $EXP: sampling.temperature[0]: the name must be a non-empty string, not 0; write e.g. name: free"),
+    Case("exclude-unknown-name",
+         changed(put("sampling.response_format", [FREE, NAMED_SCHEMA]),
+                 put("matrix", {"exclude": [{"response_format": "schem"}]})),
+         "runner: $EXP: matrix.exclude[0].response_format: no sampling.response_format value is named 'schem'; "
+         "use one of: free, schema"),
+    Case("include-by-value-not-name",
+         changed(put("sampling.response_format", [FREE, NAMED_SCHEMA]),
+                 put("matrix", {"include": [{"response_format": SCHEMA, "max_tokens": 64}]})),
+         "runner: $EXP: matrix.include[0].response_format: sampling.response_format has named values: match one "
+         "by its name; use one of: free, schema"),
+    Case("include-override-with-a-name",
+         changed(put("matrix", {"include": [{"prompt": "a", "stop": {"name": "newline", "value": ["END"]}}]})),
+         "runner: $EXP: matrix.include[0].stop: an include override is sent as given, so it cannot carry a name; "
+         "give the value alone, or add it to sampling.stop as a named value and match its name"),
     # backend: openai
     Case("missing-api-key", unset_env("RUNNER_TEST_NO_SUCH_KEY", put("backend.api_key_env", "RUNNER_TEST_NO_SUCH_KEY")),
          "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
@@ -361,7 +407,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 BY_ID = {case.id: case for case in CASES}
 VALIDATE_CASES = ["yaml-syntax", "unknown-top-level-key", "temperature-string", "missing-dataset-file",
-                  "undefined-variable", "row-missing-id", "exclude-everything", "missing-api-key",
+                  "undefined-variable", "row-missing-id", "exclude-everything", "named-value-with-other-keys",
+                  "exclude-unknown-name", "missing-api-key",
                   "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large"]
 
 

@@ -251,6 +251,16 @@ def test_the_test_experiment_validates(schema: dict[str, Any]) -> None:
     Validator(schema).check(base_experiment(), schema)
 
 
+def test_named_axis_values_validate(schema: dict[str, Any]) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "v", "schema": {"type": "object"}}}
+    sampling = {"response_format": [{"name": "free", "value": None}, {"name": "schema", "value": fmt}],
+                "stop": [{"name": "none", "value": None}, {"name": "newline", "value": ["\n"]}],
+                "temperature": [{"name": "greedy", "value": 0.0}, {"name": "warm", "value": 0.7}]}
+    Validator(schema).check(_with({"sampling": sampling}), schema)
+    assert not Validator(schema).is_valid(
+        _with({"sampling": {"temperature": [{"name": "greedy", "value": 0.0, "extra": 1}]}}), schema)
+
+
 def _with(changes: dict[str, Any], *, drop: str | None = None) -> dict[str, Any]:
     doc = {**base_experiment(), **changes}
     if drop is not None:

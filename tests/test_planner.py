@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import time
@@ -275,6 +276,100 @@ def test_job_id_does_not_depend_on_other_items(project: Project) -> None:
     after = {(j.cell.key(), j.item.id, j.repeat): j.job_id for j in _plan(project, exp).jobs()}
     assert {k: v for k, v in after.items() if k[1] != "extra"} == before
     assert len(after) == len(before) + 4 * 2
+
+
+
+# Job ids of experiments without named values, computed before named values existed (commit b789c5c):
+# existing stores keep their results. A fixed base_url, since the backend's identity is in the hash.
+UNNAMED_SCHEMA = {"type": "json_schema", "json_schema": {
+    "name": "v", "schema": {"type": "object", "properties": {"valid": {"type": "boolean"}}}}}
+
+
+def _pinned_case(case: str) -> dict[str, Any]:
+    exp = base_experiment("http://127.0.0.1:9/v1")
+    if case == "axes":
+        exp["sampling"].update(stop=[["\n"], ["###"]], response_format=[{"type": "json_object"}, UNNAMED_SCHEMA])
+        exp["matrix"] = {"include": [{"prompt": "a", "max_tokens": 8}], "exclude": [{"prompt": "b", "stop": ["###"]}]}
+    elif case == "fixed":
+        exp["sampling"].update(stop=["END"], response_format=UNNAMED_SCHEMA)
+    return exp
+
+
+@pytest.mark.parametrize("case, count, first, digest", [
+    ("base", 48, "3c3f6fd37630b62ffbe9801a827f83c6", "fcbc887a781cc5a8"),
+    ("axes", 144, "f0118d56470edbe8067b3c922a901e49", "a1e0919f99ba7ca4"),
+    ("fixed", 48, "326df383da9e3136f392983a7d3a224d", "df4abae5a0b9bbee"),
+])
+def test_job_ids_of_unnamed_values_are_pinned(project: Project, case: str, count: int, first: str,
+                                              digest: str) -> None:
+    ids = _ids(project, _pinned_case(case))
+    assert (len(ids), ids[0], hashlib.sha256("".join(ids).encode()).hexdigest()[:16]) == (count, first, digest)
+
+
+# named axis values
+
+
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}}}
+NAMED_FORMATS = [{"name": "free", "value": None}, {"name": "schema", "value": SCHEMA}]
+
+
+def test_named_values_show_their_names_and_send_their_values(project: Project) -> None:
+    exp = base_experiment()
+    exp["sampling"]["response_format"] = NAMED_FORMATS
+    plan = _plan(project, exp)
+    assert plan.axes["response_format"] == ["free", "schema"]
+    assert "response_format" in plan.varying_axes()
+    by_name = {c.get("response_format"): c for c in plan.cells}
+    assert "response_format" not in by_name["free"].params  # null: not sent, not sent as null
+    assert by_name["schema"].params["response_format"] == SCHEMA
+    assert json.loads(by_name["schema"].key())[-1] == ["response_format", "schema"]
+
+
+def test_naming_values_keeps_the_job_ids(project: Project) -> None:
+    """The name is for people; the hash is of what is sent, so naming (or renaming) keeps the results."""
+    exp = base_experiment()
+    unnamed = _ids(project, exp)
+    exp["sampling"]["temperature"] = [{"name": "greedy", "value": 0.0}, {"name": "warm", "value": 0.5}]
+    assert _ids(project, exp) == unnamed
+    exp["sampling"]["temperature"] = [{"name": "cold", "value": 0.0}, {"name": "hot", "value": 0.5}]
+    assert _ids(project, exp) == unnamed
+
+    exp = base_experiment()
+    without = set(_ids(project, exp))
+    exp["sampling"]["response_format"] = SCHEMA
+    fixed = set(_ids(project, exp))
+    exp["sampling"]["response_format"] = NAMED_FORMATS
+    assert set(_ids(project, exp)) == without | fixed
+
+
+def test_matrix_entries_match_named_values_by_name(project: Project) -> None:
+    exp = base_experiment()
+    exp["sampling"]["response_format"] = NAMED_FORMATS
+    exp["matrix"] = {"exclude": [{"prompt": "b", "response_format": "free"}],
+                     "include": [{"response_format": "schema", "max_tokens": 64}]}
+    plan = _plan(project, exp)
+    assert sorted(set(_combos(plan, "prompt", "response_format"))) == [("a", "free"), ("a", "schema"),
+                                                                       ("b", "schema")]
+    assert {c.get("response_format"): c.params["max_tokens"] for c in plan.cells} == {"free": 16, "schema": 64}
+
+
+def test_include_adds_a_combination_of_named_values(project: Project) -> None:
+    exp = base_experiment()
+    exp["sampling"]["temperature"] = [{"name": "greedy", "value": 0.0}, {"name": "warm", "value": 0.5}]
+    exp["matrix"] = {"exclude": [{"prompt": "b"}], "include": [{"prompt": "b", "temperature": "warm"}]}
+    plan = _plan(project, exp)
+    assert sorted(_combos(plan, "prompt", "temperature")) == [("a", "greedy"), ("a", "warm"), ("b", "warm")]
+    (added,) = [c for c in plan.cells if c.get("prompt") == "b"]
+    assert added.params["temperature"] == 0.5
+
+
+def test_a_named_null_stop_is_not_sent(project: Project) -> None:
+    exp = base_experiment()
+    exp["sampling"]["stop"] = [{"name": "none", "value": None}, {"name": "newline", "value": ["\n"]}]
+    plan = _plan(project, exp)
+    assert plan.axes["stop"] == ["none", "newline"]
+    assert {c.get("stop"): c.params.get("stop", "not sent") for c in plan.cells} == {
+        "none": "not sent", "newline": ["\n"]}
 
 
 # seeds across repeats

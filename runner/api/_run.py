@@ -158,8 +158,7 @@ async def _run_study(p: Prepared, events: Any) -> ContextStudy:
 
     study = p.experiment.study
     assert study is not None
-    max_tokens = p.experiment.sampling.max_tokens
-    budget = (max_tokens[0] if isinstance(max_tokens, list) else max_tokens) or 0
+    budget = p.experiment.sampling.first("max_tokens") or 0
     await p.backend.start(StartContext(notify=events.note))
     results = []
     try:

@@ -141,7 +141,7 @@ def build_plan(experiment: Experiment) -> Plan:
     systems = [_compile_optional(ref, i, directory, experiment) for i, ref in enumerate(refs)]
     # The axis names every system, including `{name: none}`, which sends no system message.
     system_names = [ref.name if ref is not None else None for ref in refs]
-    sampling_axes, fixed = experiment.sampling.axes_and_fixed()
+    sampling_axes, fixed = experiment.sampling.axes_and_fixed()  # named values shown by their names
 
     axes: dict[str, list[Any]] = {
         "model": [m.name for m in experiment.models],
@@ -205,8 +205,11 @@ Combo = dict[str, Any]
 
 def _expand(experiment: Experiment, axes: dict[str, list[Any]], sampling_axes: dict[str, list[Any]],
             fixed: dict[str, Any]) -> list[tuple[Combo, dict[str, Any]]]:
-    """The matrix with GitHub Actions' exclude/include rules applied."""
+    """The matrix with GitHub Actions' exclude/include rules applied. A combo holds each axis's value
+    as shown (a named value's name), which is what exclude and include match; its params are what
+    the request carries."""
     cfg = experiment.source_path
+    named = experiment.sampling.named()
     sampling_names = list(sampling_axes)
     combos: list[tuple[Combo, dict[str, Any]]] = []
     for model in experiment.models:
@@ -216,16 +219,19 @@ def _expand(experiment: Experiment, axes: dict[str, list[Any]], sampling_axes: d
                     for values in itertools.product(*sampling_axes.values()):
                         combo = {"model": model.name, "quantization": quant, "system": system,
                                  "prompt": prompt, **dict(zip(sampling_names, values, strict=True))}
-                        combos.append((combo, {**fixed, **dict(zip(sampling_names, values, strict=True))}))
+                        sampling = dict(zip(sampling_names, values, strict=True))
+                        combos.append((combo, _request_params(fixed, sampling, named)))
 
     for i, entry in enumerate(experiment.matrix.exclude):
         key = f"matrix.exclude[{i}]"
         _check_keys(entry, axes, allow_overrides=False, cfg=cfg, key=key)
+        _check_names(entry, named, cfg=cfg, key=key)
         combos = [(c, p) for c, p in combos if not all(c.get(k) == v for k, v in entry.items())]
 
     for i, entry in enumerate(experiment.matrix.include):
         key = f"matrix.include[{i}]"
         _check_keys(entry, axes, allow_overrides=True, cfg=cfg, key=key)
+        _check_names(entry, named, cfg=cfg, key=key)
         axis_part = {k: v for k, v in entry.items() if k in axes}
         overrides = {k: v for k, v in entry.items() if k not in axes}
         matched = [(c, p) for c, p in combos if all(c.get(k) == v for k, v in axis_part.items())]
@@ -234,6 +240,36 @@ def _expand(experiment: Experiment, axes: dict[str, list[Any]], sampling_axes: d
         if not matched:
             combos.append(_new_combo(experiment, axes, axis_part, fixed, overrides, key))
     return combos
+
+
+def _request_params(fixed: dict[str, Any], sampling: dict[str, Any],
+                    named: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Fixed values and the sampling axes' values, with named values replaced by what they carry;
+    a named null is left out. Unnamed values go in as they are, so their job hashes never change."""
+    params = dict(fixed)
+    for axis, value in sampling.items():
+        if axis in named:
+            value = named[axis][value]
+            if value is None:
+                continue
+        params[axis] = value
+    return params
+
+
+def _check_names(entry: dict[str, Any], named: dict[str, dict[str, Any]], *, cfg: Path, key: str) -> None:
+    """A matrix entry matches an axis of named values by name; an include override is sent as given."""
+    for k, v in entry.items():
+        if k in named:
+            if not isinstance(v, str):
+                raise ConfigError(f"sampling.{k} has named values: match one by its name", file=cfg,
+                                  key=f"{key}.{k}", fix=f"use one of: {', '.join(named[k])}")
+            if v not in named[k]:
+                raise ConfigError(f"no sampling.{k} value is named {v!r}", file=cfg, key=f"{key}.{k}",
+                                  fix=f"use one of: {', '.join(named[k])}")
+        elif isinstance(v, dict) and set(v) == {"name", "value"} and k in SAMPLING_KEYS:
+            raise ConfigError("an include override is sent as given, so it cannot carry a name", file=cfg,
+                              key=f"{key}.{k}", fix=f"give the value alone, or add it to sampling.{k} as a "
+                              "named value and match its name")
 
 
 def _check_keys(entry: dict[str, Any], axes: dict[str, list[Any]], *, allow_overrides: bool,
@@ -264,5 +300,6 @@ def _new_combo(experiment: Experiment, axes: dict[str, list[Any]], axis_part: di
     if combo["quantization"] not in model.quant_values():
         raise ConfigError(f"model {model.name} has no quantization {combo['quantization']!r}", file=cfg,
                           key=f"{key}.quantization", fix=f"use one of: {model.quant_values()}")
-    params = {**fixed, **{a: combo[a] for a in axes if a not in FIXED_AXES}, **overrides}
+    sampling = {a: combo[a] for a in axes if a not in FIXED_AXES}
+    params = {**_request_params(fixed, sampling, experiment.sampling.named()), **overrides}
     return combo, params
