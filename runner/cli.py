@@ -58,6 +58,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  params: {json.dumps(dict(sorted(job.params.items())), ensure_ascii=False)}")
         for m in job.messages:
             print(f"  {m['role']}: {_clip(m['content'], args.chars)}")
+        rendered = p.backend.render_offline(job.cell.variant, list(job.messages))
+        if rendered is not None:
+            # What the model receives: the chat template applied, with any system prompt it inserts.
+            print(f"  rendered ({rendered[1]}): {_clip(rendered[0], args.chars)}")
     if not args.all and args.show < total:
         print(f"\n{min(args.show, total)} of {total} jobs shown; --show N or --all for more")
     return 0

@@ -70,3 +70,35 @@ def test_the_embedded_backend_stores_the_rendered_prompt_too(project: Project) -
     csv_lines = list(runner.export(path, fmt="csv"))
     assert csv_lines[0].startswith("job_id,item_id,repeat,model,quantization,system,prompt,status,finish_reason,")
     assert len(csv_lines) == 3
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "Is this config valid?"}],
+    [{"role": "system", "content": ""}, {"role": "user", "content": "Is this config valid?"}],
+    [{"role": "system", "content": "You validate configs."}, {"role": "user", "content": '{"port": 80}'}],
+])
+def test_the_client_side_template_renders_what_the_server_renders(llama_server: str,
+                                                                   messages: list[dict[str, str]]) -> None:
+    # `runner plan` shows the prompt before any server runs: it must be the server's prompt.
+    from runner.backends.llamacpp.chat_template import render_chat
+    from runner.backends.llamacpp.gguf_info import read_gguf_info
+
+    info = read_gguf_info(smollm_path())
+    assert info.chat_template is not None
+    assert render_chat(info.chat_template, messages, bos_token=info.bos_token,
+                       eos_token=info.eos_token) == _apply_template(llama_server, messages)
+
+
+@pytest.mark.model
+def test_runner_plan_shows_the_rendered_prompt_before_anything_runs(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.cli import main
+
+    path = project.write(_experiment({"kind": "llamacpp", "n_ctx": 1024, "parallel": 2}))
+    assert main(["plan", str(path), "--show", "2", "--chars", "400"]) == 0
+    rendered = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  rendered (")]
+    assert len(rendered) == 2
+    assert rendered[0].startswith("  rendered (client-side (the GGUF's tokenizer.chat_template)): <|im_start|>"
+                                  f"system\\n{INJECTED}<|im_end|>")  # the first job: system=none
+    assert not (project.root / "results").exists()  # plan wrote nothing

@@ -124,6 +124,11 @@ class Backend(abc.ABC):
     # Who renders prompts for `render_prompt`, as stored with each job (`rendered_by`).
     rendered_by = ""
 
+    def render_offline(self, variant: Variant, messages: list[dict[str, str]]) -> tuple[str, str] | None:
+        """(prompt, who rendered it) without a server, from the model's own chat template where this
+        backend can read it (the embedded backend: from the GGUF file), for `runner plan`; else None."""
+        return None
+
     def requested_context(self) -> int | None:
         """The context per request this experiment asks the server for, if it can be asked."""
         return None

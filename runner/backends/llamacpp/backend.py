@@ -22,6 +22,7 @@ from typing import Any
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
 from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
+from runner.backends.llamacpp.chat_template import RENDERED_BY, render_chat
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
 from runner.backends.sampler import from_llamacpp_props
@@ -39,6 +40,7 @@ class LlamaCppBackend(Backend):
         self.files: dict[tuple[str, str | None], Path] = {}
         self.client: HttpClient | None = None
         self.server_url = ""
+        self._templates: dict[Path, GGUFInfo] = {}
 
     # validation
 
@@ -190,6 +192,24 @@ class LlamaCppBackend(Backend):
         return await count_prompt_tokens(self.client, self.server_url, messages)
 
     rendered_by = "llama.cpp /apply-template"
+
+    def render_offline(self, variant: Variant, messages: list[dict[str, str]]) -> tuple[str, str] | None:
+        model = next((m for m in self.experiment.models if m.name == variant.model), None)
+        if model is None:
+            return None
+        for label, source in self._sources(model, "models"):
+            # The template is in the source's metadata; a derived quantization carries the same one.
+            path = locate(source, base_dir=self.experiment.base_dir, config_file=self._cfg, key=label)
+            if path is None:
+                continue
+            if path not in self._templates:
+                self._templates[path] = read_gguf_info(path)
+            info = self._templates[path]
+            if info.chat_template is None:
+                return None
+            prompt = render_chat(info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token)
+            return (prompt, RENDERED_BY) if prompt is not None else None
+        return None
 
     async def render_prompt(self, messages: list[dict[str, str]]) -> str | None:
         assert self.client is not None, "render_prompt() outside serve()"

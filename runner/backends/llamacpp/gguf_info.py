@@ -31,6 +31,10 @@ class GGUFInfo:
     name: str | None
     context_length: int | None
     file_type: int | None
+    # The model's own chat template (HF Jinja2) and the special tokens it refers to, where the file has them.
+    chat_template: str | None = None
+    bos_token: str | None = None
+    eos_token: str | None = None
 
     @property
     def quantization(self) -> str | None:
@@ -74,9 +78,19 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             meta[key] = _read_value(fh, vtype)
     arch = meta.get("general.architecture")
     ctx = meta.get(f"{arch}.context_length") if arch else None
+    tokens = meta.get("tokenizer.ggml.tokens")
+
+    def token(key: str) -> str | None:
+        index = meta.get(key)
+        return str(tokens[index]) if isinstance(tokens, list) and isinstance(index, int) and index < len(tokens) \
+            else None
+
+    template = meta.get("tokenizer.chat_template")
     return GGUFInfo(path, path.stat().st_size, arch, meta.get("general.name"),
                     int(ctx) if ctx is not None else None,
-                    int(meta["general.file_type"]) if "general.file_type" in meta else None)
+                    int(meta["general.file_type"]) if "general.file_type" in meta else None,
+                    template if isinstance(template, str) else None,
+                    token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"))
 
 
 def _read_string(fh: BinaryIO) -> str:
