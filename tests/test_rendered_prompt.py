@@ -67,6 +67,8 @@ def test_the_embedded_backend_stores_the_rendered_prompt_too(project: Project) -
     assert INJECTED in records["none"]["rendered_prompt"]
     assert INJECTED not in records["empty"]["rendered_prompt"]
     assert records["none"]["rendered_prompt"].startswith("<|im_start|>system\n")
+    injected = [f for f in runner.explain(path) if f.kind == "injected_system_prompt"]
+    assert [f.subject for f in injected] == ["system=none"] and f"'{INJECTED}'" in injected[0].text
     csv_lines = list(runner.export(path, fmt="csv"))
     assert csv_lines[0].startswith("job_id,item_id,repeat,model,quantization,system,prompt,status,finish_reason,")
     assert len(csv_lines) == 3
