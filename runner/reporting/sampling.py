@@ -61,6 +61,10 @@ def _used(keys: list[str], details: dict[str, Any], default_server: str) -> tupl
 
 def _say(group: tuple[Any, ...], labels: list[str], name_variants: bool) -> str:
     server, reported, values, missing = group
+    if not values and not reported and server == "llama.cpp":
+        # llama.cpp always reports them (/props): these results were stored before the runner recorded them.
+        text = "the server's defaults were not recorded with these results (stored by an earlier runner)"
+        return f"{text} ({', '.join(labels)})" if name_variants else text
     if not values:
         text = f"{server} does not report {', '.join(missing) if reported else 'its defaults'}"
         return f"{text} ({', '.join(labels)})" if name_variants else text
