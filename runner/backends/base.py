@@ -112,6 +112,14 @@ class Backend(abc.ABC):
         """Prompt tokens of these messages as the served model counts them, where the server can say."""
         return None
 
+    async def apply_template(self, messages: list[dict[str, str]]) -> str | None:
+        """The prompt text the server builds from these messages with the model's chat template, where it can say."""
+        return None
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        """The served model's token ids of `text` (special tokens in it parsed, none added), if the server says."""
+        return None
+
     def requested_context(self) -> int | None:
         """The context per request this experiment asks the server for, if it can be asked."""
         return None

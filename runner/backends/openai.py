@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.backends.base import Backend, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
+from runner.backends.llamacpp import api
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.settings import OpenAISettings
 from runner.errors import ConfigError
@@ -61,3 +62,13 @@ class OpenAIBackend(Backend):
         count = await count_prompt_tokens(self.client, root, messages)
         self._no_tokenizer = count is None
         return count
+
+    async def apply_template(self, messages: list[dict[str, str]]) -> str | None:
+        return await api.apply_template(self.client, self._llamacpp_root(), messages)
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        return await api.tokenize(self.client, self._llamacpp_root(), text)
+
+    def _llamacpp_root(self) -> str:
+        """Where llama.cpp's own endpoints are, if this is its server: beside /v1."""
+        return self.settings.base_url.rstrip("/").removesuffix("/v1")

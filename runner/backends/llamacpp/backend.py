@@ -21,6 +21,7 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
+from runner.backends.llamacpp import api
 from runner.backends.llamacpp.api import count_prompt_tokens
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
@@ -186,6 +187,14 @@ class LlamaCppBackend(Backend):
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         assert self.client is not None, "count_tokens() outside serve()"
         return await count_prompt_tokens(self.client, self.server_url, messages)
+
+    async def apply_template(self, messages: list[dict[str, str]]) -> str | None:
+        assert self.client is not None, "apply_template() outside serve()"
+        return await api.apply_template(self.client, self.server_url, messages)
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        assert self.client is not None, "tokenize() outside serve()"
+        return await api.tokenize(self.client, self.server_url, text)
 
     def requested_context(self) -> int | None:
         return self.settings.n_ctx
