@@ -23,7 +23,7 @@ from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 OLLAMA_ID = "smollm2:135m-instruct-q4_K_M"
 LMSTUDIO_ID = "smollm2-135m-instruct@q4_k_m"
-CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context"]
+CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context", "tokenizer"]
 _LINE = re.compile(r"^  (\w+)\s+(yes|NO|n/a)\s+(.*)$")
 
 
@@ -76,14 +76,18 @@ def test_probe_on_the_embedded_llamacpp_server(project: Project, capsys: pytest.
     out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (llamacpp; Q4_1, context 1024):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "yes",
-                                   "requested_context": "yes"}
+                                   "requested_context": "yes", "tokenizer": "yes"}
     reported, counted = re.fullmatch(r"reported (\d+), the server's tokenizer counts (\d+)",
                                      verdicts["prompt_tokens"][1]).groups()  # type: ignore[union-attr]
     assert reported == counted
     assert verdicts["requested_context"][1].startswith("asked for 1024; a ")
+    # The server's tokens of the experiment's own prompts, against llama.cpp's tokenizer on the same file.
+    assert re.fullmatch(r"5 of 5 sample prompts counted alike \(\d+ tokens, the same ids\): chat-template-rendered "
+                        r"prompts, reference the served GGUF's vocabulary \(llama-cpp-python\)",
+                        verdicts["tokenizer"][1])
     assert "warning" not in out
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": True,
-                                "requested_context": True}
+                                "requested_context": True, "tokenizer": True}
 
 
 @pytest.mark.parametrize("num_ctx", [4096, None])
@@ -93,7 +97,7 @@ def test_probe_on_the_ollama_fake(project: Project, capsys: pytest.CaptureFixtur
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith(f"smollm2 (ollama; Q4_K_M, context {num_ctx or '?'}):")
     expected = {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                "requested_context": "yes" if num_ctx else "n/a"}
+                "requested_context": "yes" if num_ctx else "n/a", "tokenizer": "n/a"}
     assert _verdicts(verdicts) == expected
     assert "grows with the prompt" in verdicts["prompt_tokens"][1]
     assert verdicts["seed"][1] == "same seed, same text; another seed, another text"
@@ -107,9 +111,10 @@ def test_probe_on_the_lmstudio_fake(project: Project, capsys: pytest.CaptureFixt
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (lmstudio; Q4_K_M, context 4096):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                                   "requested_context": "n/a"}
+                                   "requested_context": "n/a", "tokenizer": "n/a"}
+    assert verdicts["tokenizer"][1] == "the server cannot tokenize text (no /tokenize endpoint)"
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": None,
-                                "requested_context": None}
+                                "requested_context": None, "tokenizer": None}
 
 
 class _Request:
@@ -175,6 +180,16 @@ def test_run_warns_when_a_stored_probe_says_the_seed_is_ignored(
     err = _lmstudio_run(project, _results(seed=False), capsys)
     assert ("warning: smollm2: the experiment sets a seed but the server was measured to ignore it; repeats at "
             "temperature > 0 will not be reproducible") in err
+    assert err.count("warning:") == 1
+
+
+def test_run_warns_when_a_stored_probe_says_the_tokenizer_differs(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    results = _results(tokenizer=False)
+    results[-1]["measured"] = {"prompts": 5, "differ": 2, "mean": -1.5, "max": -2}
+    err = _lmstudio_run(project, results, capsys)
+    assert ("warning: smollm2: the server's tokenizer counts 2 of 5 sample prompts differently from the reference "
+            "(mean -1.5, max -2 tokens): scores may suffer from a broken or different tokenizer") in err
     assert err.count("warning:") == 1
 
 
