@@ -22,7 +22,8 @@ fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 say "installing the runner and its dependencies"
-"${PIP[@]}" install -e ".[dev]"
+# tokenizer: the tokenizers library, for `runner probe` with a model's tokenizer.json (and its tests).
+"${PIP[@]}" install -e ".[dev,tokenizer]"
 
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)"; then
   mkdir -p "$CACHE/wheels"

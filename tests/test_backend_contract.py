@@ -175,6 +175,19 @@ async def test_count_tokens_is_none_or_the_reported_prompt_tokens(served: Served
         assert counted is None
 
 
+@in_module_loop
+async def test_the_rendered_prompt_and_its_tokens_are_none_or_what_the_model_reads(served: Served) -> None:
+    prompt = await served.backend.apply_template(HI)
+    if served.name in ("llamacpp", "openai"):
+        assert prompt is not None and HI[0]["content"] in prompt
+        tokens = await served.backend.tokenize(prompt)
+        assert tokens is not None and len(tokens) == await served.backend.count_tokens(HI)
+        assert all(isinstance(t, int) for t in tokens)
+    else:
+        assert prompt is None
+        assert await served.backend.tokenize("Say hello in three words.") is None
+
+
 # (5)-(6): failures that stop a run before its first job
 
 

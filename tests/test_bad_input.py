@@ -164,7 +164,7 @@ CASES = [
          f"runner: $EXP: backend.n_ctx: unknown key 'n_ctx'; allowed keys here: {OPENAI_KEYS}"),
     Case("unknown-model-key", changed(put("models.0.quantisation", ["Q4_0"])),
          "runner: $EXP: models[0].quantisation: unknown key 'quantisation'; allowed keys here: name, id, "
-         "quantizations, source, files"),
+         "quantizations, source, files, tokenizer"),
     Case("unknown-variant-key", changed(put("prompts.variants.1.template", "x")),
          "runner: $EXP: prompts.variants[1].template: unknown key 'template'; allowed keys here: name, file, "
          "text, system"),

@@ -23,7 +23,7 @@ from runner.testing.fakes import FakeLMStudio, FakeOllama, ThreadedApp
 
 OLLAMA_ID = "smollm2:135m-instruct-q4_K_M"
 LMSTUDIO_ID = "smollm2-135m-instruct@q4_k_m"
-CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context", "system_prompt"]
+CAPABILITIES = ["seed", "json_schema", "prompt_tokens", "requested_context", "system_prompt", "tokenizer"]
 _LINE = re.compile(r"^  (\w+)\s+(yes|NO|n/a)\s+(.*)$")
 
 
@@ -76,7 +76,7 @@ def test_probe_on_the_embedded_llamacpp_server(project: Project, capsys: pytest.
     out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (llamacpp; Q4_1, context 1024):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "yes",
-                                   "requested_context": "yes", "system_prompt": "NO"}
+                                   "requested_context": "yes", "system_prompt": "NO", "tokenizer": "yes"}
     # Hypothesis 6, measured: SmolLM2's template inserts its own system prompt when a request has none.
     assert verdicts["system_prompt"][1] == (
         "with no system message the template adds 'You are a helpful AI assistant named SmolLM, trained by Hugging "
@@ -85,12 +85,16 @@ def test_probe_on_the_embedded_llamacpp_server(project: Project, capsys: pytest.
                                      verdicts["prompt_tokens"][1]).groups()  # type: ignore[union-attr]
     assert reported == counted
     assert verdicts["requested_context"][1].startswith("asked for 1024; a ")
+    # The server's tokens of the experiment's own prompts, against llama.cpp's tokenizer on the same file.
+    assert re.fullmatch(r"5 of 5 sample prompts counted alike \(\d+ tokens, the same ids\): chat-template-rendered "
+                        r"prompts, reference the served GGUF's vocabulary \(llama-cpp-python\)",
+                        verdicts["tokenizer"][1])
     # This experiment sends no system message, so the injection is a warning for it.
     assert [line for line in out.splitlines() if "warning" in line] == [
         "  warning: smollm2: some cells send no system message, and the server was measured to add its own: "
         f"{verdicts['system_prompt'][1]}"]
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": True,
-                                "requested_context": True, "system_prompt": False}
+                                "requested_context": True, "system_prompt": False, "tokenizer": True}
 
 
 @pytest.mark.parametrize("num_ctx", [4096, None])
@@ -100,7 +104,7 @@ def test_probe_on_the_ollama_fake(project: Project, capsys: pytest.CaptureFixtur
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith(f"smollm2 (ollama; Q4_K_M, context {num_ctx or '?'}):")
     expected = {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                "requested_context": "yes" if num_ctx else "n/a", "system_prompt": "n/a"}
+                "requested_context": "yes" if num_ctx else "n/a", "system_prompt": "n/a", "tokenizer": "n/a"}
     assert _verdicts(verdicts) == expected
     assert "grows with the prompt" in verdicts["prompt_tokens"][1]
     assert verdicts["seed"][1] == "same seed, same text; another seed, another text"
@@ -114,9 +118,10 @@ def test_probe_on_the_lmstudio_fake(project: Project, capsys: pytest.CaptureFixt
         out, verdicts = _probe(project, exp, capsys)
     assert out.startswith("smollm2 (lmstudio; Q4_K_M, context 4096):")
     assert _verdicts(verdicts) == {"seed": "yes", "json_schema": "yes", "prompt_tokens": "n/a",
-                                   "requested_context": "n/a", "system_prompt": "n/a"}
+                                   "requested_context": "n/a", "system_prompt": "n/a", "tokenizer": "n/a"}
+    assert verdicts["tokenizer"][1] == "the server cannot tokenize text (no /tokenize endpoint)"
     assert _stored(project) == {"seed": True, "json_schema": True, "prompt_tokens": None,
-                                "requested_context": None, "system_prompt": None}
+                                "requested_context": None, "system_prompt": None, "tokenizer": None}
 
 
 class _Request:
@@ -182,6 +187,16 @@ def test_run_warns_when_a_stored_probe_says_the_seed_is_ignored(
     err = _lmstudio_run(project, _results(seed=False), capsys)
     assert ("warning: smollm2: the experiment sets a seed but the server was measured to ignore it; repeats at "
             "temperature > 0 will not be reproducible") in err
+    assert err.count("warning:") == 1
+
+
+def test_run_warns_when_a_stored_probe_says_the_tokenizer_differs(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    results = _results(tokenizer=False)
+    results[-1]["measured"] = {"prompts": 5, "differ": 2, "mean": -1.5, "max": -2}
+    err = _lmstudio_run(project, results, capsys)
+    assert ("warning: smollm2: the server's tokenizer counts 2 of 5 sample prompts differently from the reference "
+            "(mean -1.5, max -2 tokens): scores may suffer from a broken or different tokenizer") in err
     assert err.count("warning:") == 1
 
 

@@ -27,7 +27,8 @@ class VariantProbe:
 
 
 def probe(path: str | Path) -> list[VariantProbe]:
-    """Measure what the server honours for each variant (seed, JSON schema, token counts, context);
+    """Measure what the server honours for each variant (seed, JSON schema, token counts, context,
+    tokenizer parity on the experiment's own prompts);
     the results are stored, and later runs warn when the experiment relies on what was not."""
     import asyncio
 
@@ -36,9 +37,12 @@ def probe(path: str | Path) -> list[VariantProbe]:
 
 async def probe_async(path: str | Path) -> list[VariantProbe]:
     from runner.capabilities.probe import probe_variant, warnings_for
+    from runner.capabilities.reference_tokenizer import configured_references, served_reference
+    from runner.capabilities.tokenizer_parity import probe_tokenizer, sample_prompts
     from runner.store import Store
 
     p = prepare(path)
+    references = configured_references(p.experiment)  # a broken tokenizer file stops here, before any model
     await p.backend.start()
     identity = json.dumps(p.experiment.backend.identity(), sort_keys=True)
     out = []
@@ -49,6 +53,9 @@ async def probe_async(path: str | Path) -> list[VariantProbe]:
                 info: VariantInfo
                 async with p.backend.serve(variant) as info:
                     found = await probe_variant(p.backend, variant)
+                    reference = references.get(variant.model) or served_reference(
+                        p.experiment, variant.model, info.details.get("file"))
+                    found.append(await probe_tokenizer(p.backend, sample_prompts(p.plan, variant), reference))
                 stored = [r.to_dict() for r in found]
                 store.save_probe(identity, variant.identity, stored)
                 out.append(VariantProbe(variant.label, p.experiment.backend.kind, dict(info.details), found,

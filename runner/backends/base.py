@@ -114,7 +114,8 @@ class Backend(abc.ABC):
 
     async def count_rendered(self, text: str) -> int | None:
         """Tokens of a prompt already rendered by `render_prompt`, where the server can count."""
-        return None
+        tokens = await self.tokenize(text)
+        return None if tokens is None else len(tokens)
 
     async def render_prompt(self, messages: list[dict[str, str]]) -> str | None:
         """The prompt text as the served model's chat template renders these messages, where the server
@@ -127,6 +128,15 @@ class Backend(abc.ABC):
     def render_offline(self, variant: Variant, messages: list[dict[str, str]]) -> tuple[str, str] | None:
         """(prompt, who rendered it) without a server, from the model's own chat template where this
         backend can read it (the embedded backend: from the GGUF file), for `runner plan`; else None."""
+        return None
+
+    async def apply_template(self, messages: list[dict[str, str]]) -> str | None:
+        """The prompt text the server builds from these messages with the model's chat template, where it can say
+        (the same as `render_prompt`, under the name the tokenizer check uses)."""
+        return await self.render_prompt(messages)
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        """The served model's token ids of `text` (special tokens in it parsed, none added), if the server says."""
         return None
 
     def requested_context(self) -> int | None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient, MalformedBody
-from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
+from runner.backends.llamacpp import api
+from runner.backends.llamacpp.api import apply_template, count_prompt_tokens
 from runner.backends.sampler import from_llamacpp_props
 from runner.backends.settings import OpenAISettings
 from runner.errors import ConfigError
@@ -79,11 +80,6 @@ class OpenAIBackend(Backend):
         self._no_templates = prompt is None
         return prompt
 
-    async def count_rendered(self, text: str) -> int | None:
-        if getattr(self, "_no_tokenizer", False):
-            return None
-        return await count_text_tokens(self.client, self._root(), text)
-
     def _root(self) -> str:
         return self.settings.base_url.rstrip("/").removesuffix("/v1")
 
@@ -95,3 +91,10 @@ class OpenAIBackend(Backend):
         count = await count_prompt_tokens(self.client, root, messages)
         self._no_tokenizer = count is None
         return count
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        return await api.tokenize(self.client, self._llamacpp_root(), text)
+
+    def _llamacpp_root(self) -> str:
+        """Where llama.cpp's own endpoints are, if this is its server: beside /v1."""
+        return self.settings.base_url.rstrip("/").removesuffix("/v1")

@@ -5,7 +5,9 @@
 - JSON schema: a schema-constrained request returns JSON of that shape;
 - prompt tokens: the reported prompt tokens of a long prompt equal the server's own tokenizer's
   count (where it has one), or at least grow with the prompt;
-- requested context: a prompt filling 3/4 of the requested context (n_ctx, num_ctx) is read whole.
+- requested context: a prompt filling 3/4 of the requested context (n_ctx, num_ctx) is read whole;
+- tokenizer: the server counts the tokens of a few of the experiment's own prompts as a reference
+  tokenizer does (`tokenizer_parity`).
 
 Results are stored; `runner run` warns before running when the experiment relies on something
 the server was measured to ignore.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Variant, injected_system_prompt
@@ -36,13 +38,17 @@ class ProbeResult:
     capability: str
     honoured: bool | None  # None: cannot be measured on this server (stored as is: see `status`)
     detail: str
+    measured: dict[str, Any] = field(default_factory=dict)  # numbers the warnings quote (tokenizer)
 
     @property
     def status(self) -> ProbeStatus:
         return {True: ProbeStatus.HONOURED, False: ProbeStatus.IGNORED, None: ProbeStatus.NOT_MEASURABLE}[self.honoured]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.measured:
+            del data["measured"]  # stored as before for the capabilities that measure no numbers
+        return data
 
     def line(self) -> str:
         return f"{self.capability:<18} {self.status:<4} {self.detail}"
@@ -174,4 +180,10 @@ def warnings_for(experiment: Experiment, results: list[dict[str, Any]], variant:
     if sends_none and by_name.get("system_prompt", {}).get("honoured") is False:
         out.append(f"{label}: some cells send no system message, and the server was measured to add its own: "
                    f"{by_name['system_prompt']['detail']}")
+    tokenizer = by_name.get("tokenizer", {})
+    if tokenizer.get("honoured") is False and tokenizer.get("measured"):
+        m = tokenizer["measured"]
+        out.append(f"{label}: the server's tokenizer counts {m['differ']} of {m['prompts']} sample prompts "
+                   f"differently from the reference (mean {m['mean']:+.1f}, max {m['max']:+d} tokens): scores may "
+                   "suffer from a broken or different tokenizer")
     return out

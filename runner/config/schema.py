@@ -91,6 +91,12 @@ class ModelConfig(Strict):
     files: dict[str, ModelSource] | None = Field(
         None, description="Embedded backend: one file per quantization instead of deriving from `source`."
     )
+    tokenizer: Path | None = Field(
+        None,
+        description="`runner probe` compares the server's tokenization with this reference: the original "
+        "model's tokenizer.json (read with the tokenizers library) or a .gguf file (its vocabulary, tokenized "
+        "by llama.cpp); relative to the experiment file. Default: the GGUF the embedded backend serves.",
+    )
 
     @field_validator("quantizations")
     @classmethod

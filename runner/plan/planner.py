@@ -141,6 +141,7 @@ def build_plan(experiment: Experiment) -> Plan:
     systems = [_compile_optional(ref, i, directory, experiment) for i, ref in enumerate(refs)]
     # The axis names every system, including `{name: none}`, which sends no system message.
     system_names = [ref.name if ref is not None else None for ref in refs]
+    _check_tokenizer_files(experiment)
     sampling_axes, fixed = experiment.sampling.axes_and_fixed()  # named values shown by their names
 
     axes: dict[str, list[Any]] = {
@@ -181,6 +182,16 @@ def build_plan(experiment: Experiment) -> Plan:
         axes[axis] = values
     _check_report_axes(experiment, axes)
     return Plan(experiment, axes, cells, items, context)
+
+
+def _check_tokenizer_files(experiment: Experiment) -> None:
+    """The reference tokenizers `runner probe` reads: present before anything runs, like the dataset."""
+    for i, model in enumerate(experiment.models):
+        if model.tokenizer is not None and not experiment.resolve(model.tokenizer).is_file():
+            raise ConfigError(f"tokenizer file {experiment.resolve(model.tokenizer)} not found",
+                              file=experiment.source_path, key=f"models[{i}].tokenizer",
+                              fix="give the path (relative to the experiment file) of the model's tokenizer.json "
+                                  "or GGUF file, or remove the key")
 
 
 def _check_report_axes(experiment: Experiment, axes: dict[str, list[Any]]) -> None:

@@ -1,8 +1,9 @@
-"""llama.cpp server endpoints beyond the OpenAI API: the rendered prompt and exact token counts.
+"""llama.cpp server endpoints beyond the OpenAI API: the rendered prompt and its tokens.
 
-/apply-template renders chat messages with the model's own template, and /tokenize counts the
-result, which equals the `prompt_tokens` the server reports for the same messages (checked in
-tests). Used by the embedded backend and by `openai` when it points at a llama.cpp server.
+/apply-template renders chat messages with the model's own template, and /tokenize splits text with
+the model's tokenizer; their composition equals the `prompt_tokens` the server reports for the same
+messages (checked in tests). Used by the embedded backend and by `openai` when it points at a
+llama.cpp server.
 """
 
 from __future__ import annotations
@@ -15,18 +16,13 @@ from runner.backends.http import HttpClient
 
 async def count_prompt_tokens(client: HttpClient, root: str, messages: list[dict[str, str]]) -> int | None:
     """Tokens of the rendered chat prompt, or None when the server has no such endpoints."""
-    try:
-        rendered: Any = await client.post_json(f"{root}/apply-template", {"messages": messages})
-        tokens: Any = await client.post_json(
-            f"{root}/tokenize", {"content": rendered["prompt"], "add_special": False, "parse_special": True})
-    except (BackendError, KeyError, TypeError):
-        return None
-    return len(tokens.get("tokens", [])) if isinstance(tokens, dict) else None
+    prompt = await apply_template(client, root, messages)
+    tokens = None if prompt is None else await tokenize(client, root, prompt)
+    return None if tokens is None else len(tokens)
 
 
 async def apply_template(client: HttpClient, root: str, messages: list[dict[str, str]]) -> str | None:
-    """The prompt as the server renders these messages with the model's chat template; None when the
-    server has no /apply-template (not llama.cpp)."""
+    """The prompt text the server builds from these messages with the model's chat template."""
     try:
         rendered: Any = await client.post_json(f"{root}/apply-template", {"messages": messages})
     except BackendError:
@@ -35,11 +31,21 @@ async def apply_template(client: HttpClient, root: str, messages: list[dict[str,
     return prompt if isinstance(prompt, str) else None
 
 
-async def count_text_tokens(client: HttpClient, root: str, text: str) -> int | None:
-    """Tokens of an already rendered prompt (special tokens parsed, none added)."""
+async def tokenize(client: HttpClient, root: str, text: str) -> list[int] | None:
+    """The model's token ids of `text` as the server splits it for a chat prompt: special tokens
+    written in the text are parsed as such (the rendered template is full of them), none are added."""
     try:
-        tokens: Any = await client.post_json(f"{root}/tokenize",
+        answer: Any = await client.post_json(f"{root}/tokenize",
                                              {"content": text, "add_special": False, "parse_special": True})
     except BackendError:
         return None
-    return len(tokens.get("tokens", [])) if isinstance(tokens, dict) else None
+    tokens = answer.get("tokens") if isinstance(answer, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+        return None  # with_pieces or another server's shape: not token ids
+    return tokens
+
+
+async def count_text_tokens(client: HttpClient, root: str, text: str) -> int | None:
+    """Tokens of an already rendered prompt (special tokens parsed, none added)."""
+    tokens = await tokenize(client, root, text)
+    return None if tokens is None else len(tokens)

@@ -21,7 +21,8 @@ from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
 from runner.backends.http import HttpClient
-from runner.backends.llamacpp.api import apply_template, count_prompt_tokens, count_text_tokens
+from runner.backends.llamacpp import api
+from runner.backends.llamacpp.api import apply_template, count_prompt_tokens
 from runner.backends.llamacpp.chat_template import RENDERED_BY, render_chat
 from runner.backends.llamacpp.gguf_info import GGUFInfo, NotGGUF, file_type_value, known_file_types, read_gguf_info
 from runner.backends.llamacpp.weights import cache_dir, derive, fetch_catalog, locate
@@ -215,9 +216,11 @@ class LlamaCppBackend(Backend):
         assert self.client is not None, "render_prompt() outside serve()"
         return await apply_template(self.client, self.server_url, messages)
 
-    async def count_rendered(self, text: str) -> int | None:
-        assert self.client is not None, "count_rendered() outside serve()"
-        return await count_text_tokens(self.client, self.server_url, text)
+
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        assert self.client is not None, "tokenize() outside serve()"
+        return await api.tokenize(self.client, self.server_url, text)
 
     def requested_context(self) -> int | None:
         return self.settings.n_ctx
