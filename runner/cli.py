@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--limit", type=_positive, help="only the first N dataset items")
     ex.set_defaults(func=cmd_explain)
 
-    pr = sub.add_parser("probe", help="measure what the server honours (seed, JSON schema, token counts, context)")
+    pr = sub.add_parser("probe", help="measure what the server honours: seed, JSON schema, token counts, context, "
+                                      "an injected system prompt, the tokenizer")
     pr.add_argument("file")
     pr.set_defaults(func=cmd_probe)
 
