@@ -57,7 +57,7 @@ def test_answer_shares_count_only_stated_classes(project: Project) -> None:
 def test_every_report_metric_name_is_registered_and_every_registered_metric_is_allowed() -> None:
     # The config stage lists the names (it validates report.metrics); the analysis registers how to
     # compute them. One place each, kept equal here.
-    from runner.analysis.metrics import METRICS
+    from runner.analysis.columns import METRICS
     from runner.config.schema import REPORT_METRICS
 
     assert set(METRICS) == set(REPORT_METRICS)
@@ -66,7 +66,7 @@ def test_every_report_metric_name_is_registered_and_every_registered_metric_is_a
 def test_a_registered_metric_is_allowed_in_report_metrics_and_an_unknown_one_is_refused(
         project: Project, fault_server: ThreadedFaultServer, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import runner.analysis.metrics as metrics
+    import runner.analysis.columns as metrics
     from runner.cli import main
 
     monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))  # undone after the test

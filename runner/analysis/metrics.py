@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +29,8 @@ from runner.analysis.stats import (
     answer_entropy,
     cohen_kappa,
     matthews_corrcoef,
-    summarize_runs,
     wilson_interval,
 )
-from runner.errors import ConfigError
 from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
 from runner.store import JobRecord
@@ -325,6 +321,8 @@ class CellStats:
 
     def metric(self, name: str) -> Any:
         """One metric, computed alone (a report asks for a few of the registered ones)."""
+        from runner.analysis.columns import METRICS  # the registry is built on this class
+
         return METRICS[name].compute(self)
 
 
@@ -369,58 +367,6 @@ def hashable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A report column: how to compute it from a cell's stats, and whether it is a rate in [0, 1]."""
-
-    name: str
-    compute: Callable[[CellStats], Any]
-    rate: bool = False
-
-
-METRICS: dict[str, Metric] = {}
-
-
-def register_metric(name: str, compute: Callable[[CellStats], Any], *, rate: bool = False) -> None:
-    """Add a report column; its name is then allowed in `report.metrics`."""
-    METRICS[name] = Metric(name, compute, rate)
-
-
-def _run_summary(s: CellStats, field_name: str) -> float:
-    return float(getattr(summarize_runs(s.run_accuracies()), field_name))
-
-
-for _name, _compute, _rate in (
-    ("n", lambda s: s.ok, False),
-    ("items", lambda s: len(s.items), False),
-    ("failed", lambda s: s.failed, False),
-    ("accuracy", CellStats.accuracy, True),
-    ("precision", CellStats.precision, True),
-    ("recall", CellStats.recall, True),
-    ("f1", CellStats.f1, True),
-    ("false_positives", lambda s: s.fp, False),
-    ("false_negatives", lambda s: s.fn, False),
-    ("json_valid", CellStats.json_valid_rate, True),
-    ("agreement", CellStats.agreement, True),
-    ("run_mean", lambda s: _run_summary(s, "mean"), True),
-    ("run_std", lambda s: _run_summary(s, "std"), True),
-    ("run_worst", lambda s: _run_summary(s, "worst"), True),
-    ("run_best", lambda s: _run_summary(s, "best"), True),
-    ("tokens_per_s", lambda s: _mean(s.tokens_per_s), False),
-    ("latency_s", lambda s: _mean(s.latency_s), False),
-    ("completion_tokens", lambda s: _mean([float(t) for t in s.completion_tokens]), False),
-    ("file_size_mb", lambda s: _mean([b / 1e6 for b in sorted(s.file_sizes)]), False),
-    ("flip_rate", lambda s: _ratio(*s.flips()), True),
-    ("entropy", CellStats.entropy, True),
-    ("kappa", CellStats.kappa, True),
-    ("mcc", CellStats.mcc, True),
-    ("balanced_accuracy", CellStats.balanced_accuracy, True),
-    ("outcomes", CellStats.outcome_shares, False),
-    ("answers", CellStats.answer_shares, False),
-):
-    register_metric(_name, _compute, rate=_rate)
-
-
 def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str, str], dict[str, Any]],
                fresh: list[tuple[str, str, dict[str, Any]]]) -> list[Score | None]:
     """Scores from the store's cache where the scorer config matches; computed where not, and the
@@ -441,11 +387,3 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
             score = Score.from_dict(hit)
         out.append(score)
     return out
-
-
-def check_report_metrics(metrics: list[str] | None, file: Path) -> None:
-    """`report.metrics` names registered metrics only (checked when an experiment is prepared)."""
-    for name in metrics or []:
-        if name not in METRICS:
-            raise ConfigError(f"unknown metric {name!r}", file=file, key="report.metrics",
-                              fix=f"use one of: {', '.join(METRICS)}")

@@ -45,7 +45,7 @@ def prepare(path: str | Path, *, for_reading: bool = False) -> Prepared:
 
     experiment = load_experiment(path)  # first: a broken file costs no more imports than this
 
-    from runner.analysis.metrics import check_report_metrics
+    from runner.analysis.columns import check_report_metrics
     from runner.plan.planner import build_plan
     from runner.scoring.scorers import build_scorers, check_scorers
 

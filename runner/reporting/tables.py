@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.analysis.columns import METRICS
 from runner.analysis.compare import Comparison
-from runner.analysis.metrics import METRICS, CellStats
+from runner.analysis.metrics import CellStats
 from runner.analysis.results import ResultSet
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
