@@ -45,7 +45,7 @@ class OpenAIBackend(Backend):
         """llama.cpp's server says its sampler defaults at /props; other servers have no such page (asked once)."""
         if getattr(self, "_no_props", False):
             return {}
-        root = self.settings.base_url.rstrip("/").removesuffix("/v1")
+        root = self._llamacpp_root()
         try:
             props = await self.client.get_json(f"{root}/props", timeout_s=min(5.0, self.settings.timeout_s))
         except BackendError as exc:
@@ -76,19 +76,15 @@ class OpenAIBackend(Backend):
         """llama.cpp's server renders with the model's template; other servers cannot say (asked once)."""
         if getattr(self, "_no_templates", False):
             return None
-        prompt = await apply_template(self.client, self._root(), messages)
+        prompt = await apply_template(self.client, self._llamacpp_root(), messages)
         self._no_templates = prompt is None
         return prompt
-
-    def _root(self) -> str:
-        return self.settings.base_url.rstrip("/").removesuffix("/v1")
 
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         """llama.cpp's server can count; other OpenAI-compatible servers cannot (asked once)."""
         if getattr(self, "_no_tokenizer", False):
             return None
-        root = self.settings.base_url.rstrip("/").removesuffix("/v1")
-        count = await count_prompt_tokens(self.client, root, messages)
+        count = await count_prompt_tokens(self.client, self._llamacpp_root(), messages)
         self._no_tokenizer = count is None
         return count
 

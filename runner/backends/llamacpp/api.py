@@ -43,9 +43,3 @@ async def tokenize(client: HttpClient, root: str, text: str) -> list[int] | None
     if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
         return None  # with_pieces or another server's shape: not token ids
     return tokens
-
-
-async def count_text_tokens(client: HttpClient, root: str, text: str) -> int | None:
-    """Tokens of an already rendered prompt (special tokens parsed, none added)."""
-    tokens = await tokenize(client, root, text)
-    return None if tokens is None else len(tokens)
