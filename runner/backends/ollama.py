@@ -31,7 +31,8 @@ class OllamaBackend(Backend):
     async def start(self, context: StartContext | None = None) -> None:
         await super().start(context)
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
-                                 connections=self.settings.concurrency)
+                                 connections=self.settings.concurrency,
+                                 max_response_bytes=self.settings.max_response_bytes)
         self.tags = await self.client.first_contact(
             "/api/tags", what=f"Ollama at {self.settings.base_url}", config_file=self.experiment.source_path,
             fix="start `ollama serve` or correct base_url",

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError
+from runner.errors import UserError, redact, redact_secrets
 from runner.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from runner.store.records import JobRecord, JobRow
 
@@ -114,7 +114,13 @@ class Store:
     # jobs
 
     def save_job(self, row: JobRow) -> None:
-        """Insert or replace one job's result (a retry of a failed job replaces it) in one commit."""
+        """Insert or replace one job's result (a retry of a failed job replaces it) in one commit.
+
+        The last guard against a leaked API key: the error (server output) is redacted as the HTTP
+        layer does; the answer and the raw exchange lose only the key's own bytes, since a pattern
+        could change what the model said."""
+        error = redact(row.error) if row.error is not None else None
+        text = redact_secrets(row.text) if row.text is not None else None
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("DELETE FROM scores WHERE job_id=?", (row.job_id,))
@@ -124,7 +130,7 @@ class Store:
                 " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
-                 str(row.status), row.attempts, row.error, _dumps(row.request), _dumps(row.response), row.text,
+                 str(row.status), row.attempts, error, _dumps(row.request), _dumps(row.response), text,
                  row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s, _dumps(row.timings),
                  _dumps(row.variant), time.time(), row.rendered_prompt, row.rendered_by),
             )
@@ -213,7 +219,8 @@ class Store:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    # A secret is letters and digits: replacing it inside JSON text leaves valid JSON.
+    return None if value is None else redact_secrets(json.dumps(value, ensure_ascii=False))
 
 
 def _loads(value: str | None) -> Any:
