@@ -3,10 +3,12 @@ its job at once (asking again gets the same), one just under the cap is an answe
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from conftest import Project, base_experiment
 from runner.cli import main
+from runner.store import Store
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 CAP = 64 * 1024
@@ -39,3 +41,26 @@ def test_a_body_under_the_cap_is_an_answer(project: Project) -> None:
     rows = _jobs(project)
     assert len(rows) == 8
     assert all(status == "ok" and CAP - 2048 < length < CAP for status, _, _, length in rows), rows
+
+
+LONG = '{"valid": true, "confidence": 0.9, "failures": [], "note": "' + "n" * 5000 + '"}'
+
+
+def test_the_answer_is_stored_once_and_the_raw_response_reads_back_whole(project: Project) -> None:
+    with ThreadedFaultServer(FaultPlan(script={"Validate": (LONG, "stop")})) as server:
+        path = project.write(base_experiment(f"{server.url}/v1"))
+        assert main(["run", str(path), "--limit", "1", "--quiet", "--no-report"]) == 0
+    store = Store.open_readonly(project.store_path())
+    assert store is not None
+    try:
+        rows = store.conn.execute("SELECT job_id, text, response_json FROM jobs").fetchall()
+        assert len(rows) == 8 and sum(text == LONG for _, text, _ in rows) == 4  # prompt a says "Validate"
+        for job_id, text, raw in rows:
+            response = store.response(job_id)
+            assert response["choices"][0]["message"]["content"] == text
+            assert response["usage"]["completion_tokens"] > 0 and response["model"] == "fake-model"
+            if text == LONG:
+                assert LONG not in raw and len(raw) < 500  # only the marker where the text stood
+                assert json.loads(raw)["choices"][0]["message"]["content"] == {"$ref": "jobs.text"}
+    finally:
+        store.close()

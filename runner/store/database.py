@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.errors import UserError, redact, redact_secrets
 from runner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from runner.store.raw import restore_text, strip_text
 from runner.store.records import JobRecord, JobRow
 
 
@@ -130,7 +131,8 @@ class Store:
                 " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
-                 str(row.status), row.attempts, error, _dumps(row.request), _dumps(row.response), text,
+                 str(row.status), row.attempts, error, _dumps(row.request),
+                 _dumps(strip_text(row.response, row.text)), text,
                  row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s, _dumps(row.timings),
                  _dumps(row.variant), time.time(), row.rendered_prompt, row.rendered_by),
             )
@@ -164,6 +166,11 @@ class Store:
             ):
                 yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
                                 timings=_loads(row[9]), variant=_loads(row[10]))
+
+    def response(self, job_id: str) -> Any:
+        """A job's raw response as the server sent it (the answer's text put back in), or None."""
+        row = self.conn.execute("SELECT response_json, text FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return None if row is None else restore_text(_loads(row[0]), row[1])
 
     def job_requests(self, job_ids: Iterable[str]) -> dict[str, tuple[Any, str | None, str | None]]:
         """job id -> (the request as sent, the prompt as the server rendered it, who rendered it): what
