@@ -57,6 +57,7 @@ FAULTS = [
     ("rate_404", False, "HTTP 404", None),
     # 8 MiB against the default cap of 4 MiB.
     ("rate_huge", False, "response body larger than 4 MiB (backend.max_response_bytes)", None),
+    ("rate_null_content", True, "response has no answer: message.content is null", None),
 ]
 
 

@@ -189,6 +189,25 @@ def _status_error(status: int, raw: bytes, retry_after: str | None, url: str) ->
                         retry_after=parse_retry_after(retry_after), status=status, url=redact(url))
 
 
+def missing_content(message: dict[str, Any], where: str) -> str:
+    """The text of an answer whose content is null or missing: "" where the model did answer in
+    another way, else a retryable BackendError, because then the server sent nothing at all.
+
+    - tool calls (or the older function_call) or a refusal: the model chose not to write text. That
+      is its answer, however poor (no tools are offered); asking again would only repeat it, and
+      the scorers judge the empty text as they would any unparseable answer.
+    - reasoning only (reasoning_content, reasoning, Ollama's thinking): the model spent max_tokens
+      thinking and finish_reason says "length"; the scorers see a cut-off, as they should.
+    - nothing at all: a server fault (seen from proxies and from servers under memory pressure);
+      stored as a successful empty answer it would count as the model's mistake.
+    """
+    answered_otherwise = ("tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "thinking")
+    if any(message.get(key) for key in answered_otherwise):
+        return ""
+    state = "null" if "content" in message else "missing"
+    raise BackendError(f"response has no answer: {where} is {state}", retryable=True)
+
+
 def _parse_completion(body: dict[str, Any], data: Any) -> Completion:
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices:
@@ -200,7 +219,9 @@ def _parse_completion(body: dict[str, Any], data: Any) -> Completion:
         raise BackendError(f"response is not a chat completion: {str(data)[:120]}", retryable=False)
     text = message.get("content")
     if text is None:
-        text = choice.get("text", "")
+        text = choice.get("text")  # a completions-style choice
+    if text is None:
+        text = missing_content(message, "message.content")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=str(text),
