@@ -1,10 +1,11 @@
 """SQLite store of runs, jobs and scores, one file per experiment, written as results arrive.
 
 Every finished job is committed on its own, so a crash or SIGKILL loses at most the requests in
-flight. WAL mode lets `runner report` read while a run writes. The schema version lives in
-`PRAGMA user_version`; `runner.store.migrations` takes a database from version i to i + 1, and
-opening a store for writing applies whatever is missing, so old result folders keep working. The
-read verbs open it read-only (`open_readonly`) and never write.
+flight. Such a run cannot mark its own end, so the next open for writing marks every run whose
+process is gone `interrupted` (`runner.store.owner`). WAL mode lets `runner report` read while a
+run writes. The schema version lives in `PRAGMA user_version`; `runner.store.migrations` takes a
+database from version i to i + 1, and opening a store for writing applies whatever is missing, so
+old result folders keep working. The read verbs open it read-only (`open_readonly`) and never write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from runner.errors import UserError, redact, redact_secrets
 from runner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from runner.store.owner import Owner, is_gone
 from runner.store.raw import restore_text, strip_text
 from runner.store.records import JobRecord, JobRow
 
@@ -44,6 +46,7 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         store = cls(conn, path)
         store._migrate()
+        store._close_abandoned_runs()
         return store
 
     @classmethod
@@ -91,15 +94,32 @@ class Store:
                 MIGRATIONS[version](self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
+    def _close_abandoned_runs(self) -> None:
+        """Mark `interrupted` the runs still `running` whose process is gone (killed before it could
+        say so), with the counts and the time of the last job each stored. Live runs are left alone."""
+        rows = self.conn.execute(
+            "SELECT id, owner_host, owner_pid, owner_start FROM runs WHERE status='running'").fetchall()
+        for run_id, host, pid, start in rows:
+            if not is_gone(host, pid, start):
+                continue
+            # `AND status='running'`: another process opening the store at once may have done it already.
+            self.conn.execute(
+                "UPDATE runs SET status='interrupted',"
+                " ended_at=COALESCE((SELECT MAX(finished_at) FROM jobs WHERE run_id=:id), started_at),"
+                " succeeded=(SELECT COUNT(*) FROM jobs WHERE run_id=:id AND status='ok'),"
+                " failed=(SELECT COUNT(*) FROM jobs WHERE run_id=:id AND status='failed')"
+                " WHERE id=:id AND status='running'", {"id": run_id})
+
     # runs
 
     def start_run(self, *, name: str, experiment_hash: str, experiment_path: Path, planned: int,
                   args: dict[str, Any]) -> int:
+        owner = Owner.current()
         cur = self.conn.execute(
             "INSERT INTO runs (experiment_name, experiment_hash, experiment_path, git_commit, started_at,"
-            " planned, args_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " planned, args_json, owner_host, owner_pid, owner_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, experiment_hash, str(experiment_path), git_commit_of(experiment_path), time.time(),
-             planned, json.dumps(args)),
+             planned, json.dumps(args), owner.host, owner.pid, owner.start),
         )
         return int(cur.lastrowid or 0)
 
