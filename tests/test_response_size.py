@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+from aiohttp import web
+
 from conftest import Project, base_experiment
+from runner.backends.base import BackendError, ChatRequest
+from runner.backends.http import HttpClient
 from runner.cli import main
 from runner.store import Store
+from runner.testing.fakes import ThreadedApp
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 CAP = 64 * 1024
@@ -64,3 +70,25 @@ def test_the_answer_is_stored_once_and_the_raw_response_reads_back_whole(project
                 assert json.loads(raw)["choices"][0]["message"]["content"] == {"$ref": "jobs.text"}
     finally:
         store.close()
+
+
+async def test_an_error_page_over_the_cap_is_still_its_status() -> None:
+    # A 500 with a 10 MB error page is the server's trouble (retryable), not an answer too large to keep.
+    async def chat(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="<html>" + "oops " * 2_000_000 + "</html>")
+
+    def make() -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        return app
+
+    with ThreadedApp(make) as server:
+        client = HttpClient(f"{server.url}/v1", timeout_s=5.0, max_response_bytes=CAP)
+        try:
+            with pytest.raises(BackendError) as info:
+                await client.chat(ChatRequest("m", [{"role": "user", "content": "hi"}], {}))
+        finally:
+            await client.close()
+    error = info.value
+    assert (error.status, error.retryable) == (500, True)
+    assert str(error) == "HTTP 500: <html>" + "oops " * 58 + "oops"  # the first 300 characters, stripped

@@ -105,9 +105,11 @@ class HttpClient:
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self.session.request(method, url, json=body, timeout=timeout) as resp:
-                raw = await self._read_capped(resp)
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"), url)
+                    # Only the start is quoted: a 500's 10 MB error page is still a (retryable) 500.
+                    head = await _read_prefix(resp, _REDACTED_CHARS)
+                    raise _status_error(resp.status, head, resp.headers.get("Retry-After"), url)
+                raw = await self._read_capped(resp)
         except BackendError:
             raise
         except TimeoutError as exc:
@@ -135,8 +137,7 @@ class HttpClient:
             if size > cap:
                 # Leaving the `async with` closes the connection rather than draining the rest.
                 raise BodyTooLarge(f"response body larger than {format_size(cap)} (backend.max_response_bytes); "
-                                   "raise it or lower max_tokens", retryable=False, status=resp.status,
-                                   url=str(resp.url))
+                                   "raise it or lower max_tokens", retryable=False, url=str(resp.url))
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -144,6 +145,16 @@ class HttpClient:
         """An OpenAI chat completion."""
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.params}
         return _parse_completion(body, await self.post_json("/chat/completions", body))
+
+
+async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to `limit` bytes from the start of the body; the rest is never read."""
+    data = b""
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return data[:limit]
 
 
 def format_size(n: int) -> str:
