@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, api
-from runner.errors import UserError
+from runner.errors import UserError, redact
 
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         cause = _first_leaf(exc)
-        text = " ".join(str(cause).split())
+        text = redact(" ".join(str(cause).split()))
         print(f"runner: internal error: {type(cause).__name__}: {text}; this is a bug, not your input; "
               "finished jobs are stored; run again with --debug for the traceback", file=sys.stderr)
         return EXIT_BUG

@@ -131,8 +131,8 @@ class Case:
 TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
             "matrix, scorers, report, results_dir, study")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
-OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, base_url, "
-               "api_key_env")
+OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, "
+               "max_response_bytes, base_url, api_key_env")
 QUANT_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S"
 ROW_FIX = "write one JSON object per line"
 SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}}}
@@ -187,6 +187,8 @@ CASES = [
          "runner: $EXP: repeats: Input should be greater than or equal to 1 (got 0)"),
     Case("concurrency-zero", changed(put("backend.concurrency", 0)),
          "runner: $EXP: backend.concurrency: Input should be greater than or equal to 1 (got 0)"),
+    Case("max-response-bytes-tiny", changed(put("backend.max_response_bytes", 100)),
+         "runner: $EXP: backend.max_response_bytes: Input should be greater than or equal to 1024 (got 100)"),
     Case("max-tokens-strings", changed(put("sampling.max_tokens", ["a", "b"])),
          "runner: $EXP: sampling.max_tokens[0]: Input should be a valid integer, unable to parse string as an "
          "integer (got 'a'); write a whole number"),

@@ -53,6 +53,11 @@ FAULTS = [
     ("rate_truncated", True, "truncated response body", aiohttp.ClientPayloadError),
     ("rate_garbage", True, "garbled response", aiohttp.ClientResponseError),
     ("rate_empty_choices", False, "response had no choices", None),
+    ("rate_echo_headers", True, "HTTP 500", None),
+    ("rate_404", False, "HTTP 404", None),
+    # 8 MiB against the default cap of 4 MiB.
+    ("rate_huge", False, "response body larger than 4 MiB (backend.max_response_bytes)", None),
+    ("rate_null_content", True, "response has no answer: message.content is null", None),
 ]
 
 

@@ -78,4 +78,4 @@ def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(project: Proje
     assert resumed == uninterrupted
     with sqlite3.connect(store) as conn:
         statuses = [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY id")]
-    assert statuses == ["running", "finished"]  # the killed run never got to close its record
+    assert statuses == ["interrupted", "finished"]  # the killed run's record, closed by the next open

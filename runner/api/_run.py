@@ -53,7 +53,9 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
 
     `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
     them to a JSON-lines file as well. Ctrl-C or SIGTERM stops the run: what was stored stays,
-    and the result says `interrupted`."""
+    and the result says `interrupted`. A model variant whose first answers all fail with one client
+    error (a 404 from a wrong base_url) stops it with a `UserError` naming what to check; what
+    finished is stored."""
     import asyncio
     import contextlib
     import signal

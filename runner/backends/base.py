@@ -41,14 +41,18 @@ class Completion:
 
 
 class BackendError(Exception):
-    """A failed request. `retryable` is the backend's judgement; `retry_after` the server's wish."""
+    """A failed request. `retryable` is the backend's judgement; `retry_after` the server's wish.
+
+    The message may quote the server: whoever builds it from server output redacts it first
+    (`runner.errors.redact`), since it is stored with the job and printed."""
 
     def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, url: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.url = url  # the request's URL, where the answer came from (for "check backend.base_url")
 
 
 @dataclass

@@ -3,8 +3,12 @@
 Every request goes through `HttpClient._request`, the one place transport errors are caught: what
 leaves this module is an answer or a `BackendError` (never an aiohttp, socket or JSON error), with
 `retryable` saying whether another attempt could help. Connection errors, timeouts, 429, 5xx and
-truncated or garbled bodies are retryable; other 4xx, a bad URL, a bad certificate and too many
-redirects are not.
+truncated or garbled bodies are retryable; other 4xx, a bad URL, a bad certificate, too many
+redirects and a body over `backend.max_response_bytes` are not.
+
+Bodies are read up to that cap and no further (a server in a loop cannot fill memory), and every
+message quoting the server is redacted here, where it is built (`runner.errors.redact`): a server
+that echoes request headers would otherwise hand the API key to the store and the terminal.
 """
 
 from __future__ import annotations
@@ -16,11 +20,22 @@ from typing import Any
 import aiohttp
 
 from runner.backends.base import BackendError, ChatRequest, Completion
-from runner.errors import BackendUnavailable
+from runner.config.schema import DEFAULT_MAX_RESPONSE_BYTES
+from runner.errors import BackendUnavailable, redact, register_secret
+
+_READ_CHUNK = 64 * 1024
+# Error messages quote this much of a body; the redaction sees a little more, so that a key cut in
+# half by the quote is still recognised and replaced whole.
+_QUOTED_CHARS = 300
+_REDACTED_CHARS = 8192
 
 
 class MalformedBody(BackendError):
     """An answer whose body is not JSON: truncated or garbled on the way, or another service's page."""
+
+
+class BodyTooLarge(BackendError):
+    """An answer larger than `backend.max_response_bytes`: asking again gets the same."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -37,9 +52,11 @@ class HttpClient:
     """One aiohttp session against an API root, with failures classified as retryable or not."""
 
     def __init__(self, base_url: str, *, timeout_s: float, api_key: str | None = None,
-                 connections: int = 100) -> None:
+                 connections: int = 100, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
+        register_secret(api_key)  # before any request, so nothing the server says back can carry it
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -88,9 +105,11 @@ class HttpClient:
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self.session.request(method, url, json=body, timeout=timeout) as resp:
-                raw = await resp.read()
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))
+                    # Only the start is quoted: a 500's 10 MB error page is still a (retryable) 500.
+                    head = await _read_prefix(resp, _REDACTED_CHARS)
+                    raise _status_error(resp.status, head, resp.headers.get("Retry-After"), url)
+                raw = await self._read_capped(resp)
         except BackendError:
             raise
         except TimeoutError as exc:
@@ -99,18 +118,51 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             raise _client_error(exc) from exc
         except OSError as exc:  # ConnectionError and other socket errors aiohttp did not wrap
-            raise BackendError(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}",
+            raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
                                retryable=True) from exc
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
             # A truncated body is what a proxy or a crashing server sends; another attempt may succeed.
-            raise MalformedBody(f"malformed response body: {raw[:80]!r}", retryable=True) from exc
+            quoted = redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace"))[:80].encode()
+            raise MalformedBody(f"malformed response body: {quoted!r}", retryable=True) from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, read chunk by chunk and never more than the cap (plus one chunk) into memory."""
+        cap = self.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                # Leaving the `async with` closes the connection rather than draining the rest.
+                raise BodyTooLarge(f"response body larger than {format_size(cap)} (backend.max_response_bytes); "
+                                   "raise it or lower max_tokens", retryable=False, url=str(resp.url))
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def chat(self, request: ChatRequest) -> Completion:
         """An OpenAI chat completion."""
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.params}
         return _parse_completion(body, await self.post_json("/chat/completions", body))
+
+
+async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to `limit` bytes from the start of the body; the rest is never read."""
+    data = b""
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return data[:limit]
+
+
+def format_size(n: int) -> str:
+    """Bytes as people write them: 4 MiB, 64 KiB, 1536 bytes."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
 
 
 def failure_name(exc: BackendError) -> str:
@@ -130,7 +182,8 @@ _FINAL: tuple[type[Exception], ...] = (
 
 def _client_error(exc: aiohttp.ClientError) -> BackendError:
     """aiohttp's errors, classified: the request's own fault is final, the transport's is worth a retry."""
-    name = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"  # one line, for the store and reports
+    # One line, for the store and reports; aiohttp quotes the URL, which may carry a password.
+    name = redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:_QUOTED_CHARS]
     if isinstance(exc, _FINAL):
         return BackendError(f"request error: {name}", retryable=False)
     if isinstance(exc, aiohttp.ClientPayloadError):  # cut off mid-body, or a broken chunked/compressed encoding
@@ -140,11 +193,30 @@ def _client_error(exc: aiohttp.ClientError) -> BackendError:
     return BackendError(f"connection error: {name}", retryable=True)
 
 
-def _status_error(status: int, raw: bytes, retry_after: str | None) -> BackendError:
-    snippet = raw[:300].decode("utf-8", "replace").strip()
+def _status_error(status: int, raw: bytes, retry_after: str | None, url: str) -> BackendError:
+    snippet = redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace")).strip()[:_QUOTED_CHARS].strip()
     retryable = status == 429 or status >= 500
     return BackendError(f"HTTP {status}: {snippet}", retryable=retryable,
-                        retry_after=parse_retry_after(retry_after), status=status)
+                        retry_after=parse_retry_after(retry_after), status=status, url=redact(url))
+
+
+def missing_content(message: dict[str, Any], where: str) -> str:
+    """The text of an answer whose content is null or missing: "" where the model did answer in
+    another way, else a retryable BackendError, because then the server sent nothing at all.
+
+    - tool calls (or the older function_call) or a refusal: the model chose not to write text. That
+      is its answer, however poor (no tools are offered); asking again would only repeat it, and
+      the scorers judge the empty text as they would any unparseable answer.
+    - reasoning only (reasoning_content, reasoning, Ollama's thinking): the model spent max_tokens
+      thinking and finish_reason says "length"; the scorers see a cut-off, as they should.
+    - nothing at all: a server fault (seen from proxies and from servers under memory pressure);
+      stored as a successful empty answer it would count as the model's mistake.
+    """
+    answered_otherwise = ("tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "thinking")
+    if any(message.get(key) for key in answered_otherwise):
+        return ""
+    state = "null" if "content" in message else "missing"
+    raise BackendError(f"response has no answer: {where} is {state}", retryable=True)
 
 
 def _parse_completion(body: dict[str, Any], data: Any) -> Completion:
@@ -158,7 +230,9 @@ def _parse_completion(body: dict[str, Any], data: Any) -> Completion:
         raise BackendError(f"response is not a chat completion: {str(data)[:120]}", retryable=False)
     text = message.get("content")
     if text is None:
-        text = choice.get("text", "")
+        text = choice.get("text")  # a completions-style choice
+    if text is None:
+        text = missing_content(message, "message.content")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=str(text),

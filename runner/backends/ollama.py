@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
-from runner.backends.http import HttpClient
+from runner.backends.http import HttpClient, missing_content
 from runner.backends.sampler import from_ollama_show
 from runner.backends.settings import OllamaSettings
 from runner.errors import BackendUnavailable
@@ -31,7 +31,8 @@ class OllamaBackend(Backend):
     async def start(self, context: StartContext | None = None) -> None:
         await super().start(context)
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
-                                 connections=self.settings.concurrency)
+                                 connections=self.settings.concurrency,
+                                 max_response_bytes=self.settings.max_response_bytes)
         self.tags = await self.client.first_contact(
             "/api/tags", what=f"Ollama at {self.settings.base_url}", config_file=self.experiment.source_path,
             fix="start `ollama serve` or correct base_url",
@@ -86,6 +87,10 @@ class OllamaBackend(Backend):
             "predicted_per_second": evals / (eval_ns / 1e9) if evals and eval_ns else None,
             "prompt_per_second": prompt_n / (prompt_ns / 1e9) if prompt_n and prompt_ns else None,
         }
-        return Completion(text=str(data["message"].get("content", "")),
+        message = data["message"]
+        text = message.get("content")
+        if text is None:  # Ollama sends "" for an empty answer: null or no key is not an answer
+            text = missing_content(message, "message.content")
+        return Completion(text=str(text),
                           finish_reason=data.get("done_reason"), prompt_tokens=prompt_n, completion_tokens=evals,
                           request=body, response=data, timings=timings)

@@ -31,7 +31,8 @@ class OpenAIBackend(Backend):
         env = self.settings.api_key_env
         self.client = HttpClient(self.settings.base_url, timeout_s=self.settings.timeout_s,
                                  api_key=os.environ.get(env) if env else None,
-                                 connections=self.settings.concurrency)
+                                 connections=self.settings.concurrency,
+                                 max_response_bytes=self.settings.max_response_bytes)
         self.models = await self.client.first_contact(
             "/models", what=self.settings.base_url, config_file=self.experiment.source_path,
             fix="start the server or correct base_url",

@@ -24,6 +24,11 @@ from runner.config.scorer_configs import ScorerConfig
 from runner.config.strict import JsonScalar as JsonScalar
 from runner.config.strict import Strict as Strict
 
+# An answer of 32k tokens is ~150 KB of JSON; 4 MiB leaves room for logprobs and long reasoning, and
+# keeps a runaway server (a repetition loop with no max_tokens, a wrong endpoint streaming a file)
+# from filling memory and the store.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
 
 class BackendSettings(Strict):
     """Fields every backend has. A backend extends this with its own (see `runner.backends`)."""
@@ -36,6 +41,10 @@ class BackendSettings(Strict):
         1.0, ge=0, description="First backoff wait; doubles per retry, with full jitter."
     )
     retry_max_backoff_s: float = Field(30.0, ge=0, description="Cap on one backoff wait and on Retry-After.")
+    max_response_bytes: int = Field(
+        DEFAULT_MAX_RESPONSE_BYTES, ge=1024,
+        description="Largest response body read, in bytes (default 4 MiB); a larger answer fails its job.",
+    )
 
     def identity(self) -> dict[str, Any]:
         """What of these settings changes a model's answer; part of every job's hash."""

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from runner.errors import redact
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -124,7 +126,9 @@ class JsonLinesLog:
         self._fh: IO[str] = path.open("a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        self._fh.write(json.dumps({"time": round(time.time(), 3), **asdict(event)}, ensure_ascii=False) + "\n")
+        line = json.dumps({"time": round(time.time(), 3), **asdict(event)}, ensure_ascii=False)
+        # Errors quote servers; the HTTP layer redacted them, this is the last guard for the file.
+        self._fh.write(redact(line) + "\n")
         self._fh.flush()
 
     def close(self) -> None:

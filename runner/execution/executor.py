@@ -12,6 +12,9 @@ Errors: a backend's own `BackendError` (after its retries) and a scorer's own `S
 that job, which is stored as failed with the reason and retried by the next run. Anything else is
 a bug, not data: it stops the run (the CLI shows the traceback under --debug).
 
+A variant whose first answers all fail with one client error (a 404 from a wrong base_url) stops the
+run with a user error (`runner.execution.early_stop`); what finished stays stored.
+
 Cancellation (Ctrl-C, SIGTERM) stops the workers; what was stored stays, what was in flight is
 simply not stored, and the next run picks it up.
 """
@@ -26,7 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from runner.backends.base import Backend, BackendError, ChatRequest, Completion, injected_system_prompt
+from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, injected_system_prompt
+from runner.errors import UserError
+from runner.execution.early_stop import FirstAnswers, stop_error
 from runner.execution.events import (
     Events,
     JobFinished,
@@ -78,6 +83,7 @@ class Executor:
         self.events = events or Events()
         self.counts = RunCounts()
         self._rendered: dict[str, str | None] = {}
+        self._first = FirstAnswers()
         self.run_id = 0
         self.started = time.monotonic()
 
@@ -110,8 +116,10 @@ class Executor:
                         injected = await injected_system_prompt(self.backend)
                         if injected is not None:
                             details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
+                    self._first = FirstAnswers()
                     await self._drain(itertools.chain([first], pending), run_id, details,
                                       options.concurrency)
+                    self._first_answers_done(variant)
             status = "finished"
         except asyncio.CancelledError:
             status = "interrupted"
@@ -136,7 +144,8 @@ class Executor:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=concurrency * 2)
 
         async def worker() -> None:
-            while (job := await queue.get()) is not None:
+            # A stop verdict cancels the workers, but only on the loop's next turn: send nothing new meanwhile.
+            while (job := await queue.get()) is not None and self._first.verdict is None:
                 await self._run_job(job, run_id, variant_details)
 
         async def produce() -> None:
@@ -145,10 +154,13 @@ class Executor:
             for _ in range(concurrency):
                 await queue.put(None)
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(produce())
-            for _ in range(concurrency):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(produce())
+                for _ in range(concurrency):
+                    group.create_task(worker())
+        except* UserError as stopped:  # the first answers' verdict (early_stop), not wrapped in a group
+            raise stopped.exceptions[0] from None
 
     async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> None:
         request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params)
@@ -177,11 +189,27 @@ class Executor:
                 scores = self._score(job, completion)
         except (BackendError, ScorerError) as exc:
             self._save_failed(job, run_id, variant_details, str(exc), attempts)
+            self._first_answer(job.cell.variant, exc)
             return
         finally:
             if attempts > 1:
                 self.counts.retrying -= 1
         self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores, rendered)
+        self._first_answer(job.cell.variant, None)
+
+    def _first_answer(self, variant: Variant, error: BaseException | None) -> None:
+        """Count a finished job (its error, None if it succeeded) towards the variant's first answers;
+        stop the run once they have all failed with one client error."""
+        common = self._first.add(error)
+        if common is not None:
+            raise stop_error(self.plan.experiment, variant, common, self._first.n)
+
+    def _first_answers_done(self, variant: Variant) -> None:
+        """After a variant with fewer jobs than `FirstAnswers.n`: stop if all of them failed alike."""
+        first = self._first
+        common = first.common() if len(first.outcomes) < first.n else None
+        if common is not None:
+            raise stop_error(self.plan.experiment, variant, common, len(first.outcomes))
 
     async def _render(self, job: Job) -> str | None:
         """The prompt as the server's chat template renders this job's messages, asked once per

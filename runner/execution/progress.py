@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from runner.errors import redact
 from runner.execution.events import (
     Event,
     JobFinished,
@@ -59,6 +60,7 @@ class Progress:
     def note(self, message: str) -> None:
         """A line of its own (a model loading, a phase starting), above the progress line; printed
         with --quiet too, which hides only the progress line."""
+        message = redact(message)  # notes may quote a server (a warning, a backend's message)
         if not self.enabled:
             self.stream.write(message + "\n")
             self.stream.flush()

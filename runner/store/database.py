@@ -1,10 +1,11 @@
 """SQLite store of runs, jobs and scores, one file per experiment, written as results arrive.
 
 Every finished job is committed on its own, so a crash or SIGKILL loses at most the requests in
-flight. WAL mode lets `runner report` read while a run writes. The schema version lives in
-`PRAGMA user_version`; `runner.store.migrations` takes a database from version i to i + 1, and
-opening a store for writing applies whatever is missing, so old result folders keep working. The
-read verbs open it read-only (`open_readonly`) and never write.
+flight. Such a run cannot mark its own end, so the next open for writing marks every run whose
+process is gone `interrupted` (`runner.store.owner`). WAL mode lets `runner report` read while a
+run writes. The schema version lives in `PRAGMA user_version`; `runner.store.migrations` takes a
+database from version i to i + 1, and opening a store for writing applies whatever is missing, so
+old result folders keep working. The read verbs open it read-only (`open_readonly`) and never write.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError
+from runner.errors import UserError, redact, redact_secrets
 from runner.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from runner.store.owner import Owner, is_gone
+from runner.store.raw import restore_text, strip_text
 from runner.store.records import JobRecord, JobRow
 
 
@@ -43,6 +46,7 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         store = cls(conn, path)
         store._migrate()
+        store._close_abandoned_runs()
         return store
 
     @classmethod
@@ -90,15 +94,32 @@ class Store:
                 MIGRATIONS[version](self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
+    def _close_abandoned_runs(self) -> None:
+        """Mark `interrupted` the runs still `running` whose process is gone (killed before it could
+        say so), with the counts and the time of the last job each stored. Live runs are left alone."""
+        rows = self.conn.execute(
+            "SELECT id, owner_host, owner_pid, owner_start FROM runs WHERE status='running'").fetchall()
+        for run_id, host, pid, start in rows:
+            if not is_gone(host, pid, start):
+                continue
+            # `AND status='running'`: another process opening the store at once may have done it already.
+            self.conn.execute(
+                "UPDATE runs SET status='interrupted',"
+                " ended_at=COALESCE((SELECT MAX(finished_at) FROM jobs WHERE run_id=:id), started_at),"
+                " succeeded=(SELECT COUNT(*) FROM jobs WHERE run_id=:id AND status='ok'),"
+                " failed=(SELECT COUNT(*) FROM jobs WHERE run_id=:id AND status='failed')"
+                " WHERE id=:id AND status='running'", {"id": run_id})
+
     # runs
 
     def start_run(self, *, name: str, experiment_hash: str, experiment_path: Path, planned: int,
                   args: dict[str, Any]) -> int:
+        owner = Owner.current()
         cur = self.conn.execute(
             "INSERT INTO runs (experiment_name, experiment_hash, experiment_path, git_commit, started_at,"
-            " planned, args_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " planned, args_json, owner_host, owner_pid, owner_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, experiment_hash, str(experiment_path), git_commit_of(experiment_path), time.time(),
-             planned, json.dumps(args)),
+             planned, json.dumps(args), owner.host, owner.pid, owner.start),
         )
         return int(cur.lastrowid or 0)
 
@@ -114,7 +135,13 @@ class Store:
     # jobs
 
     def save_job(self, row: JobRow) -> None:
-        """Insert or replace one job's result (a retry of a failed job replaces it) in one commit."""
+        """Insert or replace one job's result (a retry of a failed job replaces it) in one commit.
+
+        The last guard against a leaked API key: the error (server output) is redacted as the HTTP
+        layer does; the answer and the raw exchange lose only the key's own bytes, since a pattern
+        could change what the model said."""
+        error = redact(row.error) if row.error is not None else None
+        text = redact_secrets(row.text) if row.text is not None else None
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("DELETE FROM scores WHERE job_id=?", (row.job_id,))
@@ -124,7 +151,8 @@ class Store:
                 " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
-                 str(row.status), row.attempts, row.error, _dumps(row.request), _dumps(row.response), row.text,
+                 str(row.status), row.attempts, error, _dumps(row.request),
+                 _dumps(strip_text(row.response, row.text)), text,
                  row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s, _dumps(row.timings),
                  _dumps(row.variant), time.time(), row.rendered_prompt, row.rendered_by),
             )
@@ -158,6 +186,11 @@ class Store:
             ):
                 yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
                                 timings=_loads(row[9]), variant=_loads(row[10]))
+
+    def response(self, job_id: str) -> Any:
+        """A job's raw response as the server sent it (the answer's text put back in), or None."""
+        row = self.conn.execute("SELECT response_json, text FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return None if row is None else restore_text(_loads(row[0]), row[1])
 
     def job_requests(self, job_ids: Iterable[str]) -> dict[str, tuple[Any, str | None, str | None]]:
         """job id -> (the request as sent, the prompt as the server rendered it, who rendered it): what
@@ -213,7 +246,8 @@ class Store:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    # A secret is letters and digits: replacing it inside JSON text leaves valid JSON.
+    return None if value is None else redact_secrets(json.dumps(value, ensure_ascii=False))
 
 
 def _loads(value: str | None) -> Any:

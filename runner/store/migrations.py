@@ -94,7 +94,17 @@ def v4_rendered_prompts(conn: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [v1_initial, v2_probes, v3_studies, v4_rendered_prompts]
+def v5_run_owners(conn: sqlite3.Connection) -> None:
+    """The process that started each run (host, pid, start time), to tell a killed run from a live one."""
+    _script(conn, """
+    ALTER TABLE runs ADD COLUMN owner_host TEXT;
+    ALTER TABLE runs ADD COLUMN owner_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN owner_start TEXT;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [v1_initial, v2_probes, v3_studies, v4_rendered_prompts,
+                                                          v5_run_owners]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

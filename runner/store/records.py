@@ -1,7 +1,8 @@
 """The values that cross the store's boundary: one row written per finished job, one read back.
 
 `JobRow` is what the executor hands to `Store.save_job`; `JobRecord` is what readers get back
-(without the raw request and response, which only `runner explain --job` style tools need).
+(without the raw request and response, which only `runner explain --job` style tools need; the
+stored response has the answer's text replaced by a marker, see `runner.store.raw`).
 Variant details and timings are typed dictionaries: every backend fills the keys it knows.
 """
 

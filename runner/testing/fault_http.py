@@ -244,6 +244,20 @@ class FaultServer:
         if fault == "garbage":
             # Not HTTP at all: another protocol on the port, or a proxy that mangled the answer.
             return self._write_raw(request, b"\x00\xffnot an HTTP response\r\n\r\n")
+        if fault == "echo_headers":
+            # What a debug error page does: the request's headers, the API key among them, and a
+            # complaint that quotes the key bare, as "invalid API key: ..." answers do.
+            headers = dict(request.headers)
+            token = headers.get("Authorization", "").removeprefix("Bearer ")
+            return _error(500, f"invalid API key {token}; request headers: {json.dumps(headers)}", "server_error")
+        if fault == "404":
+            return _error(404, f"model {body['model']!r} not found (injected)", "invalid_request_error")
+        if fault == "null_content":
+            completion = _completion(body, key)
+            completion["choices"][0]["message"]["content"] = None
+            return web.json_response(completion)
+        if fault == "huge":
+            return await self._huge(request, body, key, plan.huge_bytes)
         if fault == "hang":
             await asyncio.sleep(plan.hang_s)
 
@@ -260,6 +274,27 @@ class FaultServer:
             self._held_changed.notify_all()
         await release.wait()
         return self._reset_connection(request)
+
+    @staticmethod
+    async def _huge(request: web.Request, body: Mapping[str, Any], key: str, size: int) -> web.StreamResponse:
+        """A valid chat completion of about `size` bytes, chunked: a client learns its size only by reading."""
+        completion = _completion(body, key)
+        completion["choices"][0]["message"]["content"] = "\0"
+        head, tail = json.dumps(completion).encode().split(b"\\u0000")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        filler = max(0, size - len(head) - len(tail))
+        chunk = b"x" * 65536
+        try:
+            await resp.write(head)
+            for start in range(0, filler, len(chunk)):
+                await resp.write(chunk[: filler - start])
+            await resp.write(tail)
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client stopped reading (its cap) and closed the connection: as intended
+        return resp
 
     @staticmethod
     def _reset_connection(request: web.Request) -> web.StreamResponse:

@@ -22,9 +22,9 @@ FAKE_MODEL_ID = "fake-model"
 # changes which request gets which fault for a given seed.
 # New kinds go at the end, so that a plan without them draws as before.
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "hang", "malformed", "empty_choices",
-                                "truncated", "garbage")
+                                "truncated", "garbage", "echo_headers", "404", "null_content", "huge")
 
-# Summing nine floats can land a hair above 1.0 (0.1 * 10 is not exactly 1.0); that is not a
+# Summing a dozen floats can land a hair above 1.0 (0.1 * 10 is not exactly 1.0); that is not a
 # user mistake worth rejecting.
 _RATE_SUM_TOLERANCE = 1e-9
 
@@ -53,6 +53,15 @@ class FaultPlan:
     rate_empty_choices: float = 0.0
     rate_truncated: float = 0.0
     rate_garbage: float = 0.0
+    # A 500 whose body echoes the request's headers (a debug page, a proxy): the API key comes back.
+    rate_echo_headers: float = 0.0
+    # 404 on the chat endpoint only, while /v1/models answers: a wrong base_url path or model id.
+    rate_404: float = 0.0
+    # A 200 chat completion whose message.content is null (no tool calls, no reasoning).
+    rate_null_content: float = 0.0
+    # A 200 chat completion of `huge_bytes` bytes, sent chunked (no Content-Length to check first).
+    rate_huge: float = 0.0
+    huge_bytes: int = 8 * 1024 * 1024
     hang_s: float = 30.0
     retry_after_s: float = 0
     latency_s: float = 0.0
@@ -78,6 +87,8 @@ class FaultPlan:
         total = sum(rates.values())
         if total > 1.0 + _RATE_SUM_TOLERANCE:
             raise ValueError(f"FaultPlan rates must sum to at most 1, got {total!r} ({rates})")
+        if isinstance(self.huge_bytes, bool) or not isinstance(self.huge_bytes, int) or self.huge_bytes < 0:
+            raise ValueError(f"FaultPlan.huge_bytes must be an integer >= 0, got {self.huge_bytes!r}")
         for name in ("hang_s", "retry_after_s", "latency_s"):
             value = float(getattr(self, name))
             if not (value >= 0.0 and math.isfinite(value)):

@@ -168,7 +168,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
     scalars = [f for f in fields(FaultPlan) if f.name != "script"]
     for f in scalars:
         flag = "--" + f.name.replace("_", "-")
-        kind = int if f.name in ("seed", "hold_after") else float
+        kind = int if f.name in ("seed", "hold_after", "huge_bytes") else float
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default)
     parser.add_argument("--script", type=json.loads, default={},
                         help='scripted answers as JSON: {"prompt substring": ["text", "stop" or "length"]}')

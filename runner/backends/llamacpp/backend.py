@@ -153,7 +153,8 @@ class LlamaCppBackend(Backend):
             try:
                 url = self.server_url = await self._await_url(proc, log_path)
                 self.client = HttpClient(f"{url}/v1", timeout_s=self.settings.timeout_s,
-                                           connections=self.settings.concurrency)
+                                           connections=self.settings.concurrency,
+                                           max_response_bytes=self.settings.max_response_bytes)
                 try:
                     props = await self.client.get_json(f"{url}/props")
                 except BackendError as exc:
