@@ -1,23 +1,36 @@
 """Tests for runner.scoring.sandbox: scoring generated code, and containing code that misbehaves.
 
 Each containment test checks three things: the run is scored as failed, the reason names the right
-kind of failure, and the call came back within a bounded time (so the runner cannot be hung).
+kind of failure, and the call came back within a bounded time (so the runner cannot be hung). Every
+test runs in each sandbox mode that works on this machine (bwrap, unshare, weak: see sandbox_modes);
+the tests of what only the operating-system boundary stops (reading files, the runner's environment)
+skip the weak mode, which promises no more than the audit hook.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
 
 from runner.scoring import sandbox
 from runner.scoring.sandbox import SandboxLimits, SandboxResult, extract_code, run_tests
 
+pytestmark = pytest.mark.usefixtures("mode")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LIMITS = SandboxLimits(timeout_s=2.0, memory_mb=200)
+# For the tests that wait for the deadline: shorter, as they run once per mode.
+LOOP_LIMITS = SandboxLimits(timeout_s=1.0, memory_mb=200)
 # Interpreter start-up and teardown on a loaded 2-core machine, on top of the timeout.
 SLACK_S = 3.0
 
@@ -144,11 +157,12 @@ def test_limits_reject_nonsense(kwargs: dict[str, float]) -> None:
 
 
 def test_infinite_loop_at_import_is_stopped() -> None:
-    assert_failed(timed_run("while True:\n    pass\n" + CORRECT_ADD), "timed out after 2.0 s")
+    assert_failed(timed_run("while True:\n    pass\n" + CORRECT_ADD, limits=LOOP_LIMITS), "timed out after 1.0 s")
 
 
 def test_infinite_loop_inside_the_function_is_stopped() -> None:
-    assert_failed(timed_run("def add(a, b):\n    while True:\n        pass\n"), "timed out after 2.0 s")
+    assert_failed(timed_run("def add(a, b):\n    while True:\n        pass\n", limits=LOOP_LIMITS),
+                  "timed out after 1.0 s")
 
 
 def test_unbounded_allocation_hits_the_memory_limit() -> None:
@@ -283,3 +297,193 @@ def test_reading_stdin_gets_eof_instead_of_hanging() -> None:
 def test_exiting_before_the_report_is_a_failure() -> None:
     assert_failed(timed_run(CORRECT_ADD + "import os\nos._exit(0)\n"),
                   "exited with status 0 before reporting results")
+
+
+# --- the issue's escapes: switching the guard off from inside, reading what the runner can ------------
+
+
+def test_the_frame_walk_from_the_issue_is_blocked(tmp_path: Path) -> None:
+    # Verbatim from the issue, except for where the command writes: a folder the sandbox may not touch.
+    target = tmp_path / "x"
+    code = (f'import sys; sys._getframe(2).f_globals["_ALWAYS_DENIED"].clear()\n'
+            f'import os; os.system("id > {target}")\n' + CORRECT_ADD)
+    assert_failed(timed_run(code), "blocked: interpreter introspection")
+    assert not target.exists()
+
+
+# Everything generated code can reach of the sandbox without a refused event: its own frame, the
+# frames above it through f_back (not audited in Python 3.11) and the sandbox's globals as __main__.
+# Each prelude tries to switch the guard off from there, the way the issue's attack did.
+_FIND_AND_REWRITE = dedent("""\
+    import sys, types
+    def _rewrite(scope):
+        for key, value in list(scope.items()):
+            if hasattr(value, "_prefix"):
+                value._prefix = "/"
+            if hasattr(value, "violation"):
+                value.violation = None
+            if isinstance(value, dict) and key.startswith("_"):
+                try:
+                    value.clear()
+                except Exception:
+                    pass
+            if isinstance(value, types.FunctionType):
+                for cell in value.__closure__ or ():
+                    try:
+                        if isinstance(cell.cell_contents, str):
+                            cell.cell_contents = "/"
+                    except ValueError:
+                        pass
+    frame = sys._getframe(0)
+    while frame is not None:
+        _rewrite(frame.f_locals)
+        _rewrite(frame.f_globals)
+        frame = frame.f_back
+""")
+_TAMPERING = {
+    "frames": _FIND_AND_REWRITE,
+    "main-globals": dedent("""\
+        import __main__
+        for name in list(vars(__main__)):
+            if name.startswith("_") and not name.startswith("__"):
+                setattr(__main__, name, {})
+    """),
+    "stdlib-helpers": dedent("""\
+        import builtins, os, os.path
+        builtins.isinstance = lambda *args: True
+        os.path.realpath = lambda path, **kwargs: os.getcwd() + "/inside"
+        os.fsdecode = lambda path: os.getcwd() + "/inside"
+    """),
+    "str-subclass": dedent("""\
+        class _Inside(str):
+            def startswith(self, *args):
+                return True
+        import builtins
+        _open = builtins.open
+        builtins.open = lambda path, *args, **kwargs: _open(_Inside(path), *args, **kwargs)
+    """),
+}
+
+
+@pytest.mark.parametrize("how", list(_TAMPERING))
+def test_rewriting_what_the_guard_uses_does_not_allow_writes_or_deletes(tmp_path: Path, how: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    escaped = tmp_path / "escaped.txt"
+    write = _TAMPERING[how] + f"open({str(escaped)!r}, 'w').write('x')\n" + CORRECT_ADD
+    assert_failed(timed_run(write), "blocked: file write outside the sandbox")
+    delete = _TAMPERING[how] + f"import os\nos.remove({str(victim)!r})\n" + CORRECT_ADD
+    assert_failed(timed_run(delete), "blocked: file write outside the sandbox")
+    assert not escaped.exists()
+    assert victim.read_text() == "keep me"
+
+
+def test_the_guard_frames_and_tracers_are_refused() -> None:
+    for code in ("import sys\nsys._getframe(1)\n", "import sys\nsys._current_frames()\n",
+                 "import sys\nsys.settrace(lambda *a: None)\n", "import sys\nsys.setprofile(lambda *a: None)\n",
+                 "import sys\nsys.addaudithook(lambda *a: None)\n",
+                 "import __main__\n__main__._run_all.__code__ = (lambda *a: (3, None)).__code__\n"):
+        result = timed_run(code + CORRECT_ADD)
+        assert result.passed == 0 and result.error is not None and result.error.startswith("blocked: "), code
+
+
+def test_the_stdlib_that_reads_its_callers_frame_still_works() -> None:
+    # namedtuple, TypeVar, Enum's functional API and logging ask sys._getframe for their caller's frame.
+    code = dedent("""\
+        import collections, dataclasses, enum, logging, traceback, typing
+        Point = collections.namedtuple("Point", "x y")
+        T = typing.TypeVar("T")
+        Colour = enum.Enum("Colour", "RED GREEN")
+        logging.getLogger("solution").warning("noted")
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            traceback.format_exc()
+
+        @dataclasses.dataclass
+        class Pair:
+            a: int
+            b: int
+
+        def add(a, b):
+            return Point(Pair(a, b).a, b).x + b
+    """)
+    assert timed_run(code).passed == 3
+
+
+def test_a_forged_report_cannot_store_unbounded_text() -> None:
+    # The code finds the nonce and the report pipe in the sandbox's own frames and reports for itself:
+    # it can cheat the score (as `__eq__ = lambda *a: True` can), but what it says is capped.
+    code = dedent("""\
+        import json, os, sys
+        frame = sys._getframe(0)
+        while frame is not None:
+            payload = frame.f_locals.get("payload")
+            if isinstance(payload, dict) and "nonce" in payload:
+                line = json.dumps({"nonce": payload["nonce"], "passed": 0, "error": "y" * 10000 + "\\nz"})
+                os.write(payload["report_fd"], ("\\n" + line + "\\n").encode())
+                os._exit(0)
+            frame = frame.f_back
+    """)
+    result = timed_run(code + CORRECT_ADD)
+    assert result.passed == 0
+    assert result.error == "y" * 197 + "..."
+
+
+@pytest.fixture
+def secrets_dirs(tmp_path: Path) -> Iterator[list[Path]]:
+    """Two folders with secret files: one under /tmp (hidden by both boundaries' mount views) and one in
+    the repository, which the unshare mode leaves visible, so there only file permissions protect it."""
+    visible = Path(tempfile.mkdtemp(prefix=".sandbox-secrets-", dir=REPO_ROOT))
+    try:
+        for folder in (tmp_path, visible):
+            folder.chmod(0o755)  # anyone may enter: the files' own modes are what is tested
+        yield [tmp_path, visible]
+    finally:
+        shutil.rmtree(visible)
+
+
+def _secret_file(folder: Path, name: str, uid: int, gid: int, bits: int) -> tuple[Path, str]:
+    secret = f"secret-{uuid.uuid4().hex}"
+    path = folder / name
+    path.write_text(secret)
+    os.chown(path, uid, gid)
+    path.chmod(bits)
+    return path, secret
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file owned by another user needs root")
+@pytest.mark.parametrize(("owner", "mode_bits"), [((1000, 1000), 0o600), ((0, 42), 0o640)],
+                         ids=["0600-of-another-user", "root-shadow-0640"])
+def test_reading_a_file_the_runner_may_read_fails(secrets_dirs: list[Path], mode: str, owner: tuple[int, int],
+                                                  mode_bits: int) -> None:
+    if mode == "weak":
+        pytest.skip("the weak mode does not confine reads (the audit hook allows them): no boundary")
+    for folder in secrets_dirs:
+        path, secret = _secret_file(folder, "key.pem", *owner, mode_bits)
+        code = f"data = open({str(path)!r}).read()\nprint(data)\nraise Exception(data)\n" + CORRECT_ADD
+        result = timed_run(code)
+        hidden = mode == "bwrap" or folder != secrets_dirs[1]
+        reason = (f"FileNotFoundError: [Errno 2] No such file or directory: {str(path)!r}" if hidden
+                  else f"PermissionError: [Errno 13] Permission denied: {str(path)!r}")
+        assert_failed(result, f"runtime error: {reason}")
+        assert secret not in (result.error or "")
+
+
+def test_connecting_to_a_listening_loopback_socket_fails() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0)
+        port = server.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'x')\n"
+        assert_failed(timed_run(code + CORRECT_ADD), "blocked: network access")
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nothing ever connected
+
+
+def test_the_runners_environment_variables_do_not_reach_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = f"sk-{uuid.uuid4().hex}"
+    monkeypatch.setenv("RUNNER_TEST_API_KEY", secret)
+    code = "import os\ndef add(a, b):\n    raise LookupError(os.environ.get('RUNNER_TEST_API_KEY', 'absent'))\n"
+    assert timed_run(code).error == "LookupError: absent at test 1"
