@@ -24,10 +24,12 @@ from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
 
 from runner.scoring import sandbox
 from runner.scoring.sandbox import SandboxLimits, SandboxResult, extract_code, run_tests
+from runner.scoring.sandbox_boundary import UNSHARE_HIDDEN
 
 pytestmark = pytest.mark.usefixtures("mode")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_HIDDEN_IN_UNSHARE = any(str(REPO_ROOT).startswith(d + "/") for d in UNSHARE_HIDDEN)
 LIMITS = SandboxLimits(timeout_s=2.0, memory_mb=200)
 # For the tests that wait for the deadline: shorter, as they run once per mode.
 LOOP_LIMITS = SandboxLimits(timeout_s=1.0, memory_mb=200)
@@ -463,7 +465,9 @@ def test_reading_a_file_the_runner_may_read_fails(secrets_dirs: list[Path], mode
         path, secret = _secret_file(folder, "key.pem", *owner, mode_bits)
         code = f"data = open({str(path)!r}).read()\nprint(data)\nraise Exception(data)\n" + CORRECT_ADD
         result = timed_run(code)
-        hidden = mode == "bwrap" or folder != secrets_dirs[1]
+        # bwrap shows neither folder; unshare hides /tmp and the homes but not the repository (unless it
+        # lives there), where only the file's mode keeps nobody out.
+        hidden = mode == "bwrap" or folder != secrets_dirs[1] or REPO_HIDDEN_IN_UNSHARE
         reason = (f"FileNotFoundError: [Errno 2] No such file or directory: {str(path)!r}" if hidden
                   else f"PermissionError: [Errno 13] Permission denied: {str(path)!r}")
         assert_failed(result, f"runtime error: {reason}")

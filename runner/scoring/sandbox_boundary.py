@@ -37,7 +37,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "Boundary", "SandboxUnavailable", "boundary"]
+__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "UNSHARE_HIDDEN", "Boundary", "SandboxUnavailable", "boundary"]
 
 MODE_ENV = "RUNNER_SANDBOX"
 TOOLS_ENV = "RUNNER_SANDBOX_PATH"
@@ -49,7 +49,7 @@ INNER_CHILD = "/run/runner/sandbox_child.py"
 # Where the system's own tools are, whatever PATH the runner was started with.
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Hidden under empty tmpfs in the unshare mode: the world-writable places and the users' homes.
-_COVERED = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", "/root")
+UNSHARE_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", "/root")
 _PROBE_TIMEOUT_S = 20.0
 _INSTALL_FIX = "install bubblewrap (apt-get install bubblewrap), or run as root so unshare can be used"
 _WEAK_FIX = "RUNNER_SANDBOX=weak runs it with the audit hook only"
@@ -206,7 +206,7 @@ def _unshare_script(host_workdir: str, python: str, command: list[str], report_f
         "while read -r _ _ _ _ mp _; do mount -o remount,bind,ro \"$(printf '%b' \"$mp\")\" 2>/dev/null || :; "
         "done < /proc/self/mountinfo",
         *(f"if [ -d {q(d)} ]; then mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev,noexec tmpfs {q(d)}; fi"
-          for d in _COVERED),
+          for d in UNSHARE_HIDDEN),
     ]
     binds = [(n, path, "ro") for n, path in opened[2:]]
     binds += [(opened[0][0], INNER_WORKDIR, "rw,nosuid,nodev,noexec"), (opened[1][0], INNER_CHILD, "ro")]
@@ -224,7 +224,7 @@ def _unshare_script(host_workdir: str, python: str, command: list[str], report_f
 
 
 def _is_covered(path: str) -> bool:
-    return any(path == d or path.startswith(d + os.sep) for d in _COVERED)
+    return any(path == d or path.startswith(d + os.sep) for d in UNSHARE_HIDDEN)
 
 
 # --- choosing the mode --------------------------------------------------------------------------
@@ -287,7 +287,9 @@ def _try(mode: str, python: str, tools_path: str | None) -> Boundary | str:
         path = shutil.which(name, path=tools_path if tools_path is not None else _SYSTEM_PATH)
         if path is None:
             return "not found" if name == mode else f"{name} not found"
-        tools.append((name, path))
+        # The real file: the unshare mode runs setpriv inside its mount view, where a link may point
+        # into a hidden folder.
+        tools.append((name, os.path.realpath(path)))
     found = Boundary(mode, python, tuple(tools))
     failure = _probe(found)
     return found if failure is None else failure
