@@ -1,10 +1,14 @@
-"""The code sandbox's modes, for tests that must hold in each: a `mode` fixture over the ones that work here.
+"""For the code sandbox's tests: a `mode` fixture over the modes that work here, and finding leftover processes.
 
 A mode that does not work on this machine is skipped with the reason the runner itself gives (bwrap not
 found, unshare needs root). CI runs as root with bubblewrap installed, so all three run there.
 """
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +26,27 @@ def mode_fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     except SandboxUnavailable as exc:
         pytest.skip(f"sandbox mode {name}: {exc.problem}")
     return name
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    """Processes whose cwd or command line contains any of `needles` (the scratch folders of a test)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited (or a zombie, whose cwd is gone)
+        if any(needle in cwd or needle in cmdline for needle in needles):
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+def gone_within(seconds: float, *needles: str) -> list[str]:
+    # SIGKILL reaches the namespace's processes through parent-death signals: promptly, not at once.
+    deadline = time.monotonic() + seconds
+    while (left := processes_mentioning(*needles)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left

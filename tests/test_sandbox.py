@@ -1,10 +1,10 @@
 """Tests for runner.scoring.sandbox: scoring generated code, and containing code that misbehaves.
 
 Each containment test checks three things: the run is scored as failed, the reason names the right
-kind of failure, and the call came back within a bounded time (so the runner cannot be hung). Every
-test runs in each sandbox mode that works on this machine (bwrap, unshare, weak: see sandbox_modes);
-the tests of what only the operating-system boundary stops (reading files, the runner's environment)
-skip the weak mode, which promises no more than the audit hook.
+kind of failure, and the call came back within a bounded time (so the runner cannot be hung). Each
+containment and escape test runs in every sandbox mode that works on this machine (bwrap, unshare,
+weak: see sandbox_modes); the ones about what only the operating-system boundary stops (reading
+files) skip the weak mode, which promises no more than the audit hook.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
+from sandbox_modes import gone_within, mode_fixture  # noqa: F401 (the `mode` fixture)
 
 from runner.scoring import sandbox
 from runner.scoring.sandbox import SandboxLimits, SandboxResult, extract_code, run_tests
 from runner.scoring.sandbox_boundary import UNSHARE_HIDDEN
 
-pytestmark = pytest.mark.usefixtures("mode")
+# The containment and escape tests run once in each mode that works here; scoring itself does not
+# depend on the mode and runs once, in the mode the machine would pick.
+in_each_mode = pytest.mark.usefixtures("mode")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_HIDDEN_IN_UNSHARE = any(str(REPO_ROOT).startswith(d + "/") for d in UNSHARE_HIDDEN)
@@ -158,24 +160,35 @@ def test_limits_reject_nonsense(kwargs: dict[str, float]) -> None:
 # --- containment: the issue's "loops forever, allocates without bound, forks, or opens a socket" ------
 
 
-def test_infinite_loop_at_import_is_stopped() -> None:
-    assert_failed(timed_run("while True:\n    pass\n" + CORRECT_ADD, limits=LOOP_LIMITS), "timed out after 1.0 s")
+@in_each_mode
+def test_infinite_loop_at_import_is_stopped_and_leaves_no_process(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = f"loop-marker-{uuid.uuid4().hex}"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where run_tests makes its scratch folder
+    code = f"import os\nos.mkdir({marker!r})\nos.chdir({marker!r})\nwhile True:\n    pass\n" + CORRECT_ADD
+    assert_failed(timed_run(code, limits=LOOP_LIMITS), "timed out after 1.0 s")
+    # Everything the run started dies with it: the code, and bwrap or unshare, setpriv and the namespace's init.
+    assert gone_within(1.0, marker, str(tmp_path)) == []
 
 
+@in_each_mode
 def test_infinite_loop_inside_the_function_is_stopped() -> None:
     assert_failed(timed_run("def add(a, b):\n    while True:\n        pass\n", limits=LOOP_LIMITS),
                   "timed out after 1.0 s")
 
 
+@in_each_mode
 def test_unbounded_allocation_hits_the_memory_limit() -> None:
     assert_failed(timed_run("x = []\nwhile True:\n    x.append(' ' * 10**6)\n"), "memory limit exceeded")
 
 
+@in_each_mode
 def test_unbounded_allocation_inside_a_test_fails_the_whole_run() -> None:
     code = "def add(a, b):\n    x = []\n    while True:\n        x.append(' ' * 10**6)\n"
     assert_failed(timed_run(code), "memory limit exceeded")
 
 
+@in_each_mode
 @pytest.mark.parametrize(
     "fork",
     [
@@ -193,6 +206,7 @@ def test_fork_is_blocked_and_leaves_no_process(fork: str) -> None:
     assert processes_with_cwd_containing(marker) == []
 
 
+@in_each_mode
 @pytest.mark.parametrize(
     "spawn",
     [
@@ -207,6 +221,7 @@ def test_process_creation_is_blocked(spawn: str) -> None:
     assert_failed(timed_run(spawn + "\n" + CORRECT_ADD), "blocked: process creation")
 
 
+@in_each_mode
 @pytest.mark.parametrize(
     "connect",
     [
@@ -219,18 +234,21 @@ def test_network_access_is_blocked(connect: str) -> None:
     assert_failed(timed_run(f"import socket\n{connect}\n" + CORRECT_ADD), "blocked: network access")
 
 
+@in_each_mode
 def test_ctypes_is_blocked() -> None:
     # Native calls could fork or unhook the guard, so every ctypes operation is refused.
     assert_failed(timed_run("import ctypes\nctypes.CDLL(None).getpid()\n" + CORRECT_ADD),
                   "blocked: native code (ctypes)")
 
 
+@in_each_mode
 def test_signalling_the_runner_is_blocked() -> None:
     # Signal 0 only probes, so the runner is safe even if the guard were broken.
     assert_failed(timed_run("import os\nos.kill(os.getppid(), 0)\n" + CORRECT_ADD),
                   "blocked: signal to another process")
 
 
+@in_each_mode
 def test_writing_outside_the_scratch_directory_is_blocked(tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
     assert_failed(timed_run(f"open({str(target)!r}, 'w').write('x')\n" + CORRECT_ADD),
@@ -238,11 +256,13 @@ def test_writing_outside_the_scratch_directory_is_blocked(tmp_path: Path) -> Non
     assert not target.exists()
 
 
+@in_each_mode
 def test_writing_inside_the_scratch_directory_is_allowed() -> None:
     code = "import tempfile\nopen('notes.txt', 'w').write('x')\ntempfile.mkstemp()\n" + CORRECT_ADD
     assert timed_run(code).passed == 3
 
 
+@in_each_mode
 def test_asyncio_and_threads_still_work() -> None:
     # asyncio needs an AF_UNIX socketpair; the network guard must not catch it.
     code = dedent("""\
@@ -262,6 +282,7 @@ def test_asyncio_and_threads_still_work() -> None:
 # --- containment: output, stdin and the result channel --------------------------------------------
 
 
+@in_each_mode
 def test_output_flood_is_truncated_and_does_not_hang() -> None:
     flood = "import sys\nfor _ in range(100):\n    print('x' * 10**6)\n    sys.stderr.write('e' * 10**5)\n"
     assert timed_run(flood + CORRECT_ADD).passed == 3
@@ -271,6 +292,7 @@ def test_output_flood_is_truncated_and_does_not_hang() -> None:
     assert not run.timed_out
 
 
+@in_each_mode
 def test_printed_or_injected_result_lines_are_ignored() -> None:
     # A wrong solution that tries to report success on stdout and on every inherited descriptor.
     code = dedent("""\
@@ -291,11 +313,13 @@ def test_printed_or_injected_result_lines_are_ignored() -> None:
     assert result.error == "assertion failed at test 1"
 
 
+@in_each_mode
 def test_reading_stdin_gets_eof_instead_of_hanging() -> None:
     assert_failed(timed_run("line = input()\n" + CORRECT_ADD),
                   "runtime error: EOFError: EOF when reading a line")
 
 
+@in_each_mode
 def test_exiting_before_the_report_is_a_failure() -> None:
     assert_failed(timed_run(CORRECT_ADD + "import os\nos._exit(0)\n"),
                   "exited with status 0 before reporting results")
@@ -304,6 +328,7 @@ def test_exiting_before_the_report_is_a_failure() -> None:
 # --- the issue's escapes: switching the guard off from inside, reading what the runner can ------------
 
 
+@in_each_mode
 def test_the_frame_walk_from_the_issue_is_blocked(tmp_path: Path) -> None:
     # Verbatim from the issue, except for where the command writes: a folder the sandbox may not touch.
     target = tmp_path / "x"
@@ -367,6 +392,7 @@ _TAMPERING = {
 }
 
 
+@in_each_mode
 @pytest.mark.parametrize("how", list(_TAMPERING))
 def test_rewriting_what_the_guard_uses_does_not_allow_writes_or_deletes(tmp_path: Path, how: str) -> None:
     victim = tmp_path / "victim.txt"
@@ -380,6 +406,7 @@ def test_rewriting_what_the_guard_uses_does_not_allow_writes_or_deletes(tmp_path
     assert victim.read_text() == "keep me"
 
 
+@in_each_mode
 def test_the_guard_frames_and_tracers_are_refused() -> None:
     for code in ("import sys\nsys._getframe(1)\n", "import sys\nsys._current_frames()\n",
                  "import sys\nsys.settrace(lambda *a: None)\n", "import sys\nsys.setprofile(lambda *a: None)\n",
@@ -389,6 +416,7 @@ def test_the_guard_frames_and_tracers_are_refused() -> None:
         assert result.passed == 0 and result.error is not None and result.error.startswith("blocked: "), code
 
 
+@in_each_mode
 def test_the_stdlib_that_reads_its_callers_frame_still_works() -> None:
     # namedtuple, TypeVar, Enum's functional API and logging ask sys._getframe for their caller's frame.
     code = dedent("""\
@@ -413,6 +441,7 @@ def test_the_stdlib_that_reads_its_callers_frame_still_works() -> None:
     assert timed_run(code).passed == 3
 
 
+@in_each_mode
 def test_a_forged_report_cannot_store_unbounded_text() -> None:
     # The code finds the nonce and the report pipe in the sandbox's own frames and reports for itself:
     # it can cheat the score (as `__eq__ = lambda *a: True` can), but what it says is capped.
@@ -474,6 +503,7 @@ def test_reading_a_file_the_runner_may_read_fails(secrets_dirs: list[Path], mode
         assert secret not in (result.error or "")
 
 
+@in_each_mode
 def test_connecting_to_a_listening_loopback_socket_fails() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -486,6 +516,7 @@ def test_connecting_to_a_listening_loopback_socket_fails() -> None:
             server.accept()  # nothing ever connected
 
 
+@in_each_mode
 def test_the_runners_environment_variables_do_not_reach_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-{uuid.uuid4().hex}"
     monkeypatch.setenv("RUNNER_TEST_API_KEY", secret)

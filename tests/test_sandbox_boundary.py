@@ -24,12 +24,12 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
-from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
+from sandbox_modes import gone_within, mode_fixture, processes_mentioning  # noqa: F401 (`mode`)
 
 from conftest import Project, base_experiment
 from runner.cli import main
 from runner.scoring.errors import ScorerError
-from runner.scoring.sandbox import SandboxLimits, run_tests
+from runner.scoring.sandbox import run_tests
 from runner.scoring.sandbox_boundary import NOBODY, SandboxUnavailable, boundary, launcher_env
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
@@ -279,42 +279,8 @@ def test_the_runners_environment_never_reaches_a_stored_score(project: Project, 
 # --- nothing outlives a run -------------------------------------------------------------------------
 
 
-def _processes_mentioning(*needles: str) -> list[str]:
-    """Processes whose cwd or command line contains any of `needles` (the scratch folders of a test)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # exited (or a zombie, whose cwd is gone)
-        if any(needle in cwd or needle in cmdline for needle in needles):
-            found.append(f"{pid}: {cmdline[:120]}")
-    return found
-
-
-def _gone_within(seconds: float, *needles: str) -> list[str]:
-    # SIGKILL reaches the namespace's processes through parent-death signals: promptly, not at once.
-    deadline = time.monotonic() + seconds
-    while (left := _processes_mentioning(*needles)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return left
-
-
 def _sleeper(marker: str) -> str:
     return f"import os, time\nos.mkdir({marker!r})\nos.chdir({marker!r})\ntime.sleep(60)\n" + ADD
-
-
-def test_a_run_past_its_deadline_leaves_no_process(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    marker = f"marker-{uuid.uuid4().hex}"
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where run_tests makes its scratch folder
-    result = run_tests(_sleeper(marker), "assert add(1, 2) == 3", SandboxLimits(timeout_s=1.0))
-    assert result.error == "timed out after 1.0 s"
-    assert _gone_within(1.0, marker, str(scratch)) == []
 
 
 def test_killing_the_runner_mid_run_leaves_no_process(mode: str, tmp_path: Path) -> None:
@@ -331,13 +297,13 @@ def test_killing_the_runner_mid_run_leaves_no_process(mode: str, tmp_path: Path)
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not _processes_mentioning(marker):
+        while not processes_mentioning(marker):
             assert runner.poll() is None and time.monotonic() < deadline, "the sandboxed code never started"
             time.sleep(0.02)
-        assert _processes_mentioning(str(scratch)), "the launcher should be running, with its scratch folder"
+        assert processes_mentioning(str(scratch)), "the launcher should be running, with its scratch folder"
         runner.send_signal(signal.SIGKILL)
         runner.wait(timeout=10)
-        assert _gone_within(2.0, marker, str(scratch)) == []
+        assert gone_within(2.0, marker, str(scratch)) == []
     finally:
         if runner.poll() is None:
             runner.kill()
