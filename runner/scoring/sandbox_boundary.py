@@ -134,6 +134,8 @@ class Boundary:
         # As root, bwrap's user namespace would map only uid 0, and setpriv could not drop to nobody in it.
         if not root:
             argv += ["--unshare-user", "--disable-userns"]
+        # No --new-session: the runner starts bwrap in a session of its own with no terminal, and one
+        # process group lets its killpg reach bwrap, the namespace's init and the child at once.
         argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                  "--die-with-parent", "--clearenv"]
         for name, value in _child_env(INNER_WORKDIR).items():
@@ -145,7 +147,8 @@ class Boundary:
             elif os.path.isdir(link):
                 argv += ["--ro-bind", link, link]
         for path in _python_dirs(self.python):
-            argv += ["--ro-bind", path, path]
+            if not _under(path, "/usr"):  # a system Python is in /usr already
+                argv += ["--ro-bind", path, path]
         # bwrap makes the parents of a file it binds 0700, which nobody could not enter.
         parents = [d for d in _parents(INNER_CHILD) for d in ("--perms", "0755", "--dir", d)]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", host_workdir, INNER_WORKDIR,
@@ -183,7 +186,7 @@ def _python_dirs(python: str) -> list[str]:
     """The folders the interpreter needs: its installation (stdlib, libpython) and its own folder."""
     dirs = [os.path.realpath(sys.base_prefix)]
     own = os.path.dirname(python)
-    if not any(own == d or own.startswith(d + os.sep) for d in dirs):
+    if not _under(own, dirs[0]):
         dirs.append(own)
     return dirs
 
@@ -223,8 +226,12 @@ def _unshare_script(host_workdir: str, python: str, command: list[str], report_f
     return "\n".join(lines)
 
 
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _is_covered(path: str) -> bool:
-    return any(path == d or path.startswith(d + os.sep) for d in UNSHARE_HIDDEN)
+    return any(_under(path, d) for d in UNSHARE_HIDDEN)
 
 
 # --- choosing the mode --------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 `runner.scoring.sandbox.run_tests` starts this file as a script, `python -I -S -B sandbox_child.py`,
 so it must stay self-contained: with -I -S neither the `runner` package nor site-packages is
-importable, only the standard library. It reads its payload from stdin, confines itself (resource
-limits, parent-death signal, best-effort network namespace), installs the audit hook and then runs
-the generated code and each test, reporting the outcome on the dedicated pipe. See the sandbox
-module for the whole design and what it does not protect against.
+importable, only the standard library. It normally runs inside the operating-system boundary that
+`sandbox_boundary` builds (namespaces, a minimal read-only view, nobody), which is what protects the
+host. It reads its payload from stdin, confines itself (resource limits, parent-death signal, and a
+network namespace where it may make one), installs the audit hook, the inner layer, and then runs the
+generated code and each test, reporting the outcome on the dedicated pipe. See the sandbox module for
+the whole design and what it does not protect against.
 """
 
 from __future__ import annotations
