@@ -28,6 +28,18 @@ def mode_fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return name
 
 
+@pytest.fixture(name="machine_mode")
+def machine_mode_fixture(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The mode the machine picks by itself, or weak where none works: for tests of scoring, which does not
+    depend on the mode (the refusal without a boundary has tests of its own)."""
+    monkeypatch.delenv("RUNNER_SANDBOX", raising=False)
+    try:
+        return boundary().mode
+    except SandboxUnavailable:
+        monkeypatch.setenv("RUNNER_SANDBOX", "weak")
+        return "weak"
+
+
 def processes_mentioning(*needles: str) -> list[str]:
     """Processes whose cwd or command line contains any of `needles` (the scratch folders of a test)."""
     found = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from sandbox_modes import gone_within, mode_fixture  # noqa: F401 (the `mode` fixture)
+from sandbox_modes import gone_within, machine_mode_fixture, mode_fixture  # noqa: F401 (fixtures)
 
 from runner.scoring import sandbox
 from runner.scoring.sandbox import SandboxLimits, SandboxResult, extract_code, run_tests
@@ -29,6 +29,7 @@ from runner.scoring.sandbox_boundary import UNSHARE_HIDDEN
 # The containment and escape tests run once in each mode that works here; scoring itself does not
 # depend on the mode and runs once, in the mode the machine would pick.
 in_each_mode = pytest.mark.usefixtures("mode")
+in_the_machines_mode = pytest.mark.usefixtures("machine_mode")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_HIDDEN_IN_UNSHARE = any(str(REPO_ROOT).startswith(d + "/") for d in UNSHARE_HIDDEN)
@@ -101,12 +102,14 @@ def test_extract_code(answer: str, expected: str) -> None:
 # --- scoring --------------------------------------------------------------------------------------
 
 
+@in_the_machines_mode
 def test_correct_function_passes_all_tests() -> None:
     result = timed_run(CORRECT_ADD)
     assert result == SandboxResult(compiled=True, passed=3, total=3, error=None)
     assert result.pass_rate == 1.0
 
 
+@in_the_machines_mode
 def test_wrong_function_passes_some_and_names_the_first_failure() -> None:
     result = timed_run("def add(a, b):\n    return a + b if a > 0 else 7\n")
     assert (result.passed, result.total) == (2, 3)
@@ -114,6 +117,7 @@ def test_wrong_function_passes_some_and_names_the_first_failure() -> None:
     assert result.pass_rate == pytest.approx(2 / 3)
 
 
+@in_the_machines_mode
 def test_each_top_level_statement_is_one_test() -> None:
     tests = "assert add(1, 1) == 2; assert add(2, 2) == 4\nassert (\n    add(0, 0) == 1\n)\n"
     result = timed_run(CORRECT_ADD, tests)
@@ -121,28 +125,33 @@ def test_each_top_level_statement_is_one_test() -> None:
     assert result.error == "assertion failed at test 3"
 
 
+@in_the_machines_mode
 def test_exception_in_a_test_fails_only_that_test() -> None:
     result = timed_run("def add(a, b):\n    return 1 // (a - 1) * 0 + a + b\n")
     assert (result.passed, result.total) == (2, 3)
     assert result.error == "ZeroDivisionError: integer division or modulo by zero at test 1"
 
 
+@in_the_machines_mode
 def test_syntax_error_is_not_compiled() -> None:
     result = timed_run("def add(a, b)\n    return a + b\n")
     assert result == SandboxResult(compiled=False, passed=0, total=3, error="syntax error: expected ':' (line 1)")
     assert result.pass_rate == 0.0
 
 
+@in_the_machines_mode
 def test_error_at_import_fails_every_test() -> None:
     assert_failed(timed_run("import missing_module_xyz\n" + CORRECT_ADD),
                   "runtime error: ModuleNotFoundError: No module named 'missing_module_xyz'")
 
 
+@in_the_machines_mode
 def test_invalid_tests_are_a_dataset_error_not_a_score() -> None:
     with pytest.raises(ValueError, match="tests are not valid Python"):
         run_tests(CORRECT_ADD, "assert add(1, 2) ==\n", LIMITS)
 
 
+@in_the_machines_mode
 def test_no_tests_gives_zero_pass_rate() -> None:
     result = timed_run(CORRECT_ADD, "")
     assert result == SandboxResult(compiled=True, passed=0, total=0, error=None)
