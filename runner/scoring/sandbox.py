@@ -4,22 +4,25 @@ A code-generation scorer needs two facts about an answer: does the code compile,
 reference tests pass. Getting the second means executing untrusted code, so `run_tests` runs it in a
 child interpreter (`sandbox_child.py`, executed as a script) with layered containment:
 
+- the boundary: the operating system's (`sandbox_boundary`). The child runs in new PID, network,
+  IPC, UTS and mount namespaces, sees only a read-only view of what Python needs plus its scratch
+  directory, runs as nobody when the runner is root, and gets an empty environment. Without one (no
+  bubblewrap, not root) `run_tests` refuses to run unless RUNNER_SANDBOX=weak asks for the hook alone;
 - resource limits: a wall-clock deadline enforced by the parent (SIGKILL to the child's whole process
-  group), plus RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE set by the child on
-  itself before any generated code runs;
-- an audit hook (PEP 578) installed before the generated code runs that refuses process creation,
-  network access, native code (ctypes), writes outside the scratch directory and the few interpreter
-  features that would sidestep the hook. Python offers no way to remove an audit hook, so it is the
-  primary guard; the OS-level measures (network namespace, RLIMIT_NPROC) are best effort behind it;
-- isolation from the runner: `-I -S` (no environment variables, user site or site-packages), an empty
-  temporary directory as cwd, a minimal environment, stdin at EOF, output captured and truncated, and
-  the result reported on a dedicated pipe with a per-run nonce so printing a fake result does nothing.
+  group, which takes the namespaces with it), plus RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE
+  and RLIMIT_CORE set by the child on itself before any generated code runs;
+- an audit hook (PEP 578), the inner layer, installed before the generated code runs: it refuses
+  process creation, network access, native code (ctypes), writes outside the scratch directory,
+  frame and tracing introspection of the sandbox's own frames, and the few interpreter features that
+  would sidestep it. It holds no state the code could rewrite (see `sandbox_child._install_guard`),
+  but it shares an interpreter with the code, so it is a second line, not the boundary;
+- isolation from the runner: `-I -S` (no environment variables, user site or site-packages), stdin at
+  EOF, output captured and truncated, the result reported on a dedicated pipe with a per-run nonce so
+  printing a fake result does nothing, and every error text capped before it is returned (and stored).
 
-This is NOT a security boundary against a determined adversary: code that sets out to defeat it can
-rewrite the hook's state through frame introspection, race a symlink between the check and the open,
-or read any file the runner can read. It exists to stop the accidental or naive escapes of small
-models (a stray `os.system`, an endless loop, a fork, a socket) from hurting the host or the score.
-Linux only (it relies on /proc, prctl and unshare).
+Scores are not protected against code that sets out to cheat: it can return objects that compare
+equal to anything, or walk its frames to the reporting code. The boundary protects the host and the
+runner's secrets, not the score. Linux only (it relies on /proc, prctl and namespaces).
 """
 
 from __future__ import annotations
@@ -34,14 +37,13 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runner.scoring import sandbox_child
+from runner.scoring.sandbox_boundary import boundary, launcher_env
 from runner.scoring.sandbox_child import _one_line
 
 __all__ = ["SandboxLimits", "SandboxResult", "extract_code", "run_tests"]
@@ -122,9 +124,10 @@ def _dedent(lines: list[str]) -> str:
 
 # --- running the tests (parent side) --------------------------------------------------------------
 
-# Started by file path: under -I -S the child cannot import the runner package, only the stdlib.
-_CHILD_SCRIPT = os.path.abspath(sandbox_child.__file__)
 _MAX_REPORT_BYTES = 1 << 20
+# What of the child's own words reaches a score (and the store): one line, this long at most.
+_MAX_ERROR_CHARS = 200
+_MAX_KIND_CHARS = 60
 _READ_CHUNK = 1 << 16
 
 
@@ -171,26 +174,27 @@ def _syntax_error(exc: BaseException) -> str:
 
 
 def _run_child(code: str, tests: str, limits: SandboxLimits) -> _ChildRun:
-    if not sys.executable:
-        raise RuntimeError("cannot run the code sandbox: sys.executable is unknown")
+    where = boundary()  # raises SandboxUnavailable (a RuntimeError) when there is none and no opt-in
     nonce = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="runner-sandbox-")
     report_r, report_w = os.pipe()
     payload = {
         "code": code,
         "tests": tests,
-        "workdir": workdir,
+        "workdir": where.workdir(workdir),
         "nonce": nonce,
         "report_fd": report_w,
-        "parent_pid": os.getpid(),
+        "parent_pid": where.expected_parent(os.getpid()),
+        "limit_tasks": os.geteuid() != 0,
         "limits": asdict(limits),
     }
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "LC_ALL": "C.UTF-8"}
     proc: subprocess.Popen[bytes] | None = None
     captured: dict[int, bytearray] = {}
     out_fd = err_fd = -1
     try:
+        where.prepare_workdir(workdir)
+        # Started by file path: under -I -S the child cannot import the runner package, only the stdlib.
+        argv = where.command(workdir, ["-I", "-S", "-B", where.child_path], report_w)
         # The payload travels through an unnamed temporary file on stdin, which the child reads and then
         # replaces with /dev/null: the tests and the nonce never appear in argv, the environment or the
         # scratch directory, where the generated code could read them.
@@ -199,12 +203,12 @@ def _run_child(code: str, tests: str, limits: SandboxLimits) -> _ChildRun:
             payload_file.seek(0)
             deadline = time.monotonic() + limits.timeout_s
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", _CHILD_SCRIPT],
+                argv,
                 stdin=payload_file,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=workdir,
-                env=env,
+                env=launcher_env() if where.confined else _weak_env(workdir),
                 pass_fds=(report_w,),
                 # Its own session and process group, so one killpg reaches everything it started.
                 start_new_session=True,
@@ -229,12 +233,17 @@ def _run_child(code: str, tests: str, limits: SandboxLimits) -> _ChildRun:
             os.close(report_w)
         shutil.rmtree(workdir, ignore_errors=True)
     return _ChildRun(
-        returncode=proc.returncode,
+        returncode=where.returncode(proc.returncode),
         timed_out=timed_out,
         report=_parse_report(bytes(captured[report_r]), nonce),
         stdout=bytes(captured[out_fd]),
         stderr=bytes(captured[err_fd]),
     )
+
+
+def _weak_env(workdir: str) -> dict[str, str]:
+    # No boundary: the child sees the host, so its HOME and TMPDIR are the scratch directory's real path.
+    return {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
 
 
 def _drain(caps: dict[int, int], deadline: float) -> tuple[dict[int, bytearray], bool]:
@@ -286,15 +295,22 @@ def _kill_group(pgid: int) -> None:
 
 
 def _parse_report(raw: bytes, nonce: str) -> dict[str, Any] | None:
-    # Exactly one line must carry the nonce: the child writes one, so a second means tampering.
+    """The child's report: {"blocked": kind} if the hook refused anything, else its one result line.
+
+    The hook writes a line for each refusal as it happens, so a refusal the code swallowed still fails
+    the run. Exactly one result line must carry the nonce: the child writes one, so a second means
+    tampering."""
     reports = []
     for line in raw.splitlines():
         try:
             message = json.loads(line)
         except ValueError:
             continue
-        if isinstance(message, dict) and message.get("nonce") == nonce:
-            reports.append(message)
+        if not (isinstance(message, dict) and message.get("nonce") == nonce):
+            continue
+        if "blocked" in message:
+            return {"blocked": message["blocked"]}
+        reports.append(message)
     return reports[0] if len(reports) == 1 else None
 
 
@@ -303,10 +319,15 @@ def _score(run: _ChildRun, total: int, limits: SandboxLimits) -> SandboxResult:
         return SandboxResult(True, 0, total, f"timed out after {float(limits.timeout_s)} s")
     if run.report is None:
         return SandboxResult(True, 0, total, _exit_reason(run.returncode, run.stderr))
+    if "blocked" in run.report:
+        kind = run.report["blocked"]
+        return SandboxResult(True, 0, total, "blocked: " + (_one_line(kind, _MAX_KIND_CHARS)
+                                                           if isinstance(kind, str) else "unknown"))
     passed, error = run.report.get("passed"), run.report.get("error")
     if (isinstance(passed, int) and not isinstance(passed, bool) and 0 <= passed <= total
             and (error is None or isinstance(error, str))):
-        return SandboxResult(True, passed, total, error)
+        # Capped here, not only in the child: the child runs the code, so its words are the code's.
+        return SandboxResult(True, passed, total, None if error is None else _one_line(error, _MAX_ERROR_CHARS))
     return SandboxResult(True, 0, total, "malformed result report")
 
 

@@ -42,6 +42,7 @@ from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.registry import scorer_class
 from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
+from runner.scoring.sandbox_boundary import SandboxUnavailable, boundary
 from runner.scoring.values import as_boolean, as_number, is_number, label_value, same_answer
 
 __all__ = [
@@ -244,6 +245,13 @@ class CodeTests(Scorer):
                 raise ConfigError(f"the tests of dataset item {item.id!r} are not valid Python: "
                                   f"{getattr(exc, 'msg', exc)}{where}", file=file, key=f"{key}.tests_field",
                                   fix="fix the tests in that row") from None
+        # Last, after the dataset's own faults: the answers' code may only run inside a boundary (or with
+        # the explicit RUNNER_SANDBOX=weak), and a machine without one is refused before any request.
+        try:
+            boundary()
+        except SandboxUnavailable as exc:
+            raise ConfigError(f"code_tests runs the answers' code, but {exc.problem}", file=file, key=key,
+                              fix=exc.fix) from None
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         code = extract_code(text)
