@@ -136,6 +136,37 @@ def test_a_signal_stops_a_run_whose_scorer_spins_and_the_next_run_resumes(projec
     assert _run_status(project) == ["interrupted", "finished"]
 
 
+def _stored(project: Project) -> int:
+    store = project.store_path()
+    if not store.is_file():
+        return 0
+    with sqlite3.connect(store, timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='jobs'").fetchone() is None:
+            return 0
+        return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE status='ok'").fetchone()[0])
+
+
+def test_sigterm_in_a_busy_run_stops_it_whatever_is_in_flight(project: Project, start: Start) -> None:
+    # Eight workers, answers and scores arriving all the time: the signal lands while some job's score
+    # is being handed back. (Python 3.11's asyncio.wait_for swallowed a cancel arriving with a result,
+    # and the run then waited for ever; three stops make that all but certain to show.)
+    project.write_dataset([{"id": f"b{n:03d}", "config": {"port": n}, "valid": n % 2 == 0} for n in range(125)])
+    with ThreadedFaultServer(FaultPlan()) as server:
+        exp = base_experiment(f"{server.url}/v1")  # 125 items x 4 cells x 2 repeats = 1000 jobs
+        exp["backend"]["concurrency"] = 8
+        path = project.write(exp)
+        for run, at_least in ((1, 100), (2, 250), (3, 400)):
+            proc = start(path)
+            _wait_for(lambda n=at_least: _stored(project) >= n, proc, f"{at_least} jobs stored")
+            returncode, err = _stop(proc, signal.SIGTERM)
+            assert returncode == 143, err
+            stored = _stored(project)
+            assert stored < 1000, "the run finished before the signal: nothing was tested"
+            assert err[-2].startswith(f"run {run}: ")
+            assert _run_status(project)[-1] == "interrupted"
+    assert _run_status(project) == ["interrupted"] * 3
+
+
 def test_sigterm_stops_a_run_while_a_regex_backtracks(project: Project, start: Start) -> None:
     # The regex engine gives up only after timeout_s (here ten minutes); meanwhile it lets go of the
     # GIL, and the signal is handled on the event loop all the same.

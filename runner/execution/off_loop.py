@@ -48,7 +48,8 @@ class _Call:
     fn: Callable[[], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    abandoned: bool = field(default=False)
+    abandoned: bool = field(default=False)  # the caller stopped waiting while fn still ran
+    finished: bool = field(default=False)  # fn returned (both flags under OffLoop._lock)
 
 
 class OffLoop:
@@ -81,19 +82,25 @@ class OffLoop:
             threading.Thread(target=self._worker, name="runner-off-loop", daemon=True).start()
         self._work.put(job)
         try:
-            # No shield: on a timeout or a cancel (SIGTERM) the future is cancelled and the worker's
-            # late result is dropped (`_deliver` checks).
-            return await asyncio.wait_for(job.future, limit_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when it arrives
+            # in the same loop pass as a cancel, swallowing the cancel, so a stopped run waited for
+            # ever on a queue. On a timeout or a cancel the future is cancelled and the worker's late
+            # result dropped (`_deliver` checks).
+            async with asyncio.timeout(limit_s):
+                result: T = await job.future
+            return result
         except TimeoutError:
-            with self._lock:
-                job.abandoned = True
-                self._stuck += 1
+            self._abandon(job)
             raise CallTimedOut(limit_s or 0.0) from None
         except asyncio.CancelledError:
-            with self._lock:
+            self._abandon(job)
+            raise
+
+    def _abandon(self, job: _Call) -> None:
+        with self._lock:
+            if not job.finished:
                 job.abandoned = True
                 self._stuck += 1
-            raise
 
     def _worker(self) -> None:
         while True:
@@ -103,6 +110,7 @@ class OffLoop:
             except BaseException as exc:  # delivered to the awaiting job, which decides what it means
                 outcome = (False, exc)
             with self._lock:
+                job.finished = True
                 if job.abandoned:
                     self._stuck -= 1  # it came back after all: no longer stuck
                 self._idle += 1
