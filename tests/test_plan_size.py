@@ -36,10 +36,12 @@ def _trillion(project: Project) -> Path:
 
 def test_a_trillion_job_plan_is_refused_at_once_in_little_memory(project: Project) -> None:
     path = _trillion(project)
-    # validate, plan and run in one child process, which then reports its peak memory.
-    code = ("import json, resource, sys\nfrom runner.cli import main\n"
+    # validate, plan and run in one child process, which then reports its peak memory: VmHWM, since
+    # ru_maxrss keeps the parent's peak across the exec that started the child.
+    code = ("import json\nfrom runner.cli import main\n"
             f"codes = [main([verb, {str(path)!r}]) for verb in ('validate', 'plan', 'run')]\n"
-            "print(json.dumps([codes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))")
+            "peak = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
+            "print(json.dumps([codes, peak]))")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
@@ -193,3 +195,15 @@ def test_blank_lines_and_carriage_returns_count_as_the_loader_reads_them(project
     assert build_plan(load_experiment(path)).count() == 4 * 5 * 2
     assert main(["validate", "--offline", "--max-jobs", "39", str(path)]) == 2
     assert "the plan has 40 jobs (4 cells x 5 items x 2 repeats)" in capsys.readouterr().err
+
+
+def test_limit_renders_only_the_items_it_runs(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # Planning with --limit N costs N items' templates, not the dataset's (item i1 breaks the template).
+    project.write_dataset([{"id": "i0", "extra": 1, "valid": True}, {"id": "i1", "valid": False}])
+    exp = base_experiment()
+    exp["prompts"]["variants"] = [{"name": "x", "text": "X {{ extra }}"}]
+    path = project.write(exp)
+    assert main(["plan", "--limit", "1", "--show", "0", str(path)]) == 0
+    assert "= 4 jobs" in capsys.readouterr().out
+    assert main(["plan", "--show", "0", str(path)]) == 2
+    assert "uses an undefined variable for item 'i1'" in capsys.readouterr().err

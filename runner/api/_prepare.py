@@ -57,7 +57,7 @@ def prepare(path: str | Path, *, for_reading: bool = False, limit: int | None = 
     check_report_metrics(experiment.report.metrics, experiment.source_path)
     plan = build_plan(experiment)
     if not for_reading:
-        plan.check_templates()
+        plan.check_templates(limit)  # with --limit, only the items that will run
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
     check_scorers(scorers, plan.items, experiment.source_path)
     if for_reading:

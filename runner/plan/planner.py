@@ -128,11 +128,12 @@ class Plan:
         messages.append({"role": "user", "content": cell.prompt.render(ctx, config_file=cfg, item_id=item.id)})
         return tuple(messages)
 
-    def check_templates(self) -> None:
-        """Render every template against every item once, so a template error stops the run first."""
+    def check_templates(self, limit_items: int | None = None) -> None:
+        """Render every template against every item (of the first `limit_items`) once, so a template
+        error stops the run first."""
         pairs = {(c.system.name if c.system else None, c.prompt.name): c for c in self.cells}
         for cell in pairs.values():
-            for item in self.items:
+            for item in self.item_subset(limit_items):
                 self.render_messages(cell, item)
 
     def jobs(self, limit_items: int | None = None, *, skip: Stored | None = None) -> Iterator[Job]:
