@@ -167,6 +167,60 @@ def test_sigterm_in_a_busy_run_stops_it_whatever_is_in_flight(project: Project, 
     assert _run_status(project) == ["interrupted"] * 3
 
 
+# Imported when the experiment is validated, before any event loop: the run is still being prepared.
+SLOW_IMPORT = '''
+import time
+from pathlib import Path
+
+Path(__file__).with_name("importing").touch()
+time.sleep(600)
+
+def score(text, finish_reason, fields):
+    return True
+'''
+
+
+def test_sigterm_while_the_run_is_being_prepared_exits_143_and_writes_nothing(project: Project,
+                                                                              start: Start) -> None:
+    (project.root / "slow.py").write_text(SLOW_IMPORT)
+    path = _experiment(project, "http://127.0.0.1:9", [{"type": "python", "function": "slow:score"}])
+    proc = start(path)
+    _wait_for((project.root / "importing").exists, proc, "the scorer module importing")
+    returncode, err = _stop(proc, signal.SIGTERM)
+    assert returncode == 143  # not -15: killed by the signal, with no word on stderr
+    assert err == [INTERRUPTED]
+    assert not (project.root / "results").exists()
+
+
+# Also leaves behind a thread that the interpreter joins on exit, as a model being derived in the
+# loop's default executor (or a scorer's own worker) would.
+SPIN_WITH_A_THREAD = '''
+import threading, time
+from pathlib import Path
+
+def score(text, finish_reason, fields):
+    if fields["id"] == "i03":
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
+        Path(__file__).with_name("spinning").touch()
+        while True:
+            pass
+    return True
+'''
+
+
+def test_sigterm_does_not_wait_for_a_thread_the_interpreter_would_join(project: Project, start: Start) -> None:
+    (project.root / "spin.py").write_text(SPIN_WITH_A_THREAD)
+    with ThreadedFaultServer(FaultPlan()) as server:
+        path = _experiment(project, server.url, [{"type": "python", "function": "spin:score"}],
+                           scorer_timeout_s=600)
+        proc = start(path)
+        _wait_for((project.root / "spinning").exists, proc, "the scorer spinning")
+        returncode, err = _stop(proc, signal.SIGTERM)
+    assert returncode == 143
+    assert err[-1] == INTERRUPTED
+    assert _stored(project) == 6 and _run_status(project) == ["interrupted"]
+
+
 def test_sigterm_stops_a_run_while_a_regex_backtracks(project: Project, start: Start) -> None:
     # The regex engine gives up only after timeout_s (here ten minutes); meanwhile it lets go of the
     # GIL, and the signal is handled on the event loop all the same.
