@@ -326,3 +326,21 @@ def test_a_regex_that_backtracks_fails_its_job_within_its_limit_and_the_run_goes
     issue_scores = [s for s in _scores(project)["i03"] if s["detail"] == "no match"]
     assert len(issue_scores) == 16  # both scorers, eight jobs: answered, no match
     assert {(s["outcome"], s["correct"]) for s in issue_scores} == {("answered", False)}
+
+
+def test_run_gives_the_callers_signal_handlers_back(project: Project, fault_server: ThreadedFaultServer) -> None:
+    import runner
+
+    path = project.write(base_experiment(f"{fault_server.url}/v1"))
+
+    def mine(signum: int, frame: Any) -> None:
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        summary = runner.run(path, limit=1)
+        assert signal.getsignal(signal.SIGTERM) is mine  # not SIG_DFL, as the loop leaves it
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (summary.succeeded, summary.interrupted, summary.stop_signal) == (8, False, None)
