@@ -2,7 +2,8 @@
 
 Exit status: 0 done; 1 a bug (one line naming it; the traceback under --debug); 2 a user error,
 printed as one line (`runner: FILE: KEY: problem; fix`); 3 with --fail-on-verdict, a row judged
-against `report.threshold` not shown to meet it; 130 interrupted. Everything that can
+against `report.threshold` not shown to meet it; 130 interrupted by Ctrl-C (SIGINT), 143 by
+SIGTERM (128 + the signal, as a shell reports a process the signal killed). Everything that can
 be checked without a request is checked before the store is opened, so a bad experiment leaves
 nothing behind.
 """
@@ -13,9 +14,12 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from runner import __version__, api
@@ -23,20 +27,28 @@ from runner.errors import UserError, redact
 
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; any other signal is 128 + its number (SIGTERM: 143)
 FORMATS = ("table", "markdown", "csv", "json")
 INTERRUPTED = "interrupted: finished jobs are stored; run the same command again to resume"
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the run's event loop (which handles it itself): stop like Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    plan = api.validate(args.file, offline=args.offline).plan
+    plan = api.validate(args.file, offline=args.offline, max_jobs=args.max_jobs).plan
     print(f"ok: {args.file}: {plan.count()} jobs = {len(plan.cells)} cells x {len(plan.items)} items x "
           f"{plan.repeats} repeats")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    status = api.plan_status(args.file, limit=args.limit)
+    status = api.plan_status(args.file, limit=args.limit, max_jobs=args.max_jobs)
     p = status.prepared
     plan = p.plan
     print(f"experiment: {p.experiment.name}")
@@ -76,7 +88,7 @@ def _check_verdict_flags(args: argparse.Namespace) -> None:
     """--fail-on-verdict and --junit need a bar to judge by: say so before anything runs."""
     if not (args.fail_on_verdict or args.junit):
         return
-    p = api.prepare(args.file, for_reading=True)
+    p = api.prepare(args.file, for_reading=True, limit=args.limit, max_jobs=args.max_jobs)
     flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
     if p.experiment.study is not None:
         raise UserError(f"{flag} judges rows against report.threshold; a study has none", file=args.file,
@@ -95,32 +107,46 @@ def _judge(args: argparse.Namespace, report: Any) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     _check_verdict_flags(args)
     summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
-                      subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events)
+                      subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
+                      max_jobs=args.max_jobs)
     if summary.study is not None:
         sys.stdout.write(api.render(summary.study))
         return 0
-    print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
-          f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
+    if summary.run_id:  # 0: stopped before the run began
+        print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
+              f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code = 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
+        _exit_now_if_something_would_hold_the_exit(code)
+        return code
     if args.no_report and not (args.fail_on_verdict or args.junit):
         return 0
-    report = api.report(args.file, limit=args.limit)
+    report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     if not args.no_report:
         sys.stdout.write(api.render(report, "table"))
     return _judge(args, report)
 
 
+def _exit_now_if_something_would_hold_the_exit(code: int) -> None:
+    """After a signal, exit at once even if a thread that the interpreter joins on exit is still busy
+    (a model being derived, a scorer's own thread): the signal asked to stop, not to wait. Everything
+    the run stored is committed and the store is closed by now."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    summary = api.score(args.file, limit=args.limit)
+    summary = api.score(args.file, limit=args.limit, max_jobs=args.max_jobs)
     print(f"scored {summary.jobs} stored answers; {summary.rescored} scores were missing or stale and are "
           "stored now", file=sys.stderr)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    chunks = api.export(args.file, fmt=args.format, limit=args.limit)
+    chunks = api.export(args.file, fmt=args.format, limit=args.limit, max_jobs=args.max_jobs)
     if args.output is None:
         for chunk in chunks:
             sys.stdout.write(chunk)
@@ -130,7 +156,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    findings = api.explain(args.file, limit=args.limit)
+    findings = api.explain(args.file, limit=args.limit, max_jobs=args.max_jobs)
     name = api.experiment_name(args.file)
     sys.stdout.write(api.render_findings(name, findings, args.format))
     return 0
@@ -149,7 +175,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     _check_verdict_flags(args)
-    report = api.report(args.file, limit=args.limit)
+    report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     text = api.render(report, args.format)
     if args.output is None:
         sys.stdout.write(text)
@@ -184,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check an experiment without running it")
     v.add_argument("file")
     v.add_argument("--offline", action="store_true", help="do not contact the backend")
+    _max_jobs_flag(v)
     v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plan", help="show axes, matrix size, first jobs and what is already done")
@@ -194,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the first N jobs: messages and params as sent (default 3)")
     shown.add_argument("--all", action="store_true", help="print every job")
     pl.add_argument("--chars", type=int, default=160, help="characters of each message to print")
+    _max_jobs_flag(pl)
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("run", help="run what is not done yet, then print the report")
@@ -204,12 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     r.add_argument("--events", metavar="PATH", help="append the run's events to PATH as JSON lines")
+    _max_jobs_flag(r)
     _verdict_flags(r)
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("score", help="re-score stored answers with the scorers as they are now")
     sc.add_argument("file")
     sc.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(sc)
     sc.set_defaults(func=cmd_score)
 
     exp = sub.add_parser("export", help="one record per job: axes, request, rendered prompt, answer, scores")
@@ -217,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     exp.add_argument("--output", help="write to this file instead of standard output")
     exp.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(exp)
     exp.set_defaults(func=cmd_export)
 
     ex = sub.add_parser("explain", help="findings: why the scores are what they are, in sentences")
     ex.add_argument("file")
     ex.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     ex.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(ex)
     ex.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("probe", help="measure what the server honours: seed, JSON schema, token counts, context, "
@@ -238,9 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=FORMATS, default="table")
     rep.add_argument("--output", help="write to this file instead of standard output")
     rep.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(rep)
     _verdict_flags(rep)
     rep.set_defaults(func=cmd_report)
     return parser
+
+
+def _max_jobs_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-jobs", type=_positive, metavar="N",
+                        help="refuse a plan of more than N jobs (default: limits.max_jobs, 100,000)")
 
 
 def _verdict_flags(parser: argparse.ArgumentParser) -> None:
@@ -265,6 +303,9 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM stops any verb as Ctrl-C does, with its own exit code; a run's event loop takes it over
+    # while it runs (runner.api.run) and gives it back.
+    previous = _handle_sigterm()
     try:
         code: int = args.func(args)
         return code
@@ -276,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\n" + INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("\n" + INTERRUPTED, file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:  # a bug (ours or a plugin's), not the user's input: stop, say so, exit 1
         if args.debug:
             raise
@@ -284,6 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner: internal error: {type(cause).__name__}: {text}; this is a bug, not your input; "
               "finished jobs are stored; run again with --debug for the traceback", file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle_sigterm() -> Any:
+    """Install the SIGTERM handler (main thread only); the one it replaces, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

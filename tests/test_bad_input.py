@@ -129,7 +129,7 @@ class Case:
 
 
 TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
-            "matrix, scorers, report, results_dir, study")
+            "matrix, scorers, report, results_dir, study, limits")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
 OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, "
                "max_response_bytes, base_url, api_key_env")

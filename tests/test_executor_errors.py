@@ -36,6 +36,11 @@ class OddBackend(Backend):
         return Completion('{"valid": true}', "stop", 5, 3, {}, {})
 
 
+class SteadyBackend(Backend):
+    async def generate(self, request: ChatRequest) -> Completion:
+        return Completion('{"valid": true}', "stop", 5, 3, {}, {})
+
+
 def test_each_odd_backend_counts_its_own_calls(project: Project) -> None:
     exp = load_experiment(project.write(base_experiment()))
     request = cast(ChatRequest, None)  # generate() never looks at it
@@ -109,7 +114,9 @@ def test_a_store_that_cannot_write_stops_the_run_instead_of_hanging(project: Pro
         raise sqlite3.OperationalError("database or disk is full")
 
     store.save_job = broken  # type: ignore[method-assign]
-    backend = OddBackend(exp.backend, exp)
+    # Answers that all score: the first save is the first error (with OddBackend's bugs alongside, which
+    # error stops the run first would depend on how long scoring takes in its thread).
+    backend = SteadyBackend(exp.backend, exp)
     with pytest.raises(ExceptionGroup) as info:
         asyncio.run(asyncio.wait_for(_executor(path, store, backend).run(RunOptions(4), "h"), timeout=30))
     assert info.group_contains(sqlite3.OperationalError)

@@ -36,9 +36,12 @@ class Prepared:
         return self.experiment.store_path()
 
 
-def prepare(path: str | Path, *, for_reading: bool = False) -> Prepared:
+def prepare(path: str | Path, *, for_reading: bool = False, limit: int | None = None,
+            max_jobs: int | None = None) -> Prepared:
     """Everything that needs no request: schema, dataset, templates, scorers, backend files.
 
+    First of all, the plan's size is counted from its axes and refused above `max_jobs` (default:
+    the file's limits.max_jobs), with `limit` dataset items if given, before anything is expanded.
     `for_reading` (the read verbs) skips what only a run needs: rendering every template up front
     (the plan renders each job's messages anyway) and creating and checking the backend."""
     from runner.config.loader import load_experiment
@@ -47,12 +50,14 @@ def prepare(path: str | Path, *, for_reading: bool = False) -> Prepared:
 
     from runner.analysis.columns import check_report_metrics
     from runner.plan.planner import build_plan
+    from runner.plan.size import check_size
     from runner.scoring.scorers import build_scorers, check_scorers
 
+    check_size(experiment, limit, experiment.limits.max_jobs if max_jobs is None else max_jobs)
     check_report_metrics(experiment.report.metrics, experiment.source_path)
     plan = build_plan(experiment)
     if not for_reading:
-        plan.check_templates()
+        plan.check_templates(limit)  # with --limit, only the items that will run
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
     check_scorers(scorers, plan.items, experiment.source_path)
     if for_reading:
@@ -80,11 +85,11 @@ def experiment_hash(experiment: Experiment) -> str:
 # validate and plan
 
 
-def validate(path: str | Path, *, offline: bool = False) -> Prepared:
+def validate(path: str | Path, *, offline: bool = False, max_jobs: int | None = None) -> Prepared:
     """Check the experiment; unless offline, also reach the backend (loading nothing)."""
     import asyncio
 
-    p = prepare(path)
+    p = prepare(path, max_jobs=max_jobs)
     if not offline:
         asyncio.run(p.backend.probe())
     return p
@@ -97,11 +102,11 @@ class PlanStatus:
     done: int | None  # None: no store yet
 
 
-def plan_status(path: str | Path, *, limit: int | None = None) -> PlanStatus:
+def plan_status(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> PlanStatus:
     """The matrix and how much of it is already stored (read-only)."""
     from runner.store import Store
 
-    p = prepare(path)
+    p = prepare(path, limit=limit, max_jobs=max_jobs)
     total = p.plan.count(limit)
     store = Store.open_readonly(p.store_path)
     if store is None:
@@ -110,7 +115,7 @@ def plan_status(path: str | Path, *, limit: int | None = None) -> PlanStatus:
         done_ids = store.succeeded_ids()
     finally:
         store.close()
-    return PlanStatus(p, total, sum(1 for job in p.plan.jobs(limit) if job.job_id in done_ids))
+    return PlanStatus(p, total, p.plan.stored(done_ids, limit).count)
 
 
 

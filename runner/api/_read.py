@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 # the read verbs
 
 
-def results(path: str | Path, *, limit: int | None = None) -> ResultSet:
-    """The one read path: every planned job's record and scores, read once (read-only)."""
-    return _results(prepare(path, for_reading=True), path, limit)
+def results(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> ResultSet:
+    """The one read path: every planned job's record and scores, read once (read-only).
+
+    `max_jobs`, here and in the other verbs, overrides the file's limits.max_jobs."""
+    return _results(prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs), path, limit)
 
 
 def _results(p: Prepared, path: str | Path, limit: int | None) -> ResultSet:
@@ -38,21 +40,21 @@ def _results(p: Prepared, path: str | Path, limit: int | None) -> ResultSet:
         store.close()
 
 
-def report(path: str | Path, *, limit: int | None = None) -> Report | ContextStudy:
+def report(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> Report | ContextStudy:
     """Tables with intervals, comparisons, verdicts and findings (a study: its stored results)."""
     from runner.reporting.tables import build_report
 
-    p = prepare(path, for_reading=True)
+    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
     if p.experiment.study is not None:
         return _stored_study(p, path)
     return build_report(_results(p, path, limit))
 
 
-def explain(path: str | Path, *, limit: int | None = None) -> list[Finding]:
+def explain(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> list[Finding]:
     """Findings: why the scores are what they are, most important first."""
     from runner.diagnosis.diagnose import diagnose
 
-    return diagnose(results(path, limit=limit))
+    return diagnose(results(path, limit=limit, max_jobs=max_jobs))
 
 
 def _stored_study(p: Prepared, path: str | Path) -> ContextStudy:
@@ -148,12 +150,13 @@ def verdict_exit_code(report: Report | ContextStudy, path: str | Path) -> int:
 VERDICT_NOT_MET = 3
 
 
-def export(path: str | Path, *, fmt: str = "jsonl", limit: int | None = None) -> Iterator[str]:
+def export(path: str | Path, *, fmt: str = "jsonl", limit: int | None = None,
+           max_jobs: int | None = None) -> Iterator[str]:
     """`runner export`: one record per stored job (JSON lines or CSV), read-only, chunk by chunk."""
     from runner.analysis.results import load_results
     from runner.reporting.export import export_records, render_export
 
-    p = prepare(path, for_reading=True)
+    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
     if p.experiment.study is not None:
         raise UserError("a study has no per-job records to export", file=path, fix=f"use `runner report {path}`")
     store = open_store(p, path)

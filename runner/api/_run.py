@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from runner.api._prepare import Prepared, experiment_hash, open_store, prepare
 
 if TYPE_CHECKING:
-    from runner.backends.base import Variant
     from runner.capabilities.context_window import ContextStudy
     from runner.execution.events import Subscriber
     from runner.execution.executor import RunSummary as ExecutorSummary
+    from runner.plan.planner import Stored
     from runner.store import Store
 
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @dataclass
 class RunSummary:
     """What `run` did. For a study experiment (a search, not a grid) `study` holds its results and
-    the job counts are zero."""
+    the job counts are zero. `stop_signal` is the signal number (SIGINT, SIGTERM) that interrupted it."""
 
     run_id: int = 0
     planned: int = 0
@@ -36,6 +36,7 @@ class RunSummary:
     completion_tokens: int = 0
     study: ContextStudy | None = None
     warnings: list[str] = field(default_factory=list)  # from stored probes: what the server ignores
+    stop_signal: int | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -48,37 +49,92 @@ class RunSummary:
 
 
 def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, concurrency: int | None = None,
-        subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None) -> RunSummary:
+        subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None,
+        max_jobs: int | None = None) -> RunSummary:
     """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
 
     `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
-    them to a JSON-lines file as well. Ctrl-C or SIGTERM stops the run: what was stored stays,
-    and the result says `interrupted`. A model variant whose first answers all fail with one client
-    error (a 404 from a wrong base_url) stops it with a `UserError` naming what to check; what
-    finished is stored."""
+    them to a JSON-lines file as well. `max_jobs` overrides the file's limits.max_jobs. Ctrl-C or
+    SIGTERM stops the run within a second, whatever a scorer or the backend is doing: what was stored
+    stays, the run is marked interrupted, and the result says `interrupted` (and which signal). A
+    model variant whose first answers all fail with one client error (a 404 from a wrong base_url)
+    stops it with a `UserError` naming what to check; what finished is stored."""
+    # Checked before the loop starts: this is synchronous work the loop could not interrupt.
+    p = prepare(path, limit=limit, max_jobs=max_jobs)
+    return _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
+                                           subscribers=subscribers, events_path=events_path))
+
+
+def _own_loop(main: Callable[[], Coroutine[Any, Any, RunSummary]]) -> RunSummary:
+    """asyncio.run, but SIGINT and SIGTERM cancel the run, and an interrupted run does not wait.
+
+    This loop is ours (not a caller's), so SIGTERM (a CI timeout, `kill`) may stop it like Ctrl-C.
+    asyncio.run would join the loop's default executor on the way out, which waits for any thread in
+    it (a model being derived in the backend); after a signal nothing is waited for. The caller's
+    own handlers are put back afterwards (run_async leaves them alone altogether)."""
     import asyncio
     import contextlib
     import signal
 
-    async def owned() -> RunSummary:
-        # This loop is ours (not a caller's), so SIGTERM (a CI timeout, `kill`) may stop it like Ctrl-C:
-        # cancel the run, keep what is stored. run_async leaves a caller's signal handling alone.
-        task = asyncio.current_task()
-        if task is not None:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run_async(path, limit=limit, fresh=fresh, concurrency=concurrency, subscribers=subscribers,
-                               events_path=events_path)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    loop = asyncio.new_event_loop()
+    stopped: list[int] = []
+    try:
+        task = loop.create_task(main())
 
-    return asyncio.run(owned())
+        def stop(sig: int) -> None:
+            stopped.append(sig)
+            task.cancel()
+
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, stop, sig)
+        try:
+            summary = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+            summary = RunSummary(interrupted=True)  # stopped before the run began: nothing stored
+        if stopped:
+            summary.interrupted, summary.stop_signal = True, stopped[0]
+        return summary
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            if not stopped:
+                loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()  # removes the loop's handlers (SIG_DFL); then the caller's come back
+            for sig, handler in previous.items():
+                if handler is not None:
+                    with contextlib.suppress(ValueError):
+                        signal.signal(sig, handler)
+
+
+def _cancel_all(loop: Any) -> None:
+    """What asyncio.run does with tasks still pending when the main one ends: cancel, then await them."""
+    import asyncio
+
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool = False,
                     concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
-                    events_path: str | Path | None = None) -> RunSummary:
+                    events_path: str | Path | None = None, max_jobs: int | None = None) -> RunSummary:
+    return await _run_prepared(prepare(path, limit=limit, max_jobs=max_jobs), limit=limit, fresh=fresh,
+                               concurrency=concurrency, subscribers=subscribers, events_path=events_path)
+
+
+async def _run_prepared(p: Prepared, *, limit: int | None, fresh: bool, concurrency: int | None,
+                        subscribers: Iterable[Subscriber], events_path: str | Path | None) -> RunSummary:
     from runner.execution.events import Events, JsonLinesLog
 
-    p = prepare(path)
     events = Events(list(subscribers))
     log = JsonLinesLog(Path(events_path)) if events_path is not None else None
     if log is not None:
@@ -102,9 +158,10 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     from runner.store import Store
 
     settings = p.experiment.backend
-    options = RunOptions(concurrency or settings.concurrency, limit, fresh)
+    options = RunOptions(concurrency or settings.concurrency, limit, fresh, p.experiment.limits.scorer_timeout_s)
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
-    needed = None if fresh else _variants_with_work(p, limit)
+    stored = None if fresh else await _stored_jobs(p, limit)
+    needed = None if stored is None else p.plan.variants_with_work(stored, limit)
     # Reachability first, before the store exists: an unreachable server must leave nothing behind.
     await p.backend.start(StartContext(needed=needed, notify=events.note))
     try:
@@ -118,7 +175,7 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
             events.note(warning, warning=True)
         executor = Executor(p.plan, store, p.backend, p.scorers, retry, events)
         try:
-            summary = await executor.run(options, experiment_hash(p.experiment))
+            summary = await executor.run(options, experiment_hash(p.experiment), stored)
         except asyncio.CancelledError:
             summary = executor.summary(interrupted=True)
         return RunSummary.of(summary, warnings)
@@ -127,8 +184,11 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
         store.close()
 
 
-def _variants_with_work(p: Prepared, limit: int | None) -> frozenset[Variant] | None:
-    """Variants with a job not yet stored, read from an existing store without creating one."""
+async def _stored_jobs(p: Prepared, limit: int | None) -> Stored | None:
+    """Which planned jobs an existing store holds (None: no store yet), read without creating one.
+
+    Every planned job is hashed to know, so that walk runs off the event loop: a signal still stops it."""
+    from runner.execution.off_loop import OffLoop
     from runner.store import Store
 
     store = Store.open_readonly(p.store_path)
@@ -138,7 +198,7 @@ def _variants_with_work(p: Prepared, limit: int | None) -> frozenset[Variant] | 
         done = store.succeeded_ids()
     finally:
         store.close()
-    return frozenset(job.cell.variant for job in p.plan.jobs(limit) if job.job_id not in done)
+    return await OffLoop().call(lambda: p.plan.stored(done, limit), None)
 
 
 def _probe_warnings(p: Prepared, store: Store) -> list[str]:
@@ -190,12 +250,12 @@ class ScoreSummary:
     rescored: int  # of those, scores that were missing or stale and were computed now
 
 
-def score(path: str | Path, *, limit: int | None = None) -> ScoreSummary:
+def score(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> ScoreSummary:
     """Score every stored answer with the experiment's scorers as they are now, and store the scores
     that were missing or stale (after a scorer or a label changed), like `inspect score`."""
     from runner.analysis.results import load_results
 
-    p = prepare(path, for_reading=True)
+    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
     store = open_store(p, path, write=True)
     try:
         results = load_results(p.plan, store, p.scorers, limit)

@@ -262,6 +262,17 @@ class ContextWindowStudy(Strict):
     answer_tokens: int = Field(8, ge=1, description="max_tokens of each probe.")
 
 
+class LimitsConfig(Strict):
+    """Guards against a run that would never end: checked before the first request, or per answer."""
+
+    max_jobs: int = Field(
+        100_000, ge=1, description="Refuse a plan with more jobs than this before planning it (counted from the "
+                                   "axes and the dataset's lines); `--max-jobs N` overrides it for one command.")
+    scorer_timeout_s: float = Field(
+        30.0, gt=0, description="Time limit of one scorer on one answer; past it that job fails (and the run goes "
+                                "on) and the scorer's thread is abandoned. Four abandoned at once stop the run.")
+
+
 class Experiment(Strict):
     name: str = Field(description="Experiment name, shown in reports.")
     description: str = ""
@@ -281,6 +292,7 @@ class Experiment(Strict):
     study: ContextWindowStudy | None = Field(
         None, description="Run a search instead of the matrix: {kind: context_window, ...}."
     )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="max_jobs and scorer_timeout_s.")
 
     # Set by the loader, not by YAML: where the experiment file is, for relative paths and messages.
     source_path: Path = Field(default=Path("experiment.yaml"), exclude=True)

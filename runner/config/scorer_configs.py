@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SerializeAsAny
+from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runner.config.registry import add_scorer, scorer_adapter, scorer_models, scorer_union
 from runner.config.strict import JsonScalar, Strict
@@ -46,16 +47,35 @@ class RegexScorer(ScorerBase):
     whole match) is compared with the expected value by the label's type, as `exact` does (the
     capture "7" equals the label 7). An item with no expected value is right when the pattern matches
     at all. No match is wrong; a cut-off answer is `truncated`, whatever it matched. Labels that are
-    lists or mappings are refused."""
+    lists or mappings are refused. The search runs with the `regex` engine (Python's syntax) and a
+    time limit: a pattern that backtracks past `timeout_s` on an answer fails that job, not the run."""
 
     type: Literal["regex"]
     pattern: str = Field(description="Python regex searched in the answer; group 1, if any, is the answer.")
+    timeout_s: float = Field(1.0, gt=0, description="Time limit of one search; past it that job fails.")
     expected_field: str | None = Field(
         None, description="Dataset field the match (group 1, if any) must equal; default: the label."
     )
     case_sensitive: bool = Field(
         False, description="Tell upper from lower case when comparing the match with a text label (not the search)."
     )
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        import regex  # here, not at the top: `runner validate` of a file without a regex scorer skips it
+
+        try:
+            regex.compile(pattern)
+        except regex.error as exc:
+            # msg and pos are set by regex.error (types-regex does not declare them).
+            message, pos = getattr(exc, "msg", str(exc)), getattr(exc, "pos", None)
+            where = f" at position {pos}" if pos is not None else ""
+            # A ValidationError of its own, so that the loader shows neither "Value error" nor the pattern.
+            detail = InitErrorDetails(type=PydanticCustomError(
+                "regex_pattern", f"invalid regular expression: {message}{where}; fix the pattern"), loc=(), input=None)
+            raise ValidationError.from_exception_data("RegexScorer", [detail]) from None
+        return pattern
 
 
 class JsonFieldScorer(ScorerBase):

@@ -8,6 +8,11 @@ all stored already are never loaded, which is why a resumed run costs seconds.
 The executor owns the run's counts (`RunCounts`) and says what happens through typed events
 (`runner.execution.events`); the progress line and the `--events` log are subscribers.
 
+Scorers run off the event loop, in daemon threads, each call with a time limit
+(`limits.scorer_timeout_s`; `runner.execution.off_loop`), so no scorer can freeze the run or keep a
+signal from stopping it. A call past its limit fails its job; four such calls still running stop the
+run (`ScorersStuck`).
+
 Errors: a backend's own `BackendError` (after its retries) and a scorer's own `ScorerError` fail
 that job, which is stored as failed with the reason and retried by the next run. Anything else is
 a bug, not data: it stops the run (the CLI shows the traceback under --debug).
@@ -15,8 +20,8 @@ a bug, not data: it stops the run (the CLI shows the traceback under --debug).
 A variant whose first answers all fail with one client error (a 404 from a wrong base_url) stops the
 run with a user error (`runner.execution.early_stop`); what finished stays stored.
 
-Cancellation (Ctrl-C, SIGTERM) stops the workers; what was stored stays, what was in flight is
-simply not stored, and the next run picks it up.
+Cancellation (Ctrl-C, SIGTERM) stops the workers at once, whatever a scorer is doing; what was
+stored stays, what was in flight is simply not stored, and the next run picks it up.
 """
 
 from __future__ import annotations
@@ -42,11 +47,17 @@ from runner.execution.events import (
     RunStarted,
     VariantLoading,
 )
+from runner.execution.off_loop import CallTimedOut, OffLoop, TooManyStuck
 from runner.execution.retry import RetryPolicy, call_with_retries
-from runner.plan.planner import Job, Plan
+from runner.plan.planner import Job, Plan, Stored
+from runner.scoring.base import Score
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
 from runner.store import JobRow, JobStatus, Store
+
+
+class ScorersStuck(UserError):
+    """Too many scorer calls are still running past their time limit: the run stops."""
 
 
 @dataclass
@@ -70,6 +81,7 @@ class RunOptions:
     concurrency: int
     limit_items: int | None = None
     fresh: bool = False
+    scorer_timeout_s: float = 30.0  # limits.scorer_timeout_s: one scorer on one answer
 
 
 class Executor:
@@ -86,27 +98,33 @@ class Executor:
         self._first = FirstAnswers()
         self.run_id = 0
         self.started = time.monotonic()
+        self._off_loop = OffLoop()
+        self._scorer_timeout_s = 30.0
 
-    async def run(self, options: RunOptions, experiment_hash: str) -> RunSummary:
-        done = set() if options.fresh else self.store.succeeded_ids()
-        self.counts = RunCounts(planned=self.plan.count(options.limit_items))
+    async def run(self, options: RunOptions, experiment_hash: str, stored: Stored | None = None) -> RunSummary:
+        """Run the jobs not in `stored` (read from the store here when not given; ignored with fresh)."""
+        limit = options.limit_items
+        self._scorer_timeout_s = options.scorer_timeout_s
+        if options.fresh:
+            stored = None
+        elif stored is None:
+            done = self.store.succeeded_ids()
+            stored = await self._off_loop.call(lambda: self.plan.stored(done, limit), None)
+        self.counts = RunCounts(planned=self.plan.count(limit))
         self.run_id = run_id = self.store.start_run(
             name=self.plan.experiment.name, experiment_hash=experiment_hash,
             experiment_path=self.plan.experiment.source_path, planned=self.counts.planned,
             args={"concurrency": options.concurrency, "limit_items": options.limit_items,
                   "fresh": options.fresh},
         )
-        self.counts.resumed = sum(1 for job in self.plan.jobs(options.limit_items) if job.job_id in done)
+        self.counts.resumed = stored.count if stored is not None else 0
         self.started = time.monotonic()
         self.events.emit(RunStarted(run_id, self.counts.planned, self.counts.resumed))
         status: Any = "failed"
         try:
-            for variant, group in itertools.groupby(self.plan.jobs(options.limit_items),
-                                                    key=lambda j: j.cell.variant):
-                pending = (job for job in group if job.job_id not in done)
-                first = next(pending, None)
-                if first is None:
-                    continue
+            # Stored jobs are skipped by position, unrendered; a variant with none left never loads.
+            for variant, pending in itertools.groupby(self.plan.jobs(limit, skip=stored),
+                                                      key=lambda j: j.cell.variant):
                 self.events.emit(VariantLoading(variant.label))
                 async with self.backend.serve(variant) as info:
                     self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
@@ -117,8 +135,7 @@ class Executor:
                         if injected is not None:
                             details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
                     self._first = FirstAnswers()
-                    await self._drain(itertools.chain([first], pending), run_id, details,
-                                      options.concurrency)
+                    await self._drain(pending, run_id, details, options.concurrency)
                     self._first_answers_done(variant)
             status = "finished"
         except asyncio.CancelledError:
@@ -159,7 +176,7 @@ class Executor:
                 group.create_task(produce())
                 for _ in range(concurrency):
                     group.create_task(worker())
-        except* UserError as stopped:  # the first answers' verdict (early_stop), not wrapped in a group
+        except* UserError as stopped:  # early_stop's verdict or ScorersStuck: the one line it is, not a group
             raise stopped.exceptions[0] from None
 
     async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> None:
@@ -182,11 +199,7 @@ class Executor:
             )
             latency = time.monotonic() - started
             rendered = await self._render(job)
-            if any(s.blocking for s in self.scorers):
-                # Off the event loop: the code scorer runs a sandboxed child process per answer.
-                scores = await asyncio.to_thread(self._score, job, completion)
-            else:
-                scores = self._score(job, completion)
+            scores = await self._score(job, completion)
         except (BackendError, ScorerError) as exc:
             self._save_failed(job, run_id, variant_details, str(exc), attempts)
             self._first_answer(job.cell.variant, exc)
@@ -219,8 +232,24 @@ class Executor:
             self._rendered[key] = await self.backend.render_prompt(list(job.messages))
         return self._rendered[key]
 
-    def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
-        return {s.key: s.score(c.text, c.finish_reason, job.item).to_dict() for s in self.scorers}
+    async def _score(self, job: Job, c: Completion) -> dict[str, dict[str, Any]]:
+        scores = {}
+        for index, scorer in enumerate(self.scorers):
+            scores[scorer.key] = (await self._score_one(index, scorer, job, c)).to_dict()
+        return scores
+
+    async def _score_one(self, index: int, scorer: Scorer, job: Job, c: Completion) -> Score:
+        limit = self._scorer_timeout_s
+        try:
+            return await self._off_loop.call(lambda: scorer.score(c.text, c.finish_reason, job.item), limit)
+        except CallTimedOut:
+            raise ScorerError(f"scorer {scorer.name!r} did not finish within {limit:g} s on item {job.item.id!r}",
+                              fix="fix the scorer or raise limits.scorer_timeout_s") from None
+        except TooManyStuck as exc:
+            raise ScorersStuck(
+                f"{exc.stuck} scorer calls are still running after the {limit:g} s limit, so the run stops here "
+                "(finished jobs are stored)", file=self.plan.experiment.source_path, key=f"scorers[{index}]",
+                fix=f"fix scorer {scorer.name!r} or raise limits.scorer_timeout_s") from None
 
     def _row(self, job: Job, run_id: int, variant_details: dict[str, Any], **fields: Any) -> JobRow:
         return JobRow(job_id=job.job_id, run_id=run_id, cell_key=job.cell.key(), model=job.cell.variant.model,

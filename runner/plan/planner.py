@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,44 @@ class Job:
     params: dict[str, Any] = field(hash=False, compare=False)
 
 
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()[:32]
+
+
+def _job_id(backend: str, variant: str, item: str, messages: str, params: str, repeat: int) -> str:
+    """canonical_hash of {backend, item, messages, params, repeat, variant}, written out from its parts
+    (each already canonical JSON), so the parts shared by many jobs are encoded once: the same text, so
+    the same ids as ever (tests/test_planner.py pins them)."""
+    text = (f'{{"backend":{backend},"item":{item},"messages":{messages},"params":{params},'
+            f'"repeat":{repeat},"variant":{variant}}}')
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class Stored:
+    """Which jobs of a plan are stored already: one bit per job, by its position in plan order
+    (`Plan.jobs` with the same item limit), so skipping them costs no rendering and little memory."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self._bits = bytearray((total + 7) // 8)
+
+    def add(self, position: int) -> None:
+        byte, bit = divmod(position, 8)
+        if not self._bits[byte] >> bit & 1:
+            self._bits[byte] |= 1 << bit
+            self.count += 1
+
+    def __contains__(self, position: int) -> bool:
+        byte, bit = divmod(position, 8)
+        return bool(self._bits[byte] >> bit & 1)
+
+    def all_of(self, start: int, n: int) -> bool:
+        return all(p in self for p in range(start, start + n))
 
 
 @dataclass
@@ -93,26 +128,78 @@ class Plan:
         messages.append({"role": "user", "content": cell.prompt.render(ctx, config_file=cfg, item_id=item.id)})
         return tuple(messages)
 
-    def check_templates(self) -> None:
-        """Render every template against every item once, so a template error stops the run first."""
+    def check_templates(self, limit_items: int | None = None) -> None:
+        """Render every template against every item (of the first `limit_items`) once, so a template
+        error stops the run first."""
         pairs = {(c.system.name if c.system else None, c.prompt.name): c for c in self.cells}
         for cell in pairs.values():
-            for item in self.items:
+            for item in self.item_subset(limit_items):
                 self.render_messages(cell, item)
 
-    def jobs(self, limit_items: int | None = None) -> Iterator[Job]:
-        backend_identity = self.experiment.backend.identity()
+    def jobs(self, limit_items: int | None = None, *, skip: Stored | None = None) -> Iterator[Job]:
+        """Every job in plan order (cell, item, repeat); with `skip`, the stored ones are left out
+        without rendering or hashing them."""
+        backend = canonical_json(self.experiment.backend.identity())
         items = self.item_subset(limit_items)
+        repeats = self.repeats
+        position = 0
         for cell in self.cells:
+            variant = canonical_json(cell.variant.identity)
+            params = self._repeat_params(cell)
             for item in items:
+                first, position = position, position + repeats
+                if skip is not None and skip.all_of(first, repeats):
+                    continue
                 messages = self.render_messages(cell, item)
-                for repeat in range(self.repeats):
-                    params = self._params_for_repeat(cell.params, repeat)
-                    job_id = canonical_hash({
-                        "backend": backend_identity, "variant": cell.variant.identity,
-                        "item": item.id, "messages": messages, "params": params, "repeat": repeat,
-                    })
-                    yield Job(job_id, cell, item, repeat, messages, params)
+                encoded = canonical_json(messages)
+                item_id = canonical_json(item.id)
+                for repeat, (p, p_json) in enumerate(params):
+                    if skip is not None and first + repeat in skip:
+                        continue
+                    job_id = _job_id(backend, variant, item_id, encoded, p_json, repeat)
+                    yield Job(job_id, cell, item, repeat, messages, p)
+
+    def stored(self, done_ids: Collection[str], limit_items: int | None = None) -> Stored:
+        """Which planned jobs have their id in `done_ids` (a store's finished jobs).
+
+        It has to hash every planned job, but renders each prompt pair's messages once per item
+        rather than once per cell (cells that differ only in sampling share them), which is most
+        of what a job costs to plan: a 100,000-job plan is checked in a fraction of a second."""
+        items = self.item_subset(limit_items)
+        repeats = self.repeats
+        found = Stored(len(self.cells) * len(items) * repeats)
+        if not done_ids:
+            return found
+        backend = canonical_json(self.experiment.backend.identity())
+        pairs: dict[tuple[CompiledTemplate | None, CompiledTemplate], list[int]] = {}
+        for index, cell in enumerate(self.cells):
+            pairs.setdefault((cell.system, cell.prompt), []).append(index)
+        variants = [canonical_json(c.variant.identity) for c in self.cells]
+        params = [[p_json for _, p_json in self._repeat_params(c)] for c in self.cells]
+        for indexes in pairs.values():
+            for item_index, item in enumerate(items):
+                encoded = canonical_json(self.render_messages(self.cells[indexes[0]], item))
+                item_id = canonical_json(item.id)
+                for index in indexes:
+                    first = (index * len(items) + item_index) * repeats
+                    for repeat, p_json in enumerate(params[index]):
+                        if _job_id(backend, variants[index], item_id, encoded, p_json, repeat) in done_ids:
+                            found.add(first + repeat)
+        return found
+
+    def variants_with_work(self, stored: Stored, limit_items: int | None = None) -> frozenset[Variant]:
+        """The variants with a planned job that `stored` does not hold."""
+        per_cell = len(self.item_subset(limit_items)) * self.repeats
+        return frozenset(cell.variant for index, cell in enumerate(self.cells)
+                         if not stored.all_of(index * per_cell, per_cell))
+
+    def _repeat_params(self, cell: Cell) -> list[tuple[dict[str, Any], str]]:
+        """Each repeat's request params, with their canonical JSON (for the job id)."""
+        out = []
+        for repeat in range(self.repeats):
+            params = self._params_for_repeat(cell.params, repeat)
+            out.append((params, canonical_json(params)))
+        return out
 
     def _params_for_repeat(self, params: dict[str, Any], repeat: int) -> dict[str, Any]:
         if repeat and "seed" in params and self.experiment.repeat_seeds == "offset":
@@ -139,25 +226,15 @@ def build_plan(experiment: Experiment) -> Plan:
                    for i, v in enumerate(experiment.prompts.variants) if (ref := v.system_ref()) is not None}
     refs = experiment.prompts.system_refs()
     systems = [_compile_optional(ref, i, directory, experiment) for i, ref in enumerate(refs)]
-    # The axis names every system, including `{name: none}`, which sends no system message.
-    system_names = [ref.name if ref is not None else None for ref in refs]
     _check_tokenizer_files(experiment)
-    sampling_axes, fixed = experiment.sampling.axes_and_fixed()  # named values shown by their names
-
-    axes: dict[str, list[Any]] = {
-        "model": [m.name for m in experiment.models],
-        "quantization": list(dict.fromkeys(q for m in experiment.models for q in m.quant_values())),
-        "system": system_names,
-        "prompt": [p.name for p in prompts],
-        **sampling_axes,
-    }
+    axes, sampling_axes, fixed = declared_axes(experiment)
     combos = _expand(experiment, axes, sampling_axes, fixed)
     variants = {
         (m.name, q): Variant(m.name, q, m.model_id(q), experiment.backend.variant_identity(m, q))
         for m in experiment.models for q in m.quant_values()
     }
     by_name_prompt = {p.name: p for p in prompts}
-    by_name_system = dict(zip(system_names, systems, strict=True))
+    by_name_system = dict(zip(axes["system"], systems, strict=True))
     cells = [
         Cell(
             values=tuple((axis, combo[axis]) for axis in axes),
@@ -168,20 +245,65 @@ def build_plan(experiment: Experiment) -> Plan:
         )
         for combo, params in combos
     ]
-    variant_order = list(variants)
-    cells.sort(key=lambda c: variant_order.index((c.variant.model, c.variant.quantization)))
+    variant_order = {key: i for i, key in enumerate(variants)}
+    cells.sort(key=lambda c: variant_order[(c.variant.model, c.variant.quantization)])
     if not cells:
         raise ConfigError("the matrix is empty: matrix.exclude removes every combination", file=cfg,
                           key="matrix.exclude", fix="remove or narrow an exclude entry")
-    # Axes report only values that occur, in declaration order (include may add sampling values).
-    for axis in axes:
-        values = [v for v in axes[axis] if any(c.get(axis) == v for c in cells)]
-        for cell in cells:  # by equality, not hashing: stop and response_format values are lists/dicts
-            if cell.get(axis) not in values:
-                values.append(cell.get(axis))
-        axes[axis] = values
+    # Axes report only values that occur, in declaration order (include may add sampling values at the
+    # end). One pass over the cells per axis: this ran in time values x cells before.
+    for index, axis in enumerate(axes):
+        occurring, in_order = _Values(), []
+        for cell in cells:
+            if occurring.add(cell.values[index][1]):
+                in_order.append(cell.values[index][1])
+        values = [v for v in axes[axis] if v in occurring]
+        shown = _Values(values)
+        axes[axis] = values + [v for v in in_order if shown.add(v)]
     _check_report_axes(experiment, axes)
     return Plan(experiment, axes, cells, items, context)
+
+
+def declared_axes(experiment: Experiment) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, Any]]:
+    """The matrix's axes with their values as declared (a named value by its name), the sampling
+    axes among them, and the fixed sampling values."""
+    sampling_axes, fixed = experiment.sampling.axes_and_fixed()
+    # The system axis names every system, including `{name: none}`, which sends no system message.
+    axes: dict[str, list[Any]] = {
+        "model": [m.name for m in experiment.models],
+        "quantization": list(dict.fromkeys(q for m in experiment.models for q in m.quant_values())),
+        "system": [ref.name if ref is not None else None for ref in experiment.prompts.system_refs()],
+        "prompt": [v.name for v in experiment.prompts.variants],
+        **sampling_axes,
+    }
+    return axes, sampling_axes, fixed
+
+
+class _Values:
+    """A set by equality, as the matrix matches values: hashed where a value can be (numbers, text),
+    in a list where not (stop lists, response_format mappings, which are few)."""
+
+    def __init__(self, values: list[Any] | None = None) -> None:
+        self._hashed: set[Any] = set()
+        self._other: list[Any] = []
+        for value in values or []:
+            self.add(value)
+
+    def add(self, value: Any) -> bool:
+        """Add it; False if an equal value was there already."""
+        if value in self:
+            return False
+        try:
+            self._hashed.add(value)
+        except TypeError:
+            self._other.append(value)
+        return True
+
+    def __contains__(self, value: Any) -> bool:
+        try:
+            return value in self._hashed
+        except TypeError:
+            return value in self._other
 
 
 def _check_tokenizer_files(experiment: Experiment) -> None:
@@ -222,35 +344,47 @@ def _expand(experiment: Experiment, axes: dict[str, list[Any]], sampling_axes: d
     cfg = experiment.source_path
     named = experiment.sampling.named()
     sampling_names = list(sampling_axes)
+    excludes = []
+    for i, entry in enumerate(experiment.matrix.exclude):
+        check_entry(entry, axes, named, allow_overrides=False, cfg=cfg, key=f"matrix.exclude[{i}]")
+        excludes.append(entry)
+    # Excluded combinations are dropped as they are made: memory follows the cells kept, not the grid.
     combos: list[tuple[Combo, dict[str, Any]]] = []
     for model in experiment.models:
         for quant in model.quant_values():
             for system in axes["system"]:
                 for prompt in axes["prompt"]:
                     for values in itertools.product(*sampling_axes.values()):
-                        combo = {"model": model.name, "quantization": quant, "system": system,
-                                 "prompt": prompt, **dict(zip(sampling_names, values, strict=True))}
                         sampling = dict(zip(sampling_names, values, strict=True))
-                        combos.append((combo, _request_params(fixed, sampling, named)))
-
-    for i, entry in enumerate(experiment.matrix.exclude):
-        key = f"matrix.exclude[{i}]"
-        _check_keys(entry, axes, allow_overrides=False, cfg=cfg, key=key)
-        _check_names(entry, named, cfg=cfg, key=key)
-        combos = [(c, p) for c, p in combos if not all(c.get(k) == v for k, v in entry.items())]
+                        combo = {"model": model.name, "quantization": quant, "system": system,
+                                 "prompt": prompt, **sampling}
+                        if not any(matches(combo, entry) for entry in excludes):
+                            combos.append((combo, _request_params(fixed, sampling, named)))
 
     for i, entry in enumerate(experiment.matrix.include):
         key = f"matrix.include[{i}]"
-        _check_keys(entry, axes, allow_overrides=True, cfg=cfg, key=key)
-        _check_names(entry, named, cfg=cfg, key=key)
+        check_entry(entry, axes, named, allow_overrides=True, cfg=cfg, key=key)
         axis_part = {k: v for k, v in entry.items() if k in axes}
         overrides = {k: v for k, v in entry.items() if k not in axes}
-        matched = [(c, p) for c, p in combos if all(c.get(k) == v for k, v in axis_part.items())]
+        matched = [(c, p) for c, p in combos if matches(c, axis_part)]
         for _, params in matched:
             params.update(overrides)
         if not matched:
-            combos.append(_new_combo(experiment, axes, axis_part, fixed, overrides, key))
+            combos.append(new_combo(experiment, axes, axis_part, fixed, overrides, key))
     return combos
+
+
+def matches(combo: Combo, entry: dict[str, Any]) -> bool:
+    """Whether a matrix entry (its axis keys) matches a combination, by equality as GitHub Actions does."""
+    return all(combo.get(k) == v for k, v in entry.items())
+
+
+def check_entry(entry: dict[str, Any], axes: dict[str, list[Any]], named: dict[str, dict[str, Any]], *,
+                allow_overrides: bool, cfg: Path, key: str) -> None:
+    """A matrix.exclude or matrix.include entry names known axes (and, for include, sampling keys to
+    override) and named values by their names; a ConfigError at `key` otherwise."""
+    _check_keys(entry, axes, allow_overrides=allow_overrides, cfg=cfg, key=key)
+    _check_names(entry, named, cfg=cfg, key=key)
 
 
 def _request_params(fixed: dict[str, Any], sampling: dict[str, Any],
@@ -295,8 +429,8 @@ def _check_keys(entry: dict[str, Any], axes: dict[str, list[Any]], *, allow_over
                           fix=f"use one of: {', '.join(allowed)}")
 
 
-def _new_combo(experiment: Experiment, axes: dict[str, list[Any]], axis_part: dict[str, Any],
-               fixed: dict[str, Any], overrides: dict[str, Any], key: str) -> tuple[Combo, dict[str, Any]]:
+def new_combo(experiment: Experiment, axes: dict[str, list[Any]], axis_part: dict[str, Any],
+              fixed: dict[str, Any], overrides: dict[str, Any], key: str) -> tuple[Combo, dict[str, Any]]:
     cfg = experiment.source_path
     missing = [a for a in axes if a not in axis_part and len(axes[a]) > 1]
     if missing:

@@ -79,12 +79,16 @@ class Scorer:
     """Scores one answer. A subclass is registered once with its config model (`register_scorer`)."""
 
     config: ScorerBase
-    blocking = False  # True when scoring takes long enough to need a thread (it runs a process)
+    # Unused since every scorer runs in a thread with a time limit (runner.execution.off_loop); kept for plugins.
+    blocking = False
     is_binary = False  # True for two-class scorers: reports add precision, recall and the error kinds
     needs_expected = False  # True when there is nothing to score without a dataset field to compare with
     # What the answer is compared with the label as, when that can only be one value (text or a class):
     # a label that is a list or a mapping cannot be compared at all, and `check_items` refuses it.
     compares_as: str | None = None
+    # Config keys that never change a score, only whether there is one (a time limit): left out of the
+    # cache key, so that changing them (or adding them to a scorer) keeps the stored scores.
+    not_in_key: tuple[str, ...] = ()
     one_value_fix = ("point expected_field at a field with one value per item, or compare JSON with json_field "
                      "(or exact with field)")
 
@@ -94,7 +98,8 @@ class Scorer:
         self.name = config.label()
         # The cache key covers what decides a score besides the answer: the scorer's config, the dataset
         # field it defaults to, and the scoring code's version (bump it when scoring changes).
-        identity = {"config": config.model_dump(mode="json"), "label": default_label, "version": SCORING_VERSION}
+        config_identity = config.model_dump(mode="json", exclude=set(self.not_in_key))
+        identity = {"config": config_identity, "label": default_label, "version": SCORING_VERSION}
         self.key = f"{self.name}:{canonical_hash(identity)[:12]}"
 
     def expected_field(self) -> str | None:

@@ -8,10 +8,11 @@ re-exported here for the modules that read scores.
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from runner.config.scorer_configs import (
     BinaryScorer,
@@ -122,15 +123,26 @@ class ExactMatch(Scorer):
 class RegexMatch(Scorer):
     config: RegexScorer
     compares_as = "the text it matches"
+    not_in_key = ("timeout_s",)
 
     def __init__(self, config: ScorerBase, default_label: str | None) -> None:
         super().__init__(config, default_label)
-        self.pattern = re.compile(self.config.pattern)
+        # The `regex` engine: Python's syntax, but a search can be given a time limit, and it lets go
+        # of the GIL while it runs (concurrent), so a pattern that backtracks for hours on one answer
+        # fails that job after timeout_s instead of freezing the run. The pattern compiled when the
+        # experiment was validated (RegexScorer), so it compiles here.
+        self.pattern = regex.compile(self.config.pattern)
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = self.expected(item)
         json_valid = extract_json(text) is not None
-        match = self.pattern.search(text)
+        try:
+            match = self.pattern.search(text, timeout=self.config.timeout_s, concurrent=True)
+        except TimeoutError:
+            raise ScorerError(f"scorer {self.name!r}: the pattern did not finish within {self.config.timeout_s:g} s "
+                              f"on item {item.id!r} ({len(text):,} characters)",
+                              fix="simplify the pattern (nested repeats such as (a*)* backtrack) or raise "
+                                  "its timeout_s") from None
         found = None if match is None else (match.group(1) if match.groups() else match.group(0))
         if not text.strip():
             return Score(EMPTY, False, None, expected, json_valid, "no match")
