@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import CLOSED_URL, Project, base_experiment
 from runner.cli import main
@@ -117,6 +118,42 @@ def missing_file(name: str) -> Build:
     return build
 
 
+def yaml_first(text: str, *dropped: str) -> Build:
+    """exp.yaml starting with `text` (so its line numbers are fixed), then the base experiment without
+    the `dropped` top-level keys: for anchors and duplicate keys, which a dict cannot hold."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        exp = {k: v for k, v in base_experiment().items() if k not in dropped}
+        path = project.root / "exp.yaml"
+        path.write_text(text + yaml.safe_dump(exp, sort_keys=False))
+        return path
+    return build
+
+
+def outside_link(name: str, then: Build | None = None) -> Build:
+    """`name` in the project as a symlink to a file outside it (next to the project folder)."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        secret = project.root.parent / f"{project.root.name}-secret.txt"
+        secret.write_text("SECRET {{ config }}")
+        link = project.root / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(secret)
+        return (then or changed())(project, mp)
+    return build
+
+
+def laughs(indent: str, anchors: str = "abcdefghi") -> str:
+    """A billion laughs: each anchor is a list of ten aliases of the one before, 10**9 'lol's in all."""
+    first, *rest = anchors
+    lines = [f"{indent}{first}: &{first} [{', '.join(['lol'] * 10)}]"]
+    lines += [f"{indent}{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]"
+              for prev, name in zip(anchors, rest, strict=False)]
+    return "\n".join(lines) + "\n"
+
+
+def deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
 # the table
 
 
@@ -129,7 +166,7 @@ class Case:
 
 
 TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
-            "matrix, scorers, report, results_dir, study")
+            "matrix, scorers, report, results_dir, allow_outside_paths, study")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
 OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, base_url, "
                "api_key_env")
@@ -139,6 +176,14 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"
 FREE = {"name": "free", "value": None}
 NAMED_SCHEMA = {"name": "schema", "value": SCHEMA}
 NAMED_FIX = "write {name: ..., value: ...} with what the request carries under value (null: not sent)"
+OUTSIDE = "is outside the experiment's folder ($ROOT); move the file under it or set allow_outside_paths: true"
+ALIASES = "YAML aliases expand to more than 1,000,000 nodes; use fewer or smaller aliases, or write the data out"
+YAML_BIG = 2**20 + 1  # one byte over the limit of YAML files
+BIG = 4 * 2**20 + 1  # one byte over the limit of other documents (JSON, templates, a dataset row)
+LOOPS = ("runs more than 100,000 loop iterations and calls for item 'i00'; make its loops shorter and its recursion "
+         "shallower")
+TOO_BIG = "builds a value of more than 1,000,000 characters for item 'i00'; build smaller strings and lists"
+ROW_1 = '{"id": "a", "valid": true}\n'  # 27 bytes
 
 CASES = [
     # the experiment file itself
@@ -355,6 +400,147 @@ CASES = [
     Case("llamacpp-unknown-catalog", llamacpp(source={"catalog": "gpt-5"}),
          "runner: $EXP: models[0].source.catalog: unknown catalog model 'gpt-5'; use one of: "
          "qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct"),
+    # paths outside the experiment's folder (item 4): their text would be sent to the server
+    Case("template-outside", changed(put("prompts.variants.0.file", "../../../etc/passwd")),
+         f"runner: $EXP: prompts.variants[0].file: ../../../etc/passwd {OUTSIDE}"),
+    Case("template-absolute", changed(put("prompts.variants.0.file", "/etc/passwd")),
+         f"runner: $EXP: prompts.variants[0].file: /etc/passwd {OUTSIDE}"),
+    Case("template-symlink-out", outside_link("templates/a.j2"),
+         f"runner: $EXP: prompts.variants[0].file: a.j2 {OUTSIDE}"),
+    Case("system-file-outside", changed(put("prompts.system", {"name": "s", "file": "/etc/hostname"})),
+         f"runner: $EXP: prompts.system.file: /etc/hostname {OUTSIDE}"),
+    Case("variant-system-outside", changed(put("prompts.variants.1.system", {"name": "s", "file": "../../x.j2"})),
+         f"runner: $EXP: prompts.variants[1].system.file: ../../x.j2 {OUTSIDE}"),
+    Case("directory-outside", changed(put("prompts.directory", "/etc")),
+         f"runner: $EXP: prompts.directory: /etc {OUTSIDE}"),
+    Case("context-outside", changed(put("prompts.context", {"secrets": "/etc/passwd"})),
+         f"runner: $EXP: prompts.context.secrets: /etc/passwd {OUTSIDE}"),
+    Case("dataset-outside", changed(put("dataset.path", "../data.jsonl")),
+         f"runner: $EXP: dataset.path: ../data.jsonl {OUTSIDE}"),
+    Case("dataset-symlink-out", outside_link("linked.jsonl", changed(put("dataset.path", "linked.jsonl"))),
+         f"runner: $EXP: dataset.path: linked.jsonl {OUTSIDE}"),
+    # YAML: aliases, duplicate keys, size (items 5 and 13)
+    Case("billion-laughs-in-response-format",
+         yaml_first("sampling:\n  max_tokens: 16\n  response_format:\n" + laughs("    "), "sampling"),
+         f"runner: $EXP: line 9: {ALIASES}"),
+    Case("billion-laughs-in-context-file",
+         with_file("ctx.yaml", laughs(""), changed(put("prompts.context", {"examples": "ctx.yaml"}))),
+         f"runner: $ROOT/ctx.yaml: line 6: {ALIASES}"),
+    Case("yaml-alias-cycle", yaml_first("sampling:\n  response_format: &r\n    type: json_object\n    again: *r\n",
+                                        "sampling"),
+         "runner: $EXP: line 2: a YAML alias refers to a node that contains it (a cycle); remove that alias or "
+         "point it at a node outside"),
+    Case("duplicate-top-level-key", yaml_first("sampling:\n  max_tokens: 8\nsampling:\n  max_tokens: 16\n",
+                                               "sampling"),
+         "runner: $EXP: line 3: duplicate key 'sampling' (first at line 1); remove one of them"),
+    Case("duplicate-nested-key",
+         yaml_first("sampling:\n  temperature: 0.5\n  seed: 1\n  temperature: 0.9\n", "sampling"),
+         "runner: $EXP: line 4: duplicate key 'temperature' (first at line 2); remove one of them"),
+    Case("duplicate-key-in-context-file",
+         with_file("ctx.yaml", "rules: a\nnotes: b\nrules: c\n", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $ROOT/ctx.yaml: line 3: duplicate key 'rules' (first at line 1); remove one of them"),
+    Case("yaml-too-deep", yaml_first("description: " + "[" * 100_000 + "]" * 100_000 + "\n", "description"),
+         "runner: $EXP: YAML nested too deeply to read; nest lists and mappings less deeply"),
+    Case("experiment-too-big", raw("name: t\n#" + "x" * (YAML_BIG - 10) + "\n"),
+         "runner: $EXP: the file is 1,048,577 bytes, more than the 1 MiB allowed for experiment files; move bulk "
+         "data into the dataset or a context file"),
+    Case("yaml-context-file-too-big",
+         with_file("ctx.yaml", "[" + " " * (YAML_BIG - 2) + "]", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.yaml is 1,048,577 bytes, more than the 1 MiB allowed for YAML "
+         "context files; write it as JSON or JSONL (4 MiB allowed), or shorten it"),
+    Case("context-file-too-big",
+         with_file("ctx.json", "[" + " " * (BIG - 2) + "]", changed(put("prompts.context", {"x": "ctx.json"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.json is 4,194,305 bytes, more than the 4 MiB allowed for "
+         "context files; shorten it or split it"),
+    Case("template-file-too-big", with_file("templates/a.j2", "x" * BIG),
+         "runner: $EXP: prompts.variants[0].file: $ROOT/templates/a.j2 is 4,194,305 bytes, more than the 4 MiB "
+         "allowed for template files; shorten it or split it"),
+    Case("dataset-row-too-long", with_file("data.jsonl", ROW_1 + '{"id": "b", "x": "' + "x" * BIG + '"}\n'),
+         "runner: $ROOT/data.jsonl:2: row is longer than 4 MiB; shorten it, or move the bulk into a file the row "
+         "names"),
+    # templates without limits (item 7)
+    Case("template-nested-ranges",
+         changed(put("prompts.variants.1.text",
+                     "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-loops-over-characters",
+         changed(put("prompts.variants.1.text", "{% for a in config.name * 1000 %}{% for b in config.name * 1000 %}"
+                                                "{% endfor %}{% endfor %}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-recursive-macro",
+         changed(put("prompts.variants.1.text", "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}")),
+         "runner: $EXP: prompts.variants[1]: template inline recursed too deeply for item 'i00'; make its macros and "
+         "recursive loops shallower"),
+    Case("template-exponential-macro",
+         changed(put("prompts.variants.1.text",
+                     "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-string-times-huge", changed(put("prompts.variants.1.text", "{{ 'x' * 10**10 }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-power", changed(put("prompts.variants.1.text", "{{ 9 ** (10**10) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-width", changed(put("prompts.variants.1.text", "{{ config.name.ljust(10**10) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-format-width", changed(put("prompts.variants.1.text", "{{ '%9999999999s' % config.name }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-doubling-string",
+         changed(put("prompts.variants.1.text", "{% set ns = namespace(s='ab') %}{% for i in range(64) %}"
+                                                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-doubling-list",
+         changed(put("prompts.variants.1.text", "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}"
+                                                "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-growing-list",
+         changed(put("prompts.variants.1.text", "{% set big = 'x' * 999999 %}{% set l = [] %}"
+                                                "{% for i in range(1000) %}{{ l.append(big) }}{% endfor %}")),
+         "runner: $EXP: prompts.variants[1]: template inline builds more than 10,000,000 characters of values for "
+         "item 'i00'; build fewer or smaller strings and lists"),
+    Case("template-renders-too-much",
+         changed(put("prompts.variants.1.text", "{{ 'x' * 999999 }}{{ config.name * 999 }}")),
+         "runner: $EXP: prompts.variants[1]: template inline renders more than 1,000,000 characters for item "
+         "'i00'; make it shorter: no model takes a prompt that long"),
+    Case("template-range-too-long", changed(put("prompts.variants.1.text", "{{ range(10**9) | list }}")),
+         "runner: $EXP: prompts.variants[1]: template inline asks for range() of 1,000,000,000 numbers, more than "
+         "the 100,000 loop iterations a render may run for item 'i00'; make the range smaller"),
+    Case("template-division-by-zero", changed(put("prompts.variants.1.text", "{{ config.port / 0 }}")),
+         "runner: $EXP: prompts.variants[1]: template inline failed to render for item 'i00': ZeroDivisionError: "
+         "division by zero; fix the template"),
+    Case("template-too-deep-to-compile",
+         changed(put("prompts.variants.1.text", "{{ " + "(" * 5000 + ")" * 5000 + " }}")),
+         "runner: $EXP: prompts.variants[1]: template inline is nested too deeply to compile; nest its expressions "
+         "and blocks less deeply"),
+    # files that are not UTF-8, too deep, or in the way (items 11 and 12)
+    Case("dataset-not-utf8", with_file("data.jsonl", (ROW_1 + '{"id": "b\xe9", "valid": true}\n').encode("latin-1")),
+         "runner: $EXP: dataset.path: $ROOT/data.jsonl is not UTF-8 (byte 0xe9 at offset 36, line 2); save it as "
+         "UTF-8"),
+    Case("dataset-not-utf8-after-bom",
+         with_file("data.jsonl", b"\xef\xbb\xbf" + ROW_1.encode() + b'{"id": "\xff", "valid": true}\n'),
+         "runner: $EXP: dataset.path: $ROOT/data.jsonl is not UTF-8 (byte 0xff at offset 38, line 2); save it as "
+         "UTF-8"),
+    Case("template-not-utf8", with_file("templates/a.j2", b"Validate \xe9: {{ config }}"),
+         "runner: $EXP: prompts.variants[0].file: $ROOT/templates/a.j2 is not UTF-8 (byte 0xe9 at offset 9); save "
+         "it as UTF-8"),
+    Case("context-not-utf8",
+         with_file("ctx.yaml", b"rules: caf\xe9\n", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.yaml is not UTF-8 (byte 0xe9 at offset 10); save it as UTF-8"),
+    Case("experiment-not-utf8", with_file("exp.yaml", b"name: caf\xe9\n", missing_file("exp.yaml")),
+         "runner: $EXP: the file is not UTF-8 (byte 0xe9 at offset 9); save it as UTF-8"),
+    Case("row-nested-100000-deep",
+         with_file("data.jsonl", ROW_1 + '{"id": "b", "valid": true, "x": ' + deep_json(100_000) + "}\n"),
+         "runner: $ROOT/data.jsonl:2: row is nested too deeply to parse; nest its lists and objects less deeply"),
+    Case("context-nested-100000-deep",
+         with_file("ctx.json", deep_json(100_000), changed(put("prompts.context", {"x": "ctx.json"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.json is nested too deeply to parse; nest its lists and objects "
+         "less deeply"),
+    Case("results-dir-is-a-file", with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt"))),
+         "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
+         "$ROOT/store.txt/results.sqlite cannot be created; point results_dir at a folder (it is created if missing)"),
+    Case("results-dir-under-a-file",
+         with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt/run1"))),
+         "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
+         "$ROOT/store.txt/run1/results.sqlite cannot be created; point results_dir at a folder (it is created if "
+         "missing)"),
 ]
 
 
@@ -409,7 +595,10 @@ BY_ID = {case.id: case for case in CASES}
 VALIDATE_CASES = ["yaml-syntax", "unknown-top-level-key", "temperature-string", "missing-dataset-file",
                   "undefined-variable", "row-missing-id", "exclude-everything", "named-value-with-other-keys",
                   "exclude-unknown-name", "missing-api-key",
-                  "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large"]
+                  "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large",
+                  "template-outside", "billion-laughs-in-response-format", "billion-laughs-in-context-file",
+                  "duplicate-top-level-key", "template-nested-ranges", "template-string-times-huge",
+                  "dataset-not-utf8", "row-nested-100000-deep", "results-dir-is-a-file"]
 
 
 @pytest.mark.parametrize("case", [p for p in _params() if p.values[0].id in VALIDATE_CASES])

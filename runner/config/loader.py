@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
 from runner.config.registry import known_scorers, registered_config_model
+from runner.config.safe_yaml import MAX_YAML_BYTES, load_yaml
 from runner.config.schema import Experiment
+from runner.config.text_files import read_text
 from runner.errors import ConfigError, UserError
 
 
@@ -56,16 +57,9 @@ def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("experiment file not found", file=path, fix="check the path")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"YAML syntax error: {problem}", file=path, key=where,
-                          fix="fix the YAML syntax at that place") from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", file=path, fix="save the file as UTF-8") from None
+    text = read_text(path, what="experiment file", limit=MAX_YAML_BYTES,
+                     fix="move bulk data into the dataset or a context file")
+    raw = load_yaml(text, file=path)
     if raw is None:
         raise ConfigError("the file is empty", file=path,
                           fix="start the file with keys such as name:, models:, prompts:, dataset:")

@@ -269,6 +269,11 @@ class Experiment(Strict):
     scorers: list[ScorerConfig] = Field(default_factory=list)
     report: ReportConfig = Field(default_factory=ReportConfig)
     results_dir: Path | None = Field(None, description="Where the store lives; default results/<file stem>.")
+    allow_outside_paths: bool = Field(
+        False, description="Let templates, context files and the dataset lie outside the project folder (the "
+                           "nearest folder above the experiment with pyproject.toml or .git, else the experiment's "
+                           "own folder). Off by default: their text is sent to the server.",
+    )
     study: ContextWindowStudy | None = Field(
         None, description="Run a search instead of the matrix: {kind: context_window, ...}."
     )
