@@ -8,6 +8,7 @@ project folder.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -220,25 +221,21 @@ CASES = [
          "label_field, positive, dangerous, label_map, confidence_field, reasons_field, reason_label_field"),
     # wrong types and values
     Case("temperature-string", changed(put("sampling.temperature", [0.0, "hot"])),
-         "runner: $EXP: sampling.temperature[1]: Input should be a valid number, unable to parse string as a "
-         "number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature[1]: expected a number, got 'hot'; write a number"),
     Case("temperature-scalar-string", changed(put("sampling.temperature", "hot")),
-         "runner: $EXP: sampling.temperature: Input should be a valid number, unable to parse string as a "
-         "number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature: expected a number, got 'hot'; write a number"),
     Case("repeats-string", changed(put("repeats", "many")),
-         "runner: $EXP: repeats: Input should be a valid integer, unable to parse string as an integer "
-         "(got 'many'); write a whole number"),
+         "runner: $EXP: repeats: expected an integer, got 'many'; write a whole number"),
     Case("repeats-zero", changed(put("repeats", 0)),
-         "runner: $EXP: repeats: Input should be greater than or equal to 1 (got 0)"),
+         "runner: $EXP: repeats: 0 is less than the minimum 1; set repeats to 1 or more"),
     Case("concurrency-zero", changed(put("backend.concurrency", 0)),
-         "runner: $EXP: backend.concurrency: Input should be greater than or equal to 1 (got 0)"),
+         "runner: $EXP: backend.concurrency: 0 is less than the minimum 1; set concurrency to 1 or more"),
     Case("max-tokens-strings", changed(put("sampling.max_tokens", ["a", "b"])),
-         "runner: $EXP: sampling.max_tokens[0]: Input should be a valid integer, unable to parse string as an "
-         "integer (got 'a'); write a whole number"),
+         "runner: $EXP: sampling.max_tokens[0]: expected an integer, got 'a'; write a whole number"),
     Case("backend-not-mapping", changed(put("backend", "openai")),
          "runner: $EXP: backend: must be a mapping; write backend: {kind: ...}"),
     Case("models-not-list", changed(put("models", "fake")),
-         "runner: $EXP: models: Input should be a valid list (got 'fake'); write a list"),
+         "runner: $EXP: models: expected a list, got 'fake'; write a list"),
     # missing keys
     Case("missing-prompts", changed(drop("prompts")),
          "runner: $EXP: prompts: required key is missing; add it"),
@@ -254,8 +251,8 @@ CASES = [
     Case("unknown-backend-kind", changed(put("backend.kind", "vllm")),
          "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: llamacpp, lmstudio, ollama, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
-         "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
-         "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests', 'python'; use one of the types named"),
+         "runner: $EXP: scorers[0]: unknown type 'fuzzy'; use one of: exact, regex, json_field, binary, code_tests, "
+         "python"),
     # templates
     Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
          "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "
@@ -299,23 +296,23 @@ CASES = [
          "expected_field"),
     # axes and matrix
     Case("empty-axis", changed(put("sampling.temperature", [])),
-         "runner: $EXP: sampling.temperature: empty list: an axis needs at least one value"),
+         "runner: $EXP: sampling.temperature: empty list; give the axis at least one value, or leave the key out"),
     Case("empty-variants", changed(put("prompts.variants", [])),
-         "runner: $EXP: prompts.variants: empty list: give at least one prompt variant"),
+         "runner: $EXP: prompts.variants: empty list; give at least one prompt variant"),
     Case("duplicate-variant-names", changed(put("prompts.variants.1.name", "a")),
-         "runner: $EXP: prompts.variants: duplicate variant names ['a']: each name must be unique"),
+         "runner: $EXP: prompts.variants: duplicate variant names ['a']; give each a unique name"),
     Case("duplicate-system-names",
          changed(drop("prompts.system"),
                  put("prompts.systems", [{"name": "s", "text": "A"}, {"name": "s", "text": "B"}])),
-         "runner: $EXP: prompts.systems: duplicate system names ['s']: each name must be unique"),
+         "runner: $EXP: prompts.systems: duplicate system names ['s']; give each a unique name"),
     Case("duplicate-model-names", changed(put("models", [{"name": "m", "id": "x"}, {"name": "m", "id": "y"}])),
-         "runner: $EXP: models: duplicate model names ['m']: each name must be unique"),
+         "runner: $EXP: models: duplicate model names ['m']; give each a unique name"),
     Case("duplicate-scorer-names", changed(put("scorers", [{"type": "binary", "field": "valid"}] * 2)),
-         "runner: $EXP: scorers: duplicate scorer names ['binary']: give each a distinct name"),
+         "runner: $EXP: scorers: duplicate scorer names ['binary']; give each a distinct name"),
     Case("empty-models", changed(put("models", [])),
-         "runner: $EXP: models: List should have at least 1 item after validation, not 0"),
+         "runner: $EXP: models: the list is empty; give at least 1 item"),
     Case("empty-quantizations", changed(put("models.0.quantizations", [])),
-         "runner: $EXP: models[0].quantizations: empty list: give at least one quantization or leave the key "
+         "runner: $EXP: models[0].quantizations: empty list; give at least one quantization or leave the key "
          "out"),
     Case("exclude-unknown-axis", changed(put("matrix", {"exclude": [{"temp": 0.5}]})),
          "runner: $EXP: matrix.exclude[0].temp: unknown key 'temp'; use one of: model, quantization, system, "
@@ -350,8 +347,7 @@ CASES = [
          "[{name: ..., value: ...}], or give the value alone"),
     Case("named-value-wrong-type",
          changed(put("sampling.temperature", [{"name": "greedy", "value": 0}, {"name": "hot", "value": "hot"}])),
-         "runner: $EXP: sampling.temperature[1].value: Input should be a valid number, unable to parse string as "
-         "a number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature[1].value: expected a number, got 'hot'; write a number"),
     Case("named-value-number-name", changed(put("sampling.temperature", [{"name": 0, "value": 0}])),
          "runner: $EXP: sampling.temperature[0]: the name must be a non-empty string, not 0; write e.g. name: free"),
     Case("exclude-unknown-name",
@@ -541,6 +537,88 @@ CASES = [
          "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
          "$ROOT/store.txt/run1/results.sqlite cannot be created; point results_dir at a folder (it is created if "
          "missing)"),
+    # sampling ranges (item 10) and messages that say the fix (item 14)
+    Case("temperature-negative-in-a-list", changed(put("sampling.temperature", [0.0, 0.5, -1])),
+         "runner: $EXP: sampling.temperature[2]: -1.0 is outside the allowed range (from 0 to 5); set temperature "
+         "from 0 to 5 (0 = greedy)"),
+    Case("temperature-nan", changed(put("sampling.temperature", float("nan"))),
+         "runner: $EXP: sampling.temperature: nan is not a finite number; set temperature from 0 to 5 (0 = greedy)"),
+    Case("temperature-inf-in-a-list", changed(put("sampling.temperature", [0.0, float("inf")])),
+         "runner: $EXP: sampling.temperature[1]: inf is not a finite number; set temperature from 0 to 5 "
+         "(0 = greedy)"),
+    Case("temperature-too-hot", changed(put("sampling.temperature", 70)),
+         "runner: $EXP: sampling.temperature: 70.0 is outside the allowed range (from 0 to 5); set temperature "
+         "from 0 to 5 (0 = greedy)"),
+    Case("top-p-above-1", changed(put("sampling.top_p", 2)),
+         "runner: $EXP: sampling.top_p: 2.0 is outside the allowed range (above 0 and at most 1); set top_p above "
+         "0 and at most 1 (1 = off)"),
+    Case("top-p-zero", changed(put("sampling.top_p", [0.5, 0])),
+         "runner: $EXP: sampling.top_p[1]: 0.0 is outside the allowed range (above 0 and at most 1); set top_p "
+         "above 0 and at most 1 (1 = off)"),
+    Case("top-k-negative", changed(put("sampling.top_k", -3)),
+         "runner: $EXP: sampling.top_k: -3 is outside the allowed range (0 or more); set top_k to 0 or more "
+         "(0 = off)"),
+    Case("max-tokens-zero", changed(put("sampling.max_tokens", 0)),
+         "runner: $EXP: sampling.max_tokens: 0 is outside the allowed range (1 or more); set max_tokens to 1 or "
+         "more"),
+    Case("max-tokens-negative-in-a-list", changed(put("sampling.max_tokens", [16, -5])),
+         "runner: $EXP: sampling.max_tokens[1]: -5 is outside the allowed range (1 or more); set max_tokens to 1 "
+         "or more"),
+    Case("seed-negative", changed(put("sampling.seed", -1)),
+         "runner: $EXP: sampling.seed: -1 is outside the allowed range (from 0 to 4294967294); set seed from 0 to "
+         "4294967294"),
+    Case("named-temperature-out-of-range",
+         changed(put("sampling.temperature", [{"name": "greedy", "value": 0}, {"name": "hot", "value": 9}])),
+         "runner: $EXP: sampling.temperature[1].value: 9.0 is outside the allowed range (from 0 to 5); set "
+         "temperature from 0 to 5 (0 = greedy)"),
+    Case("include-override-out-of-range", changed(put("matrix", {"include": [{"prompt": "b", "top_k": -1}]})),
+         "runner: $EXP: matrix.include[0].top_k: -1 is outside the allowed range (0 or more); set top_k to 0 or "
+         "more (0 = off)"),
+    Case("include-override-not-a-number", changed(put("matrix", {"include": [{"prompt": "b", "seed": "x"}]})),
+         "runner: $EXP: matrix.include[0].seed: expected an integer, got 'x'; write a whole number"),
+    Case("response-format-nan",
+         changed(put("sampling.response_format", {"type": "json_schema", "json_schema": {"maximum": float("nan")}})),
+         "runner: $EXP: sampling.response_format.json_schema.maximum: nan is not a finite number and JSON cannot "
+         "carry it; write a number"),
+    Case("include-response-format-inf",
+         changed(put("matrix", {"include": [{"prompt": "b", "response_format": {"x": [float("-inf")]}}]})),
+         "runner: $EXP: matrix.include[0].response_format.x[0]: -inf is not a finite number and JSON cannot carry "
+         "it; write a number"),
+    Case("timeout-infinite", changed(put("backend.timeout_s", float("inf"))),
+         "runner: $EXP: backend.timeout_s: expected a finite number, got inf; write a number (JSON has no NaN or "
+         "infinity)"),
+    Case("threshold-nan", changed(put("report", {"threshold": {"min": float("nan")}})),
+         "runner: $EXP: report.threshold.min: expected a finite number, got nan; write a number (JSON has no NaN "
+         "or infinity)"),
+    Case("repeats-negative", changed(put("repeats", -1)),
+         "runner: $EXP: repeats: -1 is less than the minimum 1; set repeats to 1 or more"),
+    Case("repeats-too-many", changed(put("repeats", 10**6)),
+         "runner: $EXP: repeats: 1000000 is more than the maximum 10000; set repeats to 10000 or less"),
+    Case("repeats-fraction", changed(put("repeats", 1.5)),
+         "runner: $EXP: repeats: expected an integer, got 1.5; write a whole number"),
+    Case("timeout-zero", changed(put("backend.timeout_s", 0)),
+         "runner: $EXP: backend.timeout_s: 0 is not above the minimum 0; set timeout_s to more than 0"),
+    Case("alpha-one", changed(put("report", {"alpha": 1})),
+         "runner: $EXP: report.alpha: 1 is not below the maximum 1; set alpha to less than 1"),
+    Case("repeat-seeds-unknown", changed(put("repeat_seeds", "random")),
+         "runner: $EXP: repeat_seeds: unknown value 'random'; use 'offset' or 'same'"),
+    Case("compare-not-bool", changed(put("report", {"compare": "maybe"})),
+         "runner: $EXP: report.compare: expected true or false, got 'maybe'; write true or false"),
+    Case("name-not-string", changed(put("name", 5)),
+         "runner: $EXP: name: expected a string, got 5; write text, in quotes if YAML would read it as something "
+         "else"),
+    Case("dataset-not-mapping", changed(put("dataset", "data.jsonl")),
+         "runner: $EXP: dataset: expected a mapping, got 'data.jsonl'; write a mapping (key: value lines under it)"),
+    Case("dataset-path-a-list", changed(put("dataset.path", ["a.jsonl"])),
+         "runner: $EXP: dataset.path: expected a file path, got a list; write the path as a string"),
+    Case("scorer-without-type", changed(put("scorers", [{"field": "valid"}])),
+         "runner: $EXP: scorers[0]: no type key to say which kind this is; add type: with one of exact, regex, "
+         "json_field, binary, code_tests, python"),
+    Case("source-two-kinds", llamacpp(source={"path": "a.gguf", "catalog": "smollm2-135m-instruct"}),
+         "runner: $EXP: models[0].source: source gives path and catalog; give exactly one of path, package (with "
+         "resource) or catalog"),
+    Case("file-and-text", changed(put("prompts.variants.0.text", "x")),
+         "runner: $EXP: prompts.variants[0]: both file and text are given; keep one of them"),
 ]
 
 
@@ -598,7 +676,8 @@ VALIDATE_CASES = ["yaml-syntax", "unknown-top-level-key", "temperature-string", 
                   "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large",
                   "template-outside", "billion-laughs-in-response-format", "billion-laughs-in-context-file",
                   "duplicate-top-level-key", "template-nested-ranges", "template-string-times-huge",
-                  "dataset-not-utf8", "row-nested-100000-deep", "results-dir-is-a-file"]
+                  "dataset-not-utf8", "row-nested-100000-deep", "results-dir-is-a-file", "temperature-nan",
+                  "max-tokens-zero"]
 
 
 @pytest.mark.parametrize("case", [p for p in _params() if p.values[0].id in VALIDATE_CASES])
@@ -609,6 +688,12 @@ def test_validate_reports_the_same_line_and_exits_2(
     assert err.rstrip("\n").split("\n") == [_expected(case, project, path)]
     assert code == 2
     assert out == ""
+
+
+def test_every_message_says_what_to_do() -> None:
+    """Each pinned line ends in a fix: after the problem, "; " and an instruction (add, use, set, write...)."""
+    missing = [case.id for case in CASES if not re.search(r"; [a-z][a-z_]* ", case.expected)]
+    assert missing == []
 
 
 def test_validate_offline_does_not_contact_the_server(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

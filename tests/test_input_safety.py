@@ -4,16 +4,21 @@
   folder with pyproject.toml or .git, so experiments/ reading ../datasets keeps working;
 - YAML anchors and merge keys still work; a billion laughs stops `validate` and `run` in a real process;
 - a UTF-8 BOM is fine in datasets, templates, context files and experiments;
-- a context file too big for memory is one line, not a MemoryError traceback.
+- a context file too big for memory is one line, not a MemoryError traceback;
+- every error the schema can produce says what to do (a walk over the JSON Schema, each bad value
+  through `runner validate`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -78,6 +83,19 @@ def test_the_shipped_experiments_read_inside_the_repository() -> None:
     for path in sorted((repo / "experiments").glob("*.yaml")):
         assert "allow_outside_paths" not in path.read_text()
         assert main(["validate", "--offline", str(path)]) == 0
+
+
+def test_the_json_schema_says_the_ranges_and_the_opt_in(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    sampling = schema["$defs"]["SamplingConfig"]["properties"]
+    assert sampling["temperature"]["anyOf"][0] == {"type": "number", "minimum": 0, "maximum": 5}
+    assert sampling["top_p"]["anyOf"][0] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+    assert sampling["top_k"]["anyOf"][0] == {"type": "integer", "minimum": 0}
+    assert sampling["seed"]["anyOf"][0] == {"type": "integer", "minimum": 0, "maximum": 4294967294}
+    assert sampling["max_tokens"]["anyOf"][0] == {"type": "integer", "minimum": 1}
+    opt_in = schema["properties"]["allow_outside_paths"]
+    assert (opt_in["type"], opt_in["default"]) == ("boolean", False)
 
 
 # YAML
@@ -223,3 +241,109 @@ def test_a_context_file_too_big_for_memory_is_one_line(project: Project) -> None
         "(MemoryError); shorten it or split it"]
     assert proc.returncode == 2
     assert not (project.root / "results").exists()
+
+
+# every error says the fix
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
+    return node
+
+
+def _branches(schema: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
+    node = _resolve(schema, node)
+    subs = [*node.get("anyOf", []), *node.get("oneOf", [])]
+    return [node] if not subs else [b for sub in subs for b in _branches(schema, sub)]
+
+
+def _bad_values(schema: dict[str, Any], node: dict[str, Any]) -> list[Any]:
+    """Values of a wrong type for every branch of `node`, and values just outside each range."""
+    branches = _branches(schema, node)
+    types = {b.get("type") for b in branches}
+    out: list[Any] = [[1, 2]] if "string" in types else []
+    if types & {"integer", "number"}:
+        out += ["abc", float("nan"), 1.5]
+    if "boolean" in types:
+        out.append("maybe")
+    if "array" in types:
+        out += ["text", []]
+    if "object" in types:
+        out.append("text")
+    for b in branches:
+        if "enum" in b or "const" in b:
+            out.append("no-such-value")
+        out += [b[k] - 1 for k in ("minimum", "exclusiveMinimum") if k in b]
+        out += [b[k] + 1 for k in ("maximum", "exclusiveMaximum") if k in b]
+        if b.get("minLength"):
+            out.append("")
+    return out
+
+
+def _fields(schema: dict[str, Any], node: dict[str, Any], path: tuple[str, ...],
+            seen: frozenset[str] = frozenset()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Every property path of the experiment schema with its schema, through objects and list items."""
+    out = []
+    for branch in _branches(schema, node):
+        name = branch.get("title", "")
+        if name in seen:
+            continue
+        for key, sub in branch.get("properties", {}).items():
+            out.append(((*path, key), sub))
+            out += _fields(schema, sub, (*path, key), seen | {name})
+        items = branch.get("items")
+        if isinstance(items, dict):
+            out += _fields(schema, items, (*path, "0"), seen | {name})
+    return out
+
+
+def _put(exp: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set `path` (list indices as numbers), making the mappings and lists on the way."""
+    at: Any = exp
+    for part, after in itertools.pairwise(path):
+        empty: Any = [] if after.isdigit() else {}
+        if isinstance(at, list):
+            while len(at) <= int(part):
+                at.append(empty)
+            if not isinstance(at[int(part)], dict | list):
+                at[int(part)] = empty
+            at = at[int(part)]
+        else:
+            if not isinstance(at.get(part), dict | list):
+                at[part] = empty
+            at = at[part]
+    if isinstance(at, list):
+        at[:] = [*at[: int(path[-1])], value]
+    else:
+        at[path[-1]] = value
+
+
+def test_every_error_the_schema_can_produce_says_what_to_do(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each key of `runner schema` (the openai backend's, as the base experiment uses it), given values of
+    the wrong type and just outside its range, through `runner validate`: every refusal is one line with
+    a fix, "; " and an instruction. A pydantic error type without a translation has no "; " part."""
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    fields = _fields(schema, {k: v for k, v in schema.items() if k != "$defs"}, ())
+    fields += [(("backend", *p), s) for p, s in _fields(schema, schema["$defs"]["backend-openai"], ())]
+    assert len(fields) > 100
+    without_fix = []
+    refused = 0
+    for path, node in fields:
+        for value in _bad_values(schema, node):
+            exp = base_experiment()
+            _put(exp, path, value)
+            file = project.write(exp)
+            code = main(["validate", "--offline", str(file)])
+            err = capsys.readouterr().err
+            if code == 0:
+                continue  # some "bad" values are fine here (a string where text is expected, ...)
+            refused += 1
+            line = err.rstrip("\n")
+            assert code == 2 and "\n" not in line and line.startswith(f"runner: {file}"), (path, value, err)
+            if not re.search(r"; [a-z][a-z_]* ", line):
+                without_fix.append(line)
+    assert refused > 200
+    assert without_fix == []
