@@ -107,19 +107,22 @@ def _children(node: Node) -> list[Node]:
 def _check_graph(root: Node, file: Path | str) -> None:
     """Duplicate keys, cycles and the expanded size, in one pass over each distinct node.
 
-    Iterative (an explicit stack), so a deep document cannot overflow Python's stack here."""
-    size: dict[int, int] = {}  # id(node) -> nodes in its expansion, capped just above the limit
+    Iterative (an explicit stack), so a deep document cannot overflow Python's stack here. Scalars
+    count 1 and are never stacked: they are most of a document's nodes."""
+    size: dict[int, int] = {}  # id(list or mapping node) -> nodes in its expansion, capped above the limit
     on_path: set[int] = set()
+    shared = False  # a list or mapping reached twice: only such aliases multiply the document
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
         key = id(node)
         if children_done:
             on_path.discard(key)
-            total = 1 + sum(size[id(c)] for c in _children(node))
+            total = 1 + sum(1 if type(c) is ScalarNode else size[id(c)] for c in _children(node))
             size[key] = min(total, MAX_EXPANDED_NODES + 1)
             continue
         if key in size:
+            shared = True
             continue
         if key in on_path:  # reached again while still inside itself: an alias to an enclosing node
             raise ConfigError("a YAML alias refers to a node that contains it (a cycle)", file=file,
@@ -128,9 +131,10 @@ def _check_graph(root: Node, file: Path | str) -> None:
             _refuse_duplicate_keys(node, file)
         on_path.add(key)
         stack.append((node, True))
-        # Only nodes not finished yet: a finished one is an alias to a node already counted.
-        stack.extend((c, False) for c in reversed(_children(node)) if id(c) not in size)
-    if size[id(root)] > MAX_EXPANDED_NODES and len(size) < size[id(root)]:
+        for child in reversed(_children(node)):
+            if type(child) is not ScalarNode:
+                stack.append((child, False))
+    if shared and size.get(id(root), 1) > MAX_EXPANDED_NODES:
         raise ConfigError(f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes", file=file,
                           key=_line(_where_it_grows(root, size)),
                           fix="use fewer or smaller aliases, or write the data out")
@@ -140,7 +144,7 @@ def _where_it_grows(root: Node, size: dict[int, int]) -> Node:
     """The innermost node whose expansion is over the limit: the anchor that multiplies the others."""
     node = root
     while True:
-        big = [c for c in _children(node) if size[id(c)] > MAX_EXPANDED_NODES]
+        big = [c for c in _children(node) if size.get(id(c), 1) > MAX_EXPANDED_NODES]
         if not big:
             return node
         node = big[0]
