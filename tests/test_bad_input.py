@@ -8,6 +8,7 @@ project folder.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import CLOSED_URL, Project, base_experiment
 from runner.cli import main
@@ -117,6 +119,42 @@ def missing_file(name: str) -> Build:
     return build
 
 
+def yaml_first(text: str, *dropped: str) -> Build:
+    """exp.yaml starting with `text` (so its line numbers are fixed), then the base experiment without
+    the `dropped` top-level keys: for anchors and duplicate keys, which a dict cannot hold."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        exp = {k: v for k, v in base_experiment().items() if k not in dropped}
+        path = project.root / "exp.yaml"
+        path.write_text(text + yaml.safe_dump(exp, sort_keys=False))
+        return path
+    return build
+
+
+def outside_link(name: str, then: Build | None = None) -> Build:
+    """`name` in the project as a symlink to a file outside it (next to the project folder)."""
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        secret = project.root.parent / f"{project.root.name}-secret.txt"
+        secret.write_text("SECRET {{ config }}")
+        link = project.root / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(secret)
+        return (then or changed())(project, mp)
+    return build
+
+
+def laughs(indent: str, anchors: str = "abcdefghi") -> str:
+    """A billion laughs: each anchor is a list of ten aliases of the one before, 10**9 'lol's in all."""
+    first, *rest = anchors
+    lines = [f"{indent}{first}: &{first} [{', '.join(['lol'] * 10)}]"]
+    lines += [f"{indent}{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]"
+              for prev, name in zip(anchors, rest, strict=False)]
+    return "\n".join(lines) + "\n"
+
+
+def deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
 # the table
 
 
@@ -129,7 +167,7 @@ class Case:
 
 
 TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
-            "matrix, scorers, report, results_dir, study, limits")
+            "matrix, scorers, report, results_dir, allow_outside_paths, study, limits")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
 OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, "
                "max_response_bytes, base_url, api_key_env")
@@ -139,6 +177,14 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"
 FREE = {"name": "free", "value": None}
 NAMED_SCHEMA = {"name": "schema", "value": SCHEMA}
 NAMED_FIX = "write {name: ..., value: ...} with what the request carries under value (null: not sent)"
+OUTSIDE = "is outside the experiment's folder ($ROOT); move the file under it or set allow_outside_paths: true"
+ALIASES = "YAML aliases expand to more than 1,000,000 nodes; use fewer or smaller aliases, or write the data out"
+YAML_BIG = 2**20 + 1  # one byte over the limit of YAML files
+BIG = 4 * 2**20 + 1  # one byte over the limit of other documents (JSON, templates, a dataset row)
+LOOPS = ("runs more than 100,000 loop iterations and calls for item 'i00'; make its loops shorter and its recursion "
+         "shallower")
+TOO_BIG = "builds a value of more than 1,000,000 characters for item 'i00'; build smaller strings and lists"
+ROW_1 = '{"id": "a", "valid": true}\n'  # 27 bytes
 
 CASES = [
     # the experiment file itself
@@ -175,27 +221,24 @@ CASES = [
          "label_field, positive, dangerous, label_map, confidence_field, reasons_field, reason_label_field"),
     # wrong types and values
     Case("temperature-string", changed(put("sampling.temperature", [0.0, "hot"])),
-         "runner: $EXP: sampling.temperature[1]: Input should be a valid number, unable to parse string as a "
-         "number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature[1]: expected a number, got 'hot'; write a number"),
     Case("temperature-scalar-string", changed(put("sampling.temperature", "hot")),
-         "runner: $EXP: sampling.temperature: Input should be a valid number, unable to parse string as a "
-         "number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature: expected a number, got 'hot'; write a number"),
     Case("repeats-string", changed(put("repeats", "many")),
-         "runner: $EXP: repeats: Input should be a valid integer, unable to parse string as an integer "
-         "(got 'many'); write a whole number"),
+         "runner: $EXP: repeats: expected an integer, got 'many'; write a whole number"),
     Case("repeats-zero", changed(put("repeats", 0)),
-         "runner: $EXP: repeats: Input should be greater than or equal to 1 (got 0)"),
+         "runner: $EXP: repeats: 0 is less than the minimum 1; set repeats to 1 or more"),
     Case("concurrency-zero", changed(put("backend.concurrency", 0)),
-         "runner: $EXP: backend.concurrency: Input should be greater than or equal to 1 (got 0)"),
+         "runner: $EXP: backend.concurrency: 0 is less than the minimum 1; set concurrency to 1 or more"),
     Case("max-response-bytes-tiny", changed(put("backend.max_response_bytes", 100)),
-         "runner: $EXP: backend.max_response_bytes: Input should be greater than or equal to 1024 (got 100)"),
+         "runner: $EXP: backend.max_response_bytes: 100 is less than the minimum 1024; "
+         "set max_response_bytes to 1024 or more"),
     Case("max-tokens-strings", changed(put("sampling.max_tokens", ["a", "b"])),
-         "runner: $EXP: sampling.max_tokens[0]: Input should be a valid integer, unable to parse string as an "
-         "integer (got 'a'); write a whole number"),
+         "runner: $EXP: sampling.max_tokens[0]: expected an integer, got 'a'; write a whole number"),
     Case("backend-not-mapping", changed(put("backend", "openai")),
          "runner: $EXP: backend: must be a mapping; write backend: {kind: ...}"),
     Case("models-not-list", changed(put("models", "fake")),
-         "runner: $EXP: models: Input should be a valid list (got 'fake'); write a list"),
+         "runner: $EXP: models: expected a list, got 'fake'; write a list"),
     # missing keys
     Case("missing-prompts", changed(drop("prompts")),
          "runner: $EXP: prompts: required key is missing; add it"),
@@ -211,8 +254,8 @@ CASES = [
     Case("unknown-backend-kind", changed(put("backend.kind", "vllm")),
          "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: llamacpp, lmstudio, ollama, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
-         "runner: $EXP: scorers[0]: Input tag 'fuzzy' found using 'type' does not match any of the expected "
-         "tags: 'exact', 'regex', 'json_field', 'binary', 'code_tests', 'python'; use one of the types named"),
+         "runner: $EXP: scorers[0]: unknown type 'fuzzy'; use one of: exact, regex, json_field, binary, code_tests, "
+         "python"),
     # templates
     Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
          "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "
@@ -256,23 +299,23 @@ CASES = [
          "expected_field"),
     # axes and matrix
     Case("empty-axis", changed(put("sampling.temperature", [])),
-         "runner: $EXP: sampling.temperature: empty list: an axis needs at least one value"),
+         "runner: $EXP: sampling.temperature: empty list; give the axis at least one value, or leave the key out"),
     Case("empty-variants", changed(put("prompts.variants", [])),
-         "runner: $EXP: prompts.variants: empty list: give at least one prompt variant"),
+         "runner: $EXP: prompts.variants: empty list; give at least one prompt variant"),
     Case("duplicate-variant-names", changed(put("prompts.variants.1.name", "a")),
-         "runner: $EXP: prompts.variants: duplicate variant names ['a']: each name must be unique"),
+         "runner: $EXP: prompts.variants: duplicate variant names ['a']; give each a unique name"),
     Case("duplicate-system-names",
          changed(drop("prompts.system"),
                  put("prompts.systems", [{"name": "s", "text": "A"}, {"name": "s", "text": "B"}])),
-         "runner: $EXP: prompts.systems: duplicate system names ['s']: each name must be unique"),
+         "runner: $EXP: prompts.systems: duplicate system names ['s']; give each a unique name"),
     Case("duplicate-model-names", changed(put("models", [{"name": "m", "id": "x"}, {"name": "m", "id": "y"}])),
-         "runner: $EXP: models: duplicate model names ['m']: each name must be unique"),
+         "runner: $EXP: models: duplicate model names ['m']; give each a unique name"),
     Case("duplicate-scorer-names", changed(put("scorers", [{"type": "binary", "field": "valid"}] * 2)),
-         "runner: $EXP: scorers: duplicate scorer names ['binary']: give each a distinct name"),
+         "runner: $EXP: scorers: duplicate scorer names ['binary']; give each a distinct name"),
     Case("empty-models", changed(put("models", [])),
-         "runner: $EXP: models: List should have at least 1 item after validation, not 0"),
+         "runner: $EXP: models: the list is empty; give at least 1 item"),
     Case("empty-quantizations", changed(put("models.0.quantizations", [])),
-         "runner: $EXP: models[0].quantizations: empty list: give at least one quantization or leave the key "
+         "runner: $EXP: models[0].quantizations: empty list; give at least one quantization or leave the key "
          "out"),
     Case("exclude-unknown-axis", changed(put("matrix", {"exclude": [{"temp": 0.5}]})),
          "runner: $EXP: matrix.exclude[0].temp: unknown key 'temp'; use one of: model, quantization, system, "
@@ -307,8 +350,7 @@ CASES = [
          "[{name: ..., value: ...}], or give the value alone"),
     Case("named-value-wrong-type",
          changed(put("sampling.temperature", [{"name": "greedy", "value": 0}, {"name": "hot", "value": "hot"}])),
-         "runner: $EXP: sampling.temperature[1].value: Input should be a valid number, unable to parse string as "
-         "a number (got 'hot'); write a number"),
+         "runner: $EXP: sampling.temperature[1].value: expected a number, got 'hot'; write a number"),
     Case("named-value-number-name", changed(put("sampling.temperature", [{"name": 0, "value": 0}])),
          "runner: $EXP: sampling.temperature[0]: the name must be a non-empty string, not 0; write e.g. name: free"),
     Case("exclude-unknown-name",
@@ -357,6 +399,229 @@ CASES = [
     Case("llamacpp-unknown-catalog", llamacpp(source={"catalog": "gpt-5"}),
          "runner: $EXP: models[0].source.catalog: unknown catalog model 'gpt-5'; use one of: "
          "qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct"),
+    # paths outside the experiment's folder (item 4): their text would be sent to the server
+    Case("template-outside", changed(put("prompts.variants.0.file", "../../../etc/passwd")),
+         f"runner: $EXP: prompts.variants[0].file: ../../../etc/passwd {OUTSIDE}"),
+    Case("template-absolute", changed(put("prompts.variants.0.file", "/etc/passwd")),
+         f"runner: $EXP: prompts.variants[0].file: /etc/passwd {OUTSIDE}"),
+    Case("template-symlink-out", outside_link("templates/a.j2"),
+         f"runner: $EXP: prompts.variants[0].file: a.j2 {OUTSIDE}"),
+    Case("system-file-outside", changed(put("prompts.system", {"name": "s", "file": "/etc/hostname"})),
+         f"runner: $EXP: prompts.system.file: /etc/hostname {OUTSIDE}"),
+    Case("variant-system-outside", changed(put("prompts.variants.1.system", {"name": "s", "file": "../../x.j2"})),
+         f"runner: $EXP: prompts.variants[1].system.file: ../../x.j2 {OUTSIDE}"),
+    Case("directory-outside", changed(put("prompts.directory", "/etc")),
+         f"runner: $EXP: prompts.directory: /etc {OUTSIDE}"),
+    Case("context-outside", changed(put("prompts.context", {"secrets": "/etc/passwd"})),
+         f"runner: $EXP: prompts.context.secrets: /etc/passwd {OUTSIDE}"),
+    Case("dataset-outside", changed(put("dataset.path", "../data.jsonl")),
+         f"runner: $EXP: dataset.path: ../data.jsonl {OUTSIDE}"),
+    Case("dataset-symlink-out", outside_link("linked.jsonl", changed(put("dataset.path", "linked.jsonl"))),
+         f"runner: $EXP: dataset.path: linked.jsonl {OUTSIDE}"),
+    # YAML: aliases, duplicate keys, size (items 5 and 13)
+    Case("billion-laughs-in-response-format",
+         yaml_first("sampling:\n  max_tokens: 16\n  response_format:\n" + laughs("    "), "sampling"),
+         f"runner: $EXP: line 9: {ALIASES}"),
+    Case("billion-laughs-in-context-file",
+         with_file("ctx.yaml", laughs(""), changed(put("prompts.context", {"examples": "ctx.yaml"}))),
+         f"runner: $ROOT/ctx.yaml: line 6: {ALIASES}"),
+    Case("yaml-alias-cycle", yaml_first("sampling:\n  response_format: &r\n    type: json_object\n    again: *r\n",
+                                        "sampling"),
+         "runner: $EXP: line 2: a YAML alias refers to a node that contains it (a cycle); remove that alias or "
+         "point it at a node outside"),
+    Case("duplicate-top-level-key", yaml_first("sampling:\n  max_tokens: 8\nsampling:\n  max_tokens: 16\n",
+                                               "sampling"),
+         "runner: $EXP: line 3: duplicate key 'sampling' (first at line 1); remove one of them"),
+    Case("duplicate-nested-key",
+         yaml_first("sampling:\n  temperature: 0.5\n  seed: 1\n  temperature: 0.9\n", "sampling"),
+         "runner: $EXP: line 4: duplicate key 'temperature' (first at line 2); remove one of them"),
+    Case("duplicate-key-in-context-file",
+         with_file("ctx.yaml", "rules: a\nnotes: b\nrules: c\n", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $ROOT/ctx.yaml: line 3: duplicate key 'rules' (first at line 1); remove one of them"),
+    Case("yaml-too-deep", yaml_first("description: " + "[" * 100_000 + "]" * 100_000 + "\n", "description"),
+         "runner: $EXP: YAML nested too deeply to read; nest lists and mappings less deeply"),
+    Case("experiment-too-big", raw("name: t\n#" + "x" * (YAML_BIG - 10) + "\n"),
+         "runner: $EXP: the file is 1,048,577 bytes, more than the 1 MiB allowed for experiment files; move bulk "
+         "data into the dataset or a context file"),
+    Case("yaml-context-file-too-big",
+         with_file("ctx.yaml", "[" + " " * (YAML_BIG - 2) + "]", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.yaml is 1,048,577 bytes, more than the 1 MiB allowed for YAML "
+         "context files; write it as JSON or JSONL (4 MiB allowed), or shorten it"),
+    Case("context-file-too-big",
+         with_file("ctx.json", "[" + " " * (BIG - 2) + "]", changed(put("prompts.context", {"x": "ctx.json"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.json is 4,194,305 bytes, more than the 4 MiB allowed for "
+         "context files; shorten it or split it"),
+    Case("template-file-too-big", with_file("templates/a.j2", "x" * BIG),
+         "runner: $EXP: prompts.variants[0].file: $ROOT/templates/a.j2 is 4,194,305 bytes, more than the 4 MiB "
+         "allowed for template files; shorten it or split it"),
+    Case("dataset-row-too-long", with_file("data.jsonl", ROW_1 + '{"id": "b", "x": "' + "x" * BIG + '"}\n'),
+         "runner: $ROOT/data.jsonl:2: row is longer than 4 MiB; shorten it, or move the bulk into a file the row "
+         "names"),
+    # templates without limits (item 7)
+    Case("template-nested-ranges",
+         changed(put("prompts.variants.1.text",
+                     "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-loops-over-characters",
+         changed(put("prompts.variants.1.text", "{% for a in config.name * 1000 %}{% for b in config.name * 1000 %}"
+                                                "{% endfor %}{% endfor %}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-recursive-macro",
+         changed(put("prompts.variants.1.text", "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}")),
+         "runner: $EXP: prompts.variants[1]: template inline recursed too deeply for item 'i00'; make its macros and "
+         "recursive loops shallower"),
+    Case("template-exponential-macro",
+         changed(put("prompts.variants.1.text",
+                     "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {LOOPS}"),
+    Case("template-string-times-huge", changed(put("prompts.variants.1.text", "{{ 'x' * 10**10 }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-power", changed(put("prompts.variants.1.text", "{{ 9 ** (10**10) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-width", changed(put("prompts.variants.1.text", "{{ config.name.ljust(10**10) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-huge-format-width", changed(put("prompts.variants.1.text", "{{ '%9999999999s' % config.name }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-doubling-string",
+         changed(put("prompts.variants.1.text", "{% set ns = namespace(s='ab') %}{% for i in range(64) %}"
+                                                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-doubling-list",
+         changed(put("prompts.variants.1.text", "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}"
+                                                "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-growing-list",
+         changed(put("prompts.variants.1.text", "{% set big = 'x' * 999999 %}{% set l = [] %}"
+                                                "{% for i in range(1000) %}{{ l.append(big) }}{% endfor %}")),
+         "runner: $EXP: prompts.variants[1]: template inline builds more than 10,000,000 characters of values for "
+         "item 'i00'; build fewer or smaller strings and lists"),
+    Case("template-renders-too-much",
+         changed(put("prompts.variants.1.text", "{{ 'x' * 999999 }}{{ config.name * 999 }}")),
+         "runner: $EXP: prompts.variants[1]: template inline renders more than 1,000,000 characters for item "
+         "'i00'; make it shorter: no model takes a prompt that long"),
+    Case("template-range-too-long", changed(put("prompts.variants.1.text", "{{ range(10**9) | list }}")),
+         "runner: $EXP: prompts.variants[1]: template inline asks for range() of 1,000,000,000 numbers, more than "
+         "the 100,000 loop iterations a render may run for item 'i00'; make the range smaller"),
+    Case("template-division-by-zero", changed(put("prompts.variants.1.text", "{{ config.port / 0 }}")),
+         "runner: $EXP: prompts.variants[1]: template inline failed to render for item 'i00': ZeroDivisionError: "
+         "division by zero; fix the template"),
+    Case("template-too-deep-to-compile",
+         changed(put("prompts.variants.1.text", "{{ " + "(" * 5000 + ")" * 5000 + " }}")),
+         "runner: $EXP: prompts.variants[1]: template inline is nested too deeply to compile; nest its expressions "
+         "and blocks less deeply"),
+    # files that are not UTF-8, too deep, or in the way (items 11 and 12)
+    Case("dataset-not-utf8", with_file("data.jsonl", (ROW_1 + '{"id": "b\xe9", "valid": true}\n').encode("latin-1")),
+         "runner: $EXP: dataset.path: $ROOT/data.jsonl is not UTF-8 (byte 0xe9 at offset 36, line 2); save it as "
+         "UTF-8"),
+    Case("dataset-not-utf8-after-bom",
+         with_file("data.jsonl", b"\xef\xbb\xbf" + ROW_1.encode() + b'{"id": "\xff", "valid": true}\n'),
+         "runner: $EXP: dataset.path: $ROOT/data.jsonl is not UTF-8 (byte 0xff at offset 38, line 2); save it as "
+         "UTF-8"),
+    Case("template-not-utf8", with_file("templates/a.j2", b"Validate \xe9: {{ config }}"),
+         "runner: $EXP: prompts.variants[0].file: $ROOT/templates/a.j2 is not UTF-8 (byte 0xe9 at offset 9); save "
+         "it as UTF-8"),
+    Case("context-not-utf8",
+         with_file("ctx.yaml", b"rules: caf\xe9\n", changed(put("prompts.context", {"x": "ctx.yaml"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.yaml is not UTF-8 (byte 0xe9 at offset 10); save it as UTF-8"),
+    Case("experiment-not-utf8", with_file("exp.yaml", b"name: caf\xe9\n", missing_file("exp.yaml")),
+         "runner: $EXP: the file is not UTF-8 (byte 0xe9 at offset 9); save it as UTF-8"),
+    Case("row-nested-100000-deep",
+         with_file("data.jsonl", ROW_1 + '{"id": "b", "valid": true, "x": ' + deep_json(100_000) + "}\n"),
+         "runner: $ROOT/data.jsonl:2: row is nested too deeply to parse; nest its lists and objects less deeply"),
+    Case("context-nested-100000-deep",
+         with_file("ctx.json", deep_json(100_000), changed(put("prompts.context", {"x": "ctx.json"}))),
+         "runner: $EXP: prompts.context.x: $ROOT/ctx.json is nested too deeply to parse; nest its lists and objects "
+         "less deeply"),
+    Case("results-dir-is-a-file", with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt"))),
+         "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
+         "$ROOT/store.txt/results.sqlite cannot be created; point results_dir at a folder (it is created if missing)"),
+    Case("results-dir-under-a-file",
+         with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt/run1"))),
+         "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
+         "$ROOT/store.txt/run1/results.sqlite cannot be created; point results_dir at a folder (it is created if "
+         "missing)"),
+    # sampling ranges (item 10) and messages that say the fix (item 14)
+    Case("temperature-negative-in-a-list", changed(put("sampling.temperature", [0.0, 0.5, -1])),
+         "runner: $EXP: sampling.temperature[2]: -1.0 is outside the allowed range (from 0 to 5); set temperature "
+         "from 0 to 5 (0 = greedy)"),
+    Case("temperature-nan", changed(put("sampling.temperature", float("nan"))),
+         "runner: $EXP: sampling.temperature: nan is not a finite number; set temperature from 0 to 5 (0 = greedy)"),
+    Case("temperature-inf-in-a-list", changed(put("sampling.temperature", [0.0, float("inf")])),
+         "runner: $EXP: sampling.temperature[1]: inf is not a finite number; set temperature from 0 to 5 "
+         "(0 = greedy)"),
+    Case("temperature-too-hot", changed(put("sampling.temperature", 70)),
+         "runner: $EXP: sampling.temperature: 70.0 is outside the allowed range (from 0 to 5); set temperature "
+         "from 0 to 5 (0 = greedy)"),
+    Case("top-p-above-1", changed(put("sampling.top_p", 2)),
+         "runner: $EXP: sampling.top_p: 2.0 is outside the allowed range (above 0 and at most 1); set top_p above "
+         "0 and at most 1 (1 = off)"),
+    Case("top-p-zero", changed(put("sampling.top_p", [0.5, 0])),
+         "runner: $EXP: sampling.top_p[1]: 0.0 is outside the allowed range (above 0 and at most 1); set top_p "
+         "above 0 and at most 1 (1 = off)"),
+    Case("top-k-negative", changed(put("sampling.top_k", -3)),
+         "runner: $EXP: sampling.top_k: -3 is outside the allowed range (0 or more); set top_k to 0 or more "
+         "(0 = off)"),
+    Case("max-tokens-zero", changed(put("sampling.max_tokens", 0)),
+         "runner: $EXP: sampling.max_tokens: 0 is outside the allowed range (1 or more); set max_tokens to 1 or "
+         "more"),
+    Case("max-tokens-negative-in-a-list", changed(put("sampling.max_tokens", [16, -5])),
+         "runner: $EXP: sampling.max_tokens[1]: -5 is outside the allowed range (1 or more); set max_tokens to 1 "
+         "or more"),
+    Case("seed-negative", changed(put("sampling.seed", -1)),
+         "runner: $EXP: sampling.seed: -1 is outside the allowed range (from 0 to 4294967294); set seed from 0 to "
+         "4294967294"),
+    Case("named-temperature-out-of-range",
+         changed(put("sampling.temperature", [{"name": "greedy", "value": 0}, {"name": "hot", "value": 9}])),
+         "runner: $EXP: sampling.temperature[1].value: 9.0 is outside the allowed range (from 0 to 5); set "
+         "temperature from 0 to 5 (0 = greedy)"),
+    Case("include-override-out-of-range", changed(put("matrix", {"include": [{"prompt": "b", "top_k": -1}]})),
+         "runner: $EXP: matrix.include[0].top_k: -1 is outside the allowed range (0 or more); set top_k to 0 or "
+         "more (0 = off)"),
+    Case("include-override-not-a-number", changed(put("matrix", {"include": [{"prompt": "b", "seed": "x"}]})),
+         "runner: $EXP: matrix.include[0].seed: expected an integer, got 'x'; write a whole number"),
+    Case("response-format-nan",
+         changed(put("sampling.response_format", {"type": "json_schema", "json_schema": {"maximum": float("nan")}})),
+         "runner: $EXP: sampling.response_format.json_schema.maximum: nan is not a finite number and JSON cannot "
+         "carry it; write a number"),
+    Case("include-response-format-inf",
+         changed(put("matrix", {"include": [{"prompt": "b", "response_format": {"x": [float("-inf")]}}]})),
+         "runner: $EXP: matrix.include[0].response_format.x[0]: -inf is not a finite number and JSON cannot carry "
+         "it; write a number"),
+    Case("timeout-infinite", changed(put("backend.timeout_s", float("inf"))),
+         "runner: $EXP: backend.timeout_s: expected a finite number, got inf; write a number (JSON has no NaN or "
+         "infinity)"),
+    Case("threshold-nan", changed(put("report", {"threshold": {"min": float("nan")}})),
+         "runner: $EXP: report.threshold.min: expected a finite number, got nan; write a number (JSON has no NaN "
+         "or infinity)"),
+    Case("repeats-negative", changed(put("repeats", -1)),
+         "runner: $EXP: repeats: -1 is less than the minimum 1; set repeats to 1 or more"),
+    Case("repeats-too-many", changed(put("repeats", 10**6)),
+         "runner: $EXP: repeats: 1000000 is more than the maximum 10000; set repeats to 10000 or less"),
+    Case("repeats-fraction", changed(put("repeats", 1.5)),
+         "runner: $EXP: repeats: expected an integer, got 1.5; write a whole number"),
+    Case("timeout-zero", changed(put("backend.timeout_s", 0)),
+         "runner: $EXP: backend.timeout_s: 0 is not above the minimum 0; set timeout_s to more than 0"),
+    Case("alpha-one", changed(put("report", {"alpha": 1})),
+         "runner: $EXP: report.alpha: 1 is not below the maximum 1; set alpha to less than 1"),
+    Case("repeat-seeds-unknown", changed(put("repeat_seeds", "random")),
+         "runner: $EXP: repeat_seeds: unknown value 'random'; use 'offset' or 'same'"),
+    Case("compare-not-bool", changed(put("report", {"compare": "maybe"})),
+         "runner: $EXP: report.compare: expected true or false, got 'maybe'; write true or false"),
+    Case("name-not-string", changed(put("name", 5)),
+         "runner: $EXP: name: expected a string, got 5; write text, in quotes if YAML would read it as something "
+         "else"),
+    Case("dataset-not-mapping", changed(put("dataset", "data.jsonl")),
+         "runner: $EXP: dataset: expected a mapping, got 'data.jsonl'; write a mapping (key: value lines under it)"),
+    Case("dataset-path-a-list", changed(put("dataset.path", ["a.jsonl"])),
+         "runner: $EXP: dataset.path: expected a file path, got a list; write the path as a string"),
+    Case("scorer-without-type", changed(put("scorers", [{"field": "valid"}])),
+         "runner: $EXP: scorers[0]: no type key to say which kind this is; add type: with one of exact, regex, "
+         "json_field, binary, code_tests, python"),
+    Case("source-two-kinds", llamacpp(source={"path": "a.gguf", "catalog": "smollm2-135m-instruct"}),
+         "runner: $EXP: models[0].source: source gives path and catalog; give exactly one of path, package (with "
+         "resource) or catalog"),
+    Case("file-and-text", changed(put("prompts.variants.0.text", "x")),
+         "runner: $EXP: prompts.variants[0]: both file and text are given; keep one of them"),
 ]
 
 
@@ -411,7 +676,11 @@ BY_ID = {case.id: case for case in CASES}
 VALIDATE_CASES = ["yaml-syntax", "unknown-top-level-key", "temperature-string", "missing-dataset-file",
                   "undefined-variable", "row-missing-id", "exclude-everything", "named-value-with-other-keys",
                   "exclude-unknown-name", "missing-api-key",
-                  "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large"]
+                  "unreachable-server", "llamacpp-missing-model", "llamacpp-n-ctx-too-large",
+                  "template-outside", "billion-laughs-in-response-format", "billion-laughs-in-context-file",
+                  "duplicate-top-level-key", "template-nested-ranges", "template-string-times-huge",
+                  "dataset-not-utf8", "row-nested-100000-deep", "results-dir-is-a-file", "temperature-nan",
+                  "max-tokens-zero"]
 
 
 @pytest.mark.parametrize("case", [p for p in _params() if p.values[0].id in VALIDATE_CASES])
@@ -422,6 +691,12 @@ def test_validate_reports_the_same_line_and_exits_2(
     assert err.rstrip("\n").split("\n") == [_expected(case, project, path)]
     assert code == 2
     assert out == ""
+
+
+def test_every_message_says_what_to_do() -> None:
+    """Each pinned line ends in a fix: after the problem, "; " and an instruction (add, use, set, write...)."""
+    missing = [case.id for case in CASES if not re.search(r"; [a-z][a-z_]* ", case.expected)]
+    assert missing == []
 
 
 def test_validate_offline_does_not_contact_the_server(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

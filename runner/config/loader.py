@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
 from runner.config.registry import known_scorers, registered_config_model
+from runner.config.safe_yaml import MAX_YAML_BYTES, load_yaml
 from runner.config.schema import Experiment
+from runner.config.text_files import read_text
 from runner.errors import ConfigError, UserError
 
 
@@ -56,16 +57,9 @@ def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("experiment file not found", file=path, fix="check the path")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"YAML syntax error: {problem}", file=path, key=where,
-                          fix="fix the YAML syntax at that place") from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", file=path, fix="save the file as UTF-8") from None
+    text = read_text(path, what="experiment file", limit=MAX_YAML_BYTES,
+                     fix="move bulk data into the dataset or a context file")
+    raw = load_yaml(text, file=path)
     if raw is None:
         raise ConfigError("the file is empty", file=path,
                           fix="start the file with keys such as name:, models:, prompts:, dataset:")
@@ -87,17 +81,13 @@ def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
     if len(loc) > 3 and loc[0] == "scorers" and loc[1].isdigit():
         loc = loc[:2] + loc[3:]
     key = _format_loc(loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
+    if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(str(x) for x in err["loc"][:-1]))
-        fix = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
-        return ConfigError(f"unknown key {loc[-1]!r}", file=path, key=key, fix=fix)
-    if kind == "missing":
-        return ConfigError("required key is missing", file=path, key=key, fix="add it")
-    msg = err["msg"].removeprefix("Value error, ")
-    bad = err.get("input")
-    shown = "" if isinstance(bad, dict | list) or bad is None else f" (got {bad!r})"
-    return ConfigError(f"{msg}{shown}", file=path, key=key or None, fix=_fix_for(kind))
+        return ConfigError(f"unknown key {loc[-1]!r}", file=path, key=key,
+                           fix=f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it")
+    name = next((part for part in reversed(loc) if not part.isdigit()), "it")
+    problem, fix = _explain(err, name)
+    return ConfigError(problem, file=path, key=key or None, fix=fix)
 
 
 _SCALAR_BRANCHES = {"int", "float", "str", "bool", "none"}
@@ -118,16 +108,93 @@ def _pick_error(errors: list[Any]) -> Any:
     return errors[0]
 
 
-def _fix_for(kind: str) -> str | None:
-    fixes = {
-        "int_parsing": "write a whole number", "int_type": "write a whole number",
-        "float_parsing": "write a number", "float_type": "write a number",
-        "bool_parsing": "write true or false", "string_type": "write a string",
-        "list_type": "write a list", "dict_type": "write a mapping",
-        "model_type": "write a mapping", "union_tag_invalid": "use one of the types named",
-        "union_tag_not_found": f"add type: with one of {', '.join(known_scorers())}",
-    }
-    return fixes.get(kind)
+# Errors whose message we wrote ourselves (validators in config/): they already end in "; fix".
+_OWN_MESSAGES = {"value_error", "sampling_range", "named_value", "not_finite"}
+
+
+def _explain(err: Any, name: str) -> tuple[str, str | None]:
+    """The problem (with the bad value) and the fix for one pydantic error, by its type.
+
+    Every type the schema can produce has an entry (tests/test_bad_input.py checks that each message
+    has a fix); an unknown type keeps pydantic's message and has none."""
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    bad = err.get("input")
+    got = _shown(bad)
+    if kind in _OWN_MESSAGES:
+        return str(err["msg"]).removeprefix("Value error, "), None
+    if kind == "missing":
+        return "required key is missing", "add it"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected an integer, got {got}", "write a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {got}", "write a number"
+    if kind == "finite_number":
+        return f"expected a finite number, got {got}", "write a number (JSON has no NaN or infinity)"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {got}", "write true or false"
+    if kind == "string_type":
+        return f"expected a string, got {got}", "write text, in quotes if YAML would read it as something else"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"expected a list, got {got}", "write a list"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {got}", "write a mapping (key: value lines under it)"
+    if kind == "path_type":
+        return f"expected a file path, got {got}", "write the path as a string"
+    if kind == "greater_than_equal":
+        return f"{got} is less than the minimum {_bound(ctx['ge'])}", f"set {name} to {_bound(ctx['ge'])} or more"
+    if kind == "greater_than":
+        return f"{got} is not above the minimum {_bound(ctx['gt'])}", f"set {name} to more than {_bound(ctx['gt'])}"
+    if kind == "less_than_equal":
+        return f"{got} is more than the maximum {_bound(ctx['le'])}", f"set {name} to {_bound(ctx['le'])} or less"
+    if kind == "less_than":
+        return f"{got} is not below the maximum {_bound(ctx['lt'])}", f"set {name} to less than {_bound(ctx['lt'])}"
+    if kind == "too_short":
+        least = f"give at least {_items(ctx['min_length'])}"
+        if not ctx["actual_length"]:
+            return "the list is empty", least
+        return f"the list has {_items(ctx['actual_length'])}, at least {ctx['min_length']} needed", least
+    if kind == "too_long":
+        return (f"the list has {_items(ctx['actual_length'])}, at most {ctx['max_length']} allowed",
+                f"remove {_items(ctx['actual_length'] - ctx['max_length'])}")
+    if kind == "string_too_short":
+        return f"{got} is shorter than {ctx['min_length']} characters", f"write at least {ctx['min_length']}"
+    if kind == "string_too_long":
+        return f"{got} is longer than {ctx['max_length']} characters", f"write at most {ctx['max_length']}"
+    if kind in ("literal_error", "enum"):
+        problem = f"expected one of the values, got {got}" if isinstance(bad, dict | list) else f"unknown value {got}"
+        return problem, f"use {ctx['expected']}"
+    if kind == "union_tag_invalid":
+        return (f"unknown {ctx['discriminator'].strip(chr(39))} {ctx['tag']!r}",
+                f"use one of: {ctx['expected_tags'].replace(chr(39), '')}")
+    if kind == "union_tag_not_found":
+        return (f"no {ctx['discriminator'].strip(chr(39))} key to say which kind this is",
+                f"add type: with one of {', '.join(known_scorers())}")
+    msg = str(err["msg"])
+    return (f"{msg} (got {got})" if bad is not None else msg), None
+
+
+def _bound(x: Any) -> str:
+    """A limit as the schema means it: 0, not 0.0 (pydantic gives float fields' limits as floats)."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
+def _shown(value: Any) -> str:
+    """The bad value as the user wrote it, short."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _format_loc(loc: tuple[str, ...]) -> str:

@@ -13,13 +13,15 @@ from typing import Any, Literal
 from pydantic import (
     Field,
     SerializeAsAny,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runner.config.sampling import SAMPLING_KEYS as SAMPLING_KEYS
-from runner.config.sampling import SamplingConfig
+from runner.config.sampling import SamplingConfig, check_override, raise_if_not_finite
 from runner.config.scorer_configs import ScorerConfig
 from runner.config.strict import JsonScalar as JsonScalar
 from runner.config.strict import Strict as Strict
@@ -71,9 +73,10 @@ class ModelSource(Strict):
     def _exactly_one(self) -> ModelSource:
         given = [k for k in ("path", "package", "catalog") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of path, package (with resource) or catalog")
+            raise ValueError(f"source gives {' and '.join(given) or 'none of them'}; give exactly one of path, "
+                             "package (with resource) or catalog")
         if self.package is not None and not self.resource:
-            raise ValueError("package needs resource: the file name inside the package")
+            raise ValueError("package without resource; add resource: the file name inside the package")
         return self
 
     def describe(self) -> str:
@@ -110,9 +113,9 @@ class ModelConfig(Strict):
     def _non_empty(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
             if not v:
-                raise ValueError("empty list: give at least one quantization or leave the key out")
+                raise ValueError("empty list; give at least one quantization or leave the key out")
             if len(set(v)) != len(v):
-                raise ValueError(f"duplicate quantizations in {v}")
+                raise ValueError(f"duplicate quantizations in {v}; list each quantization once")
         return v
 
     def quant_values(self) -> list[str | None]:
@@ -137,7 +140,7 @@ class TemplateRef(Strict):
     @model_validator(mode="after")
     def _one_of(self) -> TemplateRef:
         if self.file is not None and self.text is not None:
-            raise ValueError("give one of file or text, not both")
+            raise ValueError("both file and text are given; keep one of them")
         return self
 
     @property
@@ -183,21 +186,21 @@ class PromptsConfig(Strict):
             return refs
         if not refs:
             what = "prompt variant" if info.field_name == "variants" else "system prompt, or leave the key out"
-            raise ValueError(f"empty list: give at least one {what}")
+            raise ValueError(f"empty list; give at least one {what}")
         names = [r.name for r in refs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             singular = "variant" if info.field_name == "variants" else "system"
-            raise ValueError(f"duplicate {singular} names {dupes}: each name must be unique")
+            raise ValueError(f"duplicate {singular} names {dupes}; give each a unique name")
         return refs
 
     @model_validator(mode="after")
     def _check(self) -> PromptsConfig:
         if self.system is not None and self.systems is not None:
-            raise ValueError("give system or systems, not both")
+            raise ValueError("both system and systems are given; keep one of them")
         missing = [v.name for v in self.variants if v.sends_nothing]
         if missing:
-            raise ValueError(f"prompt variant {missing[0]!r} has neither file nor text: give one")
+            raise ValueError(f"prompt variant {missing[0]!r} has neither file nor text; give it one")
         own = [v.name for v in self.variants if v.system is not None]
         if own and self.systems is not None:
             raise ValueError(f"prompt variant {own[0]!r} has its own system prompt: that cannot be combined with "
@@ -289,6 +292,11 @@ class Experiment(Strict):
     scorers: list[ScorerConfig] = Field(default_factory=list)
     report: ReportConfig = Field(default_factory=ReportConfig)
     results_dir: Path | None = Field(None, description="Where the store lives; default results/<file stem>.")
+    allow_outside_paths: bool = Field(
+        False, description="Let templates, context files and the dataset lie outside the project folder (the "
+                           "nearest folder above the experiment with pyproject.toml or .git, else the experiment's "
+                           "own folder). Off by default: their text is sent to the server.",
+    )
     study: ContextWindowStudy | None = Field(
         None, description="Run a search instead of the matrix: {kind: context_window, ...}."
     )
@@ -303,8 +311,28 @@ class Experiment(Strict):
         names = [m.name for m in models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate model names {dupes}: each name must be unique")
+            raise ValueError(f"duplicate model names {dupes}; give each a unique name")
         return models
+
+    @model_validator(mode="after")
+    def _check_include_values(self) -> Experiment:
+        """matrix.include values are sent as given: range-checked like the sampling block's own values.
+        (A key with named values is matched by name; the planner checks that name.)"""
+        named = self.sampling.named()
+        for i, entry in enumerate(self.matrix.include):
+            for key, value in entry.items():
+                if key in named:
+                    continue
+                try:
+                    check_override(key, value)
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    error = PydanticCustomError(err["type"], err["msg"])  # no context: the text is kept as is
+                    detail = InitErrorDetails(type=error, loc=("matrix", "include", i, key, *err["loc"]),
+                                              input=err["input"])
+                    raise ValidationError.from_exception_data("Experiment", [detail]) from None
+        raise_if_not_finite(self.matrix.include, ("matrix", "include"), "Experiment")
+        return self
 
     @field_validator("scorers")
     @classmethod
@@ -312,7 +340,7 @@ class Experiment(Strict):
         labels = [s.label() for s in scorers]
         dupes = sorted({n for n in labels if labels.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate scorer names {dupes}: give each a distinct name")
+            raise ValueError(f"duplicate scorer names {dupes}; give each a distinct name")
         return scorers
 
     @property

@@ -8,4 +8,5 @@ JsonScalar = str | int | float | bool | None
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .nan and .inf are floats, and JSON (every request, the store) has neither.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.config.paths import PathGuard, path_guard
 from runner.config.schema import SAMPLING_KEYS, Experiment, TemplateRef
 from runner.errors import ConfigError
 from runner.plan.dataset import Item, load_context_file, load_items
@@ -210,22 +211,29 @@ class Plan:
 def build_plan(experiment: Experiment) -> Plan:
     """Load the dataset and templates and expand the matrix. Raises ConfigError on any problem."""
     cfg = experiment.source_path
+    _check_results_dir(experiment)
+    # Everything read here is sent to the server: it must come from inside the project (config.paths).
+    guard = path_guard(cfg, allow_outside=experiment.allow_outside_paths)
     ds = experiment.dataset
-    items = load_items(experiment.resolve(ds.path), id_field=ds.id_field, label_field=ds.label_field,
-                       config_file=cfg)
+    items = load_items(guard.check(ds.path, experiment.resolve(ds.path), "dataset.path"), id_field=ds.id_field,
+                       label_field=ds.label_field, config_file=cfg)
     context = {
-        name: load_context_file(experiment.resolve(p), config_file=cfg, key=f"prompts.context.{name}")
+        name: load_context_file(guard.check(p, experiment.resolve(p), f"prompts.context.{name}"), config_file=cfg,
+                                key=f"prompts.context.{name}")
         for name, p in experiment.prompts.context.items()
     }
-    directory = experiment.resolve(experiment.prompts.directory or Path("."))
-    prompts = [compile_template(ref, directory=directory, config_file=cfg, key=f"prompts.variants[{i}]")
+    written = experiment.prompts.directory
+    directory = experiment.resolve(written or Path("."))
+    if written is not None:
+        guard.check(written, directory, "prompts.directory")
+    prompts = [compile_template(ref, directory=directory, config_file=cfg, key=f"prompts.variants[{i}]", guard=guard)
                for i, ref in enumerate(experiment.prompts.variants)]
     # A variant's own system prompt replaces the experiment's for that variant's cells.
     own_systems = {v.name: compile_template(ref, directory=directory, config_file=cfg,
-                                            key=f"prompts.variants[{i}].system")
+                                            key=f"prompts.variants[{i}].system", guard=guard)
                    for i, v in enumerate(experiment.prompts.variants) if (ref := v.system_ref()) is not None}
     refs = experiment.prompts.system_refs()
-    systems = [_compile_optional(ref, i, directory, experiment) for i, ref in enumerate(refs)]
+    systems = [_compile_optional(ref, i, directory, experiment, guard) for i, ref in enumerate(refs)]
     _check_tokenizer_files(experiment)
     axes, sampling_axes, fixed = declared_axes(experiment)
     combos = _expand(experiment, axes, sampling_axes, fixed)
@@ -306,6 +314,19 @@ class _Values:
             return value in self._other
 
 
+def _check_results_dir(experiment: Experiment) -> None:
+    """The store's folder must be a folder (or creatable): found now, before anything is written."""
+    folder = experiment.store_path().parent
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            if candidate.is_dir():
+                return
+            fix = ("point results_dir at a folder (it is created if missing)" if experiment.results_dir is not None
+                   else "move that file away or set results_dir to a folder")
+            raise ConfigError(f"{candidate} is a file, not a folder, so the store {experiment.store_path()} cannot "
+                              "be created", file=experiment.source_path, key="results_dir", fix=fix)
+
+
 def _check_tokenizer_files(experiment: Experiment) -> None:
     """The reference tokenizers `runner probe` reads: present before anything runs, like the dataset."""
     for i, model in enumerate(experiment.models):
@@ -325,12 +346,12 @@ def _check_report_axes(experiment: Experiment, axes: dict[str, list[Any]]) -> No
                                   fix=f"use one of: {', '.join(axes)}")
 
 
-def _compile_optional(ref: TemplateRef | None, i: int, directory: Path,
-                      experiment: Experiment) -> CompiledTemplate | None:
+def _compile_optional(ref: TemplateRef | None, i: int, directory: Path, experiment: Experiment,
+                      guard: PathGuard) -> CompiledTemplate | None:
     if ref is None or ref.sends_nothing:
         return None
     key = f"prompts.systems[{i}]" if experiment.prompts.systems else "prompts.system"
-    return compile_template(ref, directory=directory, config_file=experiment.source_path, key=key)
+    return compile_template(ref, directory=directory, config_file=experiment.source_path, key=key, guard=guard)
 
 
 Combo = dict[str, Any]

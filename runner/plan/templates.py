@@ -1,7 +1,8 @@
-"""Jinja2 prompt templates: sandboxed, strict about undefined variables, compiled once.
+"""Jinja2 prompt templates: sandboxed, bounded, strict about undefined variables, compiled once.
 
 Sandboxed because templates are shared like code but should never be able to reach Python
-internals; StrictUndefined because a misspelt variable must stop the run, not become "".
+internals; bounded (`runner.plan.template_limits`) so that no template can exhaust memory or loop for
+hours; StrictUndefined because a misspelt variable must stop the run, not become "".
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
+from runner.config.paths import PathGuard
 from runner.config.schema import TemplateRef
+from runner.config.text_files import read_text
 from runner.errors import ConfigError
+from runner.plan.template_limits import LimitedEnvironment, TemplateLimit, render_limited
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV = LimitedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 @dataclass(frozen=True)
@@ -27,27 +30,38 @@ class CompiledTemplate:
     key: str  # YAML key that declared it, for messages
 
     def render(self, context: dict[str, Any], *, config_file: Path, item_id: str | None = None) -> str:
+        where = f" for item {item_id!r}" if item_id is not None else ""
+
+        def error(problem: str, fix: str) -> ConfigError:
+            return ConfigError(f"template {self.origin} {problem}", file=config_file, key=self.key, fix=fix)
+
         try:
-            return self.template.render(context).strip()
+            return render_limited(self.template, context).strip()
+        except TemplateLimit as exc:
+            raise error(f"{exc.problem}{where}", exc.fix) from None
         except jinja2.UndefinedError as exc:
-            where = f" for item {item_id!r}" if item_id is not None else ""
-            raise ConfigError(
-                f"template {self.origin} uses an undefined variable{where}: {exc.message}",
-                file=config_file, key=self.key,
-                fix="use a dataset field, `item`, or a name from prompts.context",
-            ) from None
+            raise error(f"uses an undefined variable{where}: {exc.message}",
+                        "use a dataset field, `item`, or a name from prompts.context") from None
         except jinja2.TemplateError as exc:
-            raise ConfigError(f"template {self.origin} failed to render: {exc}", file=config_file,
-                              key=self.key, fix="fix the template") from None
+            raise error(f"failed to render: {exc}", "fix the template") from None
+        except MemoryError:
+            raise error(f"ran out of memory{where}", "make it build smaller values") from None
+        except RecursionError:
+            raise error(f"recursed too deeply{where}", "make its macros and recursive loops shallower") from None
+        except Exception as exc:  # the template's own mistake: 1/0, 'a' + 1, int('x'), {% include %}
+            text = " ".join(str(exc).split())
+            raise error(f"failed to render{where}: {type(exc).__name__}: {text}", "fix the template") from None
 
 
-def compile_template(ref: TemplateRef, *, directory: Path, config_file: Path, key: str) -> CompiledTemplate:
+def compile_template(ref: TemplateRef, *, directory: Path, config_file: Path, key: str,
+                     guard: PathGuard) -> CompiledTemplate:
     if ref.file is not None:
-        path = ref.file if ref.file.is_absolute() else directory / ref.file
+        path = guard.check(ref.file, ref.file if ref.file.is_absolute() else directory / ref.file, f"{key}.file")
         if not path.is_file():
             raise ConfigError(f"template file {path} not found", file=config_file, key=key,
                               fix="correct the path (relative to prompts.directory or the experiment)")
-        source, origin = path.read_text(encoding="utf-8"), str(path)
+        source = read_text(path, what="template file", config_file=config_file, key=f"{key}.file")
+        origin = str(path)
     else:
         source, origin = ref.text or "", "inline"
     try:
@@ -55,4 +69,7 @@ def compile_template(ref: TemplateRef, *, directory: Path, config_file: Path, ke
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"template {origin} line {exc.lineno}: syntax error: {exc.message}",
                           file=config_file, key=key, fix="fix the Jinja2 syntax") from None
+    except RecursionError:  # Jinja's parser recurses once per nested bracket
+        raise ConfigError(f"template {origin} is nested too deeply to compile", file=config_file, key=key,
+                          fix="nest its expressions and blocks less deeply") from None
     return CompiledTemplate(ref.name, origin, template, key)
