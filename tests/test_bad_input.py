@@ -482,6 +482,18 @@ CASES = [
          f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
     Case("template-huge-format-width", changed(put("prompts.variants.1.text", "{{ '%9999999999s' % config.name }}")),
          f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    # Ways around the checks made before an allocation: bytes, a keyed printf width, tabs times their width
+    # (unchecked, each asks for 10**12 bytes at once and ends in MemoryError instead).
+    Case("template-bytes-times-huge", changed(put("prompts.variants.1.text", "{{ 'x'.encode() * 10**12 }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-bytes-huge-width", changed(put("prompts.variants.1.text", "{{ 'x'.encode().ljust(10**12) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-keyed-format-width",
+         changed(put("prompts.variants.1.text", "{{ '%(a)999999999999s' % {'a': config.name} }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-tabs-times-width",
+         changed(put("prompts.variants.1.text", "{{ ('\\t' * 999999).expandtabs(999999) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
     Case("template-doubling-string",
          changed(put("prompts.variants.1.text", "{% set ns = namespace(s='ab') %}{% for i in range(64) %}"
                                                 "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")),
@@ -726,3 +738,31 @@ def test_debug_raises_with_a_traceback(project: Project, monkeypatch: pytest.Mon
     assert info.traceback  # the real exception, with its frames, reaches the caller
     assert f"runner: {info.value.line()}" == _expected(case, project, path)
     assert not (project.root / "results").exists()
+
+
+# Each writes a value, or fills a field, many times over: every piece is under the limit, the whole is
+# 1 to 2 GB. Under a 1.5 GB address-space limit, building it first (and checking after) ends in MemoryError.
+REPEATED_FIELDS = [
+    "{% set b = config.name * 99999 %}{{ ('{0}' * 10000).format(b) }}",
+    "{% set b = config.name * 99999 %}{{ '%(a)s' * 10000 % {'a': b} }}",
+    "{% set b = config.name * 99999 %}{{ ('%(a)s' * 10000) | format(a=b) }}",
+    "{{ ('{:999999}' * 2000).format(*((1,) * 2000)) }}",
+    "{{ '%999999s' * 2000 % ((1,) * 2000) }}",
+]
+
+
+@pytest.mark.parametrize("text", REPEATED_FIELDS)
+def test_format_with_repeated_fields_is_refused_before_it_allocates(
+    text: str, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    path = changed(put("prompts.variants.1.text", text))(project, monkeypatch)
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
+    assert proc.stderr.rstrip("\n").split("\n") == [f"runner: {path}: prompts.variants[1]: template inline {TOO_BIG}"]
+    assert proc.returncode == 2
