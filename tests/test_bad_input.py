@@ -573,6 +573,13 @@ CASES = [
     Case("top-k-negative", changed(put("sampling.top_k", -3)),
          "runner: $EXP: sampling.top_k: -3 is outside the allowed range (0 or more); set top_k to 0 or more "
          "(0 = off)"),
+    # YAML's true/false/yes/no: lax pydantic sent them as 1 and 0 (max_tokens 1, top_k off, temperature 1.0).
+    Case("max-tokens-true", changed(put("sampling.max_tokens", True)),
+         "runner: $EXP: sampling.max_tokens: expected an integer, got true; write a whole number"),
+    Case("temperature-yes-in-a-list", changed(put("sampling.temperature", [0.0, True])),
+         "runner: $EXP: sampling.temperature[1]: expected a number, got true; write a number"),
+    Case("top-k-false-in-include", changed(put("matrix", {"include": [{"temperature": 0.0, "top_k": False}]})),
+         "runner: $EXP: matrix.include[0].top_k: expected an integer, got false; write a whole number"),
     Case("max-tokens-zero", changed(put("sampling.max_tokens", 0)),
          "runner: $EXP: sampling.max_tokens: 0 is outside the allowed range (1 or more); set max_tokens to 1 or "
          "more"),
