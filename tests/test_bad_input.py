@@ -113,6 +113,13 @@ def unset_env(name: str, *edits: Edit) -> Build:
     return build
 
 
+def set_env(name: str, value: str, *edits: Edit) -> Build:
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        mp.setenv(name, value)
+        return changed(*edits)(project, mp)
+    return build
+
+
 def missing_file(name: str) -> Build:
     def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
         return project.root / name
@@ -371,6 +378,11 @@ CASES = [
     Case("missing-api-key", unset_env("RUNNER_TEST_NO_SUCH_KEY", put("backend.api_key_env", "RUNNER_TEST_NO_SUCH_KEY")),
          "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
          "RUNNER_TEST_NO_SUCH_KEY=... or remove api_key_env"),
+    Case("key-and-password-in-url",  # aiohttp raised ValueError: an internal error, not a line about the file
+         set_env("RUNNER_TEST_KEY", "sk-test-key-1234", put("backend.api_key_env", "RUNNER_TEST_KEY"),
+                 put("backend.base_url", "http://user:pw@127.0.0.1:9/v1")),
+         "runner: $EXP: backend: base_url has a user and password and api_key_env names a key: only one can be "
+         "sent; remove the user:password@ part or api_key_env"),
     Case("unreachable-server", changed(),
          f"runner: $EXP: backend.base_url: cannot reach {CLOSED_URL} (ClientConnectorError); start the "
          "server or correct base_url"),
