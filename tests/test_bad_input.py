@@ -785,3 +785,38 @@ def test_format_with_repeated_fields_is_refused_before_it_allocates(
                           cwd=project.root, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
     assert proc.stderr.rstrip("\n").split("\n") == [f"runner: {path}: prompts.variants[1]: template inline {TOO_BIG}"]
     assert proc.returncode == 2
+
+
+def test_dataset_fifo_is_refused_not_waited_on(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting the plan's rows opened the dataset before anything checked it is a file: a FIFO blocked."""
+    import os
+
+    path = project.write()
+    (project.root / "data.jsonl").unlink()
+    os.mkfifo(project.root / "data.jsonl")
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=30)
+    assert proc.stderr.rstrip("\n").split("\n") == [
+        f"runner: {path}: dataset.path: dataset file {project.root / 'data.jsonl'} not found; correct the path "
+        "(relative to the experiment file)"]
+    assert proc.returncode == 2
+
+
+def test_dataset_without_newlines_is_not_loaded_whole(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 GB without a newline (sparse: no disk used) under a 1.5 GB address-space limit: counting rows read
+    it as one line, so MemoryError instead of the row-too-long line."""
+    import resource
+
+    path = project.write()
+    with (project.root / "data.jsonl").open("wb") as fh:
+        fh.truncate(2 << 30)
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
+    assert proc.stderr.rstrip("\n").split("\n") == [
+        f"runner: {project.root / 'data.jsonl'}:1: row is longer than 4 MiB; shorten it, or move the bulk into a "
+        "file the row names"]
+    assert proc.returncode == 2
