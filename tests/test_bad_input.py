@@ -113,6 +113,13 @@ def unset_env(name: str, *edits: Edit) -> Build:
     return build
 
 
+def set_env(name: str, value: str, *edits: Edit) -> Build:
+    def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
+        mp.setenv(name, value)
+        return changed(*edits)(project, mp)
+    return build
+
+
 def missing_file(name: str) -> Build:
     def build(project: Project, mp: pytest.MonkeyPatch) -> Path:
         return project.root / name
@@ -371,6 +378,11 @@ CASES = [
     Case("missing-api-key", unset_env("RUNNER_TEST_NO_SUCH_KEY", put("backend.api_key_env", "RUNNER_TEST_NO_SUCH_KEY")),
          "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
          "RUNNER_TEST_NO_SUCH_KEY=... or remove api_key_env"),
+    Case("key-and-password-in-url",  # aiohttp raised ValueError: an internal error, not a line about the file
+         set_env("RUNNER_TEST_KEY", "sk-test-key-1234", put("backend.api_key_env", "RUNNER_TEST_KEY"),
+                 put("backend.base_url", "http://user:pw@127.0.0.1:9/v1")),
+         "runner: $EXP: backend: base_url has a user and password and api_key_env names a key: only one can be "
+         "sent; remove the user:password@ part or api_key_env"),
     Case("unreachable-server", changed(),
          f"runner: $EXP: backend.base_url: cannot reach {CLOSED_URL} (ClientConnectorError); start the "
          "server or correct base_url"),
@@ -482,6 +494,18 @@ CASES = [
          f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
     Case("template-huge-format-width", changed(put("prompts.variants.1.text", "{{ '%9999999999s' % config.name }}")),
          f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    # Ways around the checks made before an allocation: bytes, a keyed printf width, tabs times their width
+    # (unchecked, each asks for 10**12 bytes at once and ends in MemoryError instead).
+    Case("template-bytes-times-huge", changed(put("prompts.variants.1.text", "{{ 'x'.encode() * 10**12 }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-bytes-huge-width", changed(put("prompts.variants.1.text", "{{ 'x'.encode().ljust(10**12) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-keyed-format-width",
+         changed(put("prompts.variants.1.text", "{{ '%(a)999999999999s' % {'a': config.name} }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
+    Case("template-tabs-times-width",
+         changed(put("prompts.variants.1.text", "{{ ('\\t' * 999999).expandtabs(999999) }}")),
+         f"runner: $EXP: prompts.variants[1]: template inline {TOO_BIG}"),
     Case("template-doubling-string",
          changed(put("prompts.variants.1.text", "{% set ns = namespace(s='ab') %}{% for i in range(64) %}"
                                                 "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}")),
@@ -561,6 +585,13 @@ CASES = [
     Case("top-k-negative", changed(put("sampling.top_k", -3)),
          "runner: $EXP: sampling.top_k: -3 is outside the allowed range (0 or more); set top_k to 0 or more "
          "(0 = off)"),
+    # YAML's true/false/yes/no: lax pydantic sent them as 1 and 0 (max_tokens 1, top_k off, temperature 1.0).
+    Case("max-tokens-true", changed(put("sampling.max_tokens", True)),
+         "runner: $EXP: sampling.max_tokens: expected an integer, got true; write a whole number"),
+    Case("temperature-yes-in-a-list", changed(put("sampling.temperature", [0.0, True])),
+         "runner: $EXP: sampling.temperature[1]: expected a number, got true; write a number"),
+    Case("top-k-false-in-include", changed(put("matrix", {"include": [{"temperature": 0.0, "top_k": False}]})),
+         "runner: $EXP: matrix.include[0].top_k: expected an integer, got false; write a whole number"),
     Case("max-tokens-zero", changed(put("sampling.max_tokens", 0)),
          "runner: $EXP: sampling.max_tokens: 0 is outside the allowed range (1 or more); set max_tokens to 1 or "
          "more"),
@@ -726,3 +757,66 @@ def test_debug_raises_with_a_traceback(project: Project, monkeypatch: pytest.Mon
     assert info.traceback  # the real exception, with its frames, reaches the caller
     assert f"runner: {info.value.line()}" == _expected(case, project, path)
     assert not (project.root / "results").exists()
+
+
+# Each writes a value, or fills a field, many times over: every piece is under the limit, the whole is
+# 1 to 2 GB. Under a 1.5 GB address-space limit, building it first (and checking after) ends in MemoryError.
+REPEATED_FIELDS = [
+    "{% set b = config.name * 99999 %}{{ ('{0}' * 10000).format(b) }}",
+    "{% set b = config.name * 99999 %}{{ '%(a)s' * 10000 % {'a': b} }}",
+    "{% set b = config.name * 99999 %}{{ ('%(a)s' * 10000) | format(a=b) }}",
+    "{{ ('{:999999}' * 2000).format(*((1,) * 2000)) }}",
+    "{{ '%999999s' * 2000 % ((1,) * 2000) }}",
+]
+
+
+@pytest.mark.parametrize("text", REPEATED_FIELDS)
+def test_format_with_repeated_fields_is_refused_before_it_allocates(
+    text: str, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    path = changed(put("prompts.variants.1.text", text))(project, monkeypatch)
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
+    assert proc.stderr.rstrip("\n").split("\n") == [f"runner: {path}: prompts.variants[1]: template inline {TOO_BIG}"]
+    assert proc.returncode == 2
+
+
+def test_dataset_fifo_is_refused_not_waited_on(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting the plan's rows opened the dataset before anything checked it is a file: a FIFO blocked."""
+    import os
+
+    path = project.write()
+    (project.root / "data.jsonl").unlink()
+    os.mkfifo(project.root / "data.jsonl")
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=30)
+    assert proc.stderr.rstrip("\n").split("\n") == [
+        f"runner: {path}: dataset.path: dataset file {project.root / 'data.jsonl'} not found; correct the path "
+        "(relative to the experiment file)"]
+    assert proc.returncode == 2
+
+
+def test_dataset_without_newlines_is_not_loaded_whole(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 GB without a newline (sparse: no disk used) under a 1.5 GB address-space limit: counting rows read
+    it as one line, so MemoryError instead of the row-too-long line."""
+    import resource
+
+    path = project.write()
+    with (project.root / "data.jsonl").open("wb") as fh:
+        fh.truncate(2 << 30)
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
+                          cwd=project.root, capture_output=True, text=True, timeout=60, preexec_fn=cap_memory)
+    assert proc.stderr.rstrip("\n").split("\n") == [
+        f"runner: {project.root / 'data.jsonl'}:1: row is longer than 4 MiB; shorten it, or move the bulk into a "
+        "file the row names"]
+    assert proc.returncode == 2

@@ -344,3 +344,23 @@ def test_run_gives_the_callers_signal_handlers_back(project: Project, fault_serv
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert (summary.succeeded, summary.interrupted, summary.stop_signal) == (8, False, None)
+
+
+def test_sigterm_while_the_server_has_not_answered_its_first_request_prints_one_line(project: Project,
+                                                                                   start: Start) -> None:
+    """The first GET /models is accepted by the kernel and never answered; the signal cancels it. The
+    session it was sent on used to be left open, and aiohttp then printed two lines about it."""
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        accepted: list[socket.socket] = []
+        threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+        path = _experiment(project, f"http://127.0.0.1:{silent.getsockname()[1]}", [{"type": "binary",
+                                                                                     "field": "valid"}])
+        proc = start(path)
+        _wait_for(lambda: bool(accepted), proc, "the first request")
+        returncode, err = _stop(proc, signal.SIGTERM)
+        accepted[0].close()
+    assert returncode == 143
+    assert err == [INTERRUPTED]

@@ -13,6 +13,7 @@ that echoes request headers would otherwise hand the API key to the store and th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class HttpClient:
             await self.close()
             raise BackendUnavailable(f"cannot reach {what} ({failure_name(exc)})", file=config_file,
                                      key="backend.base_url", fix=fix) from None
+        except asyncio.CancelledError:  # a signal while the server is silent: no "Unclosed client session"
+            await self.close()
+            raise
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
         """The boundary: one request and its JSON answer, or a BackendError for every way it can fail."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from runner.config.schema import BackendSettings, ModelConfig
 
@@ -21,6 +22,14 @@ class OpenAISettings(BackendSettings):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key itself)."
     )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> OpenAISettings:
+        # Both would be an Authorization header, and aiohttp refuses to send two.
+        if self.api_key_env and "@" in urlsplit(self.base_url).netloc:
+            raise ValueError("base_url has a user and password and api_key_env names a key: only one can be "
+                             "sent; remove the user:password@ part or api_key_env")
+        return self
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "base_url": self.base_url.rstrip("/")}

@@ -109,7 +109,7 @@ def _pick_error(errors: list[Any]) -> Any:
 
 
 # Errors whose message we wrote ourselves (validators in config/): they already end in "; fix".
-_OWN_MESSAGES = {"value_error", "sampling_range", "named_value", "not_finite"}
+_OWN_MESSAGES = {"value_error", "sampling_range", "named_value", "not_finite", "bool_as_number"}
 
 
 def _explain(err: Any, name: str) -> tuple[str, str | None]:

@@ -11,7 +11,16 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, Field, JsonValue, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from runner.config.strict import Strict
@@ -71,13 +80,28 @@ _MAX_TOKENS = _Range("max_tokens", 1)
 
 # allow_inf_nan on the floats: NaN and inf reach the range check, whose message names the range,
 # instead of pydantic's bare "finite number" (Strict refuses them everywhere else).
-Temperature = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_TEMPERATURE.check),
+
+
+def _not_bool(kind: str) -> BeforeValidator:
+    """YAML's true/false (and yes/no) are no numbers, though pydantic's lax mode would send them as 1 and 0."""
+    fix = "write a whole number" if kind == "an integer" else "write a number"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError("bool_as_number", f"expected {kind}, got {str(value).lower()}; {fix}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Temperature = Annotated[float, Field(allow_inf_nan=True), _not_bool("a number"), AfterValidator(_TEMPERATURE.check),
                         Field(json_schema_extra=_TEMPERATURE.schema())]
-TopP = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_TOP_P.check),
+TopP = Annotated[float, Field(allow_inf_nan=True), _not_bool("a number"), AfterValidator(_TOP_P.check),
                  Field(json_schema_extra=_TOP_P.schema())]
-TopK = Annotated[int, AfterValidator(_TOP_K.check), Field(json_schema_extra=_TOP_K.schema())]
-Seed = Annotated[int, AfterValidator(_SEED.check), Field(json_schema_extra=_SEED.schema())]
-MaxTokens = Annotated[int, AfterValidator(_MAX_TOKENS.check), Field(json_schema_extra=_MAX_TOKENS.schema())]
+TopK = Annotated[int, _not_bool("an integer"), AfterValidator(_TOP_K.check), Field(json_schema_extra=_TOP_K.schema())]
+Seed = Annotated[int, _not_bool("an integer"), AfterValidator(_SEED.check), Field(json_schema_extra=_SEED.schema())]
+MaxTokens = Annotated[int, _not_bool("an integer"), AfterValidator(_MAX_TOKENS.check),
+                      Field(json_schema_extra=_MAX_TOKENS.schema())]
 
 T = TypeVar("T")
 

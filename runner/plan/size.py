@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.schema import Experiment
+from runner.config.text_files import MAX_DOCUMENT_BYTES
 from runner.errors import ConfigError
+from runner.plan.dataset import _lines as dataset_lines
 from runner.plan.planner import canonical_json, check_entry, declared_axes, matches, new_combo
 
 Constraint = dict[str, Any]  # axis -> the value a combination must equal on it
@@ -67,15 +69,20 @@ def _n(count: int, word: str) -> str:
 
 def count_rows(path: Path) -> int | None:
     """The lines `load_items` reads as rows (not blank; split at \\n, \\r\\n or \\r as text mode does),
-    counted without decoding JSON; None if the file cannot be opened."""
+    counted without decoding JSON; None if the file cannot be opened or is no regular file (a FIFO would
+    block, /dev/zero never end). Read as `load_items` reads it, a row at most MAX_DOCUMENT_BYTES at a time:
+    at a longer one, which `load_items` refuses, counting stops (a file without newlines is not loaded)."""
+    if not path.is_file():
+        return None
     try:
         with path.open("rb") as fh:
             rows = 0
-            for line in fh:
-                for part in line.split(b"\r") if b"\r" in line else (line,):
-                    # Blank by str.strip(), as load_items tests it (a non-breaking space is blank).
-                    if part.strip() and part.decode("utf-8", "replace").strip():
-                        rows += 1
+            for part in dataset_lines(fh):
+                if len(part) > MAX_DOCUMENT_BYTES:
+                    return rows + 1
+                # Blank by str.strip(), as load_items tests it (a non-breaking space is blank).
+                if part.strip() and part.decode("utf-8", "replace").strip():
+                    rows += 1
             return rows
     except OSError:
         return None

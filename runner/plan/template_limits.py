@@ -6,7 +6,8 @@ render has a budget (`render_limited`):
 - steps: loop iterations, calls, filters and intercepted operators, at most `MAX_STEPS`;
 - one value a template builds (string, list, mapping, counted with nested values expanded), at most
   `MAX_VALUE_CHARS` characters or items, checked *before* the amplifying operations (`*`, `**`, `+`,
-  `%`, width arguments, `replace`, `join`, `indent`, `~`) allocate, and after every other operation,
+  `%` and `format` (every field, as often as it appears), width arguments, `expandtabs`, `replace`,
+  `join`, `indent`, `~`, on str and bytes) allocate, and after every other operation,
   filter, call and list or mapping literal;
 - everything built in one render (including what `append`/`update` add), at most `MAX_BUILT_CHARS`;
 - the rendered text, at most `MAX_OUTPUT_CHARS`, counted while `generate()` streams it.
@@ -23,6 +24,7 @@ import contextvars
 import functools
 import math
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -118,9 +120,8 @@ def expanded_size(value: Any) -> int:
 
 # what an operation will build, before it runs
 
-_PRINTF_WIDTH = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
-_FORMAT_FIELD = re.compile(r"\{[^{}]*?:([^{}]*)\}")
-_NESTED_FIELD = re.compile(r"\{[^{}]*\{")
+# One printf conversion: an optional (key), flags, width, precision, length modifier and type.
+_PRINTF_SPEC = re.compile(r"%(?:\(([^)]*)\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[hlL]?(.)", re.DOTALL)
 
 
 def _ints(values: Iterable[Any]) -> list[int]:
@@ -134,37 +135,77 @@ def _check_counts(values: Iterable[Any]) -> None:
             raise _too_big()
 
 
-def _check_format_string(fmt: str, args: Iterable[Any]) -> None:
-    printf = [m.groups() for m in _PRINTF_WIDTH.finditer(fmt)]
-    widths = [w for groups in printf for w in groups if w and w != "*"]
-    widths += [w for spec in _FORMAT_FIELD.findall(fmt) for w in re.findall(r"\d+", spec)]
-    if any(int(w) > MAX_VALUE_CHARS for w in widths):
-        raise _too_big()
-    # `%*s` and `{:{w}}` take the width from the arguments (otherwise a big number is just a value).
-    if any("*" in groups for groups in printf) or _NESTED_FIELD.search(fmt):
-        _check_counts(args)
+def _field_size(value: Any, *numbers: Any) -> int:
+    """At least what one conversion writes: its value's size, or a width or precision wider than that."""
+    sized = expanded_size(value) if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) else 1
+    return max([sized, *_ints(numbers)])
 
 
-def _flatten(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-    out = list(args) + list(kwargs.values())
-    for a in list(out):
-        if isinstance(a, tuple | list):
-            out.extend(a)
-        elif isinstance(a, dict):
-            out.extend(a.values())
-    return out
+def _printf_size(fmt: str, right: Any) -> int:
+    """What `fmt % right` writes, counted before it runs: every conversion's width, precision and value,
+    each time it appears (`%(a)s%(a)s` writes `a` twice)."""
+    args = list(right) if isinstance(right, tuple) else [right]
+    position = 0
+
+    def take() -> Any:
+        nonlocal position
+        position += 1
+        return args[position - 1] if position <= len(args) else None
+
+    total = len(fmt)
+    for m in _PRINTF_SPEC.finditer(fmt):
+        key, width, precision, kind = m.groups()
+        if kind == "%":
+            continue
+        numbers = [take() if part == "*" else int(part) for part in (width, precision) if part]
+        keyed = right.get(key) if isinstance(right, dict) else None
+        value = take() if key is None else keyed
+        total += _field_size(value, *numbers)
+        if total > MAX_VALUE_CHARS:
+            break
+    return total
 
 
-def _joined_size(parts: Any, sep: str) -> int:
+def _format_size(fmt: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """What `fmt.format(*args, **kwargs)` writes, counted the same way; 0 if Python would refuse `fmt`."""
+    try:
+        fields = list(_FORMATTER.parse(fmt))
+    except ValueError:
+        return 0
+    auto = 0
+    total = 0
+    for literal, name, spec, _ in fields:
+        total += len(literal)
+        if name is None:
+            continue
+        first = re.match(r"[^.\[]*", name)
+        head = first.group(0) if first else ""
+        if head == "":
+            head, auto = str(auto), auto + 1
+        value = (args[int(head)] if int(head) < len(args) else None) if head.isdigit() else kwargs.get(head)
+        # A width from a nested field (`{:{w}}`) is one of the arguments.
+        nested = _ints((*args, *kwargs.values())) if spec and "{" in spec else []
+        widths = [int(w) for w in re.findall(r"\d+", spec or "")]
+        total += _field_size(value, *widths, *nested)
+        if total > MAX_VALUE_CHARS:
+            break
+    return total
+
+
+_FORMATTER = string.Formatter()
+
+
+def _joined_size(parts: Any, sep: str | bytes) -> int:
     if not isinstance(parts, list | tuple):
         return 0
-    return sum(len(p) if isinstance(p, str) else 1 for p in parts) + len(sep) * max(len(parts) - 1, 0)
+    return sum(len(p) if isinstance(p, str | bytes) else 1 for p in parts) + len(sep) * max(len(parts) - 1, 0)
 
 
 def _replaced_size(s: Any, old: Any, new: Any, count: Any = -1) -> int:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)) or len(new) <= len(old):
+    same = all(isinstance(x, str) for x in (s, old, new)) or all(isinstance(x, bytes) for x in (s, old, new))
+    if not same or len(new) <= len(old):
         return 0
-    hits = len(s) + 1 if old == "" else s.count(old)
+    hits = len(s) + 1 if not old else s.count(old)
     if isinstance(count, int) and count >= 0:
         hits = min(hits, count)
     return len(s) + hits * (len(new) - len(old))
@@ -172,7 +213,7 @@ def _replaced_size(s: Any, old: Any, new: Any, count: Any = -1) -> int:
 
 def _check_binop(operator: str, left: Any, right: Any) -> None:
     budget = _budget()
-    sized = (str, list, tuple)
+    sized = (str, bytes, list, tuple)
     if operator == "*" and _ints([left]) and _ints([right]):  # digits of the product
         budget.planned((abs(left).bit_length() + abs(right).bit_length()) * 3 // 10)
     elif operator == "*":
@@ -184,8 +225,8 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "**" and _ints([left]) and _ints([right]):
         if abs(left) > 1 and right > 0:  # digits of the result
             budget.planned(math.ceil(right * math.log10(abs(left))))
-    elif operator == "%" and isinstance(left, str):
-        _check_format_string(left, _flatten((right,), {}))
+    elif operator == "%" and isinstance(left, str | bytes):
+        budget.planned(_printf_size(left.decode("latin-1") if isinstance(left, bytes) else left, right))
 
 
 _WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
@@ -208,10 +249,17 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
         # bounded like one built with `+`.
         for arg in (*args, *kwargs.values()):
             budget.built_value(arg)
-    elif not isinstance(owner, str):
+    elif not isinstance(owner, str | bytes):  # bytes have the same widening methods
         return
-    elif name in ("format", "format_map"):
-        _check_format_string(owner, _flatten(args, kwargs))
+    elif name == "format" and isinstance(owner, str):
+        budget.planned(_format_size(owner, args, kwargs))
+    elif name == "format_map" and isinstance(owner, str) and args and isinstance(args[0], dict):
+        budget.planned(_format_size(owner, (), args[0]))
+    elif name == "expandtabs":  # every tab may become `tabsize` characters
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if _ints([size]):
+            tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+            budget.planned(len(owner) + tabs * max(size, 0))
     elif name in _WIDTH_METHODS:
         _check_counts((*args, *kwargs.values()))
     elif name == "replace" and len(args) >= 2:
@@ -232,8 +280,8 @@ def _check_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
         width = args[0] if args else kwargs.get("width", 4)
         per_line = len(width) if isinstance(width, str) else width if _ints([width]) else 0
         budget.planned(len(value) + value.count("\n") * per_line)
-    elif name == "format" and isinstance(value, str):
-        _check_format_string(value, _flatten(args, kwargs))
+    elif name == "format" and isinstance(value, str):  # Jinja's format filter: `value % (kwargs or args)`
+        budget.planned(_printf_size(value, kwargs or args))
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
