@@ -559,6 +559,9 @@ CASES = [
     Case("results-dir-is-a-file", with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt"))),
          "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
          "$ROOT/store.txt/results.sqlite cannot be created; point results_dir at a folder (it is created if missing)"),
+    Case("results-dir-outside", changed(put("results_dir", "../elsewhere")),
+         "runner: $EXP: results_dir: ../elsewhere is outside the experiment's folder ($ROOT); move the results "
+         "folder under it or set allow_outside_paths: true"),
     Case("results-dir-under-a-file",
          with_file("store.txt", "not a folder", changed(put("results_dir", "store.txt/run1"))),
          "runner: $EXP: results_dir: $ROOT/store.txt is a file, not a folder, so the store "
@@ -797,8 +800,8 @@ def test_dataset_fifo_is_refused_not_waited_on(project: Project, monkeypatch: py
     proc = subprocess.run([sys.executable, "-m", "runner.cli", "validate", "--offline", str(path)],
                           cwd=project.root, capture_output=True, text=True, timeout=30)
     assert proc.stderr.rstrip("\n").split("\n") == [
-        f"runner: {path}: dataset.path: dataset file {project.root / 'data.jsonl'} not found; correct the path "
-        "(relative to the experiment file)"]
+        f"runner: {path}: dataset.path: dataset file {project.root / 'data.jsonl'} is not a regular file (a FIFO, "
+        "device or folder); point it at a regular file"]
     assert proc.returncode == 2
 
 

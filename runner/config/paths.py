@@ -27,12 +27,12 @@ class PathGuard:
     allow_outside: bool
     config_file: Path
 
-    def check(self, written: Path | str, path: Path, key: str) -> Path:
+    def check(self, written: Path | str, path: Path, key: str, *, what: str = "the file") -> Path:
         """`path` (what `written` resolves to) if it is inside the root; else a one-line error at `key`."""
         if self.allow_outside or path.resolve().is_relative_to(self.root):
             return path
         raise ConfigError(f"{written} is outside {self.label}", file=self.config_file, key=key,
-                          fix=f"move the file under it or set {OPT_IN}: true")
+                          fix=f"move {what} under it or set {OPT_IN}: true")
 
 
 def path_guard(config_file: Path, *, allow_outside: bool) -> PathGuard:

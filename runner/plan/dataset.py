@@ -26,6 +26,17 @@ class Item:
         return self.fields.get(field) if field else None
 
 
+def _require_regular_file(path: Path, subject: str, config_file: Path, key: str) -> None:
+    # A FIFO would block the reader for ever and a device never ends: only regular files are read.
+    if path.is_file():
+        return
+    if path.exists():
+        raise ConfigError(f"{subject} is not a regular file (a FIFO, device or folder)", file=config_file, key=key,
+                          fix="point it at a regular file")
+    raise ConfigError(f"{subject} not found", file=config_file, key=key,
+                      fix="correct the path (relative to the experiment file)")
+
+
 def _lines(fh: BinaryIO) -> Iterator[bytes]:
     """The file's lines as text mode reads them (a lone \\r ends a line too, as plan.size counts them),
     each read at most MAX_DOCUMENT_BYTES + 1 bytes at a time so a huge line is caught, not loaded."""
@@ -35,9 +46,7 @@ def _lines(fh: BinaryIO) -> Iterator[bytes]:
 
 def load_items(path: Path, *, id_field: str, label_field: str | None, config_file: Path,
                config_key: str = "dataset.path") -> list[Item]:
-    if not path.is_file():
-        raise ConfigError(f"dataset file {path} not found", file=config_file, key=config_key,
-                          fix="correct the path (relative to the experiment file)")
+    _require_regular_file(path, f"dataset file {path}", config_file, config_key)
     items: list[Item] = []
     seen: set[str] = set()
     offset = 0
@@ -83,9 +92,7 @@ def load_items(path: Path, *, id_field: str, label_field: str | None, config_fil
 
 def load_context_file(path: Path, *, config_file: Path, key: str) -> Any:
     """Extra template variables: a JSONL file becomes a list of rows; JSON and YAML load as is."""
-    if not path.is_file():
-        raise ConfigError(f"file {path} not found", file=config_file, key=key,
-                          fix="correct the path (relative to the experiment file)")
+    _require_regular_file(path, f"file {path}", config_file, key)
     if path.suffix in (".json", ".jsonl"):
         text = read_text(path, what="context file", config_file=config_file, key=key)
     else:

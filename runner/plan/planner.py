@@ -211,9 +211,12 @@ class Plan:
 def build_plan(experiment: Experiment) -> Plan:
     """Load the dataset and templates and expand the matrix. Raises ConfigError on any problem."""
     cfg = experiment.source_path
-    _check_results_dir(experiment)
     # Everything read here is sent to the server: it must come from inside the project (config.paths).
+    # So must the store's folder: a shared experiment file must not make the runner write elsewhere.
     guard = path_guard(cfg, allow_outside=experiment.allow_outside_paths)
+    if experiment.results_dir is not None:
+        guard.check(experiment.results_dir, experiment.store_path().parent, "results_dir", what="the results folder")
+    _check_results_dir(experiment)
     ds = experiment.dataset
     items = load_items(guard.check(ds.path, experiment.resolve(ds.path), "dataset.path"), id_field=ds.id_field,
                        label_field=ds.label_field, config_file=cfg)
