@@ -20,7 +20,7 @@ from pydantic import Field
 
 from runner.config.schema import Strict, Threshold
 
-HYPOTHESES = ("H1", "H2", "H3", "H4", "H5", "H6")
+Hypothesis = Literal["H1", "H2", "H3", "H4", "H5", "H6"]
 
 
 class Use(Strict):
@@ -33,16 +33,16 @@ class Use(Strict):
 class Step(Strict):
     name: str = Field(min_length=1, description="Unique within the investigation; `use` entries name it.")
     experiment: Path = Field(description="The experiment file, relative to the investigation file.")
-    hypothesis: Literal["H1", "H2", "H3", "H4", "H5", "H6"] | None = Field(
+    hypothesis: Hypothesis | None = Field(
         None, description="The analysis's hypothesis this step tests.")
     use: dict[str, Use] = Field(default_factory=dict,
                                 description="axis -> {from: earlier step, pick: best}: the axis is replaced.")
 
 
 class Investigation(Strict):
-    name: str
-    question: str
-    threshold: Threshold
+    name: str = Field(description="Shown in reports.")
+    question: str = Field(description="What the investigation answers, in one sentence.")
+    threshold: Threshold = Field(description="The question's bar, e.g. {metric: accuracy, min: 0.6}.")
     steps: list[Step] = Field(min_length=1)
     results_dir: Path | None = Field(None, description="Where picks.json goes; default results/<file stem>.")
 
@@ -50,11 +50,16 @@ class Investigation(Strict):
 
     def resolve(self, p: Path) -> Path:
         """A path of the file, relative to the file's folder."""
-        raise NotImplementedError
+        return p if p.is_absolute() else self.source_path.parent / p
 
     def picks_path(self) -> Path:
         """results/<file stem>/picks.json beside the file (or under results_dir)."""
-        raise NotImplementedError
+        folder = self.resolve(self.results_dir) if self.results_dir else (
+            self.source_path.parent / "results" / self.source_path.stem)
+        return folder / "picks.json"
 
     def step(self, name: str) -> Step:
-        raise NotImplementedError
+        return next(s for s in self.steps if s.name == name)
+
+    def index(self, name: str) -> int | None:
+        return next((i for i, s in enumerate(self.steps) if s.name == name), None)
