@@ -111,8 +111,8 @@ def _categorical(results: ResultSet, axis: str, declared: list[Any], stats: dict
         reason = f"{_show(top)} vs {_show(second)}: {counts}, McNemar p={found.p:.2g}"
     evidence["tied"] = tied
     return Pick(axis, tied[0], found.rule,
-                f"no {axis} is separable from the runner-up ({reason}): the first declared of "
-                f"{', '.join(_show(v) for v in tied)}, {_show(tied[0])}, is used", evidence)
+                f"no {axis} is separable from the runner-up ({reason}): the first declared of the tied candidates "
+                f"({', '.join(_show(v) for v in tied)}), {_show(tied[0])}, is used", evidence)
 
 
 def _sampling(axis: str, declared: list[Any], stats: dict[Any, CellStats], evidence: dict[str, Any]) -> Pick:
