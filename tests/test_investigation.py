@@ -140,7 +140,8 @@ def test_indistinguishable_prompts_are_a_tie_and_the_first_declared_is_used(
         bodies = server.stats()["bodies"]
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == ("pick: sweep.prompt = first (no prompt is separable from the runner-up (second vs first: 8 vs "
-                        "7 of 8 items right, McNemar p=1): the first declared of the tied candidates (first, second), first, is used)")
+                        "7 of 8 items right, McNemar p=1): the first declared of the tied candidates (first, second), "
+                        "first, is used)")
     assert set().union(*(_prompts(b) for b in bodies if b["max_tokens"] == 24)) == {"FIRST"}
 
 
