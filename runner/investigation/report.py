@@ -31,8 +31,7 @@ class PickRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PickRecord:
-        pick = Pick(str(data["axis"]), data["value"], str(data["rule"]), str(data["why"]), dict(data["evidence"]))
-        return cls(str(data["step"]), str(data["from"]), pick)
+        return cls(str(data["step"]), str(data["from"]), Pick.from_dict(data))
 
 
 @dataclass
