@@ -41,6 +41,15 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if api.is_investigation(args.file):
+        steps = api.validate_investigation(args.file, offline=args.offline, max_jobs=args.max_jobs)
+        print(f"ok: {args.file}: {len(steps)} steps")
+        for name, p in steps:
+            what = (f"a {p.experiment.study.kind} study" if p.experiment.study is not None else
+                    f"{p.plan.count()} jobs = {len(p.plan.cells)} cells x {len(p.plan.items)} items x "
+                    f"{p.plan.repeats} repeats")
+            print(f"  {name}: {p.experiment.source_path}: {what}")
+        return 0
     plan = api.validate(args.file, offline=args.offline, max_jobs=args.max_jobs).plan
     print(f"ok: {args.file}: {plan.count()} jobs = {len(plan.cells)} cells x {len(plan.items)} items x "
           f"{plan.repeats} repeats")
@@ -104,7 +113,46 @@ def _judge(args: argparse.Namespace, report: Any) -> int:
     return api.verdict_exit_code(report, args.file) if args.fail_on_verdict else 0
 
 
+def _refuse_verdict_flags_on_investigation(args: argparse.Namespace) -> None:
+    if args.fail_on_verdict or args.junit:
+        flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
+        raise UserError(f"{flag} is not available for an investigation yet (it judges one experiment's rows)",
+                        file=args.file, fix=f"drop {flag}, or give it one step's experiment file")
+
+
+def cmd_run_investigation(args: argparse.Namespace) -> int:
+    _refuse_verdict_flags_on_investigation(args)
+
+    def start(index: int, name: str, experiment: Path, uses: dict[str, Any]) -> None:
+        taken = ", ".join(f"{a}={v}" for a, v in uses.items())
+        print(f"step {index + 1} {name}: {experiment}" + (f" with {taken}" if taken else ""), file=sys.stderr)
+
+    def finished(step: api.StepRun) -> None:
+        summary = step.summary
+        if summary.run_id:
+            print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
+                  f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
+        if step.report is not None and not args.no_report:
+            sys.stdout.write(api.render(step.report, "table"))
+        for record in step.picks:
+            print(record.line())
+        sys.stdout.flush()
+
+    steps = api.run_investigation(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
+                                  subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
+                                  max_jobs=args.max_jobs, on_step_start=start, on_step=finished)
+    last = steps[-1].summary if steps else None
+    if last is not None and last.interrupted:
+        print(INTERRUPTED, file=sys.stderr)
+        code = 128 + last.stop_signal if last.stop_signal else EXIT_INTERRUPTED
+        _exit_now_if_something_would_hold_the_exit(code)
+        return code
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if api.is_investigation(args.file):
+        return cmd_run_investigation(args)
     _check_verdict_flags(args)
     summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                       subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
@@ -174,6 +222,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if api.is_investigation(args.file):
+        _refuse_verdict_flags_on_investigation(args)
+        if args.format == "csv":
+            raise UserError("an investigation's report is several tables, not one", file=args.file,
+                            fix="use --format table, markdown or json")
+        text = api.render_investigation(api.report_investigation(args.file, limit=args.limit,
+                                                                 max_jobs=args.max_jobs), args.format)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            _write_atomically(Path(args.output), text)
+        return 0
     _check_verdict_flags(args)
     report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     text = api.render(report, args.format)

@@ -26,6 +26,7 @@ from runner.testing.fault_server import (
     FAULT_KINDS,
     FaultPlan,
     FaultServer,
+    ScriptRule,
     ThreadedFaultServer,
     _parse_args,
     answer_text,
@@ -510,6 +511,31 @@ async def test_a_scripted_request_still_takes_its_fault_draw(server: FaultServer
     status, _ = await chat(session, server.url)
     assert status == 500
     assert server.stats["faults"]["500"] == 1
+
+
+async def test_rules_match_request_parameters_before_the_script_and_bodies_are_recorded(
+        server: FaultServer, session: aiohttp.ClientSession) -> None:
+    assert server.url is not None
+    # A planted effect of a sampling setting: the same prompt answers differently at temperature 0.7, seed 3.
+    server.plan = FaultPlan(script={"two": ("4", "stop")}, record_bodies=True,
+                            rules=[ScriptRule(("5", "stop"), {"temperature": 0.7, "seed": 3}, "plus two"),
+                                   ScriptRule(("6", "length"), {"temperature": 0.7})])
+    texts = []
+    for params in ({}, {"temperature": 0.7, "seed": 3}, {"temperature": 0.7, "seed": 4}, {"temperature": 0.0}):
+        _, data = await chat(session, server.url, {**BODY, **params})
+        texts.append((data["choices"][0]["message"]["content"], data["choices"][0]["finish_reason"]))
+    assert texts == [("4", "stop"), ("5", "stop"), ("6", "length"), ("4", "stop")]
+    assert [b.get("temperature") for b in server.stats["bodies"]] == [BODY.get("temperature"), 0.7, 0.7, 0.0]
+    server.plan = FaultPlan()
+    server.reset()
+    await chat(session, server.url)
+    assert server.stats["bodies"] == []  # off by default
+
+
+def test_cli_takes_rules_as_json() -> None:
+    plan, _ = _parse_args(["--rules", '[{"params": {"seed": 3}, "answer": ["5", "stop"]}]', "--record-bodies"])
+    assert plan.rules == [ScriptRule(("5", "stop"), {"seed": 3})] and plan.record_bodies
+    assert plan.scripted({**BODY, "seed": 3}) == ("5", "stop") and plan.scripted(BODY) is None
 
 
 def test_cli_takes_a_script_as_json() -> None:

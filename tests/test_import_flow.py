@@ -1,7 +1,7 @@
 """The package's layout is its pipeline: a stage imports only the stages before it.
 
     config -> plan -> backends -> store -> scoring -> execution -> capabilities
-           -> analysis -> diagnosis -> reporting -> api -> cli
+           -> analysis -> diagnosis -> reporting -> investigation -> api -> cli
 
 `errors` is below everything. The store sits before execution and the read stages because both
 sides use it: it is the boundary between the run that writes and the verbs that read. `testing`
@@ -17,7 +17,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "runner"
 ORDER = ["errors", "config", "plan", "backends", "store", "scoring", "execution", "capabilities", "analysis",
-         "diagnosis", "reporting", "api", "cli"]
+         "diagnosis", "reporting", "investigation", "api", "cli"]
 RANK = {stage: i for i, stage in enumerate(ORDER)}
 # The named exception: the loader and the JSON Schema ask the backend registry for the settings
 # model of each `backend.kind` (each backend defines its own YAML fields). Nothing else goes upstream.
@@ -100,7 +100,7 @@ def test_every_module_belongs_to_a_stage() -> None:
     # ls runner/ shows the stages
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
         "config", "plan", "backends", "store", "scoring", "execution", "capabilities", "analysis", "diagnosis",
-        "reporting", "api", "testing"}
+        "reporting", "investigation", "api", "testing"}
 
 
 def test_no_module_imports_against_the_flow() -> None:

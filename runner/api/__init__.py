@@ -16,6 +16,14 @@ Heavy modules (the backends, the analysis, scipy) are imported inside the functi
 them, so `runner validate` of a broken file costs little more than importing pydantic.
 """
 
+from runner.api._investigate import (
+    StepRun,
+    is_investigation,
+    render_investigation,
+    report_investigation,
+    run_investigation,
+    validate_investigation,
+)
 from runner.api._prepare import (
     PlanStatus,
     Prepared,
@@ -49,12 +57,14 @@ __all__ = [
     "Prepared",
     "RunSummary",
     "ScoreSummary",
+    "StepRun",
     "VariantProbe",
     "experiment_hash",
     "experiment_name",
     "explain",
     "explain_async",
     "export",
+    "is_investigation",
     "junit",
     "plan_status",
     "prepare",
@@ -63,14 +73,18 @@ __all__ = [
     "progress_line",
     "render",
     "render_findings",
+    "render_investigation",
     "report",
     "report_async",
+    "report_investigation",
     "results",
     "run",
     "run_async",
+    "run_investigation",
     "schema",
     "score",
     "score_async",
     "validate",
+    "validate_investigation",
     "verdict_exit_code",
 ]

@@ -36,17 +36,19 @@ class Prepared:
         return self.experiment.store_path()
 
 
-def prepare(path: str | Path, *, for_reading: bool = False, limit: int | None = None,
+def prepare(path: str | Path | Experiment, *, for_reading: bool = False, limit: int | None = None,
             max_jobs: int | None = None) -> Prepared:
     """Everything that needs no request: schema, dataset, templates, scorers, backend files.
 
     First of all, the plan's size is counted from its axes and refused above `max_jobs` (default:
     the file's limits.max_jobs), with `limit` dataset items if given, before anything is expanded.
+    `path` may be an experiment already loaded (an investigation's step, its axes overridden).
     `for_reading` (the read verbs) skips what only a run needs: rendering every template up front
     (the plan renders each job's messages anyway) and creating and checking the backend."""
     from runner.config.loader import load_experiment
 
-    experiment = load_experiment(path)  # first: a broken file costs no more imports than this
+    # First: a broken file costs no more imports than this.
+    experiment = load_experiment(path) if isinstance(path, str | Path) else path
 
     from runner.analysis.columns import check_report_metrics
     from runner.plan.planner import build_plan

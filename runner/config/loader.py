@@ -8,7 +8,7 @@ to one line, and unknown keys list the keys allowed at that place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,7 +22,17 @@ from runner.errors import ConfigError, UserError
 
 def load_experiment(path: Path | str) -> Experiment:
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = read_yaml_mapping(path)
+    if "steps" in raw and "models" not in raw:
+        raise ConfigError("this is an investigation (it has steps:), not an experiment", file=path, key="steps",
+                          fix="runner validate, run and report take it; other verbs take one of its steps' "
+                              "experiments")
+    return experiment_from_mapping(raw, path)
+
+
+def experiment_from_mapping(raw: dict[str, Any], path: Path) -> Experiment:
+    """An experiment from its YAML mapping as read from `path` (or as an investigation changed it):
+    paths relative to `path`, errors naming it."""
     backend_raw = raw.get("backend") or {}
     if not isinstance(backend_raw, dict):
         raise ConfigError("must be a mapping", file=path, key="backend", fix="write backend: {kind: ...}")
@@ -54,10 +64,11 @@ def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
     return type(exc)(exc.problem, file=path, key=exc.key or key, fix=exc.fix)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str = "experiment file") -> dict[str, Any]:
+    """The file's top-level mapping, read within the YAML limits; one-line errors otherwise."""
     if not path.is_file():
-        raise ConfigError("experiment file not found", file=path, fix="check the path")
-    text = read_text(path, what="experiment file", limit=MAX_YAML_BYTES,
+        raise ConfigError(f"{what} not found", file=path, fix="check the path")
+    text = read_text(path, what=what, limit=MAX_YAML_BYTES,
                      fix="move bulk data into the dataset or a context file")
     raw = load_yaml(text, file=path)
     if raw is None:
@@ -71,6 +82,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _is_backend_error(exc: ValidationError, settings_model: type[BaseModel]) -> bool:
     return exc.title == settings_model.__name__
+
+
+def config_error(path: Path, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """A pydantic error of `model` (read from `path`) as the one-line error: key, problem, fix."""
+    return _config_error(path, exc, model, ())
 
 
 def _config_error(path: Path, exc: ValidationError, model: type[BaseModel],
@@ -215,9 +231,12 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
         if part.isdigit():
             continue
         fields = getattr(current, "model_fields", None)
-        if fields and part in fields:
-            annotation = fields[part].annotation
+        by_key = {f.alias or n: f for n, f in fields.items()} if fields else {}
+        if part in by_key:
+            annotation = by_key[part].annotation
             current = _model_in(annotation)
+        elif get_origin(annotation) is dict:
+            continue  # a key of a mapping whose values are models (use: {prompt: {...}}): still that model
         else:
             # A discriminated union's tag (scorers.0.binary): the member whose `type` is that tag,
             # or, for the scorers (a union the registry builds), the registered model of that name.
@@ -225,7 +244,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
         if current is None:
             return []
     fields = getattr(current, "model_fields", {})
-    return [name for name, f in fields.items() if not f.exclude]
+    return [f.alias or name for name, f in fields.items() if not f.exclude]
 
 
 def _model_in(annotation: Any, tag: str | None = None) -> type[BaseModel] | None:

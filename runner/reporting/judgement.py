@@ -127,7 +127,8 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
     return out
 
 
-def _item_majorities(s: CellStats) -> dict[str, bool]:
+def item_majorities(s: CellStats) -> dict[str, bool]:
+    """Each item right or wrong by the majority of its answers (items whose answers tie are left out)."""
     votes: dict[str, list[bool]] = defaultdict(list)
     for (_, item, _), ok in s.correct_by.items():
         votes[item].append(ok)
@@ -135,11 +136,21 @@ def _item_majorities(s: CellStats) -> dict[str, bool]:
     return {item: ok for item, ok in decided.items() if ok is not None}
 
 
+def paired_items(s1: CellStats, s2: CellStats) -> tuple[float, int, int, int]:
+    """McNemar's exact p of two rows over the items both answered (each right when most of its answers
+    were), with the discordant counts (right only in the first, only in the second) and the items."""
+    m1, m2 = item_majorities(s1), item_majorities(s2)
+    common = set(m1) & set(m2)
+    only1 = sum(1 for i in common if m1[i] and not m2[i])
+    only2 = sum(1 for i in common if m2[i] and not m1[i])
+    return mcnemar_exact(only1, only2), only1, only2, len(common)
+
+
 def _beats_majority(s: CellStats, scorer: Scorer | None, alpha: float) -> bool | None:
     """Does the row beat always answering the majority class, over items? None: no classes to ask."""
     if not isinstance(scorer, BinaryClassification):
         return None
-    items = _item_majorities(s)
+    items = item_majorities(s)
     labels = [int(r[_TP] + r[_FN] + r[_UP] > 0) for item, r in s.items.items() if item in items]
     if not items or not labels:
         return False
@@ -149,36 +160,65 @@ def _beats_majority(s: CellStats, scorer: Scorer | None, alpha: float) -> bool |
     return binomial_greater(sum(items.values()), len(items), share) < alpha
 
 
-def best(row_axes: list[str], col_axes: list[str], stats: dict[Key, CellStats], scorer: Scorer | None,
-         alpha: float = 0.05) -> list[str]:
-    """The most accurate row, named only if the data separate it from the runner-up."""
+@dataclass(frozen=True)
+class BestRow:
+    """What the best-row rule concluded, as data: `winner` is set only when the top row is separable.
+
+    `rule`: "separable", "tie" (equal accuracy), "not distinguishable" (McNemar p >= alpha),
+    "contradicted" (more accurate over answers, fewer items right by majority), "majority" (the top
+    row does not beat always answering the majority class), or "too few rows"."""
+
+    rule: str
+    winner: Key | None
+    top: Key | None
+    runner_up: Key | None
+    tied: list[Key]  # equal accuracy with the top (rule "tie")
+    p: float | None  # McNemar's exact p, top vs runner-up, where it ran
+    only_top: int  # discordant items: right (by majority) in the top row only
+    only_runner_up: int
+    common: int  # items both rows answered
+    text: str
+
+
+def best_row(row_axes: list[str], col_axes: list[str], stats: dict[Key, CellStats], scorer: Scorer | None,
+             alpha: float = 0.05) -> BestRow:
+    """The most accurate row, named (`winner`) only if the data separate it from the runner-up."""
     scored = [(k, s) for k, s in stats.items() if s.ok]
     if len(scored) < 2:
-        return []
+        return BestRow("too few rows", None, scored[0][0] if scored else None, None, [], None, 0, 0, 0, "")
     ranked = sorted(scored, key=lambda ks: -ks[1].accuracy())
     (k1, s1), (k2, s2) = ranked[0], ranked[1]
     a, b = label_of(row_axes, col_axes, k1), label_of(row_axes, col_axes, k2)
     if s1.accuracy() == s2.accuracy():
-        tied = [label_of(row_axes, col_axes, k) for k, s in ranked if s.accuracy() == s1.accuracy()]
-        return [f"no single best: {', '.join(tied)} tie at accuracy {s1.accuracy():.2f}"]
+        tied = [k for k, s in ranked if s.accuracy() == s1.accuracy()]
+        labels = ", ".join(label_of(row_axes, col_axes, k) for k in tied)
+        return BestRow("tie", None, k1, k2, tied, None, 0, 0, 0,
+                       f"no single best: {labels} tie at accuracy {s1.accuracy():.2f}")
     beats = _beats_majority(s1, scorer, alpha)
     if beats is False:
-        return [f"no best row: the most accurate, {a} (accuracy {s1.accuracy():.2f}), does not beat always "
-                "answering the majority class over items"]
-    m1, m2 = _item_majorities(s1), _item_majorities(s2)
-    common = sorted(set(m1) & set(m2))
-    only1 = sum(1 for i in common if m1[i] and not m2[i])
-    only2 = sum(1 for i in common if m2[i] and not m1[i])
-    p = mcnemar_exact(only1, only2)
+        return BestRow("majority", None, k1, k2, [], None, 0, 0, 0,
+                       f"no best row: the most accurate, {a} (accuracy {s1.accuracy():.2f}), does not beat always "
+                       "answering the majority class over items")
+    p, only1, only2, n_common = paired_items(s1, s2)
     head = (f"{a} (accuracy {s1.accuracy():.2f}) vs {b} ({s2.accuracy():.2f}), McNemar p={p:.2g} over "
-            f"{len(common)} items ({only1} vs {only2} discordant)")
+            f"{n_common} items ({only1} vs {only2} discordant)")
     if p >= alpha:
-        return [f"no single best: {head}: not distinguishable at alpha={alpha:g}"]
+        return BestRow("not distinguishable", None, k1, k2, [], p, only1, only2, n_common,
+                       f"no single best: {head}: not distinguishable at alpha={alpha:g}")
     if only1 < only2:
         # Ranked by accuracy over answers, but the test over items goes the other way: no claim either way.
-        return [f"no single best: {head}: {a} is more accurate over answers, but {b} is right on more items by "
-                "majority"]
-    return [f"best by accuracy: {head}: separable at alpha={alpha:g}"]
+        return BestRow("contradicted", None, k1, k2, [], p, only1, only2, n_common,
+                       f"no single best: {head}: {a} is more accurate over answers, but {b} is right on more "
+                       "items by majority")
+    return BestRow("separable", k1, k1, k2, [], p, only1, only2, n_common,
+                   f"best by accuracy: {head}: separable at alpha={alpha:g}")
+
+
+def best(row_axes: list[str], col_axes: list[str], stats: dict[Key, CellStats], scorer: Scorer | None,
+         alpha: float = 0.05) -> list[str]:
+    """The report's line on the best row (none with fewer than two rows answered)."""
+    found = best_row(row_axes, col_axes, stats, scorer, alpha)
+    return [found.text] if found.text else []
 
 
 def dangerous(scorer: BinaryClassification, row_axes: list[str], col_axes: list[str],

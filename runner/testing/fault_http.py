@@ -79,6 +79,7 @@ class _Stats:
         self.held = 0
         self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
         self.by_key: dict[str, dict[str, int]] = {}
+        self.bodies: list[dict[str, Any]] = []  # with FaultPlan.record_bodies
 
     def received(self, key: str, fault: str | None) -> None:
         self.requests += 1
@@ -100,6 +101,7 @@ class _Stats:
             "held": self.held,
             "faults": dict(self.faults),
             "by_key": copy.deepcopy(self.by_key),
+            "bodies": copy.deepcopy(self.bodies),
         }
 
 
@@ -216,6 +218,8 @@ class FaultServer:
             return await self._hold(request, key)
         fault = plan.draw(self._rng)
         self._stats.received(key, fault)
+        if plan.record_bodies:
+            self._stats.bodies.append(body)
 
         if fault in ("429", "503"):
             status = int(fault)

@@ -29,6 +29,20 @@ FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "reset", "hang", "malformed
 _RATE_SUM_TOLERANCE = 1e-9
 
 
+@dataclass(frozen=True)
+class ScriptRule:
+    """A scripted answer chosen by the request's parameters as well as its prompt: the request matches
+    when every key of `params` is in its body with that value (`{"temperature": 0.7, "seed": 2}`) and
+    its messages contain `prompt` ("" matches any). For planted effects of sampling settings."""
+
+    answer: tuple[str, str]  # (text, finish_reason)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+
+    def matches(self, body: Mapping[str, Any], prompt: str) -> bool:
+        return self.prompt in prompt and all(k in body and body[k] == v for k, v in self.params.items())
+
+
 @dataclass
 class FaultPlan:
     """How often each fault happens, plus timing knobs. Rates are probabilities per request.
@@ -42,6 +56,10 @@ class FaultPlan:
     A request whose messages contain the substring (the first in the mapping's order that matches)
     is answered with that text and finish reason ("stop" or "length") instead of `answer_text`; a
     scripted request still takes its fault draw. Empty (the default) scripts nothing.
+
+    `rules` are scripted answers matched on the request's parameters too (`ScriptRule`), tried in
+    order before `script`. `record_bodies` keeps every chat request's body, in arrival order, in
+    `stats["bodies"]` (off by default: a soak of 10,000 requests need not hold them).
     """
 
     rate_429: float = 0.0
@@ -68,6 +86,8 @@ class FaultPlan:
     seed: int = 0
     hold_after: int | None = None
     script: dict[str, tuple[str, str]] = field(default_factory=dict)
+    rules: list[ScriptRule] = field(default_factory=list)
+    record_bodies: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,12 +132,21 @@ class FaultPlan:
             if answer[1] not in SCRIPT_FINISH_REASONS:
                 raise ValueError(f"FaultPlan.script[{needle!r}] finish_reason must be one of "
                                  f"{', '.join(SCRIPT_FINISH_REASONS)}, got {answer[1]!r}")
+        for i, rule in enumerate(self.rules):
+            answer = rule.answer if isinstance(rule, ScriptRule) else None
+            if not (isinstance(answer, tuple | list) and len(answer) == 2 and isinstance(answer[0], str)
+                    and answer[1] in SCRIPT_FINISH_REASONS and isinstance(rule.params, Mapping)):
+                raise ValueError(f"FaultPlan.rules[{i}] must be a ScriptRule with answer (text, stop or length) "
+                                 f"and params a mapping, got {rule!r}")
 
     def scripted(self, body: Mapping[str, Any]) -> tuple[str, str] | None:
         """The scripted (text, finish_reason) for a request body, or None to answer as usual."""
-        if not self.script:
+        if not self.script and not self.rules:
             return None
         prompt = "\n".join(message_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
+        for rule in self.rules:
+            if rule.matches(body, prompt):
+                return rule.answer[0], rule.answer[1]
         for needle, (text, finish_reason) in self.script.items():
             if needle in prompt:
                 return text, finish_reason

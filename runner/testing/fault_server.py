@@ -40,6 +40,7 @@ from runner.testing.fault_plan import (
     FAULT_KINDS,
     LOOPBACK,
     FaultPlan,
+    ScriptRule,
     answer_text,
     format_retry_after,
     request_key,
@@ -51,6 +52,7 @@ __all__ = [
     "LOOPBACK",
     "FaultPlan",
     "FaultServer",
+    "ScriptRule",
     "ThreadedFaultServer",
     "answer_text",
     "format_retry_after",
@@ -165,17 +167,24 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
         description=f"Fake OpenAI-compatible server with injected faults (binds {LOOPBACK} only).",
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    scalars = [f for f in fields(FaultPlan) if f.name != "script"]
+    scalars = [f for f in fields(FaultPlan) if f.name not in ("script", "rules", "record_bodies")]
     for f in scalars:
         flag = "--" + f.name.replace("_", "-")
         kind = int if f.name in ("seed", "hold_after", "huge_bytes") else float
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default)
     parser.add_argument("--script", type=json.loads, default={},
                         help='scripted answers as JSON: {"prompt substring": ["text", "stop" or "length"]}')
+    parser.add_argument("--rules", type=json.loads, default=[],
+                        help='scripted answers matched on request parameters too, as JSON: '
+                             '[{"params": {"temperature": 0.7}, "prompt": "substring", "answer": ["text", "stop"]}]')
+    parser.add_argument("--record-bodies", action="store_true", help="keep every request body in /_stats")
     args = parser.parse_args(argv)
     try:
-        plan = FaultPlan(**{f.name: getattr(args, f.name) for f in scalars}, script=args.script)
-    except ValueError as exc:
+        rules = [ScriptRule(answer=tuple(r["answer"]), params=r.get("params", {}), prompt=r.get("prompt", ""))
+                 for r in args.rules]
+        plan = FaultPlan(**{f.name: getattr(args, f.name) for f in scalars}, script=args.script, rules=rules,
+                         record_bodies=args.record_bodies)
+    except (ValueError, KeyError, TypeError) as exc:
         parser.error(str(exc))
     return plan, int(args.port)
 

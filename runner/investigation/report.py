@@ -1,0 +1,95 @@
+"""An investigation's report: each step's report (or study) with what it took from earlier steps,
+and the picks with their reasons; as data (JSON) and as text (table, markdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.capabilities.context_window import ContextStudy
+from runner.config.schema import Threshold
+from runner.investigation.pick import Pick
+from runner.reporting.render import dump_json, render, report_data
+from runner.reporting.tables import Report
+
+
+@dataclass(frozen=True)
+class PickRecord:
+    """One use of a pick: `step`'s `axis` takes `pick.value`, picked over step `source`'s results."""
+
+    step: str
+    source: str
+    pick: Pick
+
+    def line(self) -> str:
+        return f"pick: {self.step}.{self.pick.axis} = {self.pick.value} ({self.pick.why})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "axis": self.pick.axis, "value": self.pick.value, "from": self.source,
+                "rule": self.pick.rule, "why": self.pick.why, "evidence": self.pick.evidence}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PickRecord:
+        return cls(str(data["step"]), str(data["from"]), Pick.from_dict(data))
+
+
+@dataclass
+class StepReport:
+    name: str
+    experiment: Path  # as the investigation file writes it
+    hypothesis: str | None
+    uses: dict[str, Any]  # axis -> the value it took (None: not picked yet)
+    status: str  # done | partial | not run | waiting (for an earlier step's pick)
+    report: Report | ContextStudy | None = None
+
+    @property
+    def totals(self) -> dict[str, int] | None:
+        return self.report.totals if isinstance(self.report, Report) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "experiment": str(self.experiment), "hypothesis": self.hypothesis,
+                               "uses": self.uses, "status": self.status, "totals": self.totals}
+        if isinstance(self.report, Report):
+            out["report"] = report_data(self.report)
+        elif isinstance(self.report, ContextStudy):
+            out["study"] = self.report.to_dict()
+        return out
+
+
+@dataclass
+class InvestigationReport:
+    name: str
+    question: str
+    threshold: Threshold
+    steps: list[StepReport] = field(default_factory=list)
+    picks: list[PickRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "question": self.question, "threshold": self.threshold.model_dump(),
+                "steps": [s.to_dict() for s in self.steps], "picks": [p.to_dict() for p in self.picks]}
+
+
+def render_investigation(rep: InvestigationReport, fmt: str) -> str:
+    """json, table or markdown (csv has no single table to give)."""
+    if fmt == "json":
+        return dump_json(rep.to_dict())
+    md = fmt == "markdown"
+    out = [f"# {rep.name}" if md else f"investigation: {rep.name}", "",
+           f"{'**question:**' if md else 'question:'} {rep.question} "
+           f"({rep.threshold.metric} >= {rep.threshold.min:g})", ""]
+    for i, step in enumerate(rep.steps, 1):
+        hyp = f" ({step.hypothesis})" if step.hypothesis else ""
+        uses = ", ".join(f"{a}={'-' if v is None else v}" for a, v in step.uses.items())
+        head = f"step {i} {step.name}{hyp}: {step.experiment}" + (f" with {uses}" if uses else "")
+        out += [f"## {head}" if md else head, ""]
+        if step.report is None:
+            out += [f"{step.status}", ""]
+        elif isinstance(step.report, ContextStudy):
+            out += [step.report.render().rstrip("\n"), ""]
+        else:
+            out += [render(step.report, "markdown" if md else "table").rstrip("\n"), ""]
+    if rep.picks:
+        out += ["## picks" if md else "picks:", ""]
+        out += [f"- {p.line()}" if md else f"  {p.line()}" for p in rep.picks]
+    return "\n".join(out).rstrip("\n") + "\n"
