@@ -275,3 +275,40 @@ def test_an_experiment_verb_on_an_investigation_says_which_verbs_take_it(
 def test_the_shipped_investigation_is_valid() -> None:
     root = Path(__file__).resolve().parent.parent
     assert main(["validate", str(root / "investigations" / "smollm2.yaml"), "--offline"]) == 0
+
+
+def test_a_picked_prompt_with_its_own_system_prompt_meets_a_system_axis(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # H6 tests system prompts as an axis: the picked prompt's own system prompt gives way to it there,
+    # and to the picked system prompt in the step after (the two cannot be combined).
+    with ThreadedFaultServer(FaultPlan(record_bodies=True)) as server:
+        project.write_dataset(ITEMS)
+        own = {"name": "good", "text": "GOOD {{ config | tojson }}", "system": "OWNSYS"}
+        _write(project, "prompts.yaml", _experiment(server.url, "prompts", [own], 16))
+        systems = _experiment(server.url, "systems", [{"name": "x", "text": "X {{ config | tojson }}"}], 24)
+        systems["prompts"]["systems"] = [{"name": "none"}, {"name": "terse", "text": "TERSE"}]
+        _write(project, "systems.yaml", systems)
+        final = _experiment(server.url, "final", [{"name": "own", "text": "OWN {{ config }}"}], 32)
+        _write(project, "final.yaml", final)
+        path = _write(project, "inv.yaml", {
+            "name": "sys", "question": "q?", "threshold": {"metric": "accuracy", "min": 0.6},
+            "steps": [{"name": "prompts", "experiment": "prompts.yaml"},
+                      {"name": "system", "experiment": "systems.yaml", "hypothesis": "H6",
+                       "use": {"prompt": {"from": "prompts", "pick": "best"}}},
+                      {"name": "final", "experiment": "final.yaml",
+                       "use": {"prompt": {"from": "prompts", "pick": "best"},
+                               "system": {"from": "system", "pick": "best"}}}]})
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+        bodies = server.stats()["bodies"]
+    capsys.readouterr()
+
+    def systems_sent(tokens: int) -> set[str | None]:
+        sent = set()
+        for b in (b for b in bodies if b["max_tokens"] == tokens):
+            system = [m["content"] for m in b["messages"] if m["role"] == "system"]
+            sent.add(system[0] if system else None)
+        return sent
+
+    assert systems_sent(16) == {"OWNSYS"}
+    assert systems_sent(24) == {None, "TERSE"}
+    assert systems_sent(32) == {None}  # tied systems: the first declared, `none`, is what was picked

@@ -79,7 +79,12 @@ def apply(raw: dict[str, Any], axis: str, carried: Any) -> dict[str, Any]:
     out = copy.deepcopy(raw)
     prompts = out.setdefault("prompts", {})
     if axis == "prompt":
-        prompts["variants"] = [carried["variant"]]
+        variant = dict(carried["variant"])
+        if "systems" in prompts:
+            # The target tests system prompts as an axis (H6): the axis, not the variant's own system
+            # prompt, says what is sent, and the two cannot be combined.
+            variant.pop("system", None)
+        prompts["variants"] = [variant]
         context = prompts.setdefault("context", {})
         for name, path in carried["context"].items():
             context.setdefault(name, path)
@@ -92,6 +97,10 @@ def apply(raw: dict[str, Any], axis: str, carried: Any) -> dict[str, Any]:
         prompts.pop("systems", None)
         if carried is not None:
             prompts["systems"] = [carried]
+        # The picked system prompt (or its absence) replaces any variant's own: it is what was picked.
+        for v in prompts.get("variants") or []:
+            if isinstance(v, dict):
+                v.pop("system", None)
         _keep_entries(out, "system", None if carried is None else carried["name"])
     elif axis == "model":
         out["models"] = [carried]
