@@ -8,7 +8,10 @@ per-item majority, Holm over all of the step's comparisons). The verdict:
 
 - `supported`: a comparison on the axis rejects at the report's alpha (Holm) and its interval
   excludes 0 (the largest such difference is shown);
-- `refuted`: every comparison's interval lies within +-SMALLEST_EFFECT;
+- `refuted`: every comparison's interval lies within +-SMALLEST_EFFECT, over enough items that this
+  can hold at all: where every item agrees the bootstrap interval is [0, 0] whatever n is, so at
+  least as many items as make the Wilson upper bound of "0 of n items differ" no more than
+  SMALLEST_EFFECT (35 items at 95%; `enough_to_refute`);
 - `inconclusive` otherwise, with about how many items would detect the difference shown
   (`Comparison.items_needed`, Connor 1987, 80% power) where the discordant pairs allow an estimate.
 
@@ -32,6 +35,7 @@ from tabulate import tabulate
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import CellStats, hashable
 from runner.analysis.results import ResultSet
+from runner.analysis.stats import wilson_interval
 from runner.capabilities.context_window import ContextStudy
 from runner.config.sampling import SAMPLING_KEYS
 from runner.config.schema import Threshold
@@ -147,14 +151,25 @@ def _axis_effect(hid: str, step: StepEvidence) -> Hypothesis:
                     f"the test rejects at alpha={alpha:g} (Holm over the step's {len(results.comparisons(alpha))} "
                     f"comparisons) and the interval excludes 0: {c.sentence()}")
     c = max(comps, key=lambda c: c.difference)  # the most accurate value against the baseline
-    if all(x.low >= -SMALLEST_EFFECT and x.high <= SMALLEST_EFFECT for x in comps):
+    within = all(x.low >= -SMALLEST_EFFECT and x.high <= SMALLEST_EFFECT for x in comps)
+    if within and all(enough_to_refute(x.n_items) for x in comps):
         return _row(hid, step, tested, c, "refuted", None,
                     f"every interval lies within +-{SMALLEST_EFFECT:.2f}, the smallest effect that matters: "
                     f"{c.sentence()}")
-    needed = c.items_needed()
-    return _row(hid, step, tested, c, "inconclusive", needed,
-                f"neither shown (no rejection at alpha={alpha:g}, interval not within +-{SMALLEST_EFFECT:.2f}): "
-                f"{c.sentence()}")
+    if within:
+        least = next(n for n in range(1, 10_000) if enough_to_refute(n))
+        reason = (f"the interval lies within +-{SMALLEST_EFFECT:.2f} but over fewer than {least} items, too few "
+                  f"to refute an effect of {SMALLEST_EFFECT:.2f} (0 of {c.n_items} items differing still allows "
+                  f"{wilson_interval(0, c.n_items)[1]:.2f})")
+    else:
+        reason = f"no rejection at alpha={alpha:g}, interval not within +-{SMALLEST_EFFECT:.2f}"
+    return _row(hid, step, tested, c, "inconclusive", c.items_needed(), f"neither shown ({reason}): {c.sentence()}")
+
+
+def enough_to_refute(n_items: int) -> bool:
+    """Whether n items can show an effect below SMALLEST_EFFECT at all: the Wilson upper bound (95%) of
+    none of them differing is within it."""
+    return n_items > 0 and wilson_interval(0, n_items)[1] <= SMALLEST_EFFECT
 
 
 def _row(hid: str, step: StepEvidence, tested: str, c: Comparison, verdict: str, needed: int | None,
