@@ -1,5 +1,6 @@
 """An investigation's report: each step's report (or study) with what it took from earlier steps,
-and the picks with their reasons; as data (JSON) and as text (table, markdown)."""
+the picks with their reasons, the hypotheses table and the decision; as data (JSON) and as text
+(table, markdown)."""
 
 from __future__ import annotations
 
