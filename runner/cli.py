@@ -2,10 +2,10 @@
 
 Exit status: 0 done; 1 a bug (one line naming it; the traceback under --debug); 2 a user error,
 printed as one line (`runner: FILE: KEY: problem; fix`); 3 with --fail-on-verdict, a row judged
-against `report.threshold` not shown to meet it; 130 interrupted by Ctrl-C (SIGINT), 143 by
-SIGTERM (128 + the signal, as a shell reports a process the signal killed). Everything that can
-be checked without a request is checked before the store is opened, so a bad experiment leaves
-nothing behind.
+against `report.threshold` not shown to meet it (an investigation: its decision not viable); 130
+interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (128 + the signal, as a shell reports a process the
+signal killed). Everything that can be checked without a request is checked before the store is
+opened, so a bad experiment leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -113,15 +113,15 @@ def _judge(args: argparse.Namespace, report: Any) -> int:
     return api.verdict_exit_code(report, args.file) if args.fail_on_verdict else 0
 
 
-def _refuse_verdict_flags_on_investigation(args: argparse.Namespace) -> None:
-    if args.fail_on_verdict or args.junit:
-        flag = "--fail-on-verdict" if args.fail_on_verdict else "--junit"
-        raise UserError(f"{flag} is not available for an investigation yet (it judges one experiment's rows)",
-                        file=args.file, fix=f"drop {flag}, or give it one step's experiment file")
+def _refuse_junit_on_investigation(args: argparse.Namespace) -> None:
+    """--fail-on-verdict judges an investigation's decision; --junit (one case per row) has no such case."""
+    if args.junit:
+        raise UserError("--junit is not available for an investigation yet (it judges one experiment's rows)",
+                        file=args.file, fix="drop --junit, or give it one step's experiment file")
 
 
 def cmd_run_investigation(args: argparse.Namespace) -> int:
-    _refuse_verdict_flags_on_investigation(args)
+    _refuse_junit_on_investigation(args)
 
     def start(index: int, name: str, experiment: Path, uses: dict[str, Any]) -> None:
         taken = ", ".join(f"{a}={v}" for a, v in uses.items())
@@ -147,7 +147,12 @@ def cmd_run_investigation(args: argparse.Namespace) -> int:
         code = 128 + last.stop_signal if last.stop_signal else EXIT_INTERRUPTED
         _exit_now_if_something_would_hold_the_exit(code)
         return code
-    return 0
+    if args.no_report and not args.fail_on_verdict:
+        return 0
+    report = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
+    if not args.no_report:
+        sys.stdout.write("\n" + api.render_investigation(report, "table", conclusion_only=True))
+    return api.decision_exit_code(report) if args.fail_on_verdict else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -223,17 +228,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if api.is_investigation(args.file):
-        _refuse_verdict_flags_on_investigation(args)
+        _refuse_junit_on_investigation(args)
         if args.format == "csv":
             raise UserError("an investigation's report is several tables, not one", file=args.file,
                             fix="use --format table, markdown or json")
-        text = api.render_investigation(api.report_investigation(args.file, limit=args.limit,
-                                                                 max_jobs=args.max_jobs), args.format)
+        investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
+        text = api.render_investigation(investigation, args.format)
         if args.output is None:
             sys.stdout.write(text)
         else:
             _write_atomically(Path(args.output), text)
-        return 0
+        return api.decision_exit_code(investigation) if args.fail_on_verdict else 0
     _check_verdict_flags(args)
     report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     text = api.render(report, args.format)
@@ -343,7 +348,8 @@ def _max_jobs_flag(parser: argparse.ArgumentParser) -> None:
 
 def _verdict_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on-verdict", action="store_true",
-                        help=f"exit {api.VERDICT_NOT_MET} unless every row is shown to meet report.threshold")
+                        help=f"exit {api.VERDICT_NOT_MET} unless every row is shown to meet report.threshold "
+                             "(an investigation: unless its decision is viable)")
     parser.add_argument("--junit", metavar="PATH", help="write a JUnit XML file: one test case per judged row")
 
 

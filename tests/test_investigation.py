@@ -153,7 +153,7 @@ def test_report_json_shape(project: Project, capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     assert main(["report", str(path), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert list(data) == ["name", "question", "threshold", "steps", "picks"]
+    assert list(data) == ["name", "question", "threshold", "steps", "picks", "hypotheses", "decision"]
     assert (data["name"], data["question"], data["threshold"]) == (
         "planted", "Is the model viable at 60%?", {"metric": "accuracy", "min": 0.6})
     assert [(s["name"], s["experiment"], s["hypothesis"], s["uses"], s["status"], s["totals"])
@@ -174,6 +174,24 @@ def test_report_json_shape(project: Project, capsys: pytest.CaptureFixture[str])
         ("final", "temperature", 0.0, "sweep")]
     candidates = data["picks"][2]["evidence"]["candidates"]
     assert [(c["value"], c["items_right"], c["flipped_items"]) for c in candidates] == [(0.0, 6, 0), (0.7, 8, 1)]
+    # The hypotheses table (H1-H6 always) and the decision from the last step.
+    assert [list(h) for h in data["hypotheses"]] == [["id", "name", "step", "tested", "effect", "interval", "p",
+                                                      "n_items", "verdict", "items_to_decide", "why"]] * 6
+    assert [(h["id"], h["name"], h["step"], h["verdict"]) for h in data["hypotheses"]] == [
+        ("H1", "prompt", "prompts", "supported"), ("H2", "sampling", "sweep", "inconclusive"),
+        ("H3", "context window", None, "not tested"), ("H4", "general vs code model", None, "not tested"),
+        ("H5", "quantization", None, "not tested"), ("H6", "system prompt", None, "not tested")]
+    h1, h2 = data["hypotheses"][:2]
+    assert (h1["effect"], h1["interval"], h1["n_items"], h1["items_to_decide"]) == (1.0, [1.0, 1.0], 8, None)
+    assert h1["p"] == pytest.approx(2 * 0.5 ** 8)
+    # 0.7 vs 0.0: item 0 right 2 of 3 vs 3 of 3, items 6 and 7 right 3 of 3 vs 0 of 3; 2 discordant by majority.
+    assert (h2["effect"], h2["n_items"]) == (pytest.approx(23 / 24 - 0.75), 8)
+    assert list(data["decision"]) == ["verdict", "sentence", "step", "n_items", "interval", "metric", "min"]
+    assert {k: v for k, v in data["decision"].items() if k != "interval"} == {
+        "verdict": "viable", "step": "final", "n_items": 8, "metric": "accuracy", "min": 0.6,
+        "sentence": "viable: accuracy 1.00 [0.68, 1.00] >= 0.60 over 8 items x 2 repeats (step final): use prompt "
+                    "good, temperature 0.0"}
+    assert data["decision"]["interval"] == [pytest.approx(0.676, abs=0.001), 1.0]
 
 
 def test_report_before_any_run_says_to_run_first(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,7 @@ them, so `runner validate` of a broken file costs little more than importing pyd
 
 from runner.api._investigate import (
     StepRun,
+    decision_exit_code,
     is_investigation,
     render_investigation,
     report_investigation,
@@ -59,6 +60,7 @@ __all__ = [
     "ScoreSummary",
     "StepRun",
     "VariantProbe",
+    "decision_exit_code",
     "experiment_hash",
     "experiment_name",
     "explain",

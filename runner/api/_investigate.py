@@ -194,7 +194,8 @@ def _read_picks(path: Path) -> list[PickRecord] | None:
 def report_investigation(path: str | Path, *, limit: int | None = None,
                          max_jobs: int | None = None) -> InvestigationReport:
     """Each step's report over its store (read-only), with the values it took as recorded in
-    picks.json, and the picks; a step not run yet is listed as such."""
+    picks.json, and the picks; a step not run yet is listed as such. Ends in the hypotheses table
+    and the decision (`runner.investigation.hypotheses`)."""
     from runner.api._read import _stored_study
     from runner.investigation.report import InvestigationReport, StepReport
     from runner.reporting.tables import build_report
@@ -227,13 +228,23 @@ def report_investigation(path: str | Path, *, limit: int | None = None,
             entry.status = "not run"
             continue
         store.close()
-        report = build_report(_results(p, limit))
+        entry.results = results = _results(p, limit)
+        report = build_report(results)
         entry.report = report
         entry.status = "done" if report.totals["ok"] == report.totals["planned"] else "partial"
-    return out
+    return out.conclude()
 
 
-def render_investigation(report: InvestigationReport, fmt: str = "table") -> str:
+def render_investigation(report: InvestigationReport, fmt: str = "table", *, conclusion_only: bool = False) -> str:
+    """The whole report, or (`conclusion_only`) just its hypotheses table and decision."""
+    from runner.investigation.report import render_conclusion
     from runner.investigation.report import render_investigation as render_it
 
-    return render_it(report, fmt)
+    return render_conclusion(report, fmt) if conclusion_only else render_it(report, fmt)
+
+
+def decision_exit_code(report: InvestigationReport) -> int:
+    """For `--fail-on-verdict` on an investigation: 0 when the decision is viable, else 3."""
+    from runner.api._read import VERDICT_NOT_MET
+
+    return 0 if report.decision is not None and report.decision.verdict == "viable" else VERDICT_NOT_MET

@@ -1,5 +1,6 @@
 """An investigation's report: each step's report (or study) with what it took from earlier steps,
-and the picks with their reasons; as data (JSON) and as text (table, markdown)."""
+the picks with their reasons, the hypotheses table and the decision; as data (JSON) and as text
+(table, markdown)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.analysis.results import ResultSet
 from runner.capabilities.context_window import ContextStudy
 from runner.config.schema import Threshold
+from runner.investigation.hypotheses import Decision, Hypothesis, StepEvidence, decide, hypotheses, render_conclusions
 from runner.investigation.pick import Pick
 from runner.reporting.render import dump_json, render, report_data
 from runner.reporting.tables import Report
@@ -42,6 +45,7 @@ class StepReport:
     uses: dict[str, Any]  # axis -> the value it took (None: not picked yet)
     status: str  # done | partial | not run | waiting (for an earlier step's pick)
     report: Report | ContextStudy | None = None
+    results: ResultSet | None = None  # the step's results, for the hypotheses and the decision (not in JSON)
 
     @property
     def totals(self) -> dict[str, int] | None:
@@ -64,10 +68,32 @@ class InvestigationReport:
     threshold: Threshold
     steps: list[StepReport] = field(default_factory=list)
     picks: list[PickRecord] = field(default_factory=list)
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    decision: Decision | None = None
+
+    def conclude(self) -> InvestigationReport:
+        """Fill in the hypotheses table and the decision from the steps' results and studies."""
+        evidence = [StepEvidence(s.name, s.hypothesis, s.uses, s.results,
+                                 s.report if isinstance(s.report, ContextStudy) else None) for s in self.steps]
+        self.hypotheses = hypotheses(evidence)
+        self.decision = decide(self.threshold, evidence)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "question": self.question, "threshold": self.threshold.model_dump(),
-                "steps": [s.to_dict() for s in self.steps], "picks": [p.to_dict() for p in self.picks]}
+                "steps": [s.to_dict() for s in self.steps], "picks": [p.to_dict() for p in self.picks],
+                "hypotheses": [h.to_dict() for h in self.hypotheses],
+                "decision": self.decision.to_dict() if self.decision else None}
+
+
+def render_conclusion(rep: InvestigationReport, fmt: str) -> str:
+    """Only the hypotheses table and the decision (the end of `runner run` on an investigation)."""
+    if fmt == "json":
+        return dump_json({"hypotheses": [h.to_dict() for h in rep.hypotheses],
+                          "decision": rep.decision.to_dict() if rep.decision else None})
+    if rep.decision is None:
+        return ""
+    return "\n".join(render_conclusions(rep.hypotheses, rep.decision, fmt == "markdown")).rstrip("\n") + "\n"
 
 
 def render_investigation(rep: InvestigationReport, fmt: str) -> str:
@@ -92,4 +118,7 @@ def render_investigation(rep: InvestigationReport, fmt: str) -> str:
     if rep.picks:
         out += ["## picks" if md else "picks:", ""]
         out += [f"- {p.line()}" if md else f"  {p.line()}" for p in rep.picks]
+        out += [""]
+    if rep.decision is not None:
+        out += render_conclusions(rep.hypotheses, rep.decision, md)
     return "\n".join(out).rstrip("\n") + "\n"

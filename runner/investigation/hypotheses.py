@@ -1,0 +1,300 @@
+"""The investigation's conclusions: the hypotheses table (H1-H6) and the decision. Pure.
+
+Each step with a `hypothesis` tests the axis its experiment varies (H1 prompt, H2 a sampling key,
+H4 model, H5 quantization, H6 system prompt). Its effect is the accuracy difference between the
+most accurate value and the first declared one (the baseline), paired over items: the report's own
+comparison (`runner.analysis.compare`: per-item accuracies, their bootstrap interval, McNemar on
+per-item majority, Holm over all of the step's comparisons). The verdict:
+
+- `supported`: a comparison on the axis rejects at the report's alpha (Holm) and its interval
+  excludes 0 (the largest such difference is shown);
+- `refuted`: every comparison's interval lies within +-SMALLEST_EFFECT, over enough items that this
+  can hold at all: where every item agrees the bootstrap interval is [0, 0] whatever n is, so at
+  least as many items as make the Wilson upper bound of "0 of n items differ" no more than
+  SMALLEST_EFFECT (35 items at 95%; `enough_to_refute`);
+- `inconclusive` otherwise, with about how many items would detect the difference shown
+  (`Comparison.items_needed`, Connor 1987, 80% power) where the discordant pairs allow an estimate.
+
+H3 (context) is a `context_window` study step: supported when an answered job of another step sent
+a prompt of at least CONTEXT_SHARE of the smallest discovered limit (a server that truncates
+silently reports at most the limit, so a truncated prompt counts there too; the store records no
+per-job truncation flag), refuted when the largest prompt is below it, inconclusive without a limit.
+
+The decision judges the last step that is not a study against the investigation's threshold by the
+report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, or its best row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from runner.analysis.compare import Comparison
+from runner.analysis.metrics import CellStats, hashable
+from runner.analysis.results import ResultSet
+from runner.analysis.stats import wilson_interval
+from runner.capabilities.context_window import ContextStudy
+from runner.config.sampling import SAMPLING_KEYS
+from runner.config.schema import Threshold
+from runner.reporting.judgement import Key, Verdict, best_row, label_of, unit, verdicts
+
+# The smallest accuracy difference that matters for this question: a prompt or setting that moves
+# accuracy by less than 10 points cannot carry a 40% model to a 60% bar on its own.
+SMALLEST_EFFECT = 0.10
+# A prompt this close to the context limit is at risk of being cut (H3).
+CONTEXT_SHARE = 0.9
+
+NAMES = {"H1": "prompt", "H2": "sampling", "H3": "context window", "H4": "general vs code model",
+         "H5": "quantization", "H6": "system prompt"}
+AXIS = {"H1": "prompt", "H4": "model", "H5": "quantization", "H6": "system"}
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One row of the hypotheses table."""
+
+    id: str
+    name: str
+    step: str | None
+    tested: str
+    effect: float | None
+    interval: tuple[float, float] | None
+    p: float | None  # Holm-adjusted McNemar p of the comparison shown
+    n_items: int
+    verdict: str  # supported | refuted | inconclusive | not tested
+    items_to_decide: int | None
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "step": self.step, "tested": self.tested, "effect": self.effect,
+                "interval": list(self.interval) if self.interval else None, "p": self.p, "n_items": self.n_items,
+                "verdict": self.verdict, "items_to_decide": self.items_to_decide, "why": self.why}
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # viable | inadequate | not decidable
+    sentence: str
+    step: str | None
+    n_items: int
+    interval: tuple[float, float] | None
+    metric: str
+    min: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "sentence": self.sentence, "step": self.step, "n_items": self.n_items,
+                "interval": list(self.interval) if self.interval else None, "metric": self.metric, "min": self.min}
+
+
+@dataclass(frozen=True)
+class StepEvidence:
+    """What a step left to conclude from: its results (a matrix) or its study, and the values it took."""
+
+    name: str
+    hypothesis: str | None
+    uses: dict[str, Any]
+    results: ResultSet | None = None
+    study: ContextStudy | None = None
+
+
+def hypotheses(steps: list[StepEvidence]) -> list[Hypothesis]:
+    """H1..H6 in order: one row per step that tests it, `not tested` where none does."""
+    out: list[Hypothesis] = []
+    for hid, name in NAMES.items():
+        testing = [s for s in steps if s.hypothesis == hid]
+        if not testing:
+            out.append(Hypothesis(hid, name, None, "-", None, None, None, 0, "not tested", None,
+                                  "no step of the investigation tests it"))
+        for step in testing:
+            out.append(_context(step, steps) if hid == "H3" else _axis_effect(hid, step))
+    return out
+
+
+def _not_tested(hid: str, step: StepEvidence, why: str) -> Hypothesis:
+    return Hypothesis(hid, NAMES[hid], step.name, "-", None, None, None, 0, "not tested", None, why)
+
+
+def _axis_of(hid: str, results: ResultSet) -> str | None:
+    varying = results.plan.varying_axes()
+    if hid == "H2":
+        return next((a for a in varying if a in SAMPLING_KEYS and a != "seed"), None)
+    return AXIS[hid] if AXIS.get(hid) in varying else None
+
+
+def _axis_effect(hid: str, step: StepEvidence) -> Hypothesis:
+    results = step.results
+    if results is None:
+        return _not_tested(hid, step, f"step {step.name} has no results yet" if step.study is None
+                           else f"step {step.name} is a study: it varies no {NAMES[hid]}")
+    axis = _axis_of(hid, results)
+    if axis is None:
+        wanted = "a sampling key" if hid == "H2" else AXIS[hid]
+        return _not_tested(hid, step, f"step {step.name} does not vary {wanted} (it varies "
+                                      f"{', '.join(results.plan.varying_axes()) or 'nothing'})")
+    values = list(results.plan.axes[axis])
+    tested = f"{axis}: {', '.join(_show(v) for v in values)} (baseline {_show(values[0])})"
+    if not results.scorers:
+        return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
+                          f"step {step.name} has no scorer: accuracy is not measured")
+    alpha = results.plan.experiment.report.alpha
+    comps = [c for c in results.comparisons(alpha) if c.axis == axis and c.n_items]
+    if not comps:
+        return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
+                          "no item was answered under both the baseline and another value yet")
+    rejecting = [c for c in comps if c.significant and (c.low > 0 or c.high < 0)]
+    if rejecting:
+        c = max(rejecting, key=lambda c: abs(c.difference))
+        return _row(hid, step, tested, c, "supported", None,
+                    f"the test rejects at alpha={alpha:g} (Holm over the step's {len(results.comparisons(alpha))} "
+                    f"comparisons) and the interval excludes 0: {c.sentence()}")
+    c = max(comps, key=lambda c: c.difference)  # the most accurate value against the baseline
+    within = all(x.low >= -SMALLEST_EFFECT and x.high <= SMALLEST_EFFECT for x in comps)
+    if within and all(enough_to_refute(x.n_items) for x in comps):
+        return _row(hid, step, tested, c, "refuted", None,
+                    f"every interval lies within +-{SMALLEST_EFFECT:.2f}, the smallest effect that matters: "
+                    f"{c.sentence()}")
+    if within:
+        least = next(n for n in range(1, 10_000) if enough_to_refute(n))
+        reason = (f"the interval lies within +-{SMALLEST_EFFECT:.2f} but over fewer than {least} items, too few "
+                  f"to refute an effect of {SMALLEST_EFFECT:.2f} (0 of {c.n_items} items differing still allows "
+                  f"{wilson_interval(0, c.n_items)[1]:.2f})")
+    else:
+        reason = f"no rejection at alpha={alpha:g}, interval not within +-{SMALLEST_EFFECT:.2f}"
+    return _row(hid, step, tested, c, "inconclusive", c.items_needed(), f"neither shown ({reason}): {c.sentence()}")
+
+
+def enough_to_refute(n_items: int) -> bool:
+    """Whether n items can show an effect below SMALLEST_EFFECT at all: the Wilson upper bound (95%) of
+    none of them differing is within it."""
+    return n_items > 0 and wilson_interval(0, n_items)[1] <= SMALLEST_EFFECT
+
+
+def _row(hid: str, step: StepEvidence, tested: str, c: Comparison, verdict: str, needed: int | None,
+         why: str) -> Hypothesis:
+    effect = f"{_show(c.value)} vs {_show(c.baseline)}"
+    return Hypothesis(hid, NAMES[hid], step.name, f"{tested}; effect {effect}", c.difference, (c.low, c.high),
+                      c.p_holm, c.n_items, verdict, needed, why)
+
+
+def _context(step: StepEvidence, steps: list[StepEvidence]) -> Hypothesis:
+    hid = "H3"
+    if step.study is None:
+        return _not_tested(hid, step, f"step {step.name} is not a context_window study" if step.results
+                           else f"step {step.name} has not run yet")
+    limits = sorted((r.limit_tokens, r.variant) for r in step.study.results if r.limit_tokens)
+    if not limits:
+        failures = "; ".join(f"{r.variant}: {r.failure}" for r in step.study.results) or "no variant studied"
+        return Hypothesis(hid, NAMES[hid], step.name, "prompt tokens vs the context limit", None, None, None, 0,
+                          "inconclusive", None, f"the study found no limit ({failures})")
+    limit, variant = limits[0]
+    tested = f"prompt tokens of the other steps vs the limit, {limit} tokens ({variant})"
+    prompts = [(r.record.prompt_tokens, r.job.item.id) for s in steps if s is not step and s.results is not None
+               for cell in s.results.cells for r in cell.results
+               if r.record is not None and r.record.status == "ok" and r.record.prompt_tokens is not None]
+    if not prompts:
+        return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
+                          "no answered job of the other steps reports its prompt tokens")
+    largest = max(t for t, _ in prompts)
+    items = len({i for _, i in prompts})
+    bar = CONTEXT_SHARE * limit
+    near = [(t, i) for t, i in prompts if t >= bar]
+    numbers = f"largest prompt {largest} tokens, limit {limit} ({variant})"
+    if near:
+        return Hypothesis(hid, NAMES[hid], step.name, tested, largest / limit, None, None, items, "supported", None,
+                          f"{len(near)} of {len(prompts)} answered jobs ({len({i for _, i in near})} items) sent at "
+                          f"least {CONTEXT_SHARE:.0%} of the limit: {numbers}")
+    return Hypothesis(hid, NAMES[hid], step.name, tested, largest / limit, None, None, items, "refuted", None,
+                      f"{numbers}: every prompt of {len(prompts)} answered jobs over {items} items is below "
+                      f"{CONTEXT_SHARE:.0%} of the limit ({math.floor(bar)} tokens)")
+
+
+def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
+    """The investigation's answer from the last step that is not a study."""
+    metric, bar = threshold.metric, threshold.min
+    final = next((s for s in reversed(steps) if s.study is None), None)
+
+    def undecided(why: str, step: str | None = None) -> Decision:
+        return Decision("not decidable", f"not decidable: {why}", step, 0, None, metric, bar)
+
+    if final is None:
+        return undecided("every step is a study; none is judged by accuracy")
+    if final.results is None:
+        return undecided(f"the last step, {final.name}, has not run yet", final.name)
+    results = final.results
+    if not results.scorers:
+        return undecided(f"the last step, {final.name}, has no scorer", final.name)
+    alpha = results.plan.experiment.report.alpha
+    axes = results.plan.varying_axes()
+    stats: dict[Key, CellStats] = {}
+    for cell in results.cells:
+        key: Key = (tuple(hashable(cell.cell.get(a)) for a in axes), ())
+        s = results.stats(cell, 0)
+        stats[key] = stats[key].merge(s) if key in stats else s
+    judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha), strict=True))
+    row = ""
+    if len(stats) > 1:
+        found = best_row(axes, [], stats, results.scorers[0], alpha)
+        chosen = found.winner or found.top or next(iter(stats))
+        label = label_of(axes, [], chosen)
+        row = (f", best row {label}" if found.winner else
+               f", its most accurate row {label} ({found.rule} from the runner-up; the bar is judged on it alone)")
+    else:
+        chosen = next(iter(stats))
+    v = judged[chosen]
+    where = f"step {final.name}{row}"
+    if v.status == "not judged":
+        return Decision("not decidable", f"not decidable at {where}: {v.text.split(': not judged: ', 1)[-1]}",
+                        final.name, v.n_items, None, metric, bar)
+    assert v.value is not None and v.low is not None and v.high is not None
+    shown = f"{metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
+    over = f"over {unit(v.n_items, v.n_jobs)}"
+    interval = (v.low, v.high)
+    if v.status == "viable":
+        settings = ", ".join(f"{a} {_show(x)}" for a, x in final.uses.items())
+        own = label_of(axes, [], chosen).replace("=", " ") if len(stats) > 1 else ""
+        use = ", ".join(p for p in (settings, own) if p) or "the settings of the last step"
+        return Decision("viable", f"viable: {shown} >= {bar:.2f} {over} ({where}): use {use}",
+                        final.name, v.n_items, interval, metric, bar)
+    if v.status == "not viable":
+        return Decision("inadequate", f"inadequate: {shown} < {bar:.2f} {over} ({where}): pivot: the model is "
+                        "inadequate for the task at this bar", final.name, v.n_items, interval, metric, bar)
+    return Decision("not decidable", f"not decidable at n={v.n_items} items: {shown} straddles {bar:.2f} {over} "
+                    f"({where}); {_to_decide(v)}", final.name, v.n_items, interval, metric, bar)
+
+
+def _to_decide(v: Verdict) -> str:
+    if v.items_needed:
+        return f"about {v.items_needed} items would decide it (exact binomial test, 80% power)"
+    return v.text.rsplit("; ", 1)[-1]
+
+
+def render_conclusions(rows: list[Hypothesis], decision: Decision, markdown: bool) -> list[str]:
+    """The hypotheses table, each row's reason, and the decision, as lines."""
+    table = [[h.id, h.name, h.step or "-", h.tested, _effect(h), "-" if h.p is None else f"{h.p:.3g}",
+              h.n_items or "-", h.verdict + (f" (~{h.items_to_decide} items would decide)" if h.items_to_decide
+                                              else "")] for h in rows]
+    headers = ["id", "hypothesis", "step", "tested", "effect [interval]", "p (Holm)", "n items", "verdict"]
+    out = ["## hypotheses" if markdown else "hypotheses:", "",
+           tabulate(table, headers=headers, tablefmt="github" if markdown else "simple"), ""]
+    bullet = "- " if markdown else "  "
+    out += [f"{bullet}{h.id} {h.verdict}: {h.why}" for h in rows if h.step is not None]
+    out += [f"{bullet}refuted means every difference's interval lies within +-{SMALLEST_EFFECT:.2f}, the smallest "
+            "effect that matters here", ""]
+    out += ["## decision" if markdown else "decision:", "", decision.sentence if markdown
+            else f"  {decision.sentence}"]
+    return out
+
+
+def _effect(h: Hypothesis) -> str:
+    if h.effect is None:
+        return "-"
+    if h.interval is None:  # H3: the largest prompt's share of the limit
+        return f"{h.effect:.0%} of the limit"
+    return f"{h.effect:+.2f} [{h.interval[0]:+.2f}, {h.interval[1]:+.2f}]"
+
+
+def _show(value: Any) -> str:
+    return "-" if value is None else str(value)
