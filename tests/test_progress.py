@@ -154,3 +154,19 @@ def test_log_lines_come_every_few_seconds_on_the_clock(clock: Clock) -> None:
         "3/3 | done 3 | failed 0 | retrying 0 | 0.43 jobs/s",
         "3/3 | done 3 | failed 0 | retrying 0 | 0.43 jobs/s",
     ]
+
+
+def test_a_second_run_seen_by_the_same_subscriber_counts_from_zero(clock: Clock) -> None:
+    # An investigation's steps are several runs with one progress line: the second step's line once
+    # read "80/8 | done 80" (the first step's 80 carried on).
+    from runner.execution.events import JobFinished, RunStarted
+    from runner.execution.progress import ProgressSubscriber
+
+    p = progress(clock, 3)
+    subscriber = ProgressSubscriber(p)
+    subscriber(RunStarted(run_id=1, planned=3, resumed=0))
+    for n in range(3):
+        subscriber(JobFinished(f"a{n}", "m", f"i{n}", 0, ok=n != 1, attempts=1, latency_s=0.1))
+    subscriber(RunStarted(run_id=2, planned=2, resumed=1))
+    subscriber(JobFinished("b0", "m", "i0", 0, ok=True, attempts=1, latency_s=0.1))
+    assert p.line() == "2/2 | done 1 | failed 0 | retrying 0 | resumed 1"

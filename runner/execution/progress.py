@@ -57,6 +57,17 @@ class Progress:
         self._origin: float | None = None
         self._finished_at_origin = 0
 
+    def restart(self, total: int) -> None:
+        """Count a new run of `total` jobs from zero, as a fresh Progress would."""
+        self.active = True
+        self.total = total
+        self.done = self.failed = self.skipped = self.retrying = self.retries = 0
+        self.label = ""
+        self.started = self.clock()
+        self._last_draw = float("-inf")
+        self._origin = None
+        self._finished_at_origin = 0
+
     def note(self, message: str) -> None:
         """A line of its own (a model loading, a phase starting), above the progress line; printed
         with --quiet too, which hides only the progress line."""
@@ -178,8 +189,8 @@ class ProgressSubscriber:
     def __call__(self, event: Event) -> None:
         p = self.progress
         if isinstance(event, RunStarted):
-            p.active = True
-            p.total = event.planned
+            # One subscriber may see several runs (an investigation's steps): each counts afresh.
+            p.restart(event.planned)
             p.skip(event.resumed)
         elif isinstance(event, VariantLoading):
             p.set_label(event.variant)
