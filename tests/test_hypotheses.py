@@ -189,6 +189,6 @@ def test_h3_compares_the_largest_prompt_with_the_limit_the_context_study_found(
     [h3] = [h for h in data["hypotheses"] if h["id"] == "H3"]
     assert (h3["step"], h3["verdict"]) == ("context", verdict)
     largest = 5 + filler  # the fault server counts words: BAD/GOOD, the config's 4 words, the filler
-    shown = f"largest prompt {largest} tokens, limit 900 (smollm2)"
+    shown = f"the closest prompt {largest} tokens of a 900-token limit"
     assert shown in h3["why"]
     assert h3["effect"] == pytest.approx(largest / 900)

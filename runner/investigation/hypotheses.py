@@ -16,9 +16,11 @@ per-item majority, Holm over all of the step's comparisons). The verdict:
   (`Comparison.items_needed`, Connor 1987, 80% power) where the discordant pairs allow an estimate.
 
 H3 (context) is a `context_window` study step: supported when an answered job of another step sent
-a prompt of at least CONTEXT_SHARE of the smallest discovered limit (a server that truncates
-silently reports at most the limit, so a truncated prompt counts there too; the store records no
-per-job truncation flag), refuted when the largest prompt is below it, inconclusive without a limit.
+a prompt of at least CONTEXT_SHARE of its own limit (its server's n_ctx per slot less one, as the
+study shows llama.cpp reads; the study's smallest limit for a server that reports no n_ctx; a server
+that truncates silently reports at most the limit, so a truncated prompt counts there too; the store
+records no per-job truncation flag), refuted when every prompt is below it, inconclusive without a
+limit.
 
 The decision judges the last step that is not a study against the investigation's threshold by the
 report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, or its best row.
@@ -26,7 +28,6 @@ report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, o
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,25 +191,38 @@ def _context(step: StepEvidence, steps: list[StepEvidence]) -> Hypothesis:
         return Hypothesis(hid, NAMES[hid], step.name, "prompt tokens vs the context limit", None, None, None, 0,
                           "inconclusive", None, f"the study found no limit ({failures})")
     limit, variant = limits[0]
-    tested = f"prompt tokens of the other steps vs the limit, {limit} tokens ({variant})"
-    prompts = [(r.record.prompt_tokens, r.job.item.id) for s in steps if s is not step and s.results is not None
-               for cell in s.results.cells for r in cell.results
-               if r.record is not None and r.record.status == "ok" and r.record.prompt_tokens is not None]
+    tested = (f"prompt tokens of the other steps vs each job's own context (n_ctx per slot, as its server "
+              f"reported it; else the study's smallest limit, {limit} tokens ({variant}))")
+    # Each job against the context its own server had: the study may have run at another n_ctx (the
+    # shipped one searches 1024 and 2048 while the other steps run at 3072), so its limit is only the
+    # fallback for servers that report none. llama.cpp reads n_ctx - 1 prompt tokens whole (the study
+    # shows it), so that is a job's limit.
+    prompts = []
+    for s in steps:
+        if s is step or s.results is None:
+            continue
+        for cell in s.results.cells:
+            for r in cell.results:
+                if r.record is None or r.record.status != "ok" or r.record.prompt_tokens is None:
+                    continue
+                ctx = (r.record.variant or {}).get("n_ctx_per_slot")
+                own = ctx - 1 if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 1 else limit
+                prompts.append((r.record.prompt_tokens, own, r.job.item.id))
     if not prompts:
         return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
                           "no answered job of the other steps reports its prompt tokens")
-    largest = max(t for t, _ in prompts)
-    items = len({i for _, i in prompts})
-    bar = CONTEXT_SHARE * limit
-    near = [(t, i) for t, i in prompts if t >= bar]
-    numbers = f"largest prompt {largest} tokens, limit {limit} ({variant})"
+    tokens, own, _ = max(prompts, key=lambda p: p[0] / p[1])
+    share = tokens / own
+    items = len({i for _, _, i in prompts})
+    near = [(t, i) for t, o, i in prompts if t >= CONTEXT_SHARE * o]
+    numbers = f"the closest prompt {tokens} tokens of a {own}-token limit ({share:.0%})"
     if near:
-        return Hypothesis(hid, NAMES[hid], step.name, tested, largest / limit, None, None, items, "supported", None,
+        return Hypothesis(hid, NAMES[hid], step.name, tested, share, None, None, items, "supported", None,
                           f"{len(near)} of {len(prompts)} answered jobs ({len({i for _, i in near})} items) sent at "
-                          f"least {CONTEXT_SHARE:.0%} of the limit: {numbers}")
-    return Hypothesis(hid, NAMES[hid], step.name, tested, largest / limit, None, None, items, "refuted", None,
+                          f"least {CONTEXT_SHARE:.0%} of their limit: {numbers}")
+    return Hypothesis(hid, NAMES[hid], step.name, tested, share, None, None, items, "refuted", None,
                       f"{numbers}: every prompt of {len(prompts)} answered jobs over {items} items is below "
-                      f"{CONTEXT_SHARE:.0%} of the limit ({math.floor(bar)} tokens)")
+                      f"{CONTEXT_SHARE:.0%} of its limit")
 
 
 def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
