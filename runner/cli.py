@@ -209,6 +209,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if api.is_investigation(args.file):
+        rep = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
+        sys.stdout.write(api.render_investigation_findings(rep, args.format))
+        return 0
     findings = api.explain(args.file, limit=args.limit, max_jobs=args.max_jobs)
     name = api.experiment_name(args.file)
     sys.stdout.write(api.render_findings(name, findings, args.format))

@@ -153,7 +153,8 @@ def test_report_json_shape(project: Project, capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     assert main(["report", str(path), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert list(data) == ["name", "question", "threshold", "steps", "picks", "hypotheses", "decision"]
+    assert list(data) == ["name", "question", "threshold", "steps", "picks", "hypotheses", "decision", "findings"]
+    assert all(list(f) == ["step", "hypothesis", "kind", "subject", "text", "weight"] for f in data["findings"])
     assert (data["name"], data["question"], data["threshold"]) == (
         "planted", "Is the model viable at 60%?", {"metric": "accuracy", "min": 0.6})
     assert [(s["name"], s["experiment"], s["hypothesis"], s["uses"], s["status"], s["totals"])
@@ -286,8 +287,8 @@ def test_an_experiment_verb_on_an_investigation_says_which_verbs_take_it(
     path = _project(project, "http://127.0.0.1:9", [{"name": "a", "text": "A {{ config | tojson }}"}])
     assert main(["plan", str(path)]) == 2
     assert capsys.readouterr().err == (f"runner: {path}: steps: this is an investigation (it has steps:), not an "
-                                       "experiment; runner validate, run and report take it; other verbs take one of "
-                                       "its steps' experiments\n")
+                                       "experiment; runner validate, run, report and explain take it; other verbs take "
+                                       "one of its steps' experiments\n")
 
 
 def test_the_shipped_investigation_is_valid() -> None:
@@ -330,3 +331,21 @@ def test_a_picked_prompt_with_its_own_system_prompt_meets_a_system_axis(
     assert systems_sent(16) == {"OWNSYS"}
     assert systems_sent(24) == {None, "TERSE"}
     assert systems_sent(32) == {None}  # tied systems: the first declared, `none`, is what was picked
+
+
+def test_explain_ties_each_steps_findings_to_a_hypothesis(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # The bad prompt's answers are all cut off at max_tokens: a finding on the prompts step, tagged as
+    # prompt engineering, so H1; the text report lists it under the findings by step too.
+    cut = {f'BAD {{"name": "svc{n}",': ('{"valid": tr', "length") for n in range(len(ITEMS))}
+    with ThreadedFaultServer(FaultPlan(script={**cut, **_script("GOOD", set(range(8)))})) as server:
+        path = _project(project, server.url, [{"name": "bad", "text": "BAD {{ config | tojson }}"},
+                                              {"name": "good", "text": "GOOD {{ config | tojson }}"}])
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(path), "--format", "json"]) == 0
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    truncated = [f for f in findings if f["kind"] == "truncated"]
+    assert [(f["step"], f["hypothesis"], f["subject"]) for f in truncated] == [("prompts", "H1", "prompt=bad")]
+    assert truncated[0]["text"].startswith("prompt=bad: 8 of 8 answers cut off at max_tokens=16")
+    assert main(["report", str(path)]) == 0
+    assert f"  [prompts, H1] {truncated[0]['text']}" in capsys.readouterr().out.splitlines()

@@ -248,3 +248,10 @@ def decision_exit_code(report: InvestigationReport) -> int:
     from runner.api._read import VERDICT_NOT_MET
 
     return 0 if report.decision is not None and report.decision.verdict == "viable" else VERDICT_NOT_MET
+
+
+def render_investigation_findings(report: InvestigationReport, fmt: str = "text") -> str:
+    """Every step's findings tied to the hypotheses (what `runner explain` prints for an investigation)."""
+    from runner.investigation.report import render_findings
+
+    return render_findings(report, fmt)

@@ -25,8 +25,8 @@ def load_experiment(path: Path | str) -> Experiment:
     raw = read_yaml_mapping(path)
     if "steps" in raw and "models" not in raw:
         raise ConfigError("this is an investigation (it has steps:), not an experiment", file=path, key="steps",
-                          fix="runner validate, run and report take it; other verbs take one of its steps' "
-                              "experiments")
+                          fix="runner validate, run, report and explain take it; other verbs take one of its "
+                              "steps' experiments")
     return experiment_from_mapping(raw, path)
 
 

@@ -11,10 +11,32 @@ from typing import Any
 from runner.analysis.results import ResultSet
 from runner.capabilities.context_window import ContextStudy
 from runner.config.schema import Threshold
+from runner.diagnosis.diagnose import diagnose
+from runner.diagnosis.findings import Finding
 from runner.investigation.hypotheses import Decision, Hypothesis, StepEvidence, decide, hypotheses, render_conclusions
 from runner.investigation.pick import Pick
 from runner.reporting.render import dump_json, render, report_data
 from runner.reporting.tables import Report
+
+# The analysis's hypotheses by the names diagnosis tags its findings with (runner.diagnosis.findings).
+HYPOTHESIS_OF_TAG = {"prompt engineering": "H1", "sampling randomness": "H2", "model architecture": "H4",
+                     "quantization": "H5", "system-prompt interference": "H6"}
+FINDINGS_SHOWN_PER_STEP = 3  # in the text; the JSON has them all
+
+
+@dataclass(frozen=True)
+class StepFinding:
+    """One of `runner explain`'s findings on a step's results, tied to a hypothesis: the one its tag
+    names, else the one the step tests (None when neither says)."""
+
+    step: str
+    hypothesis: str | None
+    finding: Finding
+
+    def to_dict(self) -> dict[str, Any]:
+        f = self.finding
+        return {"step": self.step, "hypothesis": self.hypothesis, "kind": str(f.kind), "subject": f.subject,
+                "text": f.text, "weight": f.weight}
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,7 @@ class InvestigationReport:
     picks: list[PickRecord] = field(default_factory=list)
     hypotheses: list[Hypothesis] = field(default_factory=list)
     decision: Decision | None = None
+    findings: list[StepFinding] = field(default_factory=list)
 
     def conclude(self) -> InvestigationReport:
         """Fill in the hypotheses table and the decision from the steps' results and studies."""
@@ -77,13 +100,16 @@ class InvestigationReport:
                                  s.report if isinstance(s.report, ContextStudy) else None) for s in self.steps]
         self.hypotheses = hypotheses(evidence)
         self.decision = decide(self.threshold, evidence)
+        self.findings = [StepFinding(s.name, HYPOTHESIS_OF_TAG.get(f.hypothesis or "", s.hypothesis), f)
+                         for s in self.steps if s.results is not None for f in diagnose(s.results)]
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "question": self.question, "threshold": self.threshold.model_dump(),
                 "steps": [s.to_dict() for s in self.steps], "picks": [p.to_dict() for p in self.picks],
                 "hypotheses": [h.to_dict() for h in self.hypotheses],
-                "decision": self.decision.to_dict() if self.decision else None}
+                "decision": self.decision.to_dict() if self.decision else None,
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 def render_conclusion(rep: InvestigationReport, fmt: str) -> str:
@@ -121,4 +147,35 @@ def render_investigation(rep: InvestigationReport, fmt: str) -> str:
         out += [""]
     if rep.decision is not None:
         out += render_conclusions(rep.hypotheses, rep.decision, md)
+    out += _render_findings(rep.findings, md)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def render_findings(rep: InvestigationReport, fmt: str) -> str:
+    """`runner explain` on an investigation: every step's findings with their hypotheses (text, markdown
+    or json), most important first within each step."""
+    if fmt == "json":
+        return dump_json({"name": rep.name, "findings": [f.to_dict() for f in rep.findings]})
+    md = fmt == "markdown"
+    head = [f"# {rep.name}: findings" if md else f"investigation: {rep.name}: findings by step", ""]
+    lines = [f"- [{f.step}, {f.hypothesis}] {f.finding.text}" if f.hypothesis else f"- [{f.step}] {f.finding.text}"
+             for f in rep.findings]
+    return "\n".join(head + (lines or ["no findings (no step has results yet)"])) + "\n"
+
+
+def _render_findings(findings: list[StepFinding], md: bool) -> list[str]:
+    """The most important findings of each step (as `runner explain` orders them), with the hypothesis."""
+    if not findings:
+        return []
+    out = ["", "## findings by step" if md else "findings by step (most important first; all in --format json):", ""]
+    shown: dict[str, int] = {}
+    for f in findings:
+        shown[f.step] = shown.get(f.step, 0) + 1
+        if shown[f.step] > FINDINGS_SHOWN_PER_STEP:
+            continue
+        tag = f"{f.step}, {f.hypothesis}" if f.hypothesis else f.step
+        out.append(f"- [{tag}] {f.finding.text}" if md else f"  [{tag}] {f.finding.text}")
+    hidden = sum(max(0, n - FINDINGS_SHOWN_PER_STEP) for n in shown.values())
+    if hidden:
+        out.append(f"  ... and {hidden} more")
+    return out
