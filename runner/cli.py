@@ -237,20 +237,20 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UserError("an investigation's report is several tables, not one", file=args.file,
                             fix="use --format table, markdown or json")
         investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
-        text = api.render_investigation(investigation, args.format)
-        if args.output is None:
-            sys.stdout.write(text)
-        else:
-            _write_atomically(Path(args.output), text)
+        _emit(args, api.render_investigation(investigation, args.format))
         return api.decision_exit_code(investigation) if args.fail_on_verdict else 0
     _check_verdict_flags(args)
     report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
-    text = api.render(report, args.format)
+    _emit(args, api.render(report, args.format))
+    return _judge(args, report)
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """To stdout, or to --output whole (written then renamed)."""
     if args.output is None:
         sys.stdout.write(text)
     else:
         _write_atomically(Path(args.output), text)
-    return _judge(args, report)
 
 
 def _write_atomically(target: Path, text: str) -> None:
