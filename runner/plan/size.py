@@ -22,7 +22,8 @@ from runner.config.schema import Experiment
 from runner.config.text_files import MAX_DOCUMENT_BYTES
 from runner.errors import ConfigError
 from runner.plan.dataset import _lines as dataset_lines
-from runner.plan.planner import canonical_json, check_entry, declared_axes, matches, new_combo
+from runner.plan.matrix import check_entry, matches, new_combo
+from runner.plan.planner import canonical_json, declared_axes
 
 Constraint = dict[str, Any]  # axis -> the value a combination must equal on it
 
