@@ -108,3 +108,20 @@ def llama_server() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def step_experiment(url: str, name: str, variants: list[dict[str, Any]], max_tokens: int,
+                    temperature: Any = 0.0, repeats: int = 1) -> dict[str, Any]:
+    """An investigation step's experiment against a fake server at `url`."""
+    # A distinct max_tokens per experiment tells the server's recorded requests apart by step.
+    return {
+        "name": name,
+        "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": 4, "timeout_s": 5, "max_retries": 1,
+                    "retry_backoff_s": 0, "retry_max_backoff_s": 0},
+        "models": [{"name": "fake", "id": "fake-model"}],
+        "prompts": {"variants": variants},
+        "dataset": {"path": "data.jsonl", "label_field": "valid"},
+        "sampling": {"temperature": temperature, "seed": 1, "max_tokens": max_tokens},
+        "repeats": repeats,
+        "scorers": [{"type": "binary", "field": "valid"}],
+    }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Project
+from conftest import Project, step_experiment
 from runner.cli import main
 from runner.testing.fakes import FakeLMStudio, ThreadedApp
 from runner.testing.fault_server import FaultPlan, ScriptRule, ThreadedFaultServer
@@ -46,20 +46,6 @@ def _plan(final_right: set[int] | None = None) -> FaultPlan:
     return FaultPlan(script=script, rules=rules)
 
 
-def _experiment(url: str, name: str, variants: list[dict[str, Any]], max_tokens: int,
-                temperature: Any = 0.0) -> dict[str, Any]:
-    return {
-        "name": name,
-        "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": 4, "timeout_s": 5, "max_retries": 1,
-                    "retry_backoff_s": 0, "retry_max_backoff_s": 0},
-        "models": [{"name": "fake", "id": "fake-model"}],
-        "prompts": {"variants": variants},
-        "dataset": {"path": "data.jsonl", "label_field": "valid"},
-        "sampling": {"temperature": temperature, "seed": 1, "max_tokens": max_tokens},
-        "scorers": [{"type": "binary", "field": "valid"}],
-    }
-
-
 def _write(project: Project, name: str, data: dict[str, Any]) -> Path:
     path = project.root / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -71,10 +57,10 @@ def _project(project: Project, url: str, filler: int = 0, context_url: str | Non
     tail = " " + " ".join(["x"] * filler) if filler else ""
     variants = [{"name": "bad", "text": "BAD {{ config | tojson }}" + tail},
                 {"name": "good", "text": "GOOD {{ config | tojson }}" + tail}]
-    _write(project, "prompts.yaml", _experiment(url, "prompts", variants, 16))
+    _write(project, "prompts.yaml", step_experiment(url, "prompts", variants, 16))
     own = [{"name": "own", "text": "OWN {{ config | tojson }}"}]
-    _write(project, "sweep.yaml", _experiment(url, "sweep", own, 24, temperature=[0.0, 0.7]))
-    _write(project, "final.yaml", _experiment(url, "final", own, FINAL_TOKENS, temperature=0.5))
+    _write(project, "sweep.yaml", step_experiment(url, "sweep", own, 24, temperature=[0.0, 0.7]))
+    _write(project, "final.yaml", step_experiment(url, "final", own, FINAL_TOKENS, temperature=0.5))
     steps: list[dict[str, Any]] = [
         {"name": "prompts", "experiment": "prompts.yaml", "hypothesis": "H1"},
         {"name": "sweep", "experiment": "sweep.yaml", "hypothesis": "H2", "use": {"prompt": {"from": "prompts"}}},
@@ -82,7 +68,7 @@ def _project(project: Project, url: str, filler: int = 0, context_url: str | Non
          "use": {"prompt": {"from": "prompts"}, "temperature": {"from": "sweep"}}},
     ]
     if context_url is not None:
-        study = _experiment(context_url, "context", own, 16)
+        study = step_experiment(context_url, "context", own, 16)
         study["backend"] = {"kind": "lmstudio", "base_url": f"{context_url}/v1", "concurrency": 1}
         study["models"] = [{"name": "smollm2", "id": "smollm2-135m-instruct@q4_k_m"}]
         study["study"] = {"kind": "context_window"}

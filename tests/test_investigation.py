@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Project
+from conftest import Project, step_experiment
 from runner.cli import main
 from runner.testing.fault_server import FaultPlan, ScriptRule, ThreadedFaultServer
 
@@ -27,22 +27,6 @@ def _answer(n: int, right: bool) -> tuple[str, str]:
 def _script(prefix: str, right: set[int]) -> dict[str, tuple[str, str]]:
     """The prompt starting with `prefix` answers item n right when n is in `right`, else wrong."""
     return {f'{prefix} {{"name": "svc{n}",': _answer(n, n in right) for n in range(len(ITEMS))}
-
-
-def _experiment(url: str, name: str, variants: list[dict[str, Any]], max_tokens: int,
-                temperature: Any = 0.0, repeats: int = 1) -> dict[str, Any]:
-    # A distinct max_tokens per experiment tells the server's recorded requests apart by step.
-    return {
-        "name": name,
-        "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": 4, "timeout_s": 5, "max_retries": 1,
-                    "retry_backoff_s": 0, "retry_max_backoff_s": 0},
-        "models": [{"name": "fake", "id": "fake-model"}],
-        "prompts": {"variants": variants},
-        "dataset": {"path": "data.jsonl", "label_field": "valid"},
-        "sampling": {"temperature": temperature, "seed": 1, "max_tokens": max_tokens},
-        "repeats": repeats,
-        "scorers": [{"type": "binary", "field": "valid"}],
-    }
 
 
 def _write(project: Project, name: str, data: dict[str, Any]) -> Path:
@@ -66,10 +50,10 @@ INVESTIGATION = {
 
 def _project(project: Project, url: str, variants: list[dict[str, Any]]) -> Path:
     project.write_dataset(ITEMS)
-    _write(project, "prompts.yaml", _experiment(url, "prompts", variants, 16))
-    _write(project, "sweep.yaml", _experiment(url, "sweep", [{"name": "own", "text": "OWN {{ config | tojson }}"}],
+    _write(project, "prompts.yaml", step_experiment(url, "prompts", variants, 16))
+    _write(project, "sweep.yaml", step_experiment(url, "sweep", [{"name": "own", "text": "OWN {{ config | tojson }}"}],
                                               24, temperature=[0.0, 0.7], repeats=3))
-    _write(project, "final.yaml", _experiment(url, "final", [{"name": "own", "text": "OWN {{ config | tojson }}"}],
+    _write(project, "final.yaml", step_experiment(url, "final", [{"name": "own", "text": "OWN {{ config | tojson }}"}],
                                               32, temperature=0.5, repeats=2))
     return _write(project, "inv.yaml", INVESTIGATION)
 
@@ -303,11 +287,11 @@ def test_a_picked_prompt_with_its_own_system_prompt_meets_a_system_axis(
     with ThreadedFaultServer(FaultPlan(record_bodies=True)) as server:
         project.write_dataset(ITEMS)
         own = {"name": "good", "text": "GOOD {{ config | tojson }}", "system": "OWNSYS"}
-        _write(project, "prompts.yaml", _experiment(server.url, "prompts", [own], 16))
-        systems = _experiment(server.url, "systems", [{"name": "x", "text": "X {{ config | tojson }}"}], 24)
+        _write(project, "prompts.yaml", step_experiment(server.url, "prompts", [own], 16))
+        systems = step_experiment(server.url, "systems", [{"name": "x", "text": "X {{ config | tojson }}"}], 24)
         systems["prompts"]["systems"] = [{"name": "none"}, {"name": "terse", "text": "TERSE"}]
         _write(project, "systems.yaml", systems)
-        final = _experiment(server.url, "final", [{"name": "own", "text": "OWN {{ config }}"}], 32)
+        final = step_experiment(server.url, "final", [{"name": "own", "text": "OWN {{ config }}"}], 32)
         _write(project, "final.yaml", final)
         path = _write(project, "inv.yaml", {
             "name": "sys", "question": "q?", "threshold": {"metric": "accuracy", "min": 0.6},
