@@ -96,6 +96,10 @@ def test_llamacpp_limit_is_n_ctx_and_requests_are_logarithmic(
     _check_probes(result)
     # With the tokenizer count and the reported prompt tokens equal, the accepted probes were read whole.
     assert all(p["read_tokens"] == p["sent_tokens"] for p in result["probes"] if p["status"] == "accepted")
+    # The tokenizer check: the server counts the dataset's prompts as the served GGUF's vocabulary does.
+    assert result["tokenizer"]["honoured"] is True
+    assert result["tokenizer"]["measured"]["differ"] == 0
+    assert "tokenizer: counts alike: " in out and "reference the served GGUF's vocabulary" in out
 
     if n_ctx == 1024:
         assert result["items_checked"] == len(ITEMS) + 1

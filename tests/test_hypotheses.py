@@ -148,12 +148,13 @@ def test_at_2_items_nothing_is_decided_and_the_table_says_what_would_decide(
         assert main(["run", str(path), "--quiet", "--no-report", "--limit", "2", "--fail-on-verdict"]) == 3
     data = _report(path, capsys, "--limit", "2")
     # good is right on both items, bad on one: 1 discordant item, nothing to estimate from. The two
-    # temperatures (with bad, the tied prompts' first) agree on both items: [0, 0] is no refutation.
+    # temperatures (with bad, the tied prompts' first) agree on both items: [0, 0] is no refutation, and
+    # 35 items with none differing would be one.
     assert _verdicts(data)[:2] == [("H1", "prompts", "inconclusive"), ("H2", "sweep", "inconclusive")]
     h1, h2 = data["hypotheses"][:2]
     assert (h1["n_items"], h1["items_to_decide"]) == (2, None)
     assert "too few discordant pairs to estimate the items needed" in h1["why"]
-    assert (h2["n_items"], h2["interval"], h2["items_to_decide"]) == (2, [0.0, 0.0], None)
+    assert (h2["n_items"], h2["interval"], h2["items_to_decide"]) == (2, [0.0, 0.0], 35)
     assert h2["why"].startswith("neither shown (the interval lies within +-0.10 but over fewer than 35 items, too "
                                 "few to refute an effect of 0.10 (0 of 2 items differing still allows 0.66)): ")
     decision = data["decision"]
@@ -177,4 +178,8 @@ def test_h3_compares_the_largest_prompt_with_the_limit_the_context_study_found(
     largest = 5 + filler  # the fault server counts words: BAD/GOOD, the config's 4 words, the filler
     shown = f"the closest prompt {largest} tokens of a 900-token limit"
     assert shown in h3["why"]
+    # The fake LM Studio has no /tokenize: the tokenizer check says it could not be measured.
+    assert h3["why"].endswith("; tokenizer check: not measured (smollm2: the server cannot tokenize text (no "
+                              "/tokenize endpoint))")
+    assert h3["tested"].endswith("; the tokenizer check")
     assert h3["effect"] == pytest.approx(largest / 900)

@@ -48,7 +48,8 @@ class ResultSet:
     cells: list[CellResults]
     limit_items: int | None
     fresh: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    _comparisons: dict[float, list[Comparison]] = field(default_factory=dict, repr=False)
+    _comparisons: dict[tuple[float, tuple[tuple[str, Any], ...]], list[Comparison]] = field(default_factory=dict,
+                                                                                               repr=False)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -62,17 +63,22 @@ class ResultSet:
     def stats(self, cell: CellResults, scorer_index: int | None) -> CellStats:
         return cell.stats(scorer_index, self.scorers)
 
-    def comparisons(self, alpha: float) -> list[Comparison]:
-        """Paired comparisons under the first scorer, between cells differing on one axis."""
-        if alpha not in self._comparisons:
+    def comparisons(self, alpha: float, baselines: dict[str, Any] | None = None) -> list[Comparison]:
+        """Paired comparisons under the first scorer, between cells differing on one axis, each value against
+        its axis's baseline: the first declared value, or the one `baselines` names for the axis."""
+        key = (alpha, tuple(sorted((a, hashable(v)) for a, v in (baselines or {}).items())))
+        if key not in self._comparisons:
             if not self.scorers:
-                self._comparisons[alpha] = []
+                self._comparisons[key] = []
             else:
                 outcomes = [CellOutcomes(dict(c.cell.values), {(i, r): ok for (_, i, r), ok
                                                                in self.stats(c, 0).correct_by.items()},
                                          _stated_classes(c)) for c in self.cells]
-                self._comparisons[alpha] = paired_comparisons(outcomes, self.plan.axes, alpha=alpha)
-        return self._comparisons[alpha]
+                axes = dict(self.plan.axes)
+                for axis, base in (baselines or {}).items():  # the baseline first: it is what the others face
+                    axes[axis] = [base, *(v for v in axes[axis] if hashable(v) != hashable(base))]
+                self._comparisons[key] = paired_comparisons(outcomes, axes, alpha=alpha)
+        return self._comparisons[key]
 
 
 def _stated_classes(cell: CellResults) -> dict[tuple[str, int], Any]:

@@ -216,18 +216,27 @@ def _probe_warnings(p: Prepared, store: Store) -> list[str]:
 async def _run_study(p: Prepared, events: Any) -> ContextStudy:
     from runner.backends.base import StartContext
     from runner.capabilities.context_window import ContextStudy, check_dataset, find_limit
+    from runner.capabilities.reference_tokenizer import configured_references, served_reference
+    from runner.capabilities.tokenizer_parity import probe_tokenizer, sample_prompts
     from runner.store import Store
 
     study = p.experiment.study
     assert study is not None
     budget = p.experiment.sampling.first("max_tokens") or 0
+    references = configured_references(p.experiment)  # a broken tokenizer file stops here, before any model
     await p.backend.start(StartContext(notify=events.note))
     results = []
     try:
         for variant in p.plan.variants():
-            async with p.backend.serve(variant):
+            async with p.backend.serve(variant) as info:
                 result = await find_limit(p.backend, variant, study)
                 await check_dataset(p.backend, p.plan, result, variant, budget)
+                # The tokenizer check of H3: the limit and the prompt sizes are the server's counts, so
+                # they are only as right as its tokenizer (the same check as `runner probe`).
+                reference = references.get(variant.model) or served_reference(
+                    p.experiment, variant.model, info.details.get("file"))
+                check = await probe_tokenizer(p.backend, sample_prompts(p.plan, variant), reference)
+                result.tokenizer = check.to_dict()
             events.note(f"{result.variant}: limit {result.limit_tokens} tokens after {result.requests} requests")
             results.append(result)
     finally:

@@ -51,6 +51,9 @@ class ContextResult:
     probes: list[Probe] = field(default_factory=list)
     items_over: list[dict[str, Any]] = field(default_factory=list)
     items_checked: int = 0
+    # The tokenizer check: does the server count the experiment's prompts as a reference tokenizer does
+    # (`tokenizer_parity`; a ProbeResult as stored)? None in studies stored before it was made.
+    tokenizer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,7 +211,15 @@ def render(results: list[ContextResult], max_tokens: int) -> str:
                              f"exceed the limit: {shown}")
             else:
                 lines.append(f"  dataset: all {r.items_checked} prompts fit with max_tokens={max_tokens}")
+        if r.tokenizer is not None:
+            lines.append(f"  tokenizer: {tokenizer_line(r.tokenizer)}")
     return "\n".join(lines) + "\n"
+
+
+def tokenizer_line(check: dict[str, Any]) -> str:
+    """The stored tokenizer check in words: its verdict, then its detail."""
+    verdict = {True: "counts alike", False: "counts differently", None: "not measured"}[check.get("honoured")]
+    return f"{verdict}: {check.get('detail', '')}"
 
 
 @dataclass

@@ -243,6 +243,14 @@ class Threshold(Strict):
     min: float = Field(ge=0, le=1, description="The experiment's bar, e.g. 0.6: 'viable' needs the interval above it.")
 
 
+class EffectQuestion(Strict):
+    """Does this axis explain the score? Answered in one sentence at the end of the report."""
+
+    axis: str = Field(description="The axis asked about, e.g. quantization.")
+    baseline: Any = Field(None, description="The value the others are measured against (e.g. F16); default: "
+                                            "the first declared.")
+
+
 class ReportConfig(Strict):
     rows: list[str] | None = Field(None, description="Axes shown as rows; default: every axis with >1 value.")
     columns: list[str] = Field(default_factory=list, description="Axes spread across columns.")
@@ -251,6 +259,9 @@ class ReportConfig(Strict):
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired tests (Holm-corrected).")
     compare: bool = Field(True, description="Paired tests between cells that differ on one axis.")
     threshold: Threshold | None = Field(None, description="A bar each row is judged against, with its interval.")
+    effect: EffectQuestion | None = Field(None, description='Ends the report in "<axis> does / does not explain '
+                                                            'the score: <value> vs <baseline> difference [interval] '
+                                                            'over N items".')
 
 
 

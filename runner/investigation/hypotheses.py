@@ -1,19 +1,11 @@
 """The investigation's conclusions: the hypotheses table (H1-H6) and the decision. Pure.
 
 Each step with a `hypothesis` tests the axis its experiment varies (H1 prompt, H2 a sampling key,
-H4 model, H5 quantization, H6 system prompt). Its effect is the accuracy difference between the
-most accurate value and the first declared one (the baseline), paired over items: the report's own
-comparison (`runner.analysis.compare`: per-item accuracies, their bootstrap interval, McNemar on
-per-item majority, Holm over all of the step's comparisons). The verdict:
-
-- `supported`: a comparison on the axis rejects at the report's alpha (Holm) and its interval
-  excludes 0 (the largest such difference is shown);
-- `refuted`: every comparison's interval lies within +-SMALLEST_EFFECT, over enough items that this
-  can hold at all: where every item agrees the bootstrap interval is [0, 0] whatever n is, so at
-  least as many items as make the Wilson upper bound of "0 of n items differ" no more than
-  SMALLEST_EFFECT (35 items at 95%; `enough_to_refute`);
-- `inconclusive` otherwise, with about how many items would detect the difference shown
-  (`Comparison.items_needed`, Connor 1987, 80% power) where the discordant pairs allow an estimate.
+H4 model, H5 quantization, H6 system prompt) by the rule an experiment's `report.effect` uses
+(`runner.reporting.effect`): the most accurate value against the first declared one, paired over
+items, `supported` when the test rejects (Holm) and the interval excludes 0, `refuted` when every
+interval lies within +-SMALLEST_EFFECT over enough items, `inconclusive` otherwise, with the items
+that would decide it.
 
 H3 (context) is a `context_window` study step: supported when an answered job of another step sent
 a prompt of at least CONTEXT_SHARE of its own limit (its server's n_ctx per slot less one, as the
@@ -36,15 +28,12 @@ from tabulate import tabulate
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import CellStats, hashable
 from runner.analysis.results import ResultSet
-from runner.analysis.stats import wilson_interval
 from runner.capabilities.context_window import ContextStudy
 from runner.config.sampling import SAMPLING_KEYS
 from runner.config.schema import Threshold
+from runner.reporting.effect import SMALLEST_EFFECT, axis_effect
 from runner.reporting.judgement import Key, Verdict, best_row, label_of, unit, verdicts
 
-# The smallest accuracy difference that matters for this question: a prompt or setting that moves
-# accuracy by less than 10 points cannot carry a 40% model to a 60% bar on its own.
-SMALLEST_EFFECT = 0.10
 # A prompt this close to the context limit is at risk of being cut (H3).
 CONTEXT_SHARE = 0.9
 
@@ -140,37 +129,17 @@ def _axis_effect(hid: str, step: StepEvidence) -> Hypothesis:
     if not results.scorers:
         return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
                           f"step {step.name} has no scorer: accuracy is not measured")
-    alpha = results.plan.experiment.report.alpha
-    comps = [c for c in results.comparisons(alpha) if c.axis == axis and c.n_items]
-    if not comps:
-        return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
-                          "no item was answered under both the baseline and another value yet")
-    rejecting = [c for c in comps if c.significant and (c.low > 0 or c.high < 0)]
-    if rejecting:
-        c = max(rejecting, key=lambda c: abs(c.difference))
-        return _row(hid, step, tested, c, "supported", None,
-                    f"the test rejects at alpha={alpha:g} (Holm over the step's {len(results.comparisons(alpha))} "
-                    f"comparisons) and the interval excludes 0: {c.sentence()}")
-    c = max(comps, key=lambda c: c.difference)  # the most accurate value against the baseline
-    within = all(x.low >= -SMALLEST_EFFECT and x.high <= SMALLEST_EFFECT for x in comps)
-    if within and all(enough_to_refute(x.n_items) for x in comps):
-        return _row(hid, step, tested, c, "refuted", None,
-                    f"every interval lies within +-{SMALLEST_EFFECT:.2f}, the smallest effect that matters: "
-                    f"{c.sentence()}")
-    if within:
-        least = next(n for n in range(1, 10_000) if enough_to_refute(n))
-        reason = (f"the interval lies within +-{SMALLEST_EFFECT:.2f} but over fewer than {least} items, too few "
-                  f"to refute an effect of {SMALLEST_EFFECT:.2f} (0 of {c.n_items} items differing still allows "
-                  f"{wilson_interval(0, c.n_items)[1]:.2f})")
-    else:
-        reason = f"no rejection at alpha={alpha:g}, interval not within +-{SMALLEST_EFFECT:.2f}"
-    return _row(hid, step, tested, c, "inconclusive", c.items_needed(), f"neither shown ({reason}): {c.sentence()}")
-
-
-def enough_to_refute(n_items: int) -> bool:
-    """Whether n items can show an effect below SMALLEST_EFFECT at all: the Wilson upper bound (95%) of
-    none of them differing is within it."""
-    return n_items > 0 and wilson_interval(0, n_items)[1] <= SMALLEST_EFFECT
+    effect = axis_effect(results, axis, shown="most_accurate")
+    c = effect.comparison
+    if c is None:
+        return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None, effect.why)
+    if effect.verdict == "supported":
+        return _row(hid, step, tested, c, "supported", None, effect.why.replace(
+            f"(Holm over the {effect.n_comparisons} comparisons)",
+            f"(Holm over the step's {effect.n_comparisons} comparisons)"))
+    if effect.verdict == "refuted":
+        return _row(hid, step, tested, c, "refuted", None, effect.why)
+    return _row(hid, step, tested, c, "inconclusive", effect.items_to_decide, f"{effect.why}: {c.sentence()}")
 
 
 def _row(hid: str, step: StepEvidence, tested: str, c: Comparison, verdict: str, needed: int | None,
@@ -192,7 +161,8 @@ def _context(step: StepEvidence, steps: list[StepEvidence]) -> Hypothesis:
                           "inconclusive", None, f"the study found no limit ({failures})")
     limit, variant = limits[0]
     tested = (f"prompt tokens of the other steps vs each job's own context (n_ctx per slot, as its server "
-              f"reported it; else the study's smallest limit, {limit} tokens ({variant}))")
+              f"reported it; else the study's smallest limit, {limit} tokens ({variant})); the tokenizer check")
+    tokenizer = _tokenizer_check(step.study)
     # Each job against the context its own server had: the study may have run at another n_ctx (the
     # shipped one searches 1024 and 2048 while the other steps run at 3072), so its limit is only the
     # fallback for servers that report none. llama.cpp reads n_ctx - 1 prompt tokens whole (the study
@@ -210,7 +180,7 @@ def _context(step: StepEvidence, steps: list[StepEvidence]) -> Hypothesis:
                 prompts.append((r.record.prompt_tokens, own, r.job.item.id))
     if not prompts:
         return Hypothesis(hid, NAMES[hid], step.name, tested, None, None, None, 0, "inconclusive", None,
-                          "no answered job of the other steps reports its prompt tokens")
+                          f"no answered job of the other steps reports its prompt tokens; {tokenizer}")
     tokens, own, _ = max(prompts, key=lambda p: p[0] / p[1])
     share = tokens / own
     items = len({i for _, _, i in prompts})
@@ -219,10 +189,27 @@ def _context(step: StepEvidence, steps: list[StepEvidence]) -> Hypothesis:
     if near:
         return Hypothesis(hid, NAMES[hid], step.name, tested, share, None, None, items, "supported", None,
                           f"{len(near)} of {len(prompts)} answered jobs ({len({i for _, i in near})} items) sent at "
-                          f"least {CONTEXT_SHARE:.0%} of their limit: {numbers}")
+                          f"least {CONTEXT_SHARE:.0%} of their limit: {numbers}; {tokenizer}")
     return Hypothesis(hid, NAMES[hid], step.name, tested, share, None, None, items, "refuted", None,
                       f"{numbers}: every prompt of {len(prompts)} answered jobs over {items} items is below "
-                      f"{CONTEXT_SHARE:.0%} of its limit")
+                      f"{CONTEXT_SHARE:.0%} of its limit; {tokenizer}")
+
+
+def _tokenizer_check(study: ContextStudy) -> str:
+    """The study's tokenizer check in one clause. It does not move H3's verdict: the server's own count
+    decides what it truncates, whatever vocabulary it uses; a different one hurts answers instead."""
+    checks = [(r.variant, r.tokenizer) for r in study.results if r.tokenizer is not None]
+    if not checks:
+        return "tokenizer check: not run (a study stored before it existed; run the step again)"
+    differ = [f"{v}: {c.get('detail', '')}" for v, c in checks if c.get("honoured") is False]
+    if differ:
+        return ("tokenizer check: the server counts differently from the reference (" + "; ".join(differ) +
+                "): the counts above are the server's, which decide truncation, but the model may be served "
+                "another vocabulary than it was trained with (see `runner probe`)")
+    unmeasured = [f"{v}: {c.get('detail', '')}" for v, c in checks if c.get("honoured") is None]
+    if unmeasured:
+        return "tokenizer check: not measured (" + "; ".join(unmeasured) + ")"
+    return "tokenizer check: " + "; ".join(f"{v}: {c.get('detail', '')}" for v, c in checks)
 
 
 def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:

@@ -115,6 +115,10 @@ def apply(raw: dict[str, Any], axis: str, carried: Any) -> dict[str, Any]:
         shown = carried[0]["name"] if isinstance(carried, list) and carried and isinstance(carried[0], dict) \
             and "name" in carried[0] else carried
         _keep_entries(out, axis, shown)
+    report = out.get("report")
+    if isinstance(report, dict) and isinstance(report.get("effect"), dict) and report["effect"].get("axis") == axis:
+        # The axis now holds the one picked value: there is no effect of it left to measure here.
+        report.pop("effect")
     return out
 
 

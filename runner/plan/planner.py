@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.paths import PathGuard, path_guard
+from runner.config.sampling import SAMPLING_KEYS
 from runner.config.schema import Experiment, TemplateRef
 from runner.errors import ConfigError
 from runner.plan.dataset import Item, load_context_file, load_items
@@ -345,6 +346,19 @@ def _check_report_axes(experiment: Experiment, axes: dict[str, list[Any]]) -> No
             if name not in axes:
                 raise ConfigError(f"unknown axis {name!r}", file=experiment.source_path, key=f"{key}[{i}]",
                                   fix=f"use one of: {', '.join(axes)}")
+    if report.effect is not None:
+        axis, varying = report.effect.axis, [a for a, values in axes.items() if len(values) > 1]
+        if axis not in varying:
+            known = axis in axes or axis in SAMPLING_KEYS
+            what = "does not vary in this experiment" if known else "is not an axis"
+            raise ConfigError(f"{axis!r} {what}: its effect cannot be measured", file=experiment.source_path,
+                              key="report.effect.axis",
+                              fix=f"use an axis with more than one value: {', '.join(varying) or 'none varies'}")
+        baseline = report.effect.baseline
+        if baseline is not None and baseline not in axes[axis]:
+            raise ConfigError(f"baseline {baseline!r} is not a value of {axis}", file=experiment.source_path,
+                              key="report.effect.baseline",
+                              fix=f"use one of: {', '.join(str(v) for v in axes[axis])}, or remove the key")
 
 
 def _compile_optional(ref: TemplateRef | None, i: int, directory: Path, experiment: Experiment,

@@ -41,6 +41,9 @@ def render(report: Report, fmt: str) -> str:
     totals = report.totals
     parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "
                  f"{totals['missing']} not run")
+    if report.effect is not None:  # last: it is the answer to the question the experiment asks
+        sentence = report.effect.sentence()
+        parts.append(f"## Answer\n\n{sentence}" if fmt == "markdown" else f"Answer: {sentence}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -49,6 +52,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "experiment": report.experiment, "totals": report.totals,
         "tables": [_table_data(t) for t in report.tables],
         "findings": [f.to_dict() for f in report.findings],
+        "effect": report.effect.to_dict() if report.effect is not None else None,
     }
 
 

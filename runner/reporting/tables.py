@@ -17,6 +17,7 @@ from runner.analysis.metrics import CellStats
 from runner.analysis.results import ResultSet
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
+from runner.reporting.effect import AxisEffect, axis_effect
 from runner.reporting.judgement import Verdict, best, dangerous, verdicts
 from runner.reporting.sampling import sampling_note
 from runner.scoring.scorers import BinaryClassification
@@ -57,6 +58,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     no_findings_line: str = ""
     scored: bool = False
+    effect: AxisEffect | None = None  # `report.effect`: does the axis explain the score?
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -103,8 +105,10 @@ def build_report(results: ResultSet) -> Report:
             table.notes.append(note)
         tables.append(table)
     findings = diagnose(results, alpha=cfg.alpha)
+    effect = (axis_effect(results, cfg.effect.axis, baseline=cfg.effect.baseline)
+              if cfg.effect is not None else None)
     return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),
-                  bool(scorers))
+                  bool(scorers), effect)
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
