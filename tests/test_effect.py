@@ -139,3 +139,17 @@ def test_a_step_whose_effect_axis_an_earlier_pick_replaces_still_runs(project: P
         assert main(["report", str(project.root / "second.yaml"), "--limit", "2"]) == 0
     assert capsys.readouterr().out.endswith("Answer: prompt: cannot say whether it explains the score: no item was "
                                             "answered under both bad and another value yet\n")
+
+
+def test_a_store_with_no_answer_for_this_plan_claims_no_findings(project: Project,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(_plan()) as server:
+        path = _experiment(project, server.url, ["BAD", "GOOD"], None)
+        assert main(["run", str(path), "--quiet", "--no-report", "--limit", "1"]) == 0
+    # Other items now: the store holds answers, none of them to this plan's jobs.
+    project.write_dataset([{**item, "id": f"new{n}"} | {"config": {"name": f"other{n}"}} for n, item in
+                           enumerate(ITEMS[:2])])
+    capsys.readouterr()
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Findings (most important first):\n  effect: no findings yet: no job has an answer stored\n" in out

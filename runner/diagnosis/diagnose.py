@@ -94,7 +94,9 @@ def _merge_repeated(findings: list[Finding], cells: list[CellView]) -> list[Find
     return out
 
 
-def nothing_wrong_line(experiment: str) -> str:
+def nothing_wrong_line(experiment: str, answered: bool = True) -> str:
+    if not answered:  # "nothing wrong" would be claimed of answers that do not exist
+        return f"{experiment}: no findings yet: no job has an answer stored"
     return (f"{experiment}: no findings: answers had the expected shape, no cell gave a constant answer "
             "or failed to beat the majority class, nothing flipped between repeats, and no prompt neared the "
             "context limit.")
