@@ -235,6 +235,7 @@ REPORT_METRICS = (
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
     "kappa", "mcc", "balanced_accuracy", "outcomes", "answers",
+    "similarity", "divergence", "divergence_t0", "identical_share", "distinct_outputs", "pairwise_similarity",
 )
 
 
