@@ -244,6 +244,14 @@ class Threshold(Strict):
     min: float = Field(ge=0, le=1, description="The experiment's bar, e.g. 0.6: 'viable' needs the interval above it.")
 
 
+class HumanAgreement(Strict):
+    """Two raters' labels of the same items: their Cohen's kappa is shown as the ceiling next to the model's."""
+
+    fields: list[str] = Field(min_length=2, max_length=2,
+                              description="The dataset fields of the two raters' labels, e.g. [human_label, "
+                                          "human_label_2].")
+
+
 class ReportConfig(Strict):
     rows: list[str] | None = Field(None, description="Axes shown as rows; default: every axis with >1 value.")
     columns: list[str] = Field(default_factory=list, description="Axes spread across columns.")
@@ -252,6 +260,9 @@ class ReportConfig(Strict):
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired tests (Holm-corrected).")
     compare: bool = Field(True, description="Paired tests between cells that differ on one axis.")
     threshold: Threshold | None = Field(None, description="A bar each row is judged against, with its interval.")
+    human_agreement: HumanAgreement | None = Field(
+        None, description="Two human raters' label fields: their agreement (Cohen's kappa over the report's items) "
+                          "is shown as the ceiling for the model's.")
 
 
 

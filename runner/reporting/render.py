@@ -49,6 +49,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "experiment": report.experiment, "totals": report.totals,
         "tables": [_table_data(t) for t in report.tables],
         "findings": [f.to_dict() for f in report.findings],
+        **({"human_agreement": report.human_agreement.to_dict()} if report.human_agreement else {}),
     }
 
 

@@ -14,12 +14,13 @@ from typing import Any
 from runner.analysis.columns import METRICS
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import CellStats
+from runner.analysis.raters import RaterAgreement, rater_agreement
 from runner.analysis.results import ResultSet
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
-from runner.reporting.judgement import Verdict, best, dangerous, verdicts
+from runner.reporting.judgement import Verdict, best, dangerous, label_of, verdicts
 from runner.reporting.sampling import sampling_note
-from runner.scoring.scorers import BinaryClassification
+from runner.scoring.scorers import BinaryClassification, Scorer
 
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
                    "outcomes"]
@@ -58,6 +59,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     no_findings_line: str = ""
     scored: bool = False
+    human_agreement: RaterAgreement | None = None
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -73,6 +75,7 @@ def build_report(results: ResultSet) -> Report:
     metrics = cfg.metrics or (DEFAULT_METRICS if scorers else DEFAULT_METRICS_NO_SCORER)
 
     tables = []
+    humans = _human_agreement(results)
     for index, scorer in enumerate(scorers or [None]):
         # Stats per (row key, column key): cells that differ only on axes not shown are pooled.
         stats_by_key: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
@@ -102,10 +105,38 @@ def build_report(results: ResultSet) -> Report:
                 table.comparisons = comparisons
         if index == 0 and (note := sampling_note(results)):
             table.notes.append(note)
+        if index == 0 and humans is not None:
+            table.notes.append(humans.sentence() + _model_kappas(scorer, row_axes, col_axes, stats_by_key))
         tables.append(table)
     findings = diagnose(results, alpha=cfg.alpha)
     return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),
-                  bool(scorers))
+                  bool(scorers), humans)
+
+
+def _human_agreement(results: ResultSet) -> RaterAgreement | None:
+    """The two raters' agreement over the items this report covers (the model's items, --limit included)."""
+    config = results.plan.experiment.report.human_agreement
+    if config is None:
+        return None
+    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results}.values())
+    first, second = config.fields
+    return rater_agreement((first, second), items)
+
+
+def _model_kappas(scorer: Scorer | None, row_axes: list[str], col_axes: list[str],
+                  stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> str:
+    """"; the model's: smollm2-135m 0.10 [...] over 16 items": each row's kappa against its label."""
+    if not isinstance(scorer, BinaryClassification):
+        return ""
+    parts = []
+    for key, s in stats.items():
+        kappa = s.kappa()
+        interval = s.bootstrap_interval("kappa")
+        shown = "undefined" if math.isnan(kappa) else f"{kappa:.2f}" + (
+            f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval and not math.isnan(interval[0]) else "")
+        parts.append(f"{label_of(row_axes, col_axes, key)} {shown} over {s.n_items()} items")
+    field = scorer.expected_field()
+    return f"; the model's kappa against {field}: " + "; ".join(parts)
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
