@@ -7,6 +7,7 @@ rouge-score), and compared with what the runner stored and reported.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,3 +211,30 @@ def test_a_reference_that_is_not_text_is_refused(project: Project, capsys: pytes
     assert main(["validate", str(path), "--offline"]) == 2
     assert capsys.readouterr().err == (f"runner: {path}: scorers[0].reference_field: field 'reference' of dataset "
                                        "items ['a'] is not a text; give every row one reference text (a string)\n")
+
+
+@pytest.mark.model
+def test_the_summarization_experiment_on_the_real_model_stores_rouge_scores_of_its_answers(
+        project: Project, llama_server: str) -> None:
+    # experiments/summarization.yaml as shipped, but on the session's llama.cpp server, with short
+    # answers and its results in the test's folder.
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    exp = yaml.safe_load((root / "experiments" / "summarization.yaml").read_text())
+    exp["backend"] = {"kind": "openai", "base_url": f"{llama_server}/v1", "concurrency": 2}
+    exp["models"] = [{"name": "smollm2", "id": "smollm2"}]
+    exp["prompts"]["directory"] = str(root / "prompt_templates" / "summarization")
+    exp["dataset"]["path"] = str(root / "datasets" / "summarization.jsonl")
+    exp["sampling"]["max_tokens"] = 24
+    exp["allow_outside_paths"] = True
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "2"]) == 0
+    cell = runner.results(path, limit=2).cells[0]
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    for result, score in zip(cell.results, cell.scores[0], strict=True):
+        assert result.record is not None and result.record.status == "ok"
+        text = (result.record.text or "").strip()
+        assert text, "the model answered"
+        expected = scorer.score(result.job.item.fields["reference"], text)["rougeL"].fmeasure
+        assert score is not None and score.extras == {"similarity": pytest.approx(expected, abs=1e-12)}

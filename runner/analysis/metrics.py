@@ -34,7 +34,6 @@ from runner.analysis.stats import (
 from runner.analysis.text_measures import TEXT_METRICS, Unit, unit_values
 from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
-from runner.scoring.similarity import REPEAT_METHOD, similarity
 from runner.store import JobRecord
 
 
@@ -81,7 +80,7 @@ class CellStats:
     # (a similarity scorer's) and to the item's temperature-0 answer: runner.analysis.text_measures.
     texts: dict[Unit, list[str]] = field(default_factory=lambda: defaultdict(list))
     reference_sims: dict[Unit, list[float]] = field(default_factory=lambda: defaultdict(list))
-    t0_sims: dict[Unit, list[float]] = field(default_factory=lambda: defaultdict(list))
+    t0_texts: dict[Unit, str] = field(default_factory=dict)
     _text_values: dict[str, dict[Unit, float]] = field(default_factory=dict, repr=False)
     _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
 
@@ -134,7 +133,7 @@ class CellStats:
         if isinstance(sim, int | float):
             self.reference_sims[unit].append(float(sim))
         if t0_text is not None:
-            self.t0_sims[unit].append(1.0 if text == t0_text else similarity(text, t0_text, REPEAT_METHOD))
+            self.t0_texts[unit] = t0_text
 
     def _count_binary(self, scorer: BinaryClassification, score: Score, item: list[int]) -> None:
         truth = scorer.is_positive(score.expected)
@@ -173,7 +172,7 @@ class CellStats:
         out.runs.update(other.runs)
         out.answers.update(self.answers)
         out.answers.update(other.answers)
-        for name in ("texts", "reference_sims", "t0_sims"):
+        for name in ("texts", "reference_sims", "t0_texts"):
             getattr(out, name).update(getattr(self, name))
             getattr(out, name).update(getattr(other, name))
         out.tokens_per_s = self.tokens_per_s + other.tokens_per_s
@@ -275,7 +274,7 @@ class CellStats:
 
     def _text_unit_values(self, name: str) -> dict[Unit, float]:
         if name not in self._text_values:  # pairwise similarity over 20 repeats is 190 pairs per item
-            self._text_values[name] = unit_values(name, self.texts, self.reference_sims, self.t0_sims)
+            self._text_values[name] = unit_values(name, self.texts, self.reference_sims, self.t0_texts)
         return self._text_values[name]
 
     def _bootstrap_interval(self, name: str) -> tuple[float, float] | None:

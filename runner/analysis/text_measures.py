@@ -32,6 +32,11 @@ TO_REFERENCE = ("similarity", "divergence", "divergence_t0")
 TEXT_METRICS = ACROSS_REPEATS + TO_REFERENCE
 
 
+def _similar(a: str, b: str) -> float:
+    # Identical texts are 1 without asking the library: 20 identical repeats are 190 pairs.
+    return 1.0 if a == b else similarity(a, b, REPEAT_METHOD)
+
+
 def identical_share(texts: Sequence[str]) -> float:
     return Counter(texts).most_common(1)[0][1] / len(texts)
 
@@ -41,9 +46,8 @@ def distinct_outputs(texts: Sequence[str]) -> float:
 
 
 def pairwise_similarity(texts: Sequence[str]) -> float:
-    # Identical pairs are 1 without asking the library: 20 identical repeats are 190 pairs.
     pairs = list(itertools.combinations(texts, 2))
-    return sum(1.0 if a == b else similarity(a, b, REPEAT_METHOD) for a, b in pairs) / len(pairs)
+    return sum(_similar(a, b) for a, b in pairs) / len(pairs)
 
 
 _ACROSS: dict[str, Callable[[Sequence[str]], float]] = {
@@ -53,13 +57,15 @@ _ACROSS: dict[str, Callable[[Sequence[str]], float]] = {
 
 
 def unit_values(name: str, texts: Mapping[Unit, list[str]], reference_sims: Mapping[Unit, list[float]],
-                t0_sims: Mapping[Unit, list[float]]) -> dict[Unit, float]:
+                t0_texts: Mapping[Unit, str]) -> dict[Unit, float]:
     """Metric `name`'s value for every unit it is defined for."""
     if name in _ACROSS:
         across = _ACROSS[name]
         return {unit: across(t) for unit, t in texts.items() if len(t) > 1}
-    sims = t0_sims if name == "divergence_t0" else reference_sims
-    means = {unit: sum(s) / len(s) for unit, s in sims.items() if s}
+    if name == "divergence_t0":
+        return {unit: 1.0 - sum(_similar(t, t0_texts[unit]) for t in ts) / len(ts)
+                for unit, ts in texts.items() if ts and unit in t0_texts}
+    means = {unit: sum(s) / len(s) for unit, s in reference_sims.items() if s}
     if name == "similarity":
         return means
     return {unit: 1.0 - m for unit, m in means.items()}

@@ -74,13 +74,15 @@ class Similarity(Scorer):
             answer, json_valid = text.strip(), extract_json(text) is not None
         sim = self._compare(answer, reference)
         extras = {"similarity": sim}
-        detail = f"{self.config.method} similarity {sim:.3f}"
         if not answer.strip():
-            return Score(EMPTY, False, None, expected, json_valid, detail, extras)
+            return Score(EMPTY, False, None, expected, json_valid, None, extras)
         if finish_reason == "length":
-            return Score(TRUNCATED, False, None, expected, json_valid, "cut off at max_tokens; " + detail, extras)
+            return Score(TRUNCATED, False, None, expected, json_valid, "cut off at max_tokens", extras)
         correct = sim >= self.config.min if self.config.min is not None else sim == 1.0
-        return Score(ANSWERED, correct, None, expected, json_valid, detail, extras)
+        # The same words for every miss, so that the diagnosis can count them ("most often: ...").
+        miss = f"{self.config.method} similarity below {self.config.min:g}" if self.config.min is not None \
+            else f"not identical to the reference by {self.config.method}"
+        return Score(ANSWERED, correct, None, expected, json_valid, None if correct else miss, extras)
 
 
 def _as_text(value: Any) -> str:
