@@ -262,7 +262,7 @@ CASES = [
          "runner: $EXP: backend.kind: unknown backend kind 'vllm'; use one of: llamacpp, lmstudio, ollama, openai"),
     Case("unknown-scorer-type", changed(put("scorers.0.type", "fuzzy")),
          "runner: $EXP: scorers[0]: unknown type 'fuzzy'; use one of: exact, regex, json_field, binary, code_tests, "
-         "python"),
+         "similarity, python"),
     # templates
     Case("missing-template-file", changed(put("prompts.variants.0.file", "nope.j2")),
          "runner: $EXP: prompts.variants[0]: template file $ROOT/templates/nope.j2 not found; correct the path "
@@ -650,7 +650,7 @@ CASES = [
          "runner: $EXP: dataset.path: expected a file path, got a list; write the path as a string"),
     Case("scorer-without-type", changed(put("scorers", [{"field": "valid"}])),
          "runner: $EXP: scorers[0]: no type key to say which kind this is; add type: with one of exact, regex, "
-         "json_field, binary, code_tests, python"),
+         "json_field, binary, code_tests, similarity, python"),
     Case("source-two-kinds", llamacpp(source={"path": "a.gguf", "catalog": "smollm2-135m-instruct"}),
          "runner: $EXP: models[0].source: source gives path and catalog; give exactly one of path, package (with "
          "resource) or catalog"),

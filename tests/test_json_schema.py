@@ -157,6 +157,10 @@ class Validator:
         if isinstance(value, list) and len(value) < n:
             raise Invalid(f"{at}: fewer than {n} items")
 
+    def k_maxItems(self, value: Any, n: int, _s: Any, at: str) -> None:
+        if isinstance(value, list) and len(value) > n:
+            raise Invalid(f"{at}: more than {n} items")
+
     def k_minLength(self, value: Any, n: int, _s: Any, at: str) -> None:
         if isinstance(value, str) and len(value) < n:
             raise Invalid(f"{at}: shorter than {n}")

@@ -38,7 +38,7 @@ from runner.scoring.registry import register_scorer
 from runner.scoring.scorers import build_scorers, check_scorers
 from runner.testing.fault_server import ThreadedFaultServer
 
-BUILT_IN = ["exact", "regex", "json_field", "binary", "code_tests", "python"]
+BUILT_IN = ["exact", "regex", "json_field", "binary", "code_tests", "similarity", "python"]
 
 
 @pytest.fixture(autouse=True)
@@ -471,7 +471,7 @@ PLUGIN_ERRORS = [
     # A typo lists every scorer that loads; the broken plugin is reported only when asked for by name.
     ({"scorer": {"type": "shuot"}},
      "runner: $EXP: scorers[1]: unknown type 'shuot'; use one of: exact, regex, json_field, binary, code_tests, "
-     "python, fake, shout"),
+     "similarity, python, fake, shout"),
 ]
 
 

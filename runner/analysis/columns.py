@@ -64,6 +64,12 @@ for _name, _compute, _rate in (
     ("balanced_accuracy", CellStats.balanced_accuracy, True),
     ("outcomes", CellStats.outcome_shares, False),
     ("answers", CellStats.answer_shares, False),
+    ("similarity", lambda s: s.text_measure("similarity"), True),
+    ("divergence", lambda s: s.text_measure("divergence"), True),
+    ("divergence_t0", lambda s: s.text_measure("divergence_t0"), True),
+    ("identical_share", lambda s: s.text_measure("identical_share"), True),
+    ("distinct_outputs", lambda s: s.text_measure("distinct_outputs"), False),
+    ("pairwise_similarity", lambda s: s.text_measure("pairwise_similarity"), True),
 ):
     register_metric(_name, _compute, rate=_rate)
 

@@ -31,6 +31,7 @@ from runner.analysis.stats import (
     matthews_corrcoef,
     wilson_interval,
 )
+from runner.analysis.text_measures import TEXT_METRICS, Unit, unit_values
 from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
 from runner.store import JobRecord
@@ -75,9 +76,18 @@ class CellStats:
     # item id -> its counts over every answer to it in these cells (see ITEM_COLUMNS): the item is the
     # unit of every interval, so each rate is a ratio of per-item sums.
     items: dict[str, list[int]] = field(default_factory=dict)
+    # (cell key, item id) -> the answers' texts across repeats, their similarity to the item's reference
+    # (a similarity scorer's) and to the item's temperature-0 answer: runner.analysis.text_measures.
+    texts: dict[Unit, list[str]] = field(default_factory=lambda: defaultdict(list))
+    reference_sims: dict[Unit, list[float]] = field(default_factory=lambda: defaultdict(list))
+    t0_texts: dict[Unit, str] = field(default_factory=dict)
+    _text_values: dict[str, dict[Unit, float]] = field(default_factory=dict, repr=False)
     _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
 
-    def add(self, result: JobResult, score: Score | None, scorer: Scorer | None) -> None:
+    def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
+            t0_text: str | None = None) -> None:
+        """Count one job; `t0_text` is its item's answer at temperature 0 in the cell that differs only
+        in temperature, where the experiment has one (for `divergence_t0`)."""
         self.planned += 1
         rec = result.record
         if rec is None:
@@ -110,11 +120,20 @@ class CellStats:
         run[0] += int(bool(score.correct))
         run[1] += 1
         self.answers[(cell_key, result.job.item.id)].append(_answer_key(score, rec.text))
+        self._add_text((cell_key, result.job.item.id), (rec.text or "").strip(), score, t0_text)
         if score.prediction is not None:
             self.predictions[hashable(score.prediction)] += 1
         self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score, item)
+
+    def _add_text(self, unit: Unit, text: str, score: Score, t0_text: str | None) -> None:
+        self.texts[unit].append(text)
+        sim = (score.extras or {}).get("similarity")
+        if isinstance(sim, int | float):
+            self.reference_sims[unit].append(float(sim))
+        if t0_text is not None:
+            self.t0_texts[unit] = t0_text
 
     def _count_binary(self, scorer: BinaryClassification, score: Score, item: list[int]) -> None:
         truth = scorer.is_positive(score.expected)
@@ -153,6 +172,9 @@ class CellStats:
         out.runs.update(other.runs)
         out.answers.update(self.answers)
         out.answers.update(other.answers)
+        for name in ("texts", "reference_sims", "t0_texts"):
+            getattr(out, name).update(getattr(self, name))
+            getattr(out, name).update(getattr(other, name))
         out.tokens_per_s = self.tokens_per_s + other.tokens_per_s
         out.latency_s = self.latency_s + other.latency_s
         out.completion_tokens = self.completion_tokens + other.completion_tokens
@@ -244,7 +266,27 @@ class CellStats:
             self._intervals[name] = self._bootstrap_interval(name)
         return self._intervals[name]
 
+    def text_measure(self, name: str) -> float:
+        """A measure of the answers' texts (runner.analysis.text_measures): the mean over (cell, item)
+        units; nan where no unit has it (one repeat, or no reference similarity)."""
+        values = self._text_unit_values(name)
+        return sum(values.values()) / len(values) if values else math.nan
+
+    def _text_unit_values(self, name: str) -> dict[Unit, float]:
+        if name not in self._text_values:  # pairwise similarity over 20 repeats is 190 pairs per item
+            self._text_values[name] = unit_values(name, self.texts, self.reference_sims, self.t0_texts)
+        return self._text_values[name]
+
     def _bootstrap_interval(self, name: str) -> tuple[float, float] | None:
+        if name in TEXT_METRICS:
+            # Per item: the sum of its units' values and their count, resampled as agreement's are.
+            sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for (_, item), value in self._text_unit_values(name).items():
+                sums[item][0] += value
+                sums[item][1] += 1
+            if len(sums) < 2:
+                return None
+            return item_bootstrap(np.array(list(sums.values()), dtype=np.float64), mean_of)
         if name == "agreement":
             # Per item: the sum of its (cell, item) units' shares and their count, so a row pooling
             # cells resamples items (with all their cells), and the mean of the draws is the point value.

@@ -11,6 +11,7 @@ it) to store. The report's tables, the paired comparisons and the diagnosis all 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class CellResults:
     cell: Cell
     results: list[JobResult]
     scores: list[list[Score | None]]  # per scorer, aligned with `results`
+    # item id -> its answer (repeat 0) in the cell that differs from this one only in being at temperature
+    # 0, where the experiment sweeps temperature and has 0 in the sweep: for divergence_t0.
+    t0_texts: dict[str, str] | None = None
     _stats: dict[int, CellStats] = field(default_factory=dict, repr=False)
 
     def stats(self, scorer_index: int | None, scorers: list[Scorer]) -> CellStats:
@@ -35,8 +39,9 @@ class CellResults:
             stats = CellStats()
             scorer = None if scorer_index is None else scorers[scorer_index]
             scores = self.scores[scorer_index] if scorer_index is not None else [None] * len(self.results)
+            t0 = self.t0_texts or {}
             for result, score in zip(self.results, scores, strict=True):
-                stats.add(result, score, scorer)
+                stats.add(result, score, scorer, t0.get(result.job.item.id))
             self._stats[key] = stats
         return self._stats[key]
 
@@ -100,4 +105,23 @@ def load_results(plan: Plan, store: Store | None, scorers: list[Scorer],
         cached = store.scores_for(ok_ids) if store and scorers else {}
         scores = [scores_for(results, scorer, cached, fresh) for scorer in scorers]
         cells.append(CellResults(cell, results, scores))
+    _link_temperature_zero(plan, cells)
     return ResultSet(plan, scorers, cells, limit_items, fresh)
+
+
+def _link_temperature_zero(plan: Plan, cells: list[CellResults]) -> None:
+    """Give every cell of a temperature sweep that has temperature 0 the answers of its temperature-0
+    twin (the cell equal to it on every other axis), for the divergence from the greedy answer."""
+    if len(plan.axes.get("temperature", [])) < 2:
+        return
+
+    def others(c: CellResults) -> str:
+        return json.dumps([[k, v] for k, v in c.cell.values if k != "temperature"], default=str)
+
+    greedy: dict[str, dict[str, str]] = {}
+    for c in cells:
+        if c.cell.params.get("temperature") == 0:
+            greedy[others(c)] = {r.job.item.id: (r.record.text or "").strip() for r in c.results
+                                 if r.job.repeat == 0 and r.record is not None and r.record.status == "ok"}
+    for c in cells:
+        c.t0_texts = greedy.get(others(c))

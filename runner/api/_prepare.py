@@ -62,6 +62,10 @@ def prepare(path: str | Path | Experiment, *, for_reading: bool = False, limit: 
         plan.check_templates(limit)  # with --limit, only the items that will run
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
     check_scorers(scorers, plan.items, experiment.source_path)
+    if experiment.report.human_agreement is not None:
+        from runner.analysis.raters import check_rater_fields
+
+        check_rater_fields(experiment.report.human_agreement.fields, plan.items, experiment.source_path)
     if for_reading:
         return Prepared(experiment, plan, scorers)
     from runner.backends import create_backend

@@ -235,6 +235,7 @@ REPORT_METRICS = (
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
     "kappa", "mcc", "balanced_accuracy", "outcomes", "answers",
+    "similarity", "divergence", "divergence_t0", "identical_share", "distinct_outputs", "pairwise_similarity",
 )
 
 
@@ -251,6 +252,14 @@ class EffectQuestion(Strict):
                                             "the first declared.")
 
 
+class HumanAgreement(Strict):
+    """Two raters' labels of the same items: their Cohen's kappa is shown as the ceiling next to the model's."""
+
+    fields: list[str] = Field(min_length=2, max_length=2,
+                              description="The dataset fields of the two raters' labels, e.g. [human_label, "
+                                          "human_label_2].")
+
+
 class ReportConfig(Strict):
     rows: list[str] | None = Field(None, description="Axes shown as rows; default: every axis with >1 value.")
     columns: list[str] = Field(default_factory=list, description="Axes spread across columns.")
@@ -262,6 +271,9 @@ class ReportConfig(Strict):
     effect: EffectQuestion | None = Field(None, description='Ends the report in "<axis> does / does not explain '
                                                             'the score: <value> vs <baseline> difference [interval] '
                                                             'over N items".')
+    human_agreement: HumanAgreement | None = Field(
+        None, description="Two human raters' label fields: their agreement (Cohen's kappa over the report's items) "
+                          "is shown as the ceiling for the model's.")
 
 
 

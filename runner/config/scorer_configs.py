@@ -21,7 +21,8 @@ class ScorerBase(Strict):
     (`python -m runner.config.reference`)."""
 
     name: str | None = Field(None, description="Name in reports; defaults to the type. Needed to use one type twice.")
-    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, python, or a plugin's.")
+    type: str = Field(description="The scorer: exact, regex, json_field, binary, code_tests, similarity, python, "
+                                  "or a plugin's.")
 
     def label(self) -> str:
         return self.name or self.type
@@ -129,6 +130,30 @@ class CodeTestsScorer(ScorerBase):
     memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
 
 
+class SimilarityScorer(ScorerBase):
+    """How alike the answer is to the item's reference text (a summary, an expected answer), by one of
+    the libraries' measures (`method`): rapidfuzz's `ratio` (default: normalized Indel similarity of
+    the characters), `levenshtein` or `token_sort_ratio`; sacrebleu's `chrf`; rouge-score's `rouge1` or
+    `rougeL` F-measure. All from 0 to 1; the value is the score's `similarity`, shown by the
+    `similarity` and `divergence` metrics. Right when it reaches `min`; without `min`, only an answer
+    identical to the reference (similarity 1) is right. With `normalize`, both texts are first
+    normalized as SQuAD does (lower case, no punctuation, no articles), so a near-exact short answer
+    ("The Eiffel Tower.") equals its reference ("Eiffel Tower"). A cut-off answer is `truncated`
+    (never right), its similarity still measured; an empty one is `empty`."""
+
+    type: Literal["similarity"]
+    reference_field: str = Field("reference", description="Dataset field with the reference text.")
+    method: Literal["ratio", "levenshtein", "token_sort_ratio", "chrf", "rouge1", "rougeL"] = Field(
+        "ratio", description="The measure: ratio, levenshtein, token_sort_ratio (rapidfuzz), chrf (sacrebleu), "
+                             "rouge1, rougeL (rouge-score).")
+    min: float | None = Field(None, ge=0, le=1, description="Right when the similarity is at least this; "
+                                                              "default: only an identical answer.")
+    normalize: bool = Field(False, description="Compare SQuAD-normalized texts (lower case, no punctuation, "
+                                               "no articles, single spaces).")
+    field: str | None = Field(None, description="Compare this field (a dotted path) of the answer's JSON "
+                                                "instead of the whole text.")
+
+
 class PythonScorer(ScorerBase):
     """Your own function scores each answer (the contract: `runner.scoring.python`)."""
 
@@ -149,6 +174,7 @@ add_scorer("regex", RegexScorer, "runner.scoring.scorers:RegexMatch", "built-in"
 add_scorer("json_field", JsonFieldScorer, "runner.scoring.scorers:JsonField", "built-in")
 add_scorer("binary", BinaryScorer, "runner.scoring.scorers:BinaryClassification", "built-in")
 add_scorer("code_tests", CodeTestsScorer, "runner.scoring.scorers:CodeTests", "built-in")
+add_scorer("similarity", SimilarityScorer, "runner.scoring.similarity_scorer:Similarity", "built-in")
 add_scorer("python", PythonScorer, "runner.scoring.python:PythonFunction", "built-in")
 
 

@@ -53,6 +53,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "tables": [_table_data(t) for t in report.tables],
         "findings": [f.to_dict() for f in report.findings],
         "effect": report.effect.to_dict() if report.effect is not None else None,
+        **({"human_agreement": report.human_agreement.to_dict()} if report.human_agreement else {}),
     }
 
 

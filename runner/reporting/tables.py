@@ -14,18 +14,20 @@ from typing import Any
 from runner.analysis.columns import METRICS
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import CellStats
+from runner.analysis.raters import RaterAgreement, rater_agreement
 from runner.analysis.results import ResultSet
 from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
 from runner.reporting.effect import AxisEffect, axis_effect
-from runner.reporting.judgement import Verdict, best, dangerous, verdicts
+from runner.reporting.judgement import Verdict, best, dangerous, label_of, verdicts
 from runner.reporting.sampling import sampling_note
-from runner.scoring.scorers import BinaryClassification
+from runner.scoring.scorers import BinaryClassification, Scorer
 
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
                    "outcomes"]
 INTERVAL_METRICS = {"accuracy", "json_valid", "precision", "recall", "flip_rate", "run_mean", "f1", "kappa", "mcc",
-                    "balanced_accuracy", "agreement"}
+                    "balanced_accuracy", "agreement", "similarity", "divergence", "divergence_t0", "identical_share",
+                    "distinct_outputs", "pairwise_similarity"}
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 
 
@@ -59,6 +61,7 @@ class Report:
     no_findings_line: str = ""
     scored: bool = False
     effect: AxisEffect | None = None  # `report.effect`: does the axis explain the score?
+    human_agreement: RaterAgreement | None = None
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -74,6 +77,7 @@ def build_report(results: ResultSet) -> Report:
     metrics = cfg.metrics or (DEFAULT_METRICS if scorers else DEFAULT_METRICS_NO_SCORER)
 
     tables = []
+    humans = _human_agreement(results)
     for index, scorer in enumerate(scorers or [None]):
         # Stats per (row key, column key): cells that differ only on axes not shown are pooled.
         stats_by_key: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats] = {}
@@ -103,13 +107,41 @@ def build_report(results: ResultSet) -> Report:
                 table.comparisons = comparisons
         if index == 0 and (note := sampling_note(results)):
             table.notes.append(note)
+        if index == 0 and humans is not None:
+            table.notes.append(humans.sentence() + _model_kappas(scorer, row_axes, col_axes, stats_by_key))
         tables.append(table)
     findings = diagnose(results, alpha=cfg.alpha)
     effect = (axis_effect(results, cfg.effect.axis, baseline=cfg.effect.baseline)
               if cfg.effect is not None else None)
     return Report(plan.experiment.name, tables, results.totals, findings,
                   nothing_wrong_line(plan.experiment.name, results.totals["ok"] > 0),
-                  bool(scorers), effect)
+                  bool(scorers), effect=effect, human_agreement=humans)
+
+
+def _human_agreement(results: ResultSet) -> RaterAgreement | None:
+    """The two raters' agreement over the items this report covers (the model's items, --limit included)."""
+    config = results.plan.experiment.report.human_agreement
+    if config is None:
+        return None
+    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results}.values())
+    first, second = config.fields
+    return rater_agreement((first, second), items)
+
+
+def _model_kappas(scorer: Scorer | None, row_axes: list[str], col_axes: list[str],
+                  stats: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]) -> str:
+    """"; the model's: smollm2-135m 0.10 [...] over 16 items": each row's kappa against its label."""
+    if not isinstance(scorer, BinaryClassification):
+        return ""
+    parts = []
+    for key, s in stats.items():
+        kappa = s.kappa()
+        interval = s.bootstrap_interval("kappa")
+        shown = "undefined" if math.isnan(kappa) else f"{kappa:.2f}" + (
+            f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval and not math.isnan(interval[0]) else "")
+        parts.append(f"{label_of(row_axes, col_axes, key)} {shown} over {s.n_items()} items")
+    field = scorer.expected_field()
+    return f"; the model's kappa against {field}: " + "; ".join(parts)
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],
