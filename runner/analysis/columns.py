@@ -62,6 +62,9 @@ for _name, _compute, _rate in (
     ("kappa", CellStats.kappa, True),
     ("mcc", CellStats.mcc, True),
     ("balanced_accuracy", CellStats.balanced_accuracy, True),
+    ("compile_rate", CellStats.compile_rate, True),
+    ("test_pass_rate", CellStats.test_pass_rate, True),
+    ("style_violations", CellStats.style_violations, False),
     ("outcomes", CellStats.outcome_shares, False),
     ("answers", CellStats.answer_shares, False),
 ):

@@ -24,7 +24,7 @@ from runner.scoring.scorers import BinaryClassification
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
                    "outcomes"]
 INTERVAL_METRICS = {"accuracy", "json_valid", "precision", "recall", "flip_rate", "run_mean", "f1", "kappa", "mcc",
-                    "balanced_accuracy", "agreement"}
+                    "balanced_accuracy", "agreement", "compile_rate", "test_pass_rate", "style_violations"}
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
 
 
