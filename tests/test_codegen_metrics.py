@@ -237,3 +237,15 @@ def test_csharp_tests_that_are_not_statements_are_refused(project: Project, caps
     assert capsys.readouterr().err.strip() == (
         f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'c2' are not C# statements; give a "
         "list of strings, one C# statement (a test) each")
+
+
+def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project,
+                                                                 fault_server: ThreadedFaultServer) -> None:
+    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
+    project.write_dataset(PY_ROWS[:2])
+    exp = _experiment(fault_server)
+    del exp["report"]
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    assert list(_metrics(path)) == ["n", "failed", "items", "accuracy", "compile_rate", "test_pass_rate",
+                                    "style_violations", "agreement", "tokens_per_s", "outcomes"]
