@@ -235,11 +235,13 @@ REPORT_METRICS = (
     "json_valid", "agreement", "run_mean", "run_std", "run_worst", "run_best", "tokens_per_s",
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
     "kappa", "mcc", "balanced_accuracy", "outcomes", "answers",
+    "compile_rate", "test_pass_rate", "style_violations",  # code_tests
 )
 
 
 class Threshold(Strict):
-    metric: Literal["accuracy", "f1", "precision", "recall", "json_valid"] = "accuracy"
+    metric: Literal["accuracy", "f1", "precision", "recall", "json_valid", "compile_rate", "test_pass_rate"] = \
+        "accuracy"
     min: float = Field(ge=0, le=1, description="The experiment's bar, e.g. 0.6: 'viable' needs the interval above it.")
 
 
