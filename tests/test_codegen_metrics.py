@@ -132,8 +132,10 @@ CS_ANSWERS = {
     # No Add: the two tests that call it do not compile against this class, and only they fail.
     "[c4]": ("```cs\npublic class Counter\n{\n    public int Value { get; private set; }\n"
              "    public void Increment() { Value++; }\n    public void Reset() { Value = 0; }\n}\n```", "stop"),
+    # Cut off at max_tokens with an unfinished class: no answer, and it does not compile.
+    "[c5]": ("```csharp\n" + COUNTER.replace("@RESET@", "Value = 0;")[:60], "length"),
 }
-CS_ITEMS = [{"id": f"c{i}", "spec": "a counter", "tests": COUNTER_TESTS} for i in range(1, 5)]
+CS_ITEMS = [{"id": f"c{i}", "spec": "a counter", "tests": COUNTER_TESTS} for i in range(1, 6)]
 
 
 @needs_mono
@@ -146,15 +148,16 @@ def test_a_csharp_class_compiles_and_its_tests_run_under_mono(project: Project,
         "c2": ("answered", False, {"compiled": True, "tests": [True, True, True, False]}),
         "c3": ("no_code", False, {"compiled": False, "tests": [False] * 4}),
         "c4": ("answered", False, {"compiled": True, "tests": [True, True, False, False]}),
+        "c5": ("truncated", False, {"compiled": False, "tests": [False] * 4}),
     }
     assert scores["c2"].detail == "test 4: assertion failed: expected 0, got 7"
     assert scores["c3"].detail == "compile error: CS1002: ; expected (line 6)"
     assert scores["c4"].detail is not None and scores["c4"].detail.startswith(
         "test 3: does not compile: CS1061: Type `Counter' does not contain a definition for `Add'")
     metrics = _metrics(path)
-    assert metrics["accuracy"]["value"] == pytest.approx(1 / 4)
-    assert metrics["compile_rate"]["value"] == pytest.approx(3 / 4)
-    assert metrics["test_pass_rate"]["value"] == pytest.approx((1 + 0.75 + 0 + 0.5) / 4)
+    assert metrics["accuracy"]["value"] == pytest.approx(1 / 5)
+    assert metrics["compile_rate"]["value"] == pytest.approx(3 / 5)
+    assert metrics["test_pass_rate"]["value"] == pytest.approx((1 + 0.75 + 0 + 0.5 + 0) / 5)
     assert metrics["style_violations"]["value"] is None  # not measured for C#
 
 
