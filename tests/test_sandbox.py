@@ -105,7 +105,7 @@ def test_extract_code(answer: str, expected: str) -> None:
 @in_the_machines_mode
 def test_correct_function_passes_all_tests() -> None:
     result = timed_run(CORRECT_ADD)
-    assert result == SandboxResult(compiled=True, passed=3, total=3, error=None)
+    assert result == SandboxResult(compiled=True, passed=3, total=3, error=None, results=(True, True, True))
     assert result.pass_rate == 1.0
 
 
@@ -113,6 +113,7 @@ def test_correct_function_passes_all_tests() -> None:
 def test_wrong_function_passes_some_and_names_the_first_failure() -> None:
     result = timed_run("def add(a, b):\n    return a + b if a > 0 else 7\n")
     assert (result.passed, result.total) == (2, 3)
+    assert result.results == (True, False, True)  # each test's own result, not only the count
     assert result.error == "assertion failed at test 2"
     assert result.pass_rate == pytest.approx(2 / 3)
 
@@ -122,6 +123,7 @@ def test_each_top_level_statement_is_one_test() -> None:
     tests = "assert add(1, 1) == 2; assert add(2, 2) == 4\nassert (\n    add(0, 0) == 1\n)\n"
     result = timed_run(CORRECT_ADD, tests)
     assert (result.passed, result.total) == (2, 3)
+    assert result.results == (True, True, False)
     assert result.error == "assertion failed at test 3"
 
 
@@ -135,7 +137,8 @@ def test_exception_in_a_test_fails_only_that_test() -> None:
 @in_the_machines_mode
 def test_syntax_error_is_not_compiled() -> None:
     result = timed_run("def add(a, b)\n    return a + b\n")
-    assert result == SandboxResult(compiled=False, passed=0, total=3, error="syntax error: expected ':' (line 1)")
+    assert result == SandboxResult(compiled=False, passed=0, total=3, error="syntax error: expected ':' (line 1)",
+                                   results=(False, False, False))
     assert result.pass_rate == 0.0
 
 
@@ -460,7 +463,8 @@ def test_a_forged_report_cannot_store_unbounded_text() -> None:
         while frame is not None:
             payload = frame.f_locals.get("payload")
             if isinstance(payload, dict) and "nonce" in payload:
-                line = json.dumps({"nonce": payload["nonce"], "passed": 0, "error": "y" * 10000 + "\\nz"})
+                line = json.dumps({"nonce": payload["nonce"], "passed": 0, "results": [False] * 3,
+                                   "error": "y" * 10000 + "\\nz"})
                 os.write(payload["report_fd"], ("\\n" + line + "\\n").encode())
                 os._exit(0)
             frame = frame.f_back

@@ -82,6 +82,9 @@ class CellStats:
     reference_sims: dict[Unit, list[float]] = field(default_factory=lambda: defaultdict(list))
     t0_texts: dict[Unit, str] = field(default_factory=dict)
     _text_values: dict[str, dict[Unit, float]] = field(default_factory=dict, repr=False)
+    # item id -> [sum of its answers' shares of tests passed, answers with tests, style violations, lines
+    # checked for style] over the answers a code scorer scored (test_pass_rate, style_violations).
+    code_items: dict[str, list[float]] = field(default_factory=dict)
     _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
@@ -126,6 +129,24 @@ class CellStats:
         self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score, item)
+        if isinstance(scorer, CodeTests):
+            self._count_code(score, item, result.job.item.id)
+
+    def _count_code(self, score: Score, item: list[int], item_id: str) -> None:
+        extras = score.extras or {}
+        if "compiled" not in extras:
+            return  # scored before the scorer kept these (an older stored score)
+        item[_CODE] += 1
+        item[_COMPILED] += int(bool(extras["compiled"]))
+        code = self.code_items.setdefault(item_id, [0.0] * 4)
+        tests = extras.get("tests") or []
+        if tests:
+            code[0] += sum(1 for t in tests if t) / len(tests)
+            code[1] += 1
+        style = extras.get("style")
+        if isinstance(style, dict):
+            code[2] += float(style.get("violations", 0))
+            code[3] += float(style.get("lines", 0))
 
     def _add_text(self, unit: Unit, text: str, score: Score, t0_text: str | None) -> None:
         self.texts[unit].append(text)
@@ -187,7 +208,27 @@ class CellStats:
             mine = out.items.setdefault(k, [0] * len(ITEM_COLUMNS))
             for i, x in enumerate(v):
                 mine[i] += x
+        out.code_items = {k: list(v) for k, v in self.code_items.items()}
+        for k, w in other.code_items.items():
+            code = out.code_items.setdefault(k, [0.0] * 4)
+            for i, y in enumerate(w):
+                code[i] += y
         return out
+
+    def compile_rate(self) -> float:
+        """The share of the answers a code scorer scored whose code compiles (empty answers do not)."""
+        code = sum(r[_CODE] for r in self.items.values())
+        return sum(r[_COMPILED] for r in self.items.values()) / code if code else math.nan
+
+    def test_pass_rate(self) -> float:
+        """The mean share of an answer's tests that pass, over the answers a code scorer ran tests for."""
+        answers = sum(c[1] for c in self.code_items.values())
+        return sum(c[0] for c in self.code_items.values()) / answers if answers else math.nan
+
+    def style_violations(self) -> float:
+        """ruff's style violations per 100 non-blank lines of the code that compiled (Python)."""
+        lines = sum(c[3] for c in self.code_items.values())
+        return 100 * sum(c[2] for c in self.code_items.values()) / lines if lines else math.nan
 
     # metrics
 
@@ -298,6 +339,13 @@ class CellStats:
             if len(by_item) < 2:
                 return None
             return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)
+        if name in ("test_pass_rate", "style_violations"):
+            # Per item: (its sum, its count), so the mean of a draw is the point value's ratio of sums.
+            pairs = [(c[0], c[1]) if name == "test_pass_rate" else (100 * c[2], c[3]) for c in self.code_items.values()]
+            pairs = [p for p in pairs if p[1] > 0]
+            if len(pairs) < 2:
+                return None
+            return item_bootstrap(np.array(pairs, dtype=np.float64), mean_of)
         columns = _BOOTSTRAP_COLUMNS.get(name)
         # F1 and balanced accuracy are defined over unanswered items too; kappa and MCC only over
         # answers that state a class.
@@ -369,14 +417,16 @@ class CellStats:
 
 
 # The per-item counts every rate is a ratio of.
-ITEM_COLUMNS = ("ok", "correct", "json_valid", "tp", "fp", "tn", "fn", "unanswered_pos", "unanswered_neg")
-_OK, _CORRECT, _JSON, _TP, _FP, _TN, _FN, _UP, _UN = range(len(ITEM_COLUMNS))
+ITEM_COLUMNS = ("ok", "correct", "json_valid", "tp", "fp", "tn", "fn", "unanswered_pos", "unanswered_neg", "code",
+                "compiled")
+_OK, _CORRECT, _JSON, _TP, _FP, _TN, _FN, _UP, _UN, _CODE, _COMPILED = range(len(ITEM_COLUMNS))
 # rate -> (numerator columns, denominator columns), summed per item
 _RATE_PARTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "accuracy": ((_CORRECT,), (_OK,)), "json_valid": ((_JSON,), (_OK,)),
     "precision": ((_TP,), (_TP, _FP)), "recall": ((_TP,), (_TP, _FN, _UP)),
     "run_mean": ((_CORRECT,), (_OK,)),  # the mean of the repeats' accuracies is the accuracy: same unit
     "flip_rate": ((), ()),
+    "compile_rate": ((_COMPILED,), (_CODE,)),  # over the answers a code scorer scored
 }
 _BOOTSTRAP_COLUMNS: dict[str, tuple[tuple[int, ...], ItemStat]] = {
     "f1": ((_TP, _FP, _FN, _UP), f1_of),

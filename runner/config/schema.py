@@ -236,11 +236,13 @@ REPORT_METRICS = (
     "latency_s", "completion_tokens", "file_size_mb", "flip_rate", "entropy",
     "kappa", "mcc", "balanced_accuracy", "outcomes", "answers",
     "similarity", "divergence", "divergence_t0", "identical_share", "distinct_outputs", "pairwise_similarity",
+    "compile_rate", "test_pass_rate", "style_violations",  # code_tests
 )
 
 
 class Threshold(Strict):
-    metric: Literal["accuracy", "f1", "precision", "recall", "json_valid"] = "accuracy"
+    metric: Literal["accuracy", "f1", "precision", "recall", "json_valid", "compile_rate", "test_pass_rate"] = \
+        "accuracy"
     min: float = Field(ge=0, le=1, description="The experiment's bar, e.g. 0.6: 'viable' needs the interval above it.")
 
 

@@ -117,17 +117,24 @@ class BinaryScorer(ScorerBase):
 
 
 class CodeTestsScorer(ScorerBase):
-    """Runs the answer's Python code against the item's unit tests in a sandboxed child process (time
-    and memory limits, no network, no new processes). The code is the answer's first fenced block
-    tagged python (or not tagged), else the whole answer; each top-level statement of the tests is one
-    test. Right when every test passes; the prediction is the pass rate. No label is used. The child
+    """Runs the answer's code against the item's unit tests in a sandboxed child process (time and
+    memory limits, no network, no new processes). Python (the default): the code is the answer's first
+    fenced block tagged python (or not tagged), else the whole answer; each top-level statement of the
+    tests is one test. C# (`language: csharp`, needs Debian's mono-mcs and mono-runtime): the first
+    block tagged csharp, cs or c#; the tests are C# statements, one test each (runner.scoring.csharp),
+    compiled with mcs and run with mono. Right when every test passes; the prediction is the pass
+    rate, and each test's result is kept (compile_rate, test_pass_rate). No label is used. The child
     runs inside an operating-system boundary (bubblewrap, or unshare as root): without one the
-    experiment is refused, unless RUNNER_SANDBOX=weak accepts the audit hook alone."""
+    experiment is refused, unless RUNNER_SANDBOX=weak accepts the audit hook alone (Python only)."""
 
     type: Literal["code_tests"]
-    tests_field: str = Field("tests", description="Dataset field with assert statements, one test each.")
-    timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit per item.")
+    language: Literal["python", "csharp"] = Field("python", description="The answers' language: python or csharp.")
+    tests_field: str = Field("tests", description="Dataset field with the tests: assert statements (Python), or a "
+                                                  "list of C# statements, one test each.")
+    timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit per item (for C#: of running the tests).")
     memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
+    style: bool = Field(True, description="Count ruff's style violations in Python answers that compile "
+                                          "(style_violations); not measured for C#.")
 
 
 class SimilarityScorer(ScorerBase):

@@ -21,14 +21,18 @@ from runner.diagnosis.findings import Finding
 from runner.reporting.effect import AxisEffect, axis_effect
 from runner.reporting.judgement import Verdict, best, dangerous, label_of, verdicts
 from runner.reporting.sampling import sampling_note
-from runner.scoring.scorers import BinaryClassification, Scorer
+from runner.scoring.scorers import BinaryClassification, CodeTests, Scorer
 
 DEFAULT_METRICS = ["n", "failed", "items", "accuracy", "f1", "json_valid", "agreement", "tokens_per_s", "answers",
                    "outcomes"]
 INTERVAL_METRICS = {"accuracy", "json_valid", "precision", "recall", "flip_rate", "run_mean", "f1", "kappa", "mcc",
                     "balanced_accuracy", "agreement", "similarity", "divergence", "divergence_t0", "identical_share",
-                    "distinct_outputs", "pairwise_similarity"}
+                    "distinct_outputs", "pairwise_similarity",
+                    "compile_rate", "test_pass_rate", "style_violations"}
 DEFAULT_METRICS_NO_SCORER = ["n", "failed", "completion_tokens", "latency_s", "tokens_per_s"]
+# A code scorer's table: F1, JSON validity and the class shares say nothing about code.
+DEFAULT_METRICS_CODE = ["n", "failed", "items", "accuracy", "compile_rate", "test_pass_rate", "style_violations",
+                        "agreement", "tokens_per_s", "outcomes"]
 
 
 @dataclass
@@ -87,7 +91,8 @@ def build_report(results: ResultSet) -> Report:
             stats = results.stats(cell, index if scorer is not None else None)
             stats_by_key[key] = stats_by_key[key].merge(stats) if key in stats_by_key else stats
         title = f"{plan.experiment.name}" + (f" — scorer {scorer.name}" if scorer else "")
-        table = _pivot(title, row_axes, col_axes, metrics, stats_by_key, with_interval=scorer is not None)
+        shown = DEFAULT_METRICS_CODE if not cfg.metrics and isinstance(scorer, CodeTests) else metrics
+        table = _pivot(title, row_axes, col_axes, shown, stats_by_key, with_interval=scorer is not None)
         if isinstance(scorer, BinaryClassification):
             table.notes.extend(dangerous(scorer, row_axes, col_axes, stats_by_key))
         if index == 0 and scorer is not None:

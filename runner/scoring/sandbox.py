@@ -46,7 +46,7 @@ from typing import Any
 from runner.scoring.sandbox_boundary import boundary, launcher_env
 from runner.scoring.sandbox_child import _one_line
 
-__all__ = ["SandboxLimits", "SandboxResult", "extract_code", "run_tests"]
+__all__ = ["SandboxLimits", "SandboxResult", "compile_error", "count_tests", "extract_code", "run_tests"]
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,19 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """What a scorer needs: did it compile, how many tests passed, and a one-line reason if not all."""
+    """What a scorer needs: did it compile, which tests passed, and a one-line reason if not all."""
 
     compiled: bool
     passed: int
     total: int
     error: str | None
+    results: tuple[bool, ...] = ()  # per test, in the dataset's order; empty only where total is 0
+
+    def __post_init__(self) -> None:
+        if not self.results and self.total:
+            object.__setattr__(self, "results", (False,) * self.total)  # nothing ran: every test failed
+        if len(self.results) != self.total or sum(self.results) != self.passed:
+            raise ValueError(f"results {self.results} do not add up to {self.passed} of {self.total} passed")
 
     @property
     def pass_rate(self) -> float:
@@ -140,6 +147,21 @@ class _ChildRun:
     stderr: bytes
 
 
+def compile_error(code: str) -> str | None:
+    """None if `code` compiles as Python (nothing of it runs), else the syntax error, one line."""
+    try:
+        # dont_inherit: this module's `from __future__ import annotations` must not leak into the check.
+        compile(code, "<generated>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return _syntax_error(exc)
+    return None
+
+
+def count_tests(tests: str) -> int:
+    """How many tests `tests` holds: its top-level statements. ValueError if it is not valid Python."""
+    return _count_tests(tests)
+
+
 def run_tests(code: str, tests: str, limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
     """Run `code`, then each top-level statement of `tests` as one test, in a contained child process.
 
@@ -148,11 +170,9 @@ def run_tests(code: str, tests: str, limits: SandboxLimits = SandboxLimits()) ->
     something to score the model on.
     """
     total = _count_tests(tests)
-    try:
-        # dont_inherit: this module's `from __future__ import annotations` must not leak into the check.
-        compile(code, "<generated>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        return SandboxResult(compiled=False, passed=0, total=total, error=_syntax_error(exc))
+    error = compile_error(code)
+    if error is not None:
+        return SandboxResult(compiled=False, passed=0, total=total, error=error)
     return _score(_run_child(code, tests, limits), total, limits)
 
 
@@ -323,11 +343,13 @@ def _score(run: _ChildRun, total: int, limits: SandboxLimits) -> SandboxResult:
         kind = run.report["blocked"]
         return SandboxResult(True, 0, total, "blocked: " + (_one_line(kind, _MAX_KIND_CHARS)
                                                            if isinstance(kind, str) else "unknown"))
-    passed, error = run.report.get("passed"), run.report.get("error")
+    passed, error, results = run.report.get("passed"), run.report.get("error"), run.report.get("results")
     if (isinstance(passed, int) and not isinstance(passed, bool) and 0 <= passed <= total
-            and (error is None or isinstance(error, str))):
+            and isinstance(results, list) and len(results) == total and all(type(r) is bool for r in results)
+            and sum(results) == passed and (error is None or isinstance(error, str))):
         # Capped here, not only in the child: the child runs the code, so its words are the code's.
-        return SandboxResult(True, passed, total, None if error is None else _one_line(error, _MAX_ERROR_CHARS))
+        return SandboxResult(True, passed, total, None if error is None else _one_line(error, _MAX_ERROR_CHARS),
+                             tuple(results))
     return SandboxResult(True, 0, total, "malformed result report")
 
 

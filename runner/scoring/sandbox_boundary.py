@@ -112,6 +112,20 @@ class Boundary:
             return self._unshare(host_workdir, python, report_fd)
         return python
 
+    def tool_command(self, host_workdir: str, argv: Sequence[str], ro_binds: Sequence[str] = ()) -> list[str]:
+        """argv that runs a program other than the Python child (a compiler, a linter) inside the boundary.
+
+        The program sees what the child sees, without the Python installation and the child script, plus
+        `ro_binds` (files or folders, read-only at the same path: a compiler's configuration in /etc, a
+        linter's binary in a virtual environment). Weak mode: `argv` itself."""
+        if self.mode == "bwrap":
+            return self._bwrap(host_workdir, list(argv), ro_binds=ro_binds, python_child=False)
+        if self.mode == "unshare":
+            script = _unshare_script(host_workdir, None, [*self._drop_privileges(), *argv], -1, ro_binds)
+            return [self._tool("setpriv"), "--pdeathsig", "KILL", "--", self._tool("unshare"), "--mount", "--pid",
+                    "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script]
+        return list(argv)
+
     def returncode(self, raw: int) -> int:
         """The child's exit status in Popen's terms (negative: killed by that signal).
 
@@ -128,7 +142,8 @@ class Boundary:
         return [self._tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
-    def _bwrap(self, host_workdir: str, python: list[str]) -> list[str]:
+    def _bwrap(self, host_workdir: str, python: list[str], ro_binds: Sequence[str] = (),
+               python_child: bool = True) -> list[str]:
         root = os.geteuid() == 0
         argv = [self._tool("bwrap")]
         # As root, bwrap's user namespace would map only uid 0, and setpriv could not drop to nobody in it.
@@ -146,13 +161,20 @@ class Boundary:
                 argv += ["--symlink", os.readlink(link), link]  # merged /usr: the same links as the host
             elif os.path.isdir(link):
                 argv += ["--ro-bind", link, link]
-        for path in _python_dirs(self.python):
+        for path in _python_dirs(self.python) if python_child else []:
             if not _under(path, "/usr"):  # a system Python is in /usr already
                 argv += ["--ro-bind", path, path]
-        # bwrap makes the parents of a file it binds 0700, which nobody could not enter.
-        parents = [d for d in _parents(INNER_CHILD) for d in ("--perms", "0755", "--dir", d)]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", host_workdir, INNER_WORKDIR,
-                 *parents, "--ro-bind", _CHILD_SCRIPT, INNER_CHILD, "--chdir", INNER_WORKDIR]
+        for path in ro_binds:
+            if not _under(path, "/usr"):
+                # The parents bwrap makes would be 0700, which nobody could not enter (/etc for /etc/mono).
+                argv += [d for d in _parents(path) for d in ("--perms", "0755", "--dir", d)]
+                argv += ["--ro-bind", path, path]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", host_workdir, INNER_WORKDIR]
+        if python_child:
+            # bwrap makes the parents of a file it binds 0700, which nobody could not enter.
+            argv += [d for d in _parents(INNER_CHILD) for d in ("--perms", "0755", "--dir", d)]
+            argv += ["--ro-bind", _CHILD_SCRIPT, INNER_CHILD]
+        argv += ["--chdir", INNER_WORKDIR]
         return argv + (self._drop_privileges() if root else []) + python
 
     def _unshare(self, host_workdir: str, python: list[str], report_fd: int) -> list[str]:
@@ -191,16 +213,18 @@ def _python_dirs(python: str) -> list[str]:
     return dirs
 
 
-def _unshare_script(host_workdir: str, python: str, command: list[str], report_fd: int) -> str:
+def _unshare_script(host_workdir: str, python: str | None, command: list[str], report_fd: int,
+                    ro_binds: Sequence[str] = ()) -> str:
     """The shell step run as the new namespaces' init: build the mount view, then run `command`.
 
     The shell stays as init (the command is not its last word), so the child is not PID 1, to which
-    the kernel would not deliver the signals of its resource limits."""
+    the kernel would not deliver the signals of its resource limits. `python` None: a tool's command
+    (`Boundary.tool_command`), which needs no interpreter, only `ro_binds` where they are hidden."""
     q = shlex.quote
-    keep = [d for d in _python_dirs(python) if _is_covered(d)]
+    keep = [d for d in [*(_python_dirs(python) if python else []), *ro_binds] if _is_covered(d)]
     # Descriptors opened before the tmpfs covers go on: they still reach the hidden originals, which
     # are bound back through /proc/self/fd (mount -c: not canonicalized, which would find the tmpfs).
-    fds = iter(n for n in range(3, 10) if n != report_fd)
+    fds = iter(n for n in range(3, 10 + len(ro_binds)) if n != report_fd)
     opened = [(next(fds), path) for path in (host_workdir, _CHILD_SCRIPT, *keep)]
     lines = ["set -eu"]
     lines += [f"exec {n}<{q(path)}" for n, path in opened]
@@ -214,8 +238,8 @@ def _unshare_script(host_workdir: str, python: str, command: list[str], report_f
     binds = [(n, path, "ro") for n, path in opened[2:]]
     binds += [(opened[0][0], INNER_WORKDIR, "rw,nosuid,nodev,noexec"), (opened[1][0], INNER_CHILD, "ro")]
     for n, target, options in binds:
-        make = f"mkdir -p {q(target)}" if target != INNER_CHILD else \
-            f"mkdir -p {q(os.path.dirname(target))} && : > {q(target)}"
+        is_file = target == INNER_CHILD or (target != INNER_WORKDIR and os.path.isfile(target))
+        make = f"mkdir -p {q(os.path.dirname(target))} && : > {q(target)}" if is_file else f"mkdir -p {q(target)}"
         lines += [make, f"mount -c --bind /proc/self/fd/{n} {q(target)}",
                   f"mount -o remount,bind,{options} {q(target)}"]
     lines += [f"exec {n}<&-" for n, _ in opened]

@@ -404,21 +404,22 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _run_all(code: Any, tests: list[Any], violation: type[BaseException]) -> tuple[int, str | None]:
-    """(passed, error) for the generated code and then each test; passed is 0 when the run must fail.
+def _run_all(code: Any, tests: list[Any], violation: type[BaseException]) -> tuple[list[bool], str | None]:
+    """(each test passed, error) for the generated code and then each test; none passed when the run
+    must fail.
 
     A refusal the code swallowed (a bare except) is not known here; the hook reported it already, and
     the parent fails the whole run for it."""
     # Not "__main__", so an `if __name__ == "__main__":` block (which often reads stdin) does not run.
     namespace: dict[str, Any] = {"__name__": "solution", "__builtins__": builtins}
     fatal = (MemoryError, violation)
-    passed, failure = 0, None
+    results, failure = [False] * len(tests), None
     exc = _attempt(code, namespace)
     if exc is None:
         for number, test in enumerate(tests, start=1):
             exc = _attempt(test, namespace)
             if exc is None:
-                passed += 1
+                results[number - 1] = True
             elif isinstance(exc, fatal):
                 break
             elif failure is None:
@@ -427,18 +428,19 @@ def _run_all(code: Any, tests: list[Any], violation: type[BaseException]) -> tup
     elif not isinstance(exc, fatal):
         failure = f"runtime error: {_describe(exc)}"  # the tests cannot run without the code's names
     if isinstance(exc, violation):
-        return 0, "blocked by the sandbox"  # the parent names the refusal, from the report pipe
+        return [False] * len(tests), "blocked by the sandbox"  # the parent names the refusal, from the pipe
     # An uncaught MemoryError means unbounded allocation, and its outcome depends on the limit chosen,
     # so it fails the run instead of a single test.
     if isinstance(exc, MemoryError):
         namespace.clear()  # release what the code allocated so the report itself can be written
-        return 0, "memory limit exceeded"
-    return passed, failure
+        return [False] * len(tests), "memory limit exceeded"
+    return results, failure
 
 
-def _write_report(fd: int, nonce: str, passed: int, error: str | None) -> None:
+def _write_report(fd: int, nonce: str, results: list[bool], error: str | None) -> None:
     # The leading newline ends any partial line the generated code wrote to this descriptor.
-    line = b"\n" + json.dumps({"nonce": nonce, "passed": passed, "error": error}).encode() + b"\n"
+    report = {"nonce": nonce, "passed": sum(results), "results": results, "error": error}
+    line = b"\n" + json.dumps(report).encode() + b"\n"
     view = memoryview(line)
     while view:
         view = view[os.write(fd, view):]
@@ -461,8 +463,8 @@ def _child_main() -> NoReturn:
                  for statement in ast.parse(str(payload["tests"]), "<tests>").body]
         _neuter_fork_exec()
         violation = _install_guard(str(payload["workdir"]), int(payload["report_fd"]), str(payload["nonce"]))
-        passed, error = _run_all(code, tests, violation)
-        _write_report(int(payload["report_fd"]), str(payload["nonce"]), passed, error)
+        results, error = _run_all(code, tests, violation)
+        _write_report(int(payload["report_fd"]), str(payload["nonce"]), results, error)
         status = 0
     except BaseException:
         traceback.print_exc()

@@ -39,11 +39,13 @@ from runner.scoring.base import (
     Scorer,
     normalize,
 )
+from runner.scoring.csharp import compiles, extract_csharp, missing_tools, run_csharp_tests, split_tests
 from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.registry import scorer_class
-from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
+from runner.scoring.sandbox import SandboxLimits, compile_error, count_tests, extract_code, run_tests
 from runner.scoring.sandbox_boundary import SandboxUnavailable, boundary
+from runner.scoring.style import check_style, ruff_binary
 from runner.scoring.values import as_boolean, as_number, is_number, label_value, same_answer
 
 __all__ = [
@@ -234,7 +236,12 @@ class BinaryClassification(Scorer):
 
 
 class CodeTests(Scorer):
-    """Correct when the answer's code passes every test; the prediction is the pass rate."""
+    """Correct when the answer's code passes every test; the prediction is the pass rate.
+
+    Every score's extras say whether the code compiled (`compiled`), each test's result in the
+    dataset's order (`tests`), and for Python that compiles, ruff's style count (`style`: violations,
+    non-blank lines, and the count of each rule): the report's compile_rate, test_pass_rate and
+    style_violations."""
 
     config: CodeTestsScorer
     blocking = True
@@ -250,37 +257,89 @@ class CodeTests(Scorer):
                               fix="add the unit tests to every row or name the field that holds them")
         for item in items:
             # Broken tests are the dataset's fault: refused before any request, not found per answer.
-            try:
-                ast.parse(str(item.fields[self.config.tests_field]))
-            except (SyntaxError, ValueError) as exc:
-                where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-                raise ConfigError(f"the tests of dataset item {item.id!r} are not valid Python: "
-                                  f"{getattr(exc, 'msg', exc)}{where}", file=file, key=f"{key}.tests_field",
-                                  fix="fix the tests in that row") from None
+            self._check_tests(item, file, f"{key}.tests_field")
+        csharp = self.config.language == "csharp"
+        if csharp:
+            absent = missing_tools()
+            if absent:
+                tools = " and ".join(t.tool for t in absent)
+                raise ConfigError(f"code_tests with language csharp compiles and runs answers with mcs and mono, "
+                                  f"but {tools} {'is' if len(absent) == 1 else 'are'} not installed",
+                                  file=file, key=f"{key}.language",
+                                  fix="install Debian's mono-mcs and mono-runtime (apt-get install -y mono-mcs "
+                                      "mono-runtime; scripts/install_mono.sh), or use language: python")
+        elif self.config.style and ruff_binary() is None:
+            raise ConfigError("code_tests counts style violations with ruff, which is not installed", file=file,
+                              key=f"{key}.style",
+                              fix="pip install ruff (a dependency of the runner), or set style: false")
         # Last, after the dataset's own faults: the answers' code may only run inside a boundary (or with
-        # the explicit RUNNER_SANDBOX=weak), and a machine without one is refused before any request.
+        # the explicit RUNNER_SANDBOX=weak, for Python), and a machine without one is refused before any request.
         try:
-            boundary()
+            where = boundary()
         except SandboxUnavailable as exc:
             raise ConfigError(f"code_tests runs the answers' code, but {exc.problem}", file=file, key=key,
                               fix=exc.fix) from None
+        if csharp and not where.confined:
+            raise ConfigError("code_tests with language csharp runs the answers' code, but RUNNER_SANDBOX=weak has "
+                              "no audit hook outside Python", file=file, key=key,
+                              fix="unset RUNNER_SANDBOX, with bubblewrap installed (or as root)")
+
+    def _check_tests(self, item: Item, file: Path, key: str) -> None:
+        tests = item.fields[self.config.tests_field]
+        if self.config.language == "csharp":
+            if not (isinstance(tests, str) or (isinstance(tests, list) and all(isinstance(t, str) for t in tests))) \
+                    or not split_tests(tests):
+                raise ConfigError(f"the tests of dataset item {item.id!r} are not C# statements", file=file,
+                                  key=key, fix="give a list of strings, one C# statement (a test) each")
+            return
+        try:
+            ast.parse(str(tests))
+        except (SyntaxError, ValueError) as exc:
+            where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
+            raise ConfigError(f"the tests of dataset item {item.id!r} are not valid Python: "
+                              f"{getattr(exc, 'msg', exc)}{where}", file=file, key=key,
+                              fix="fix the tests in that row") from None
+
+    def _tests(self, item: Item) -> Any:
+        return item.fields.get(self.config.tests_field, "")
+
+    def _count(self, item: Item) -> int:
+        tests = self._tests(item)
+        return len(split_tests(tests)) if self.config.language == "csharp" else count_tests(str(tests))
+
+    def _compiles(self, code: str) -> bool:
+        if self.config.language == "csharp":
+            return compiles(code)[0]
+        return compile_error(code) is None
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
-        code = extract_code(text)
+        csharp = self.config.language == "csharp"
+        code = extract_csharp(text) if csharp else extract_code(text)
+        total = self._count(item)
         if not code.strip():
-            return Score(EMPTY, False)
-        if finish_reason == "length":
-            return _cut_off(None, False)  # cut-off code is no answer, even where it happens to compile
-        limits = SandboxLimits(timeout_s=self.config.timeout_s, memory_mb=self.config.memory_mb)
+            return Score(EMPTY, False, extras={"compiled": False, "tests": [False] * total})
         try:
-            result = run_tests(code, str(item.fields.get(self.config.tests_field, "")), limits)
+            if finish_reason == "length":
+                # Cut-off code is no answer, even where it happens to compile; whether it does still counts
+                # toward compile_rate, so that cutting answers off does not flatter it.
+                cut = _cut_off(None, False)
+                return Score(**{**cut.to_dict(), "extras": {"compiled": self._compiles(code),
+                                                            "tests": [False] * total}})
+            limits = SandboxLimits(timeout_s=self.config.timeout_s, memory_mb=self.config.memory_mb)
+            if csharp:
+                result = run_csharp_tests(code, split_tests(self._tests(item)), limits)
+            else:
+                result = run_tests(code, str(self._tests(item)), limits)
+            extras: dict[str, Any] = {"compiled": result.compiled, "tests": list(result.results)}
+            if result.compiled and not csharp and self.config.style:
+                style = check_style(code)
+                extras["style"] = {"violations": style.violations, "lines": style.lines, "rules": style.rules}
         except (OSError, RuntimeError) as exc:  # no process could be started (EAGAIN, EMFILE, no interpreter)
             raise ScorerError(f"the code sandbox could not start: {type(exc).__name__}: {exc}") from exc
         if not result.compiled:
-            outcome = TRUNCATED if finish_reason == "length" else NO_CODE
-            return Score(outcome, False, 0.0, None, False, result.error)
+            return Score(NO_CODE, False, 0.0, None, False, result.error, extras)
         return Score(ANSWERED, result.total > 0 and result.passed == result.total, result.pass_rate, None,
-                     False, result.error)
+                     False, result.error, extras)
 
 
 def build_scorers(configs: Sequence[ScorerBase], default_label: str | None) -> list[Scorer]:

@@ -1,0 +1,254 @@
+"""Code generation through `runner run` against the fault server: compile rate, test pass rate, style, and C#.
+
+The fault server's `script` plants each item's answer (the item id in the prompt picks it), so these
+tests see what a user sees, with known answers: the report's compile_rate, test_pass_rate and
+style_violations, the per-test results kept in each score, and C# classes compiled with mcs and
+tested under mono in the sandbox (skipped, with the reason, where mono is not installed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+import runner
+from conftest import Project, base_experiment
+from runner.cli import main
+from runner.reporting.tables import Report
+from runner.scoring.base import Score
+from runner.scoring.csharp import missing_tools
+from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
+
+REPO = Path(__file__).resolve().parents[1]
+NO_MONO = "mono is not installed here (apt-get install -y mono-mcs mono-runtime, or scripts/install_mono.sh)"
+needs_mono = pytest.mark.skipif(bool(missing_tools()), reason=NO_MONO)
+
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0\nassert add(2, 2) == 4"
+PY_ROWS = [{"id": f"p{i}", "spec": "add two numbers", "tests": ADD_TESTS} for i in range(1, 6)]
+PY_ANSWERS = {
+    "[p1]": ("```python\ndef add(a, b):\n    return a + b\n```", "stop"),  # right, clean
+    # right, with three known violations: F401 (os unused), E741 (the name l), F841 (l unused)
+    "[p2]": ("```python\nimport os\ndef add(a, b):\n    l = 0\n    return a + b\n```", "stop"),
+    "[p3]": ("```python\ndef add(a, b):\n    return a - b\n```", "stop"),  # passes test 2 only
+    "[p4]": ("```python\ndef add(a, b)\n    return a + b\n```", "stop"),  # does not compile
+    "[p5]": ("```python\ndef add(a, b):\n    return a + b\n", "length"),  # cut off: compiles, is no answer
+}
+
+
+def _experiment(server: ThreadedFaultServer, **scorer: Any) -> dict[str, Any]:
+    exp = base_experiment(f"{server.url}/v1")
+    exp["prompts"] = {"variants": [{"name": "code", "text": "[{{ id }}] Write: {{ spec }}"}]}
+    exp["dataset"] = {"path": "data.jsonl", "label_field": None}
+    exp["sampling"] = {"temperature": 0.0, "max_tokens": 64}
+    exp["repeats"] = 1
+    exp["scorers"] = [{"type": "code_tests", "timeout_s": 30, **scorer}]
+    exp["report"] = {"rows": ["model"], "metrics": ["n", "accuracy", "compile_rate", "test_pass_rate",
+                                                    "style_violations", "outcomes"]}
+    return exp
+
+
+def _run(project: Project, server: ThreadedFaultServer, rows: list[dict[str, Any]],
+         answers: dict[str, tuple[str, str]], **scorer: Any) -> Path:
+    server.set_plan(FaultPlan(script=answers))
+    project.write_dataset(rows)
+    path = project.write(_experiment(server, **scorer))
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    return path
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    report = runner.report(path)
+    assert isinstance(report, Report)
+    (table,) = report.tables
+    (record,) = table.records
+    return record.metrics
+
+
+def _scores(path: Path) -> dict[str, Score]:
+    results = runner.results(path)
+    (cell,) = results.cells
+    return {r.job.item.id: s for r, s in zip(cell.results, cell.scores[0], strict=True) if s is not None}
+
+
+def test_python_answers_report_compile_rate_test_pass_rate_and_style(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    path = _run(project, fault_server, PY_ROWS, PY_ANSWERS)
+    metrics = _metrics(path)
+    assert metrics["accuracy"]["value"] == pytest.approx(2 / 5)  # accuracy is still "every test passes"
+    # p1, p2, p3 and the cut-off p5 compile; p4 does not.
+    compile_rate = metrics["compile_rate"]
+    assert compile_rate["value"] == pytest.approx(4 / 5)
+    assert (compile_rate["low"], compile_rate["high"]) == pytest.approx(proportion_confint(4, 5, method="wilson"))
+    assert (compile_rate["n_items"], compile_rate["interval"]) == (5, "wilson")
+    # The mean share of an item's tests passed: 1, 1, 1/4, 0, 0 (the cut-off answer's tests are not run).
+    pass_rate = metrics["test_pass_rate"]
+    assert pass_rate["value"] == pytest.approx((1 + 1 + 0.25) / 5)
+    assert pass_rate["interval"] == "item bootstrap"
+    assert pass_rate["low"] < pass_rate["value"] < pass_rate["high"]
+    # ruff on the answers that compiled and finished: 3 violations in 2 + 4 + 2 non-blank lines.
+    assert metrics["style_violations"]["value"] == pytest.approx(100 * 3 / 8)
+    assert metrics["outcomes"] == {"answered": 0.6, "no_code": 0.2, "truncated": 0.2}
+
+
+def test_each_score_keeps_every_tests_result_and_the_rules_ruff_found(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    scores = _scores(_run(project, fault_server, PY_ROWS, PY_ANSWERS))
+    assert {k: s.extras for k, s in scores.items()} == {
+        "p1": {"compiled": True, "tests": [True] * 4, "style": {"violations": 0, "lines": 2, "rules": {}}},
+        "p2": {"compiled": True, "tests": [True] * 4,
+               "style": {"violations": 3, "lines": 4, "rules": {"E741": 1, "F401": 1, "F841": 1}}},
+        "p3": {"compiled": True, "tests": [False, True, False, False],
+               "style": {"violations": 0, "lines": 2, "rules": {}}},
+        "p4": {"compiled": False, "tests": [False] * 4},
+        "p5": {"compiled": True, "tests": [False] * 4},
+    }
+    assert scores["p3"].prediction == pytest.approx(0.25)
+    assert scores["p3"].detail == "assertion failed at test 1"
+
+
+def test_style_false_leaves_style_unmeasured(project: Project, fault_server: ThreadedFaultServer) -> None:
+    path = _run(project, fault_server, PY_ROWS[:2], PY_ANSWERS, style=False)
+    metrics = _metrics(path)
+    assert metrics["style_violations"] == {"value": None, "low": None, "high": None, "n_items": 2, "n_jobs": 2,
+                                           "interval": None}
+    assert metrics["test_pass_rate"]["value"] == pytest.approx(1.0)
+
+
+# --- C# -------------------------------------------------------------------------------------------
+
+CS_ROWS = [json.loads(line) for line in (REPO / "datasets" / "codegen_csharp.jsonl").read_text().splitlines()]
+COUNTER_TESTS = next(r for r in CS_ROWS if r["id"] == "cs01")["tests"]
+COUNTER = ("public class Counter\n{\n    public int Value { get; private set; }\n"
+           "    public void Increment() { Value++; }\n    public void Add(int amount) { Value += amount; }\n"
+           "    public void Reset() { @RESET@ }\n}\n")
+CS_ANSWERS = {
+    "[c1]": ("```csharp\n" + COUNTER.replace("@RESET@", "Value = 0;") + "```", "stop"),  # right
+    "[c2]": ("```csharp\n" + COUNTER.replace("@RESET@", "") + "```", "stop"),  # Reset does nothing: test 4 fails
+    "[c3]": ("```csharp\n" + COUNTER.replace("@RESET@", "Value = 0") + "```", "stop"),  # a missing ';'
+    # No Add: the two tests that call it do not compile against this class, and only they fail.
+    "[c4]": ("```cs\npublic class Counter\n{\n    public int Value { get; private set; }\n"
+             "    public void Increment() { Value++; }\n    public void Reset() { Value = 0; }\n}\n```", "stop"),
+    # Cut off at max_tokens with an unfinished class: no answer, and it does not compile.
+    "[c5]": ("```csharp\n" + COUNTER.replace("@RESET@", "Value = 0;")[:60], "length"),
+}
+CS_ITEMS = [{"id": f"c{i}", "spec": "a counter", "tests": COUNTER_TESTS} for i in range(1, 6)]
+
+
+@needs_mono
+def test_a_csharp_class_compiles_and_its_tests_run_under_mono(project: Project,
+                                                             fault_server: ThreadedFaultServer) -> None:
+    path = _run(project, fault_server, CS_ITEMS, CS_ANSWERS, language="csharp")
+    scores = _scores(path)
+    assert {k: (s.outcome, s.correct, s.extras) for k, s in scores.items()} == {
+        "c1": ("answered", True, {"compiled": True, "tests": [True, True, True, True]}),
+        "c2": ("answered", False, {"compiled": True, "tests": [True, True, True, False]}),
+        "c3": ("no_code", False, {"compiled": False, "tests": [False] * 4}),
+        "c4": ("answered", False, {"compiled": True, "tests": [True, True, False, False]}),
+        "c5": ("truncated", False, {"compiled": False, "tests": [False] * 4}),
+    }
+    assert scores["c2"].detail == "test 4: assertion failed: expected 0, got 7"
+    assert scores["c3"].detail == "compile error: CS1002: ; expected (line 6)"
+    assert scores["c4"].detail is not None and scores["c4"].detail.startswith(
+        "test 3: does not compile: CS1061: Type `Counter' does not contain a definition for `Add'")
+    metrics = _metrics(path)
+    assert metrics["accuracy"]["value"] == pytest.approx(1 / 5)
+    assert metrics["compile_rate"]["value"] == pytest.approx(3 / 5)
+    assert metrics["test_pass_rate"]["value"] == pytest.approx((1 + 0.75 + 0 + 0.5 + 0) / 5)
+    assert metrics["style_violations"]["value"] is None  # not measured for C#
+
+
+@needs_mono
+def test_every_reference_solution_of_the_csharp_dataset_passes_its_tests(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    answers = {f"[{r['id']}]": ("```csharp\n" + r["solution"] + "```", "stop") for r in CS_ROWS}
+    path = _run(project, fault_server, CS_ROWS, answers, language="csharp")
+    assert {k: s.extras for k, s in _scores(path).items()} == {
+        r["id"]: {"compiled": True, "tests": [True] * len(r["tests"])} for r in CS_ROWS}
+
+
+@needs_mono
+def test_a_csharp_answer_cannot_write_to_the_host(project: Project, fault_server: ThreadedFaultServer,
+                                                  tmp_path: Path) -> None:
+    target = tmp_path / "escaped.txt"
+    code = ("public static class Probe\n{\n    public static bool Write()\n    {\n"
+            f"        try {{ System.IO.File.WriteAllText(\"{target}\", \"x\"); return true; }}\n"
+            "        catch (System.Exception) { return false; }\n    }\n}\n")
+    rows = [{"id": "w1", "spec": "write", "tests": ["Probe.Write();"]}]
+    path = _run(project, fault_server, rows, {"[w1]": ("```csharp\n" + code + "```", "stop")}, language="csharp")
+    assert _scores(path)["w1"].extras == {"compiled": True, "tests": [True]}  # it ran, and tried
+    assert not target.exists()
+
+
+def _csharp_experiment(project: Project, server: ThreadedFaultServer) -> str:
+    server.set_plan(FaultPlan(script=CS_ANSWERS))
+    project.write_dataset(CS_ITEMS)
+    return str(project.write(_experiment(server, language="csharp")))
+
+
+def test_without_mcs_and_mono_a_csharp_run_stops_before_any_request(
+        project: Project, fault_server: ThreadedFaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("RUNNER_CSHARP_PATH", str(empty))  # where the runner looks for mcs and mono
+    path = _csharp_experiment(project, fault_server)
+    capsys.readouterr()
+    assert main(["run", path, "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].language: code_tests with language csharp compiles and runs answers with mcs "
+        "and mono, but mcs and mono are not installed; install Debian's mono-mcs and mono-runtime (apt-get install "
+        "-y mono-mcs mono-runtime; scripts/install_mono.sh), or use language: python")
+    assert fault_server.stats()["requests"] == 0
+    assert not project.store_path().exists()
+
+
+def test_csharp_is_refused_without_a_boundary(project: Project, fault_server: ThreadedFaultServer,
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # The weak mode's audit hook guards Python only: C# answers would run with nothing around them.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("mcs", "mono"):
+        (tools / name).write_text("#!/bin/sh\nexit 1\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("RUNNER_CSHARP_PATH", str(tools))
+    monkeypatch.setenv("RUNNER_SANDBOX", "weak")
+    path = _csharp_experiment(project, fault_server)
+    capsys.readouterr()
+    assert main(["run", path, "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0]: code_tests with language csharp runs the answers' code, but "
+        "RUNNER_SANDBOX=weak has no audit hook outside Python; unset RUNNER_SANDBOX, with bubblewrap installed "
+        "(or as root)")
+    assert fault_server.stats()["requests"] == 0
+
+
+def test_csharp_tests_that_are_not_statements_are_refused(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    project.write_dataset([{"id": "c1", "spec": "f", "tests": ["Assert.True(true);"]},
+                           {"id": "c2", "spec": "g", "tests": [1, 2]}])
+    exp = base_experiment()
+    exp["prompts"] = {"variants": [{"name": "p", "text": "Write {{ spec }}"}]}
+    exp["dataset"] = {"path": "data.jsonl", "label_field": None}
+    exp["scorers"] = [{"type": "code_tests", "language": "csharp"}]
+    path = str(project.write(exp))
+    capsys.readouterr()
+    assert main(["validate", path, "--offline"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'c2' are not C# statements; give a "
+        "list of strings, one C# statement (a test) each")
+
+
+def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project,
+                                                                 fault_server: ThreadedFaultServer) -> None:
+    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
+    project.write_dataset(PY_ROWS[:2])
+    exp = _experiment(fault_server)
+    del exp["report"]
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    assert list(_metrics(path)) == ["n", "failed", "items", "accuracy", "compile_rate", "test_pass_rate",
+                                    "style_violations", "agreement", "tokens_per_s", "outcomes"]
