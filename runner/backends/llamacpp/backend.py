@@ -163,6 +163,9 @@ class LlamaCppBackend(Backend):
                 yield VariantInfo({
                     "file": str(path), "size_bytes": info.size_bytes, "quantization": info.quantization,
                     "file_type": info.file_type, "architecture": info.architecture,
+                    "parameters": info.parameters,
+                    "parameters_source": "GGUF tensor elements" if info.parameters else None,
+                    "size_label": info.size_label,
                     "n_ctx_per_slot": props.get("default_generation_settings", {}).get("n_ctx"),
                     "slots": props.get("total_slots"), "engine": "llama.cpp (xllamacpp)",
                     **from_llamacpp_props(props),
