@@ -143,7 +143,7 @@ def build_matrix(sources: list[Source]) -> Matrix:
             model = cell.cell.variant.model
             for r in cell.results:
                 v = r.record.variant if r.record is not None else None
-                if v:
+                if v and "size_class" in v:  # stores from before size classes say nothing: not "unknown"
                     params = v.get("parameters") if isinstance(v.get("parameters"), int) else None
                     sizes.setdefault(model, Counter())[(params, v.get("parameters_source"), v.get("size_label"))] += 1
             candidates.append(_candidate(src, cell.cell.values, model, src.results.stats(cell, 0)
