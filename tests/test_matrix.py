@@ -142,3 +142,33 @@ def test_an_experiment_without_a_threshold_shows_its_rate_unjudged(project: Proj
     assert "| config_validation | no bar 1.00 [0.61, 1.00] n=6 |" in out
     assert (f"- {path}: no report.threshold, so its cells show the rate without a verdict; add report.threshold: "
             "{metric: accuracy, min: ...} to judge them") in out
+
+
+def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # GOOD answers every item right, BAD none; the final step runs on the prompt the first one picked.
+    script = {f'{prefix} {{"name": "{item["config"]["name"]}",': _answer(item["valid"] == (prefix == "GOOD"))
+              for item in ITEMS for prefix in ("GOOD", "BAD")}
+    with ThreadedFaultServer(FaultPlan(script=script)) as server:
+        prompts = step_experiment(server.url, "prompts", [{"name": "good", "text": "GOOD {{ config | tojson }}"},
+                                                          {"name": "bad", "text": "BAD {{ config | tojson }}"}], 16)
+        final = step_experiment(server.url, "final", [{"name": "own", "text": "OWN {{ config | tojson }}"}], 32,
+                                repeats=2)
+        project.write({**prompts, "task": "config_validation"}, name="prompts.yaml")
+        project.write({**final, "task": "config_validation"}, name="final.yaml")
+        inv = project.write({"name": "inv", "question": "Viable at 60%?", "threshold": {"metric": "accuracy",
+                                                                                         "min": 0.6},
+                             "steps": [{"name": "prompts", "experiment": "prompts.yaml", "hypothesis": "H1"},
+                                       {"name": "final", "experiment": "final.yaml",
+                                        "use": {"prompt": {"from": "prompts", "pick": "best"}}}]}, name="inv.yaml")
+        assert main(["run", str(inv), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["matrix", str(inv), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cell = next(c for c in data["cells"] if c["task"] == "config_validation")
+    # Three candidates judged over 6 items each (the steps' experiments declare no threshold: the
+    # investigation's judges them); the final step's has the most answers (6 items x 2 repeats).
+    assert (cell["verdict"], cell["value"], cell["n_items"], cell["n_jobs"], cell["threshold"]) == ("yes", 1.0, 6, 12,
+                                                                                                   0.6)
+    assert (cell["source"], cell["cell"], cell["candidates"]) == (f"{inv}:final", "model=fake, prompt=good", 3)
+    assert [e["source"] for e in data["experiments"]] == [f"{inv}:prompts", f"{inv}:final"]
