@@ -172,3 +172,30 @@ def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
                                                                                                    0.6)
     assert (cell["source"], cell["cell"], cell["candidates"]) == (f"{inv}:final", "model=fake, prompt=good", 3)
     assert [e["source"] for e in data["experiments"]] == [f"{inv}:prompts", f"{inv}:final"]
+
+
+def test_the_size_is_the_stored_one_and_a_store_from_before_size_classes_falls_back(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    with ThreadedFaultServer(FaultPlan(rules=_rules())) as server:
+        path = project.write(_experiment(server.url, "one", "config_validation", [A], "data.jsonl"))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+
+    def models() -> list[dict[str, Any]]:
+        capsys.readouterr()
+        assert main(["matrix", str(path), "--format", "json"]) == 0
+        return list(json.loads(capsys.readouterr().out)["models"])
+
+    with sqlite3.connect(project.store_path()) as conn:
+        stored = {json.loads(v)["size_class"] for (v,) in conn.execute("SELECT variant_json FROM jobs")}
+        assert stored == {"<=1B"}  # recorded with every job: the declared 135M
+        # What a server reported wins over the declaration: here, as if it had said 7B.
+        conn.execute("""UPDATE jobs SET variant_json = json_set(variant_json, '$.parameters', 7000000000,
+                        '$.parameters_source', 'a server', '$.size_class', '3B+')""")
+    assert models()[0] | {"name": None} == {"name": None, "size_class": "3B+", "parameters": 7_000_000_000,
+                                            "parameters_source": "a server", "size_label": None}
+    with sqlite3.connect(project.store_path()) as conn:  # a store written before size classes existed
+        conn.execute("UPDATE jobs SET variant_json = json_remove(variant_json, '$.parameters', '$.parameters_source', "
+                     "'$.size_class', '$.parameters_declared')")
+    assert models()[0]["parameters_source"] == "declared (models[].params)"
