@@ -265,6 +265,12 @@ def _write_atomically(target: Path, text: str) -> None:
     print(f"wrote {target}", file=sys.stderr)
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    m = api.matrix(args.files, limit=args.limit, max_jobs=args.max_jobs)
+    _emit(args, api.render_matrix(m, args.format))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(api.schema())
     return 0
@@ -342,6 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     _max_jobs_flag(rep)
     _verdict_flags(rep)
     rep.set_defaults(func=cmd_report)
+
+    mx = sub.add_parser("matrix", help="task x model (by size class): each cell's verdict against its experiment's "
+                                       "threshold, with its interval and n")
+    mx.add_argument("files", nargs="+", metavar="FILE", help="experiments or investigations")
+    mx.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    mx.add_argument("--output", help="write to this file instead of standard output")
+    mx.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(mx)
+    mx.set_defaults(func=cmd_matrix)
     return parser
 
 

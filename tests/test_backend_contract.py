@@ -273,6 +273,13 @@ def test_a_run_stores_the_served_details_with_every_job(case: Case, served: Serv
         # Beyond what serve() reported: what the chat template inserts where no system message is sent
         # (SmolLM2 behind llama.cpp), recorded by the executor, never invented where the server cannot say.
         injected = stored.pop("injected_system", None)
+        # And the size class, from the count the backend read (the GGUF's tensors, Ollama's parameter_size);
+        # where it read none, the count is stored as unknown, not guessed.
+        size = stored.pop("size_class")
+        for key in ("parameters", "parameters_source"):
+            if key not in served.details:
+                assert stored.pop(key) is None
+        assert size == {"llamacpp": "<=1B", "openai": "unknown", "ollama": "<=1B", "lmstudio": "unknown"}[case.name]
         assert stored == served.details
         assert injected is None or injected["text"].startswith("You are a helpful AI assistant named SmolLM")
         assert job["text"].strip() and job["finish_reason"] in ("stop", "length")

@@ -173,7 +173,7 @@ class Case:
     needs_model: bool = False
 
 
-TOP_KEYS = ("name, description, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
+TOP_KEYS = ("name, description, task, backend, models, prompts, dataset, sampling, repeats, repeat_seeds, "
             "matrix, scorers, report, results_dir, allow_outside_paths, study, limits")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
 OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, "
@@ -211,13 +211,22 @@ CASES = [
     # unknown keys
     Case("unknown-top-level-key", changed(put("temprature", 0.5)),
          f"runner: $EXP: temprature: unknown key 'temprature'; allowed keys here: {TOP_KEYS}"),
+    # the task (a fixed vocabulary: the rows of runner matrix) and a model's declared parameter count
+    Case("unknown-task", changed(put("task", "translation")),
+         "runner: $EXP: task: unknown value 'translation'; use 'config_validation', 'code_generation', "
+         "'semantic_analysis', 'summarization' or 'simple_qa'"),
+    Case("params-not-a-count", changed(put("models.0.params", "1.7 billion")),
+         "runner: $EXP: models[0].params: '1.7 billion' is not a parameter count; write it as 135M, 1.7B or a "
+         "whole number"),
+    Case("params-zero", changed(put("models.0.params", 0)),
+         "runner: $EXP: models[0].params: 0 is not a parameter count; write it as 135M, 1.7B or a whole number"),
     Case("unknown-sampling-key", changed(put("sampling.temp", 0.5)),
          f"runner: $EXP: sampling.temp: unknown key 'temp'; allowed keys here: {SAMPLING_KEYS}"),
     Case("unknown-backend-key", changed(put("backend.n_ctx", 2048)),
          f"runner: $EXP: backend.n_ctx: unknown key 'n_ctx'; allowed keys here: {OPENAI_KEYS}"),
     Case("unknown-model-key", changed(put("models.0.quantisation", ["Q4_0"])),
          "runner: $EXP: models[0].quantisation: unknown key 'quantisation'; allowed keys here: name, id, "
-         "quantizations, source, files, tokenizer"),
+         "quantizations, source, files, tokenizer, params"),
     Case("unknown-variant-key", changed(put("prompts.variants.1.template", "x")),
          "runner: $EXP: prompts.variants[1].template: unknown key 'template'; allowed keys here: name, file, "
          "text, system"),

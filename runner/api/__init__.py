@@ -26,6 +26,7 @@ from runner.api._investigate import (
     run_investigation,
     validate_investigation,
 )
+from runner.api._matrix import matrix, render_matrix
 from runner.api._prepare import (
     PlanStatus,
     Prepared,
@@ -69,6 +70,7 @@ __all__ = [
     "export",
     "is_investigation",
     "junit",
+    "matrix",
     "plan_status",
     "prepare",
     "probe",
@@ -78,6 +80,7 @@ __all__ = [
     "render_findings",
     "render_investigation",
     "render_investigation_findings",
+    "render_matrix",
     "report",
     "report_async",
     "report_investigation",

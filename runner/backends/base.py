@@ -147,6 +147,11 @@ class Backend(abc.ABC):
         """The context per request this experiment asks the server for, if it can be asked."""
         return None
 
+    def local_size(self, model: str) -> dict[str, Any] | None:
+        """The model's `parameters`, `parameters_source` and `size_label` where they can be read without a
+        server or a download (the embedded backend: its GGUF's header), for `runner matrix` before a run."""
+        return None
+
 
 @dataclass(frozen=True)
 class InjectedSystem:

@@ -17,6 +17,7 @@ from runner.backends.base import Backend, BackendError, ChatRequest, Completion,
 from runner.backends.http import HttpClient, missing_content
 from runner.backends.sampler import from_ollama_show
 from runner.backends.settings import OllamaSettings
+from runner.config.size_class import parse_params
 from runner.errors import BackendUnavailable
 
 # OpenAI-style sampling names -> Ollama option names.
@@ -56,7 +57,7 @@ class OllamaBackend(Backend):
         return {"model_id": model_id, "quantization": details.get("quantization_level"),
                 "parameter_size": details.get("parameter_size"), "family": details.get("family"),
                 "n_ctx_train": context, "n_ctx_per_slot": self.settings.num_ctx, "digest": digest,
-                **from_ollama_show(show)}
+                **_parameters(info, details), **from_ollama_show(show)}
 
     def requested_context(self) -> int | None:
         return self.settings.num_ctx
@@ -94,3 +95,16 @@ class OllamaBackend(Backend):
         return Completion(text=str(text),
                           finish_reason=data.get("done_reason"), prompt_tokens=prompt_n, completion_tokens=evals,
                           request=body, response=data, timings=timings)
+
+
+def _parameters(info: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """The exact count where /api/show gives one (model_info's general.parameter_count), else its rounded
+    parameter_size ("1.7B"); nothing where it says neither."""
+    count = info.get("general.parameter_count")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return {"parameters": count, "parameters_source": "Ollama /api/show general.parameter_count"}
+    try:
+        size = parse_params(details["parameter_size"])
+    except (KeyError, ValueError):
+        return {}
+    return {"parameters": size, "parameters_source": "Ollama /api/show parameter_size"}

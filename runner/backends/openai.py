@@ -64,9 +64,12 @@ class OpenAIBackend(Backend):
         if entry is None:
             return {"model_id": model_id, "listed": False}
         meta = entry.get("meta") or {}
+        n_params = meta.get("n_params")  # llama.cpp's server: the loaded model's parameter count
+        counted = {"parameters": n_params, "parameters_source": "/v1/models meta.n_params"} \
+            if isinstance(n_params, int) and not isinstance(n_params, bool) and n_params > 0 else {}
         return {"model_id": model_id, "listed": True, "n_ctx_per_slot": meta.get("n_ctx"),
                 "n_ctx_train": meta.get("n_ctx_train"), "size_bytes": meta.get("size"),
-                "quantization": meta.get("ftype")}
+                "quantization": meta.get("ftype"), **counted}
 
     async def generate(self, request: ChatRequest) -> Completion:
         return await self.client.chat(request)

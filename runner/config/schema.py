@@ -8,13 +8,14 @@ this module only knows the fields every backend shares.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -23,6 +24,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from runner.config.sampling import SAMPLING_KEYS as SAMPLING_KEYS
 from runner.config.sampling import SamplingConfig, check_override, raise_if_not_finite
 from runner.config.scorer_configs import ScorerConfig
+from runner.config.size_class import PARAMS_JSON_SCHEMA, parse_params
 from runner.config.strict import JsonScalar as JsonScalar
 from runner.config.strict import Strict as Strict
 
@@ -107,6 +109,15 @@ class ModelConfig(Strict):
         "model's tokenizer.json (read with the tokenizers library) or a .gguf file (its vocabulary, tokenized "
         "by llama.cpp); relative to the experiment file. Default: the GGUF the embedded backend serves.",
     )
+    params: Annotated[int | None, WithJsonSchema(PARAMS_JSON_SCHEMA)] = Field(
+        None, description="The model's parameter count (135M, 1.7B or a number), for its size class (<=1B, 1-3B, "
+                          "3B+) where the backend does not say (HTTP servers); a GGUF's own tensor count wins.",
+    )
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params(cls, v: Any) -> int | None:
+        return None if v is None else parse_params(v)
 
     @field_validator("quantizations")
     @classmethod
@@ -301,9 +312,19 @@ class LimitsConfig(Strict):
                                 "on) and the scorer's thread is abandoned. Four abandoned at once stop the run.")
 
 
+# The analysis's five tasks: the rows of `runner matrix`. A fixed vocabulary, so that two experiments on
+# the same task meet in one row (a typo would otherwise make a sixth task).
+Task = Literal["config_validation", "code_generation", "semantic_analysis", "summarization", "simple_qa"]
+TASKS: tuple[str, ...] = get_args(Task)
+
+
 class Experiment(Strict):
     name: str = Field(description="Experiment name, shown in reports.")
     description: str = ""
+    task: Task | None = Field(
+        None, description=f"The task this experiment measures, one of: {', '.join(TASKS)}; the row it fills in "
+                          "`runner matrix`.",
+    )
     backend: SerializeAsAny[BackendSettings] = Field(default_factory=BackendSettings)
     models: list[ModelConfig] = Field(min_length=1)
     prompts: PromptsConfig

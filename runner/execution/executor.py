@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, Variant, injected_system_prompt
+from runner.config.size_class import size_details
 from runner.errors import UserError
 from runner.execution.early_stop import FirstAnswers, stop_error
 from runner.execution.events import (
@@ -128,7 +129,7 @@ class Executor:
                 self.events.emit(VariantLoading(variant.label))
                 async with self.backend.serve(variant) as info:
                     self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
-                    details = dict(info.details)
+                    details = {**info.details, **self._size(variant, info.details)}
                     if any(c.system is None for c in self.plan.cells if c.variant == variant):
                         # Some cells send no system message: record what the template puts in its place.
                         injected = await injected_system_prompt(self.backend)
@@ -147,6 +148,13 @@ class Executor:
             self.events.emit(RunFinished(run_id, status, c.succeeded, c.failed, c.resumed,
                                          time.monotonic() - self.started))
         return self.summary(interrupted=False)
+
+    def _size(self, variant: Variant, details: dict[str, Any]) -> dict[str, Any]:
+        """The parameter count and size class stored with every job: what the backend read, else the YAML's."""
+        model = next((m for m in self.plan.experiment.models if m.name == variant.model), None)
+        reported = details.get("parameters")
+        return size_details(reported if isinstance(reported, int) else None, details.get("parameters_source"),
+                            model.params if model is not None else None)
 
     def summary(self, *, interrupted: bool) -> RunSummary:
         c = self.counts

@@ -2,7 +2,8 @@
 
 Each record carries the cell's axis values, the request as sent, the prompt as the server rendered
 it (`rendered_prompt`, with `rendered_by`: who rendered it, or null where the server could not
-say), the answer's text, finish reason, tokens, latency, and every scorer's outcome and verdict.
+say), the answer's text, finish reason, tokens, latency, every scorer's outcome and verdict, and the
+model's size class and parameter count as recorded with the job (null in stores from before them).
 Jobs not run yet are left out; failed jobs are included with their error.
 """
 
@@ -44,6 +45,9 @@ def export_records(results: ResultSet, store: Store) -> Iterator[dict[str, Any]]
                 "completion_tokens": rec.completion_tokens, "latency_s": rec.latency_s,
                 "outcome": first["outcome"] if first else ("failed" if rec.status != "ok" else None),
                 "scores": scores, "error": rec.error,
+                # The model's size as the backend recorded it with the job (runner.config.size_class), to group by.
+                "size_class": (rec.variant or {}).get("size_class"),
+                "parameters": (rec.variant or {}).get("parameters"),
             }
 
 
@@ -65,7 +69,8 @@ def render_export(records: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
 def _flat(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"job_id": record["job_id"], "item_id": record["item_id"], "repeat": record["repeat"]}
     out.update({axis: _cell(v) for axis, v in record["cell"].items()})
-    for key in ("status", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "outcome"):
+    for key in ("status", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "outcome", "size_class",
+                "parameters"):
         out[key] = record[key]
     for name, score in record["scores"].items():
         out[f"{name}.correct"] = score["correct"]

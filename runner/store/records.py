@@ -38,6 +38,11 @@ class VariantDetails(TypedDict, total=False):
     state: str | None
     arch: str | None
     format: str | None
+    parameters: int | None  # the model's parameter count (runner.config.size_class), None: unknown
+    parameters_source: str | None  # who said it: "GGUF tensor elements", "declared (models[].params)", ...
+    parameters_declared: int | None  # the YAML's models[].params, where given
+    size_label: str | None  # a GGUF's general.size_label, e.g. "135M"
+    size_class: str  # <=1B, 1-3B, 3B+ or unknown
     injected_system: dict[str, Any] | None  # what the chat template adds when no system message is sent
     sampler: dict[str, Any]  # the server's defaults for what a request leaves out (runner.backends.sampler)
     sampler_source: str  # who said so: "llama.cpp /props", "Ollama /api/show"

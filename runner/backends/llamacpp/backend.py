@@ -163,6 +163,9 @@ class LlamaCppBackend(Backend):
                 yield VariantInfo({
                     "file": str(path), "size_bytes": info.size_bytes, "quantization": info.quantization,
                     "file_type": info.file_type, "architecture": info.architecture,
+                    "parameters": info.parameters,
+                    "parameters_source": "GGUF tensor elements" if info.parameters else None,
+                    "size_label": info.size_label,
                     "n_ctx_per_slot": props.get("default_generation_settings", {}).get("n_ctx"),
                     "slots": props.get("total_slots"), "engine": "llama.cpp (xllamacpp)",
                     **from_llamacpp_props(props),
@@ -225,6 +228,22 @@ class LlamaCppBackend(Backend):
 
     def requested_context(self) -> int | None:
         return self.settings.n_ctx
+
+    def local_size(self, model: str) -> dict[str, Any] | None:
+        config = next((m for m in self.experiment.models if m.name == model), None)
+        if config is None:
+            return None
+        for label, source in self._sources(config, "models"):
+            # A derived quantization has the same tensors (other types), so the source's count is the variant's.
+            try:
+                path = locate(source, base_dir=self.experiment.base_dir, config_file=self._cfg, key=label)
+                info = read_gguf_info(path) if path is not None else None
+            except (UserError, NotGGUF, OSError):
+                continue
+            if info is not None and info.parameters:
+                return {"parameters": info.parameters, "parameters_source": "GGUF tensor elements",
+                        "size_label": info.size_label}
+        return None
 
     async def close(self) -> None:
         if self.client is not None:

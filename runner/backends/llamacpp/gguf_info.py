@@ -1,12 +1,16 @@
-"""Read a GGUF file's metadata header: architecture, context length, quantization type.
+"""Read a GGUF file's metadata header: architecture, context length, quantization type, parameters.
 
 gguf-py's GGUFReader parses every tensor and token (about 2 s for SmolLM2); a run only needs a
 few scalar keys, so this reads the key-value header and skips arrays by seeking (milliseconds).
+The parameter count is the sum of the tensor infos' element counts (the shapes that follow the
+header; the weights themselves are not read), which is what a model card's "135M" counts;
+`general.size_label` is the converter's own label for it, kept beside it where the file has one.
 Type names come from gguf-py's LlamaFileType, llama.cpp's own enum.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,8 @@ class GGUFInfo:
     chat_template: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
+    parameters: int | None = None  # elements of all tensors
+    size_label: str | None = None  # general.size_label, e.g. "135M"
 
     @property
     def quantization(self) -> str | None:
@@ -70,12 +76,13 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         version, = struct.unpack("<I", fh.read(4))
         if version < 2:
             raise NotGGUF(f"{path} is GGUF version {version}; llama.cpp reads version 2 and later")
-        _tensors, kv_count = struct.unpack("<QQ", fh.read(16))
+        n_tensors, kv_count = struct.unpack("<QQ", fh.read(16))
         meta: dict[str, Any] = {}
         for _ in range(kv_count):
             key = _read_string(fh)
             vtype, = struct.unpack("<I", fh.read(4))
             meta[key] = _read_value(fh, vtype)
+        parameters = _count_elements(fh, n_tensors)
     arch = meta.get("general.architecture")
     ctx = meta.get(f"{arch}.context_length") if arch else None
     tokens = meta.get("tokenizer.ggml.tokens")
@@ -86,11 +93,26 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             else None
 
     template = meta.get("tokenizer.chat_template")
+    label = meta.get("general.size_label")
     return GGUFInfo(path, path.stat().st_size, arch, meta.get("general.name"),
                     int(ctx) if ctx is not None else None,
                     int(meta["general.file_type"]) if "general.file_type" in meta else None,
                     template if isinstance(template, str) else None,
-                    token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"))
+                    token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"),
+                    parameters, label if isinstance(label, str) else None)
+
+
+def _count_elements(fh: BinaryIO, n_tensors: int) -> int | None:
+    """Sum of the tensors' element counts, from the tensor infos (name, dims, type, offset each).
+    None for a file without tensors (a vocabulary-only GGUF has no parameters to count)."""
+    total = 0
+    for _ in range(n_tensors):
+        _read_string(fh)
+        n_dims, = struct.unpack("<I", fh.read(4))
+        dims = struct.unpack(f"<{n_dims}Q", fh.read(8 * n_dims))
+        fh.seek(4 + 8, 1)  # the type and the data offset
+        total += math.prod(dims)
+    return total or None
 
 
 def _read_string(fh: BinaryIO) -> str:

@@ -1,0 +1,201 @@
+"""`runner matrix`: task x model by size class, each cell a verdict against its experiment's threshold.
+
+Two models behind the fault-injection server with scripted answers (so the verdicts are known):
+model a (declared 135M) answers every config of the first experiment right, model b (declared 1.7B)
+every one wrong; a second experiment on the same task asks model a about 8 other configs and gets
+half right. A third experiment (semantic analysis) has not run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ITEMS, Project, step_experiment
+from runner.cli import main
+from runner.testing.fault_server import FaultPlan, ScriptRule, ThreadedFaultServer
+
+OTHER = [{"id": f"t{n}", "config": {"name": f"t{n}", "port": 9000 + n}, "valid": n % 2 == 0} for n in range(8)]
+
+
+def _answer(valid: bool) -> tuple[str, str]:
+    return (json.dumps({"valid": valid}), "stop")
+
+
+def _rules() -> list[ScriptRule]:
+    rules = []
+    for item in ITEMS:  # a is right on all six, b wrong on all six
+        name = f'"name": "{item["config"]["name"]}"'
+        rules.append(ScriptRule(_answer(item["valid"]), {"model": "model-a"}, name))
+        rules.append(ScriptRule(_answer(not item["valid"]), {"model": "model-b"}, name))
+    for n, item in enumerate(OTHER):  # a is right on the first four of eight: 4 of 8
+        rules.append(ScriptRule(_answer(item["valid"] if n < 4 else not item["valid"]), {"model": "model-a"},
+                                f'"name": "{item["config"]["name"]}"'))
+    return rules
+
+
+def _experiment(url: str, name: str, task: str, models: list[dict[str, Any]], dataset: str,
+                threshold: float | None = 0.6) -> dict[str, Any]:
+    exp = step_experiment(url, name, [{"name": "ask", "text": "Validate: {{ config | tojson }}"}], max_tokens=16)
+    exp.update(task=task, models=models, dataset={"path": dataset, "label_field": "valid"})
+    if threshold is not None:
+        exp["report"] = {"threshold": {"metric": "accuracy", "min": threshold}}
+    return exp
+
+
+A = {"name": "a", "id": "model-a", "params": "135M"}
+B = {"name": "b", "id": "model-b", "params": "1.7B"}
+
+
+@pytest.fixture
+def files(project: Project) -> tuple[Project, list[Path]]:
+    project.write_dataset(OTHER, "other.jsonl")
+    with ThreadedFaultServer(FaultPlan(rules=_rules())) as server:
+        first = project.write(_experiment(server.url, "both", "config_validation", [A, B], "data.jsonl"),
+                              name="both.yaml")
+        second = project.write(_experiment(server.url, "more", "config_validation", [A], "other.jsonl"),
+                               name="more.yaml")
+        third = project.write(_experiment(server.url, "sem", "semantic_analysis", [B], "data.jsonl"),
+                              name="sem.yaml")
+        for path in (first, second):
+            assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    return project, [first, second, third]
+
+
+def test_the_json_shape_and_the_verdicts(files: tuple[Project, list[Path]],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    _, paths = files
+    capsys.readouterr()
+    assert main(["matrix", *map(str, paths), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert list(data) == ["tasks", "size_classes", "models", "cells", "experiments", "notes"]
+    assert data["tasks"] == ["config_validation", "code_generation", "semantic_analysis", "summarization",
+                             "simple_qa"]
+    assert data["size_classes"] == ["<=1B", "1-3B"]
+    assert data["models"] == [
+        {"name": "a", "size_class": "<=1B", "parameters": 135_000_000,
+         "parameters_source": "declared (models[].params)", "size_label": None},
+        {"name": "b", "size_class": "1-3B", "parameters": 1_700_000_000,
+         "parameters_source": "declared (models[].params)", "size_label": None},
+    ]
+    cells = {(c["task"], c["model"]): c for c in data["cells"]}
+    assert len(cells) == 10 and all(list(c) == CELL_KEYS for c in data["cells"])
+    # a: 6 of 6 in the first experiment (yes) and 4 of 8 in the second (maybe): the second has more items,
+    # so it is the one used, though its score is the worse.
+    a = cells[("config_validation", "a")]
+    assert (a["verdict"], a["value"], a["n_items"], a["n_jobs"], a["threshold"]) == ("maybe", 0.5, 8, 8, 0.6)
+    assert (a["source"], a["cell"], a["candidates"]) == (str(paths[1]), "model=a, prompt=ask", 2)
+    assert a["sources"] == [str(paths[0]), str(paths[1])] and a["chosen_by"].startswith("the candidate judged over")
+    assert a["low"] == pytest.approx(0.2152, abs=1e-4) and a["high"] == pytest.approx(0.7848, abs=1e-4)
+    b = cells[("config_validation", "b")]
+    assert (b["verdict"], b["value"], b["n_items"], b["candidates"], b["chosen_by"]) == ("no", 0.0, 6, 1, None)
+    assert b["high"] == pytest.approx(0.3903, abs=1e-4)
+    assert cells[("semantic_analysis", "b")]["verdict"] == "not run"
+    assert cells[("semantic_analysis", "a")]["verdict"] == "no experiment"
+    assert cells[("simple_qa", "a")] == {**dict.fromkeys(CELL_KEYS), "task": "simple_qa", "model": "a",
+                                         "verdict": "no experiment", "n_items": 0, "n_jobs": 0, "planned_items": 0,
+                                         "candidates": 0, "sources": []}
+    assert [e["status"] for e in data["experiments"]] == ["done", "done", "not run"]
+
+
+CELL_KEYS = ["task", "model", "verdict", "metric", "value", "low", "high", "threshold", "n_items", "n_jobs",
+             "planned_items", "source", "cell", "candidates", "sources", "chosen_by", "text"]
+
+
+def test_the_table_groups_models_by_size_class(files: tuple[Project, list[Path]],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _, paths = files
+    capsys.readouterr()
+    assert main(["matrix", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:10] == [
+        "size class         <=1B                         1-3B",
+        "task               a (135M)                     b (1.7B)",
+        "-----------------  ---------------------------  ------------------------",
+        "config_validation  maybe 0.50 [0.22, 0.78] n=8  no 0.00 [0.00, 0.39] n=6",
+        "code_generation    no experiment                no experiment",
+        "semantic_analysis  no experiment                not run",
+        "summarization      no experiment                no experiment",
+        "simple_qa          no experiment                no experiment",
+    ]
+    assert lines[11] == (
+        f"config_validation x a: maybe (bar 0.60): {paths[1]} [model=a, prompt=ask]: not shown viable at n=8 items: "
+        "accuracy 0.50 [0.22, 0.78] straddles 0.60; 4 of 8 right cannot separate 50% from 60%; about 158 items would "
+        "(exact binomial test, 80% power, alpha=0.05); chosen of 2 candidates in 2 experiments: the candidate judged "
+        "over the most items (then the most answers, then the first listed); never the best score, which would "
+        "overstate it")
+    assert lines[12] == (f"config_validation x b: no (bar 0.60): {paths[0]} [model=b, prompt=ask]: not viable: "
+                         "accuracy 0.00 [0.00, 0.39] < 0.60 over 6 items")
+
+
+def test_an_experiment_without_a_threshold_shows_its_rate_unjudged(project: Project,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(FaultPlan(rules=_rules())) as server:
+        path = project.write(_experiment(server.url, "bare", "config_validation", [A], "data.jsonl", None))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["matrix", str(path), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| config_validation | no bar 1.00 [0.61, 1.00] n=6 |" in out
+    assert (f"- {path}: no report.threshold, so its cells show the rate without a verdict; add report.threshold: "
+            "{metric: accuracy, min: ...} to judge them") in out
+
+
+def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # GOOD answers every item right, BAD none; the final step runs on the prompt the first one picked.
+    script = {f'{prefix} {{"name": "{item["config"]["name"]}",': _answer(item["valid"] == (prefix == "GOOD"))
+              for item in ITEMS for prefix in ("GOOD", "BAD")}
+    with ThreadedFaultServer(FaultPlan(script=script)) as server:
+        prompts = step_experiment(server.url, "prompts", [{"name": "good", "text": "GOOD {{ config | tojson }}"},
+                                                          {"name": "bad", "text": "BAD {{ config | tojson }}"}], 16)
+        final = step_experiment(server.url, "final", [{"name": "own", "text": "OWN {{ config | tojson }}"}], 32,
+                                repeats=2)
+        project.write({**prompts, "task": "config_validation"}, name="prompts.yaml")
+        project.write({**final, "task": "config_validation"}, name="final.yaml")
+        inv = project.write({"name": "inv", "question": "Viable at 60%?", "threshold": {"metric": "accuracy",
+                                                                                         "min": 0.6},
+                             "steps": [{"name": "prompts", "experiment": "prompts.yaml", "hypothesis": "H1"},
+                                       {"name": "final", "experiment": "final.yaml",
+                                        "use": {"prompt": {"from": "prompts", "pick": "best"}}}]}, name="inv.yaml")
+        assert main(["run", str(inv), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["matrix", str(inv), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cell = next(c for c in data["cells"] if c["task"] == "config_validation")
+    # Three candidates judged over 6 items each (the steps' experiments declare no threshold: the
+    # investigation's judges them); the final step's has the most answers (6 items x 2 repeats).
+    assert (cell["verdict"], cell["value"], cell["n_items"], cell["n_jobs"], cell["threshold"]) == ("yes", 1.0, 6, 12,
+                                                                                                   0.6)
+    assert (cell["source"], cell["cell"], cell["candidates"]) == (f"{inv}:final", "model=fake, prompt=good", 3)
+    assert [e["source"] for e in data["experiments"]] == [f"{inv}:prompts", f"{inv}:final"]
+
+
+def test_the_size_is_the_stored_one_and_a_store_from_before_size_classes_falls_back(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    with ThreadedFaultServer(FaultPlan(rules=_rules())) as server:
+        path = project.write(_experiment(server.url, "one", "config_validation", [A], "data.jsonl"))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+
+    def models() -> list[dict[str, Any]]:
+        capsys.readouterr()
+        assert main(["matrix", str(path), "--format", "json"]) == 0
+        return list(json.loads(capsys.readouterr().out)["models"])
+
+    with sqlite3.connect(project.store_path()) as conn:
+        stored = {json.loads(v)["size_class"] for (v,) in conn.execute("SELECT variant_json FROM jobs")}
+        assert stored == {"<=1B"}  # recorded with every job: the declared 135M
+        # What a server reported wins over the declaration: here, as if it had said 7B.
+        conn.execute("""UPDATE jobs SET variant_json = json_set(variant_json, '$.parameters', 7000000000,
+                        '$.parameters_source', 'a server', '$.size_class', '3B+')""")
+    assert models()[0] | {"name": None} == {"name": None, "size_class": "3B+", "parameters": 7_000_000_000,
+                                            "parameters_source": "a server", "size_label": None}
+    with sqlite3.connect(project.store_path()) as conn:  # a store written before size classes existed
+        conn.execute("UPDATE jobs SET variant_json = json_remove(variant_json, '$.parameters', '$.parameters_source', "
+                     "'$.size_class', '$.parameters_declared')")
+    assert models()[0]["parameters_source"] == "declared (models[].params)"
