@@ -252,3 +252,21 @@ def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project
     assert main(["run", str(path), "--quiet", "--no-report"]) == 0
     assert list(_metrics(path)) == ["n", "failed", "items", "accuracy", "compile_rate", "test_pass_rate",
                                     "style_violations", "agreement", "tokens_per_s", "outcomes"]
+
+
+@needs_mono
+def test_a_class_in_a_namespace_is_still_tested_and_an_unknown_name_is_named(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    # The prompt asks for the global namespace; a class in one is imported all the same, and a
+    # "namespace" line that is not one (in a comment) is dropped, not held against the answer.
+    code = ("/*\nnamespace Not.Really\n*/\nnamespace Counting\n{\n    public class Counter\n    {\n"
+            "        public int Value { get; private set; }\n    }\n}\n")
+    rows = [{"id": "n1", "spec": "a counter", "tests": ["Assert.Equal(0, new Counter().Value);",
+                                                        "Assert.Equal(0, new Counter().Missing);"]}]
+    path = _run(project, fault_server, rows, {"[n1]": ("```csharp\n" + code + "```", "stop")}, language="csharp")
+    score = _scores(path)["n1"]
+    assert score.extras == {"compiled": True, "tests": [True, False]}
+    # Not "the type arguments cannot be inferred" (CS0411), which the unknown name also causes.
+    assert score.detail == ("test 2: does not compile: CS1061: Type `Counting.Counter' does not contain a "
+                            "definition for `Missing' and no extension method `Missing' of type `Counting.Counter' "
+                            "could be found. Are you missing an...")  # capped at 200 characters
