@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
 from statsmodels.stats.proportion import proportion_confint
 
 import runner
@@ -20,7 +21,9 @@ from conftest import Project, base_experiment
 from runner.cli import main
 from runner.reporting.tables import Report
 from runner.scoring.base import Score
-from runner.scoring.csharp import missing_tools
+from runner.scoring.csharp import missing_tools, run_csharp_tests
+from runner.scoring.sandbox_boundary import SandboxUnavailable
+from runner.scoring.style import StyleResult, check_style
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,3 +273,21 @@ def test_a_class_in_a_namespace_is_still_tested_and_an_unknown_name_is_named(
     assert score.detail == ("test 2: does not compile: CS1061: Type `Counting.Counter' does not contain a "
                             "definition for `Missing' and no extension method `Missing' of type `Counting.Counter' "
                             "could be found. Are you missing an...")  # capped at 200 characters
+
+
+# --- the tools in each sandbox mode ----------------------------------------------------------------
+
+
+def test_ruff_counts_style_in_each_sandbox_mode(mode: str) -> None:
+    assert check_style("import os\ndef add(a, b):\n    l = 0\n    return a + b\n") == StyleResult(
+        3, 4, {"E741": 1, "F401": 1, "F841": 1})
+
+
+@needs_mono
+def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
+    counter = COUNTER.replace("@RESET@", "Value = 0;")
+    if mode == "weak":
+        with pytest.raises(SandboxUnavailable, match="RUNNER_SANDBOX=weak has no audit hook outside Python"):
+            run_csharp_tests(counter, COUNTER_TESTS)
+        return
+    assert run_csharp_tests(counter, COUNTER_TESTS).results == (True, True, True, True)
