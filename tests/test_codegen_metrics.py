@@ -291,3 +291,20 @@ def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
             run_csharp_tests(counter, COUNTER_TESTS)
         return
     assert run_csharp_tests(counter, COUNTER_TESTS).results == (True, True, True, True)
+
+
+def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
+    project.write_dataset(PY_ROWS)
+    exp = _experiment(fault_server)
+    exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.3}
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    report = runner.report(path)
+    assert isinstance(report, Report)
+    (verdict,) = report.tables[0].verdicts
+    assert verdict.text == (
+        "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
+        "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
+        "figure)")
