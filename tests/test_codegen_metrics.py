@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
 from statsmodels.stats.proportion import proportion_confint
 
 import runner
@@ -20,7 +21,9 @@ from conftest import Project, base_experiment
 from runner.cli import main
 from runner.reporting.tables import Report
 from runner.scoring.base import Score
-from runner.scoring.csharp import missing_tools
+from runner.scoring.csharp import missing_tools, run_csharp_tests
+from runner.scoring.sandbox_boundary import SandboxUnavailable
+from runner.scoring.style import StyleResult, check_style
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,3 +255,56 @@ def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project
     assert main(["run", str(path), "--quiet", "--no-report"]) == 0
     assert list(_metrics(path)) == ["n", "failed", "items", "accuracy", "compile_rate", "test_pass_rate",
                                     "style_violations", "agreement", "tokens_per_s", "outcomes"]
+
+
+@needs_mono
+def test_a_class_in_a_namespace_is_still_tested_and_an_unknown_name_is_named(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    # The prompt asks for the global namespace; a class in one is imported all the same, and a
+    # "namespace" line that is not one (in a comment) is dropped, not held against the answer.
+    code = ("/*\nnamespace Not.Really\n*/\nnamespace Counting\n{\n    public class Counter\n    {\n"
+            "        public int Value { get; private set; }\n    }\n}\n")
+    rows = [{"id": "n1", "spec": "a counter", "tests": ["Assert.Equal(0, new Counter().Value);",
+                                                        "Assert.Equal(0, new Counter().Missing);"]}]
+    path = _run(project, fault_server, rows, {"[n1]": ("```csharp\n" + code + "```", "stop")}, language="csharp")
+    score = _scores(path)["n1"]
+    assert score.extras == {"compiled": True, "tests": [True, False]}
+    # Not "the type arguments cannot be inferred" (CS0411), which the unknown name also causes.
+    assert score.detail == ("test 2: does not compile: CS1061: Type `Counting.Counter' does not contain a "
+                            "definition for `Missing' and no extension method `Missing' of type `Counting.Counter' "
+                            "could be found. Are you missing an...")  # capped at 200 characters
+
+
+# --- the tools in each sandbox mode ----------------------------------------------------------------
+
+
+def test_ruff_counts_style_in_each_sandbox_mode(mode: str) -> None:
+    assert check_style("import os\ndef add(a, b):\n    l = 0\n    return a + b\n") == StyleResult(
+        3, 4, {"E741": 1, "F401": 1, "F841": 1})
+
+
+@needs_mono
+def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
+    counter = COUNTER.replace("@RESET@", "Value = 0;")
+    if mode == "weak":
+        with pytest.raises(SandboxUnavailable, match="RUNNER_SANDBOX=weak has no audit hook outside Python"):
+            run_csharp_tests(counter, COUNTER_TESTS)
+        return
+    assert run_csharp_tests(counter, COUNTER_TESTS).results == (True, True, True, True)
+
+
+def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
+    project.write_dataset(PY_ROWS)
+    exp = _experiment(fault_server)
+    exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.3}
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    report = runner.report(path)
+    assert isinstance(report, Report)
+    (verdict,) = report.tables[0].verdicts
+    assert verdict.text == (
+        "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
+        "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
+        "figure)")

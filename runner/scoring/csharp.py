@@ -13,7 +13,9 @@ Three steps, each inside the sandbox's boundary (`sandbox_tool`), in one scratch
    only, not about the tests;
 2. the harness against it, `mcs -r:solution.dll`: each test is its own method behind a `#line`
    directive naming it, so a test that does not compile against the answer (a method the answer
-   does not have) fails that test only; it is left out and the rest compiled again;
+   does not have) fails that test only; it is left out and the rest compiled again. The harness
+   imports every namespace the answer declares (`using`), so a class put in a namespace against
+   the prompt's word is still tested; a `using` that does not compile is dropped;
 3. `mono harness.exe`: the tests run in order in one process, each reported as it finishes with a
    per-run nonce the harness reads from stdin before any of the answer's code runs (the answer's
    own Console output goes nowhere). A test that crashes the process or runs out of time fails
@@ -54,10 +56,15 @@ def _mono_binds() -> tuple[str, ...]:
 # for every answer, so that a slow machine does not turn compiling into a failure.
 _COMPILE_TIMEOUT_S = 60.0
 _COMPILE_MEMORY_MB = 1024
-_MAX_ROUNDS = 3  # harness compiles: tests that do not compile are dropped, then compiled again
+_MAX_ROUNDS = 4  # harness compiles: tests (and usings) that do not compile are dropped, then compiled again
 _FENCE_TAGS = frozenset({"", "csharp", "cs", "c#"})
 _ERROR = re.compile(r"^(?P<file>[^(\n]+)\((?P<line>\d+),\d+\): error (?P<code>CS\d+): (?P<text>.*)$", re.M)
 _TEST_FILE = re.compile(r"^test-(\d+)$")
+_USING_FILE = re.compile(r"^using-(\d+)$")
+_NAMESPACE = re.compile(r"^[ \t]*namespace[ \t]+([A-Za-z_][\w.]*)", re.M)
+# "The type arguments cannot be inferred": what an unknown name in an Assert.Equal call also causes, and
+# the less telling of the two; a test's other error is named instead where it has one.
+_FOLLOW_ON = "CS0411"
 
 
 @dataclass(frozen=True)
@@ -106,12 +113,23 @@ def extract_csharp(text: str) -> str:
     return "".join(body) if inside and tag in _FENCE_TAGS else text
 
 
-def _harness(tests: Sequence[tuple[int, str]]) -> str:
-    """The test program: one method per test (numbered as in the dataset), run in order by Main."""
+def _namespaces(code: str) -> list[str]:
+    """The namespaces the answer seems to declare, in order: the harness imports each (a class declared
+    in a namespace, against the prompt's "global namespace", is still the class the tests are for)."""
+    return list(dict.fromkeys(_NAMESPACE.findall(code)))
+
+
+def _harness(tests: Sequence[tuple[int, str]], usings: Sequence[tuple[int, str]]) -> str:
+    """The test program: one method per test (numbered as in the dataset), run in order by Main.
+
+    Each test and each imported namespace is behind a `#line` naming it, so that a compile error
+    says which one it is in: that test fails alone, that `using` (a namespace read from a comment,
+    say) is dropped."""
+    header = "".join(f"#line 1 \"using-{n}\"\nusing {name};\n#line default\n" for n, name in usings)
     methods = "\n".join(f"        static void Test{n}() {{\n#line 1 \"test-{n}\"\n{body}\n#line default\n        }}"
                         for n, body in tests)
     calls = "\n".join(f"            Run({n}, Test{n});" for n, _ in tests)
-    return _HARNESS.replace("@METHODS@", methods).replace("@CALLS@", calls)
+    return header + _HARNESS.replace("@METHODS@", methods).replace("@CALLS@", calls)
 
 
 _HARNESS = """\
@@ -221,16 +239,27 @@ def run_csharp_tests(code: str, tests: Sequence[str], limits: SandboxLimits | No
             return SandboxResult(False, 0, total, error)
         failures: dict[int, str] = {}
         todo = list(enumerate(tests, start=1))
+        usings = list(enumerate(_namespaces(code), start=1))
         for _ in range(_MAX_ROUNDS):
-            box.write("harness.cs", _harness(todo))
+            box.write("harness.cs", _harness(todo, usings))
             run = box.run([_tool("mcs"), "-nologo", "-r:solution.dll", "-main:RunnerHarness.HarnessMain",
                            "-out:harness.exe", "harness.cs"],
                           timeout_s=_COMPILE_TIMEOUT_S, memory_mb=_COMPILE_MEMORY_MB, ro_binds=_mono_binds())
             if run.returncode == 0 and not run.timed_out:
                 break
             errors = _compile_errors(run.stdout, run.stderr)
-            broken = {int(m[1]): e for e in errors if (m := _TEST_FILE.match(e["file"].strip()))}
-            outside = [e for e in errors if not _TEST_FILE.match(e["file"].strip())]
+            broken: dict[int, re.Match[str]] = {}
+            for e in errors:
+                if (m := _TEST_FILE.match(e["file"].strip())) and (
+                        int(m[1]) not in broken or broken[int(m[1])]["code"] == _FOLLOW_ON):
+                    broken[int(m[1])] = e
+            bad_usings = {int(m[1]) for e in errors if (m := _USING_FILE.match(e["file"].strip()))}
+            outside = [e for e in errors if not (_TEST_FILE.match(e["file"].strip())
+                                                 or _USING_FILE.match(e["file"].strip()))]
+            if bad_usings and not outside:
+                usings = [(n, name) for n, name in usings if n not in bad_usings]
+                if not broken:
+                    continue  # the tests' errors, if any, may have been the missing namespace's
             if run.timed_out or not broken or outside:
                 # The harness itself does not compile against the answer (it redefines a name the
                 # harness needs): no test can run.
