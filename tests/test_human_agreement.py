@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,15 @@ def test_one_rater_is_not_an_agreement(project: Project, capsys: pytest.CaptureF
     assert main(["validate", str(path), "--offline"]) == 2
     assert capsys.readouterr().err == (f"runner: {path}: report.human_agreement.fields: the list has 1 item, at "
                                        "least 2 needed; give at least 2 items\n")
+
+
+def test_the_semantic_datasets_two_raters_by_hand() -> None:
+    rows = [json.loads(line) for line in
+            (Path(__file__).resolve().parent.parent / "datasets" / "semantic_thresholds.jsonl").open()]
+    first = [r["human_label"] for r in rows]
+    second = [r["human_label_2"] for r in rows]
+    assert set(second) == set(first) == {"sensible", "not_sensible"}
+    # 15 of 16 alike (st14 differs); rater 1 says sensible 8 times, rater 2 7 times, so chance
+    # agreement is (8*7 + 8*9) / 16^2 = 0.5 and kappa = (15/16 - 0.5) / 0.5 = 0.875.
+    assert [r["id"] for r in rows if r["human_label"] != r["human_label_2"]] == ["st14"]
+    assert cohen_kappa(first, second) == 0.875

@@ -285,6 +285,8 @@ def _with(changes: dict[str, Any], *, drop: str | None = None) -> dict[str, Any]
     (_with({"scorers": [{"type": "binary"}]}), "binary needs field"),
     (_with({"scorers": [{"type": "regex", "pattern": "x", "field": "y"}]}), "regex has no field"),
     (_with({"repeat_seeds": "random"}), "repeat_seeds is offset or same"),
+    (_with({"scorers": [{"type": "similarity", "method": "bleu"}]}), "similarity methods are listed"),
+    (_with({"report": {"human_agreement": {"fields": ["a", "b", "c"]}}}), "two raters"),
 ])
 def test_wrong_files_do_not_validate(doc: dict[str, Any], why: str, schema: dict[str, Any]) -> None:
     assert not Validator(schema).is_valid(doc, schema), why

@@ -7,6 +7,7 @@ rouge-score), and compared with what the runner stored and reported.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,19 @@ def test_the_summarization_experiment_on_the_real_model_stores_rouge_scores_of_i
         assert text, "the model answered"
         expected = scorer.score(result.job.item.fields["reference"], text)["rougeL"].fmeasure
         assert score is not None and score.extras == {"similarity": pytest.approx(expected, abs=1e-12)}
+
+
+def test_export_carries_each_answers_similarity(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    project.write_dataset([{"id": i, "text": f"text of {i}", "reference": r} for i, r in REFERENCES.items()])
+    plan = FaultPlan(script={f"text of {i}": (a, "stop") for i, a in ANSWERS.items()})
+    with ThreadedFaultServer(plan) as server:
+        path = project.write(_experiment(server.url, [{"name": "sim", "type": "similarity", "method": "chrf"}]))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(path), "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["item_id"]: r["scores"]["sim"]["similarity"] for r in records} == pytest.approx(
+        {i: _library("chrf", ANSWERS[i], REFERENCES[i]) for i in REFERENCES})
+    assert main(["export", str(path), "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert "sim.similarity" in header

@@ -146,7 +146,8 @@ class SimilarityScorer(ScorerBase):
     identical to the reference (similarity 1) is right. With `normalize`, both texts are first
     normalized as SQuAD does (lower case, no punctuation, no articles), so a near-exact short answer
     ("The Eiffel Tower.") equals its reference ("Eiffel Tower"). A cut-off answer is `truncated`
-    (never right), its similarity still measured; an empty one is `empty`."""
+    (never right), its similarity still measured; an empty one is `empty`. With `field`, an answer
+    with no JSON or without the field has similarity 0 (nothing of the reference was said)."""
 
     type: Literal["similarity"]
     reference_field: str = Field("reference", description="Dataset field with the reference text.")

@@ -36,6 +36,8 @@ def export_records(results: ResultSet, store: Store) -> Iterator[dict[str, Any]]
                 if score is not None:
                     scores[scorer.name] = {"outcome": str(score.outcome), "correct": score.correct,
                                            "prediction": score.prediction, "expected": score.expected}
+                    if score.extras and "similarity" in score.extras:  # a similarity scorer's measure
+                        scores[scorer.name]["similarity"] = score.extras["similarity"]
             first = next(iter(scores.values()), None)
             yield {
                 "job_id": r.job.job_id, "item_id": r.job.item.id, "repeat": r.job.repeat,
@@ -75,6 +77,8 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     for name, score in record["scores"].items():
         out[f"{name}.correct"] = score["correct"]
         out[f"{name}.prediction"] = _cell(score["prediction"])
+        if "similarity" in score:
+            out[f"{name}.similarity"] = score["similarity"]
     out.update(rendered_by=record["rendered_by"], rendered_prompt=record["rendered_prompt"], text=record["text"],
                request=json.dumps(record["request"], ensure_ascii=False), error=record["error"])
     return out

@@ -11,7 +11,8 @@
   subsequence (its default tokenizer: lower case, letters and digits only; no stemming).
 
 The libraries are imported when a measure is first asked for, not with this module: `runner report`
-of an experiment without text measures never pays for them (rouge-score brings nltk, 1.8 s).
+of an experiment without text measures never pays for them (rouge-score brings nltk, the slowest:
+bench/similarity_cost.py).
 """
 
 from __future__ import annotations
