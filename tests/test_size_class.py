@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 
 import pytest
 from gguf import GGUFReader
 
-from conftest import smollm_path
+from conftest import Project, base_experiment, smollm_path
 from runner.backends.llamacpp.gguf_info import read_gguf_info
+from runner.cli import main
 from runner.config.size_class import parse_params, size_class
+from runner.testing.fakes import FakeModel, FakeOllama, ThreadedApp
 
 
 @pytest.mark.parametrize(("written", "count"), [
@@ -40,3 +44,27 @@ def test_the_gguf_count_is_gguf_py_s_sum_of_tensor_elements() -> None:
     reader = GGUFReader(smollm_path())  # parses every tensor: the reference, slow (seconds)
     assert info.parameters == sum(int(t.n_elements) for t in reader.tensors) == 134_515_008
     assert info.size_label == "135M" and size_class(info.parameters) == "<=1B"
+
+
+def test_ollama_s_exact_count_wins_then_its_label_then_the_yaml_s(project: Project) -> None:
+    fake = FakeOllama([FakeModel("big:exact", "Q8_0", 8192, parameter_size="1.7B", parameter_count=1_711_376_384),
+                       FakeModel("big:rounded", "Q8_0", 8192, parameter_size="1.7B"),
+                       FakeModel("big:silent", "Q8_0", 8192, parameter_size="")])
+    exp = base_experiment()
+    exp.update(models=[{"name": "exact", "id": "big:exact", "params": "135M"}, {"name": "rounded", "id": "big:rounded"},
+                       {"name": "silent", "id": "big:silent", "params": "3.8B"}],
+               sampling={"temperature": 0.0, "max_tokens": 8}, repeats=1)
+    with ThreadedApp(fake.app) as server:
+        exp["backend"] = {"kind": "ollama", "base_url": server.url, "max_retries": 0}
+        path = project.write(exp)
+        assert main(["run", str(path), "--quiet", "--no-report", "--limit", "1"]) == 0
+    with sqlite3.connect(project.store_path()) as conn:
+        stored = {m: json.loads(v) for m, v in conn.execute("SELECT model, variant_json FROM jobs")}
+    sizes = {m: (v["parameters"], v["parameters_source"], v["size_class"], v.get("parameters_declared"))
+             for m, v in stored.items()}
+    assert sizes == {
+        # What the server reports wins; a declaration that disagrees is kept beside it, to be seen.
+        "exact": (1_711_376_384, "Ollama /api/show general.parameter_count", "1-3B", 135_000_000),
+        "rounded": (1_700_000_000, "Ollama /api/show parameter_size", "1-3B", None),
+        "silent": (3_800_000_000, "declared (models[].params)", "3B+", 3_800_000_000),
+    }

@@ -45,6 +45,7 @@ class FakeModel:
     context_length: int
     family: str = "llama"
     parameter_size: str = "135M"
+    parameter_count: int | None = None  # /api/show's model_info general.parameter_count, where set
     # Ollama's Modelfile PARAMETER lines, (name, value as written); stop values keep their quotes.
     parameters: tuple[tuple[str, str], ...] = (
         ("stop", '"<|im_start|>"'), ("stop", '"<|im_end|>"'), ("temperature", "0.7"), ("top_k", "40"))
@@ -132,7 +133,8 @@ class FakeOllama:
             "details": {"format": "gguf", "family": model.family, "parameter_size": model.parameter_size,
                         "quantization_level": model.quantization},
             "model_info": {"general.architecture": model.family,
-                           f"{model.family}.context_length": model.context_length},
+                           f"{model.family}.context_length": model.context_length,
+                           **({"general.parameter_count": model.parameter_count} if model.parameter_count else {})},
             "capabilities": ["completion"],
             **({"parameters": model.parameters_text()} if model.parameters else {}),  # omitted when empty
         })
