@@ -4,8 +4,9 @@ Exit status: 0 done; 1 a bug (one line naming it; the traceback under --debug); 
 printed as one line (`runner: FILE: KEY: problem; fix`); 3 with --fail-on-verdict, a row judged
 against `report.threshold` not shown to meet it (an investigation: its decision not viable); 130
 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (128 + the signal, as a shell reports a process the
-signal killed). Everything that can be checked without a request is checked before the store is
-opened, so a bad experiment leaves nothing behind.
+signal killed), 141 when the reader of the output went away (SIGPIPE: `runner plan FILE | head`).
+Everything that can be checked without a request is checked before the store is opened, so a bad
+experiment leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -399,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"runner: {exc.line()}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # The reader went away (`runner plan FILE | head`): stop quietly, as a shell tool does, with the
+        # status of a process SIGPIPE killed; stdout goes to /dev/null so the exit flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         print("\n" + INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
