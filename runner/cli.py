@@ -28,7 +28,7 @@ from runner.errors import UserError, redact
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # SIGINT; any other signal is 128 + its number (SIGTERM: 143)
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 INTERRUPTED = "interrupted: finished jobs are stored; run the same command again to resume"
 
 
@@ -236,9 +236,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.format == "csv":
             raise UserError("an investigation's report is several tables, not one", file=args.file,
                             fix="use --format table, markdown or json")
-        investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
-        _emit(args, api.render_investigation(investigation, args.format))
+        if args.format == "html":
+            html, investigation = api.investigation_html(args.file, limit=args.limit, max_jobs=args.max_jobs)
+            _emit(args, html)
+        else:
+            investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
+            _emit(args, api.render_investigation(investigation, args.format))
         return api.decision_exit_code(investigation) if args.fail_on_verdict else 0
+    if args.format == "html":
+        if args.fail_on_verdict or args.junit:
+            raise UserError("--fail-on-verdict and --junit judge the report; --format html only draws it",
+                            file=args.file, fix="run `runner report` once with --format html, once with the flag")
+        _emit(args, api.report_html(args.file, limit=args.limit, max_jobs=args.max_jobs))
+        return 0
     _check_verdict_flags(args)
     report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     _emit(args, api.render(report, args.format))

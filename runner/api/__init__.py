@@ -19,6 +19,7 @@ them, so `runner validate` of a broken file costs little more than importing pyd
 from runner.api._investigate import (
     StepRun,
     decision_exit_code,
+    investigation_html,
     is_investigation,
     render_investigation,
     render_investigation_findings,
@@ -48,6 +49,7 @@ from runner.api._read import (
     render_findings,
     report,
     report_async,
+    report_html,
     results,
     verdict_exit_code,
 )
@@ -67,6 +69,7 @@ __all__ = [
     "explain",
     "explain_async",
     "export",
+    "investigation_html",
     "is_investigation",
     "junit",
     "plan_status",
@@ -80,6 +83,7 @@ __all__ = [
     "render_investigation_findings",
     "report",
     "report_async",
+    "report_html",
     "report_investigation",
     "results",
     "run",

@@ -50,6 +50,26 @@ def report(path: str | Path, *, limit: int | None = None, max_jobs: int | None =
     return build_report(_results(p, path, limit))
 
 
+def report_html(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> str:
+    """The report as one self-contained HTML page: tables, findings, plots and every answer (a study: its
+    probes plotted against the limit). Read-only, over the same read path as `report`."""
+    from runner.analysis.results import load_results
+    from runner.reporting.html.experiment import experiment_page, study_page
+    from runner.reporting.html.responses import prompt_jobs
+    from runner.reporting.tables import build_report
+
+    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
+    if p.experiment.study is not None:
+        return study_page(p.experiment.name, _stored_study(p, path))
+    store = open_store(p, path)
+    try:
+        results = load_results(p.plan, store, p.scorers, limit)
+        prompts = store.rendered_prompts(prompt_jobs(results))
+    finally:
+        store.close()
+    return experiment_page(build_report(results), results, prompts)
+
+
 def explain(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> list[Finding]:
     """Findings: why the scores are what they are, most important first."""
     from runner.diagnosis.diagnose import diagnose

@@ -51,6 +51,9 @@ class ContextResult:
     probes: list[Probe] = field(default_factory=list)
     items_over: list[dict[str, Any]] = field(default_factory=list)
     items_checked: int = 0
+    # Every checked prompt's size, for the HTML report's plot against the limit (empty in studies stored
+    # before it was kept: those show only the prompts over the limit).
+    prompt_tokens: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +184,7 @@ async def check_dataset(backend: Backend, plan: Plan, result: ContextResult, var
         tokens = counted if counted is not None else round(
             sum(len(m["content"].split()) for m in messages) * per_word * 1.3)  # prose runs ~1.3 tokens a word
         result.items_checked += 1
+        result.prompt_tokens.append(tokens)
         if tokens + max_tokens > result.limit_tokens:
             result.items_over.append({"item": item.id, "prompt_tokens": tokens, "counted": counted is not None})
 
