@@ -9,6 +9,8 @@
 #   - a check that every other requirement in .venv is met (scripts/pip_check.sh);
 #   - bubblewrap (bwrap), the boundary the code_tests scorer runs answers in, when missing and apt-get
 #     can install it (as root: CI); scripts/install_bubblewrap.sh.
+#   - chromium, the headless browser the HTML report's tests load the page in, likewise;
+#     scripts/install_chromium.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ LLAMA_CPP_PYTHON=0.3.36
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 scripts/install_bubblewrap.sh
+scripts/install_chromium.sh
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

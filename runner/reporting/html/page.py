@@ -28,7 +28,8 @@ font-size:12px}.mark{display:inline-block;border-radius:3px;padding:0 5px;margin
 .mark.flips{background:#0072B2}.mark.everywhere{background:#D55E00}.score.right{color:#007a55}
 .score.wrong{color:#b34400}.outcome{font-size:12px;background:#eee;border-radius:3px;padding:0 4px}
 details.cell{border:1px solid #ddd;margin:6px 0;padding:2px 8px}details.cell>summary{cursor:pointer;
-font-weight:600}td.id{font-family:monospace}table.items{width:100%}.filters{position:sticky;top:0;background:#fff;padding:6px 0;
+font-weight:600}td.id{font-family:monospace}table.items{width:100%}
+.filters{position:sticky;top:0;background:#fff;padding:6px 0;
 border-bottom:1px solid #ddd;z-index:1}.filters label{margin-right:12px}
 .verdict{font-weight:600;border-radius:3px;padding:0 5px}.v-supported,.v-viable{background:#cdeedd}
 .v-refuted,.v-inadequate,.v-not-viable{background:#fbd9c9}.v-inconclusive,.v-not-decidable,
