@@ -255,6 +255,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _judge(args, report)
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    server = api.html_server(args.file, port=args.port, limit=args.limit, max_jobs=args.max_jobs)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"  # it binds only loopback
+    print(f"serving {args.file} on {url} (rendered again on every reload); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    if not args.no_open:
+        import webbrowser
+
+        webbrowser.open(url)
+    # Stopping is the only way out, and nothing is lost by it: the exit status says which signal.
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        server.server_close()
+    return 0
+
+
 def _emit(args: argparse.Namespace, text: str) -> None:
     """To stdout, or to --output whole (written then renamed)."""
     if args.output is None:
@@ -352,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     _max_jobs_flag(rep)
     _verdict_flags(rep)
     rep.set_defaults(func=cmd_report)
+
+    vw = sub.add_parser("view", help="serve the HTML report on 127.0.0.1 and open it in the browser")
+    vw.add_argument("file")
+    vw.add_argument("--port", type=_at_least_zero, default=0, help="port to listen on (default: any free one)")
+    vw.add_argument("--no-open", action="store_true", help="only print the address; do not open a browser")
+    vw.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(vw)
+    vw.set_defaults(func=cmd_view)
     return parser
 
 

@@ -9,6 +9,12 @@ anyway."""
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,6 +30,7 @@ from runner.testing.browser import Chromium, find_chromium
 from runner.testing.fakes import FakeOllama, ThreadedApp
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
+ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path("/tmp/html-shots")
 needs_chromium = pytest.mark.skipif(find_chromium() is None,
                                     reason="no chromium on PATH: scripts/install_chromium.sh installs it (as root)")
@@ -252,3 +259,24 @@ def test_html_before_any_run_is_the_usual_user_error_and_writes_nothing(
     assert main(["report", str(path), "--format", "html", "--output", str(out)]) == 2
     assert capsys.readouterr().err == f"runner: {path}: no results yet; run `runner run {path}` first\n"
     assert not out.exists()
+
+
+def test_view_serves_the_same_page_on_loopback_until_stopped(report_html: tuple[Path, Path]) -> None:
+    path, out = report_html
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "view", str(path), "--no-open"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.fullmatch(rf"serving {re.escape(str(path))} on (http://127\.0\.0\.1:\d+/) \(rendered again on "
+                             r"every reload\); Ctrl-C stops\n", line)
+        assert match, line
+        with urllib.request.urlopen(match.group(1), timeout=30) as reply:
+            assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert reply.read().decode("utf-8") == out.read_text(encoding="utf-8")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(match.group(1) + "elsewhere", timeout=30)
+        assert missing.value.code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM

@@ -11,6 +11,8 @@ from runner.api._prepare import Prepared, open_store, prepare
 from runner.errors import UserError
 
 if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
     from runner.analysis.results import ResultSet
     from runner.capabilities.context_window import ContextStudy
     from runner.diagnosis.findings import Finding
@@ -68,6 +70,23 @@ def report_html(path: str | Path, *, limit: int | None = None, max_jobs: int | N
     finally:
         store.close()
     return experiment_page(build_report(results), results, prompts)
+
+
+def html_server(path: str | Path, *, port: int = 0, limit: int | None = None,
+                max_jobs: int | None = None) -> ThreadingHTTPServer:
+    """`runner view`: a server on 127.0.0.1 (not started; `serve_forever` it) answering GET / with the HTML
+    report, rendered again on each load. Rendered once here first, so a bad file or a missing store is
+    a UserError before anything listens."""
+    from runner.api._investigate import investigation_html, is_investigation
+    from runner.reporting.html.serve import page_server
+
+    def render() -> str:
+        if is_investigation(path):
+            return investigation_html(path, limit=limit, max_jobs=max_jobs)[0]
+        return report_html(path, limit=limit, max_jobs=max_jobs)
+
+    render()
+    return page_server(render, port)
 
 
 def explain(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> list[Finding]:
