@@ -33,8 +33,13 @@ def experiment_sections(report: Report, results: ResultSet, prompts: dict[str, P
         "<p>no scorer: nothing to explain.</p>"
     return (f"<{h} id='{anchor}tables'>tables</{h}>{tables}"
             f"<{h} id='{anchor}findings'>findings (most important first)</{h}>{findings}"
-            f"<{h} id='{anchor}plots'>plots</{h}>{plots_html(plots(results))}"
+            f"<{h} id='{anchor}plots'>plots</{h}>{plots_html(plots(results), _no_plots(results))}"
             f"<{h} id='{anchor}responses'>responses</{h}>{browser(results, prompts, filters=filters)}")
+
+
+def _no_plots(results: ResultSet) -> str:
+    return "no plots yet: nothing is stored." if results.scorers else \
+        "no plots: the experiment has no scorer (the plots are of scores)."
 
 
 def study_page(name: str, study: ContextStudy) -> str:

@@ -94,7 +94,7 @@ def findings_html(findings: list[Finding], none_line: str) -> str:
         + "</li>" for f in findings) + "</ol>"
 
 
-def plots_html(plots: list[Plot]) -> str:
+def plots_html(plots: list[Plot], none: str = "no plots yet: nothing is scored.") -> str:
     """Plots in order; the confusion matrices (one per cell) side by side."""
     out, grid = [], []
     for p in plots:
@@ -104,7 +104,7 @@ def plots_html(plots: list[Plot]) -> str:
             out.append(p.html())
     if grid:
         out.append("<h3>confusion matrices, per cell</h3><div class='grid'>" + "".join(grid) + "</div>")
-    return "".join(out) if out else "<p>no plots yet: nothing is scored.</p>"
+    return "".join(out) if out else f"<p>{escape(none)}</p>"
 
 
 def totals_line(report: Report) -> str:
