@@ -239,6 +239,9 @@ def test_an_investigation_page_has_the_decision_the_hypotheses_the_picks_and_eac
                          "c.querySelectorAll('tr.item').length)") == [6, 6, 6]
     # prompts: rate + outcomes + 2 confusion; final: rate (one model) + outcomes + 1 confusion.
     assert page.evaluate("document.querySelectorAll('svg.plot').length") == 7
+    # The steps' experiments have no threshold of their own: each rate plot draws the investigation's.
+    assert page.evaluate("[...document.querySelectorAll('svg.plot line.threshold title')].map(t => t.textContent)"
+                         ) == ["threshold 0.6"] * 2
 
 
 def test_html_with_a_verdict_flag_is_refused_before_anything_is_read(

@@ -34,7 +34,7 @@ def investigation_page(rep: InvestigationReport, prompts: dict[str, dict[str, Pr
             body.append(study_sections(step.report))
         elif isinstance(step.report, Report) and step.results is not None:
             body.append(experiment_sections(step.report, step.results, prompts.get(step.name, {}), level=3,
-                                            anchor=f"s{i}-", filters=filters))
+                                            anchor=f"s{i}-", filters=filters, bar=rep.threshold))
             filters = False  # one filter form per page: it filters every step's answers
     return page(rep.name, "".join(body))
 

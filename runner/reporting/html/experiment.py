@@ -7,6 +7,7 @@ from html import escape
 
 from runner.analysis.results import ResultSet
 from runner.capabilities.context_window import ContextStudy
+from runner.config.schema import Threshold
 from runner.reporting.html import svg
 from runner.reporting.html.page import findings_html, page, plots_html, table_html, totals_line
 from runner.reporting.html.plots import Plot, plots
@@ -25,15 +26,16 @@ def experiment_page(report: Report, results: ResultSet, prompts: dict[str, Promp
 
 
 def experiment_sections(report: Report, results: ResultSet, prompts: dict[str, Prompt], level: int,
-                        anchor: str = "", filters: bool = True) -> str:
-    """Tables, findings, plots and the response browser, with headings at `level`."""
+                        anchor: str = "", filters: bool = True, bar: Threshold | None = None) -> str:
+    """Tables, findings, plots and the response browser, with headings at `level`; `bar`: the threshold
+    the plots draw, if not the experiment's own (an investigation's)."""
     h, sub = f"h{level}", level + 1
     tables = "".join(table_html(t, sub) for t in report.tables)
     findings = findings_html(report.findings, report.no_findings_line) if report.scored else \
         "<p>no scorer: nothing to explain.</p>"
     return (f"<{h} id='{anchor}tables'>tables</{h}>{tables}"
             f"<{h} id='{anchor}findings'>findings (most important first)</{h}>{findings}"
-            f"<{h} id='{anchor}plots'>plots</{h}>{plots_html(plots(results), _no_plots(results))}"
+            f"<{h} id='{anchor}plots'>plots</{h}>{plots_html(plots(results, bar), _no_plots(results))}"
             f"<{h} id='{anchor}responses'>responses</{h}>{browser(results, prompts, filters=filters)}")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from runner.analysis.metrics import CellStats
 from runner.analysis.results import CellResults, ResultSet
+from runner.config.schema import Threshold
 from runner.reporting.html import svg
 from runner.reporting.tables import raw_value
 from runner.scoring.base import OUTCOMES
@@ -59,14 +60,15 @@ def is_numeric(axis: str, values: list[Any]) -> bool:
     return axis not in NOT_A_SCALE and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
-def plots(results: ResultSet) -> list[Plot]:
-    """Every plot of an experiment's results (none before a scorer has scored something)."""
+def plots(results: ResultSet, bar: Threshold | None = None) -> list[Plot]:
+    """Every plot of an experiment's results (none before a scorer has scored something). `bar`: the
+    threshold to draw (an investigation's), else the experiment's own `report.threshold`."""
     if not results.scorers or not any(r.record is not None for c in results.cells for r in c.results):
         return []
     out = []
-    cfg = results.plan.experiment.report
-    metric = cfg.threshold.metric if cfg.threshold is not None else "accuracy"
-    threshold = cfg.threshold.min if cfg.threshold is not None else None
+    bar = bar if bar is not None else results.plan.experiment.report.threshold
+    metric = bar.metric if bar is not None else "accuracy"
+    threshold = bar.min if bar is not None else None
     axes = results.plan.varying_axes() or ["model"]
     for axis in axes:
         values = list(results.plan.axes.get(axis, [cell.cell.get(axis) for cell in results.cells[:1]]))
