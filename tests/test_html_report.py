@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path("/tmp/html-shots")
 needs_chromium = pytest.mark.skipif(find_chromium() is None,
                                     reason="no chromium on PATH: scripts/install_chromium.sh installs it (as root)")
-# Item i01 answers in prose (no JSON), i03 is cut off at max_tokens, in every cell.
-SCRIPT = {'"name": "svc1"': ("It looks fine to me.", "stop"), '"name": "svc3"': ('{"valid": tr', "length")}
+# Item i01 answers in prose (no JSON) with markup that would run and fetch if it were not escaped; i03 is
+# cut off at max_tokens; in every cell.
+HOSTILE = "It looks fine to me.<script>console.error('ran')</script><img src='http://127.0.0.1:9/x.png'>"
+SCRIPT = {'"name": "svc1"': (HOSTILE, "stop"), '"name": "svc3"': ('{"valid": tr', "length")}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +140,7 @@ def test_in_a_real_browser_offline_no_errors_the_plots_and_every_item_of_every_c
     shown = page.evaluate("[...document.querySelectorAll('details.cell')].map(c => "
                           "[...c.querySelectorAll('.answer pre')].map(p => p.textContent))")
     assert shown == stored
+    assert sum(text == HOSTILE for cell in shown for text in cell) == 4 * 2  # shown as text, run nowhere
     assert page.screenshot(SHOTS / "test_experiment.png", full_page=True) > 10_000
     assert (SHOTS / "test_experiment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

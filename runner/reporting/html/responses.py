@@ -128,7 +128,7 @@ def _answer(cell: CellResults, index: int, score: Score | None, repeated: bool) 
         + (f": said {escape(_say(score.prediction))}" if score.prediction is not None else "") + "</span>")
     name = "" if score is None else escape(str(score.outcome))
     outcome = f"<span class='outcome o-{name}'>{name}</span>" if name else ""
-    tokens = f"<span class='muted'>{rec.completion_tokens} tokens, {rec.finish_reason}</span>" \
+    tokens = f"<span class='muted'>{rec.completion_tokens} tokens, {escape(str(rec.finish_reason))}</span>" \
         if rec.completion_tokens is not None else ""
     cls = "" if score is None else (" right" if score.correct else " wrong")
     return (f"<div class='answer{cls}' data-outcome='{escape(str(score.outcome)) if score else ''}' "
