@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from runner.capabilities.context_window import ContextStudy
-from runner.investigation.report import InvestigationReport
+from runner.investigation.report import FINDINGS_SHOWN_PER_STEP, InvestigationReport
 from runner.reporting.html.experiment import experiment_sections, study_sections
 from runner.reporting.html.page import page, verdict_badge
 from runner.reporting.html.responses import Prompt
@@ -73,9 +73,18 @@ def _picks(rep: InvestigationReport) -> str:
 
 
 def _findings(rep: InvestigationReport) -> str:
+    """The most important findings of each step in view (as many as the text report shows), the rest
+    one click away."""
     if not rep.findings:
         return "<h2 id='findings'>findings by step</h2><p>no findings (no step has results yet).</p>"
-    items = "".join(f"<li><b>{escape(f.step)}</b>" + (f" <span class='muted'>{escape(f.hypothesis)}</span>"
-                                                       if f.hypothesis else "") + f": {escape(f.finding.text)}</li>"
-                    for f in rep.findings)
-    return f"<h2 id='findings'>findings by step (most important first within each)</h2><ul>{items}</ul>"
+    shown: list[str] = []
+    rest: list[str] = []
+    count: dict[str, int] = {}
+    for f in rep.findings:
+        count[f.step] = count.get(f.step, 0) + 1
+        line = (f"<li><b>{escape(f.step)}</b>" + (f" <span class='muted'>{escape(f.hypothesis)}</span>"
+                                                  if f.hypothesis else "") + f": {escape(f.finding.text)}</li>")
+        (shown if count[f.step] <= FINDINGS_SHOWN_PER_STEP else rest).append(line)
+    more = (f"<details><summary>{len(rest)} more</summary><ul>{''.join(rest)}</ul></details>" if rest else "")
+    return (f"<h2 id='findings'>findings by step (most important first within each)</h2><ul>{''.join(shown)}</ul>"
+            f"{more}")
