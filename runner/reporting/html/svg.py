@@ -193,10 +193,9 @@ def context_scatter(label: str, probes: Sequence[tuple[int, int | None, str]], l
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#888"/>',
             f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(hi):.1f}" y2="{py(hi):.1f}" stroke="#ccc" '
             'stroke-dasharray="3 3"><title>read = sent</title></line>']
-    for k in range(5):
-        v = hi * k / 4
-        body.append(_text(px(v), top + h + 14, f"{v:.0f}"))
-        body.append(_text(left - 4, py(v) + 4, f"{v:.0f}", "end"))
+    for v in _ticks(hi):
+        body.append(_text(px(v), top + h + 14, f"{v:g}"))
+        body.append(_text(left - 4, py(v) + 4, f"{v:g}", "end"))
     body.append(_text(left + w / 2, top + h + 44, "tokens sent"))
     body.append(_text(12, top + h / 2, "tokens read", extra=f' transform="rotate(-90 12 {top + h / 2:.1f})"'))
     if limit:
@@ -221,6 +220,14 @@ def context_scatter(label: str, probes: Sequence[tuple[int, int | None, str]], l
         body.append(_text(left + w + 24, top + 10 + k * 14, name, "start"))
     body.append(_text(left + w + 10, top + 10 + 3 * 14, "| prompt + max_tokens", "start", ' fill="#0072B2"'))
     return _svg(left + w + 140, top + h + 52, label, body)
+
+
+def _ticks(hi: float) -> list[float]:
+    """Round tick values from 0 to below `hi`, about four of them (steps of 1, 2 or 5 times a power of 10)."""
+    raw = hi / 4
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw / 1.5)
+    return [k * step for k in range(int(hi // step) + 1)]
 
 
 def _clip(text: str, n: int) -> str:
