@@ -235,7 +235,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _refuse_junit_on_investigation(args)
         if args.format == "csv":
             raise UserError("an investigation's report is several tables, not one", file=args.file,
-                            fix="use --format table, markdown or json")
+                            fix="use --format table, markdown, json or html")
         if args.format == "html":
             html, investigation = api.investigation_html(args.file, limit=args.limit, max_jobs=args.max_jobs)
             _emit(args, html)

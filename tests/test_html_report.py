@@ -286,3 +286,13 @@ def test_view_serves_the_same_page_on_loopback_until_stopped(report_html: tuple[
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+
+
+def test_an_investigation_as_csv_points_at_the_formats_it_has_html_included(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project.root / "inv.yaml"
+    path.write_text(yaml.safe_dump({"name": "inv", "question": "q?", "threshold": {"min": 0.6},
+                                    "steps": [{"name": "s", "experiment": "exp.yaml"}]}))
+    assert main(["report", str(path), "--format", "csv"]) == 2
+    assert capsys.readouterr().err == (f"runner: {path}: an investigation's report is several tables, not one; "
+                                       "use --format table, markdown, json or html\n")
