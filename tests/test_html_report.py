@@ -296,3 +296,18 @@ def test_an_investigation_as_csv_points_at_the_formats_it_has_html_included(
     assert main(["report", str(path), "--format", "csv"]) == 2
     assert capsys.readouterr().err == (f"runner: {path}: an investigation's report is several tables, not one; "
                                        "use --format table, markdown, json or html\n")
+
+
+@needs_chromium
+def test_with_javascript_off_the_tables_findings_plots_and_answers_are_all_there(
+        report_html: tuple[Path, Path], browser: Chromium) -> None:
+    _, out = report_html
+    page = browser.load(out, scripts=False)
+    assert page.errors == [] and page.outside_requests == []
+    # The script never ran: the filter form it would show is still hidden; everything else is drawn.
+    assert page.evaluate("document.getElementById('filters').hidden") is True
+    assert page.evaluate("document.querySelector('table.report').getBoundingClientRect().height") > 50
+    assert page.evaluate("document.querySelectorAll('ol.findings li').length") > 0
+    assert page.evaluate("[...document.querySelectorAll('svg.plot')].filter(s => s.getBoundingClientRect().width"
+                         " > 100).length") == 7
+    assert page.evaluate("document.querySelectorAll('tr.item').length") == 4 * len(ITEMS)

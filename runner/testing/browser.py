@@ -129,8 +129,9 @@ class Chromium:
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    def load(self, path: Path) -> Page:
-        """Open the file offline; returns once its load event fired, with what went wrong on the way."""
+    def load(self, path: Path, *, scripts: bool = True) -> Page:
+        """Open the file offline (with the page's own scripts off, if not `scripts`); returns once its load
+        event fired, with what went wrong on the way."""
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True},
                                  session=False)["sessionId"]
@@ -140,6 +141,7 @@ class Chromium:
                                                        "uploadThroughput": -1})
         self.send("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": self.height,
                                                          "deviceScaleFactor": 1, "mobile": False})
+        self.send("Emulation.setScriptExecutionDisabled", {"value": not scripts})
         url = path.resolve().as_uri()
         page = Page(self, url)
         self.send("Page.navigate", {"url": url})
