@@ -29,7 +29,7 @@ from runner.errors import UserError, redact
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # SIGINT; any other signal is 128 + its number (SIGTERM: 143)
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 INTERRUPTED = "interrupted: finished jobs are stored; run the same command again to resume"
 
 
@@ -236,14 +236,45 @@ def cmd_report(args: argparse.Namespace) -> int:
         _refuse_junit_on_investigation(args)
         if args.format == "csv":
             raise UserError("an investigation's report is several tables, not one", file=args.file,
-                            fix="use --format table, markdown or json")
-        investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
-        _emit(args, api.render_investigation(investigation, args.format))
+                            fix="use --format table, markdown, json or html")
+        if args.format == "html":
+            html, investigation = api.investigation_html(args.file, limit=args.limit, max_jobs=args.max_jobs)
+            _emit(args, html)
+        else:
+            investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
+            _emit(args, api.render_investigation(investigation, args.format))
         return api.decision_exit_code(investigation) if args.fail_on_verdict else 0
+    if args.format == "html":
+        if args.fail_on_verdict or args.junit:
+            raise UserError("--fail-on-verdict and --junit judge the report; --format html only draws it",
+                            file=args.file, fix="run `runner report` once with --format html, once with the flag")
+        _emit(args, api.report_html(args.file, limit=args.limit, max_jobs=args.max_jobs))
+        return 0
     _check_verdict_flags(args)
     report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
     _emit(args, api.render(report, args.format))
     return _judge(args, report)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    server = api.html_server(args.file, port=args.port, limit=args.limit, max_jobs=args.max_jobs)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"  # it binds only loopback
+    print(f"serving {args.file} on {url} (rendered again on every reload); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    if not args.no_open:
+        import webbrowser
+
+        webbrowser.open(url)
+    # Stopping is the only way out, and nothing is lost by it: the exit status says which signal.
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        server.server_close()
+    return 0
 
 
 def _emit(args: argparse.Namespace, text: str) -> None:
@@ -358,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("--limit", type=_positive, help="only the first N dataset items")
     _max_jobs_flag(mx)
     mx.set_defaults(func=cmd_matrix)
+    vw = sub.add_parser("view", help="serve the HTML report on 127.0.0.1 and open it in the browser")
+    vw.add_argument("file")
+    vw.add_argument("--port", type=_at_least_zero, default=0, help="port to listen on (default: any free one)")
+    vw.add_argument("--no-open", action="store_true", help="only print the address; do not open a browser")
+    vw.add_argument("--limit", type=_positive, help="only the first N dataset items")
+    _max_jobs_flag(vw)
+    vw.set_defaults(func=cmd_view)
     return parser
 
 

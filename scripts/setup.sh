@@ -11,6 +11,8 @@
 #     can install it (as root: CI); scripts/install_bubblewrap.sh.
 #   - Mono's mcs and mono, for C# code generation (code_tests with language: csharp), likewise
 #     (about 15 s with apt-get update); scripts/install_mono.sh.
+#   - chromium, the headless browser the HTML report's tests load the page in, likewise;
+#     scripts/install_chromium.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 scripts/install_bubblewrap.sh
 scripts/install_mono.sh
+scripts/install_chromium.sh
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

@@ -229,10 +229,34 @@ def report_investigation(path: str | Path, *, limit: int | None = None,
             continue
         store.close()
         entry.results = results = _results(p, limit)
+        entry.store_path = p.store_path
         report = build_report(results)
         entry.report = report
         entry.status = "done" if report.totals["ok"] == report.totals["planned"] else "partial"
     return out.conclude()
+
+
+def investigation_html(path: str | Path, *, limit: int | None = None,
+                       max_jobs: int | None = None) -> tuple[str, InvestigationReport]:
+    """The investigation's report as one self-contained HTML page (and the report, for its decision):
+    read-only, as `report_investigation`, plus each step's rendered prompts for the response browser."""
+    from runner.investigation.html import investigation_page
+    from runner.reporting.html.responses import Prompt, prompt_jobs
+    from runner.store import Store
+
+    rep = report_investigation(path, limit=limit, max_jobs=max_jobs)
+    prompts: dict[str, dict[str, Prompt]] = {}
+    for step in rep.steps:
+        if step.results is None or step.store_path is None:
+            continue
+        store = Store.open_readonly(step.store_path)
+        if store is None:
+            continue
+        try:
+            prompts[step.name] = store.rendered_prompts(prompt_jobs(step.results))
+        finally:
+            store.close()
+    return investigation_page(rep, prompts), rep
 
 
 def render_investigation(report: InvestigationReport, fmt: str = "table", *, conclusion_only: bool = False) -> str:

@@ -11,6 +11,8 @@ from runner.api._prepare import Prepared, open_store, prepare
 from runner.errors import UserError
 
 if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
     from runner.analysis.results import ResultSet
     from runner.capabilities.context_window import ContextStudy
     from runner.diagnosis.findings import Finding
@@ -48,6 +50,43 @@ def report(path: str | Path, *, limit: int | None = None, max_jobs: int | None =
     if p.experiment.study is not None:
         return _stored_study(p, path)
     return build_report(_results(p, path, limit))
+
+
+def report_html(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> str:
+    """The report as one self-contained HTML page: tables, findings, plots and every answer (a study: its
+    probes plotted against the limit). Read-only, over the same read path as `report`."""
+    from runner.analysis.results import load_results
+    from runner.reporting.html.experiment import experiment_page, study_page
+    from runner.reporting.html.responses import prompt_jobs
+    from runner.reporting.tables import build_report
+
+    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
+    if p.experiment.study is not None:
+        return study_page(p.experiment.name, _stored_study(p, path))
+    store = open_store(p, path)
+    try:
+        results = load_results(p.plan, store, p.scorers, limit)
+        prompts = store.rendered_prompts(prompt_jobs(results))
+    finally:
+        store.close()
+    return experiment_page(build_report(results), results, prompts)
+
+
+def html_server(path: str | Path, *, port: int = 0, limit: int | None = None,
+                max_jobs: int | None = None) -> ThreadingHTTPServer:
+    """`runner view`: a server on 127.0.0.1 (not started; `serve_forever` it) answering GET / with the HTML
+    report, rendered again on each load. Rendered once here first, so a bad file or a missing store is
+    a UserError before anything listens."""
+    from runner.api._investigate import investigation_html, is_investigation
+    from runner.reporting.html.serve import page_server
+
+    def render() -> str:
+        if is_investigation(path):
+            return investigation_html(path, limit=limit, max_jobs=max_jobs)[0]
+        return report_html(path, limit=limit, max_jobs=max_jobs)
+
+    render()
+    return page_server(render, port)
 
 
 def explain(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> list[Finding]:

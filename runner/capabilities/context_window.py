@@ -54,6 +54,9 @@ class ContextResult:
     # The tokenizer check: does the server count the experiment's prompts as a reference tokenizer does
     # (`tokenizer_parity`; a ProbeResult as stored)? None in studies stored before it was made.
     tokenizer: dict[str, Any] | None = None
+    # Every checked prompt's size, for the HTML report's plot against the limit (empty in studies stored
+    # before it was kept: those show only the prompts over the limit).
+    prompt_tokens: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +187,7 @@ async def check_dataset(backend: Backend, plan: Plan, result: ContextResult, var
         tokens = counted if counted is not None else round(
             sum(len(m["content"].split()) for m in messages) * per_word * 1.3)  # prose runs ~1.3 tokens a word
         result.items_checked += 1
+        result.prompt_tokens.append(tokens)
         if tokens + max_tokens > result.limit_tokens:
             result.items_over.append({"item": item.id, "prompt_tokens": tokens, "counted": counted is not None})
 

@@ -68,6 +68,7 @@ class StepReport:
     status: str  # done | partial | not run | waiting (for an earlier step's pick)
     report: Report | ContextStudy | None = None
     results: ResultSet | None = None  # the step's results, for the hypotheses and the decision (not in JSON)
+    store_path: Path | None = None  # where they are stored (the HTML report reads the rendered prompts there)
 
     @property
     def totals(self) -> dict[str, int] | None:

@@ -206,6 +206,22 @@ class Store:
                 out[job_id] = (_loads(request), prompt, by)
         return out
 
+    def rendered_prompts(self, job_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """job id -> (the prompt as the server rendered it, who rendered it), for the jobs that have one:
+        the HTML report's response browser (without the request bodies `job_requests` also reads)."""
+        if self.version < 4:
+            return {}
+        ids = list(job_ids)
+        out: dict[str, tuple[str, str | None]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, prompt, by in self.conn.execute(
+                    f"SELECT job_id, rendered_prompt, rendered_by FROM jobs WHERE job_id IN ({marks}) "
+                    "AND rendered_prompt IS NOT NULL", chunk):
+                out[job_id] = (prompt, by)
+        return out
+
     def scores_for(self, job_ids: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
         ids = list(job_ids)
         out: dict[tuple[str, str], dict[str, Any]] = {}
