@@ -38,8 +38,12 @@ class Cell:
         return dict(self.values).get(axis)
 
     def key(self) -> str:
-        """Stable text naming the cell, used to group results."""
-        return json.dumps([[k, v] for k, v in self.values], sort_keys=False, default=str)
+        """Stable text naming the cell, used to group results (encoded once: every job stores it)."""
+        key: str | None = self.__dict__.get("_key")
+        if key is None:
+            key = json.dumps([[k, v] for k, v in self.values], sort_keys=False, default=str)
+            object.__setattr__(self, "_key", key)  # a cache, not a field: equality and hash ignore it
+        return key
 
 
 @dataclass(frozen=True)
