@@ -117,10 +117,12 @@ def measure(jobs: int, concurrency: int, latency_s: float, trials: int) -> tuple
             n = write_bodies(path, folder / "bodies.jsonl")
             bare = [sys.executable, "-c", BARE, url, str(folder / "bodies.jsonl"), str(concurrency)]
             run = [sys.executable, "-m", "runner.cli", "run", str(path)]
-            for _ in range(trials):
+            for trial in range(trials):
                 bare_s.append(_timed(bare, client_cpu, env))
                 shutil.rmtree(folder / "results", ignore_errors=True)  # a fresh store: every job is sent
-                runner_s.append(_timed(run, client_cpu, env))
+                # and a fresh response cache (written as a user's run writes it, never read from)
+                trial_env = {**env, "RUNNER_RESPONSE_CACHE": str(folder / f"responses-{trial}.sqlite")}
+                runner_s.append(_timed(run, client_cpu, trial_env))
     finally:
         server.terminate()
         server.wait()

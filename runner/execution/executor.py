@@ -61,6 +61,7 @@ from runner.scoring.base import Score
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
 from runner.store import JobRow, JobStatus, Store
+from runner.store.response_cache import CachedAnswer, ResponseCache
 
 BATCH_JOBS = 64  # finished jobs per store transaction at most
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
@@ -92,11 +93,12 @@ class RunOptions:
     limit_items: int | None = None
     fresh: bool = False
     scorer_timeout_s: float = 30.0  # limits.scorer_timeout_s: one scorer on one answer
+    read_cache: bool = True  # answer a job from the response cache where it holds the request (not with fresh)
 
 
 class Executor:
     def __init__(self, plan: Plan, store: Store, backend: Backend, scorers: list[Scorer],
-                 retry: RetryPolicy, events: Events | None = None) -> None:
+                 retry: RetryPolicy, events: Events | None = None, cache: ResponseCache | None = None) -> None:
         self.plan = plan
         self.store = store
         self.backend = backend
@@ -113,11 +115,14 @@ class Executor:
         self._unsaved: list[JobRow] = []  # finished jobs of the open batch, oldest first
         self._flush_timer: asyncio.TimerHandle | None = None
         self._write_error: BaseException | None = None  # a commit the timer made failed: the run stops
+        self.cache = cache  # answers shared across experiments (None: --no-cache)
+        self._read_cache = False
 
     async def run(self, options: RunOptions, experiment_hash: str, stored: Stored | None = None) -> RunSummary:
         """Run the jobs not in `stored` (read from the store here when not given; ignored with fresh)."""
         limit = options.limit_items
         self._scorer_timeout_s = options.scorer_timeout_s
+        self._read_cache = self.cache is not None and options.read_cache and not options.fresh
         if options.fresh:
             stored = None
         elif stored is None:
@@ -193,6 +198,8 @@ class Executor:
         if self._unsaved:
             self.store.save_jobs(self._unsaved)
             self._unsaved = []
+        if self.cache is not None:
+            self.cache.flush()
 
     def summary(self, *, interrupted: bool) -> RunSummary:
         c = self.counts
@@ -238,12 +245,20 @@ class Executor:
             attempts += 1
 
         self.events.emit(JobStarted(job.job_id))
+        hit = self.cache.get(job.request_key) if self._read_cache and job.request_key and self.cache else None
+        if hit is not None:
+            await self._run_cached(job, run_id, variant_details, hit)
+            return
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(
                 lambda: self.backend.generate(request), self.retry, on_retry=on_retry
             )
             latency = time.monotonic() - started
+            if self.cache is not None and job.request_key:
+                c = completion
+                self.cache.add(job.request_key, c.request, c.response, c.text, c.finish_reason, c.prompt_tokens,
+                               c.completion_tokens, latency, c.timings)
             rendered = await self._render(job)
             scores = await self._score(job, completion)
         except (BackendError, ScorerError) as exc:
@@ -254,6 +269,21 @@ class Executor:
             if attempts > 1:
                 self.counts.retrying -= 1
         self._save_ok(job, run_id, variant_details, completion, attempts, latency, scores, rendered)
+        self._first_answer(job.cell.variant, None)
+
+    async def _run_cached(self, job: Job, run_id: int, variant_details: dict[str, Any], hit: CachedAnswer) -> None:
+        """A job whose request the response cache holds: scored and stored like a sent one, with no
+        request (attempts 0) and the latency and timings of when it was sent."""
+        completion = Completion(hit.text, hit.finish_reason, hit.prompt_tokens, hit.completion_tokens, hit.request,
+                                hit.response, hit.timings)
+        try:
+            rendered = await self._render(job)
+            scores = await self._score(job, completion)
+        except (BackendError, ScorerError) as exc:
+            self._save_failed(job, run_id, variant_details, str(exc), 0)
+            self._first_answer(job.cell.variant, exc)
+            return
+        self._save_ok(job, run_id, variant_details, completion, 0, hit.latency_s, scores, rendered, from_cache=True)
         self._first_answer(job.cell.variant, None)
 
     def _first_answer(self, variant: Variant, error: BaseException | None) -> None:
@@ -305,13 +335,16 @@ class Executor:
                       variant=variant_details or None, **fields)
 
     def _save_ok(self, job: Job, run_id: int, variant_details: dict[str, Any], c: Completion,
-                 attempts: int, latency_s: float, scores: dict[str, dict[str, Any]], rendered: str | None) -> None:
+                 attempts: int, latency_s: float | None, scores: dict[str, dict[str, Any]], rendered: str | None,
+                 *, from_cache: bool = False) -> None:
         self._save(self._row(
             job, run_id, variant_details, status=JobStatus.OK, attempts=attempts, request=c.request,
             response=c.response, text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens, latency_s=latency_s, timings=c.timings, scores=scores,
-            rendered_prompt=rendered, rendered_by=self.backend.rendered_by if rendered is not None else None))
-        self.counts.completion_tokens += c.completion_tokens or 0
+            rendered_prompt=rendered, rendered_by=self.backend.rendered_by if rendered is not None else None,
+            from_cache=from_cache))
+        if not from_cache:  # tokens/s of this run: what the server generated now
+            self.counts.completion_tokens += c.completion_tokens or 0
         self.counts.succeeded += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,
                                      latency_s))

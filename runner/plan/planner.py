@@ -54,6 +54,8 @@ class Job:
     repeat: int
     messages: tuple[dict[str, str], ...]
     params: dict[str, Any] = field(hash=False, compare=False)
+    # The request's own hash, without the item's id: what the response cache is keyed by.
+    request_key: str = field(default="", hash=False, compare=False)
 
 
 def canonical_json(payload: Any) -> str:
@@ -70,6 +72,14 @@ def _job_id(backend: str, variant: str, item: str, messages: str, params: str, r
     the same ids as ever (tests/test_planner.py pins them)."""
     text = (f'{{"backend":{backend},"item":{item},"messages":{messages},"params":{params},'
             f'"repeat":{repeat},"variant":{variant}}}')
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def request_key(backend: str, variant: str, messages: str, params: str, repeat: int) -> str:
+    """canonical_hash of {backend, messages, params, repeat, variant} from their canonical JSON: the
+    request as sent to that variant, whichever experiment or dataset item asks it
+    (`runner.store.response_cache`)."""
+    text = f'{{"backend":{backend},"messages":{messages},"params":{params},"repeat":{repeat},"variant":{variant}}}'
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -160,7 +170,8 @@ class Plan:
                     if skip is not None and first + repeat in skip:
                         continue
                     job_id = _job_id(backend, variant, item_id, encoded, p_json, repeat)
-                    yield Job(job_id, cell, item, repeat, messages, p)
+                    yield Job(job_id, cell, item, repeat, messages, p,
+                              request_key(backend, variant, encoded, p_json, repeat))
 
     def stored(self, done_ids: Collection[str], limit_items: int | None = None) -> Stored:
         """Which planned jobs have their id in `done_ids` (a store's finished jobs).

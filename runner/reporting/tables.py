@@ -57,6 +57,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     no_findings_line: str = ""
     scored: bool = False
+    from_cache: int = 0  # answers taken from the response cache, not sent again
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -104,7 +105,7 @@ def build_report(results: ResultSet) -> Report:
         tables.append(table)
     findings = diagnose(results, alpha=cfg.alpha)
     return Report(plan.experiment.name, tables, results.totals, findings, nothing_wrong_line(plan.experiment.name),
-                  bool(scorers))
+                  bool(scorers), results.from_cache)
 
 
 def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[str],

@@ -160,7 +160,8 @@ class Store:
                          str(row.status), row.attempts, error, _dumps(row.request),
                          _dumps(strip_text(row.response, row.text)), text,
                          row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s,
-                         _dumps(row.timings), _dumps(row.variant), now, row.rendered_prompt, row.rendered_by))
+                         _dumps(row.timings), _dumps(row.variant), now, row.rendered_prompt, row.rendered_by,
+                         int(row.from_cache)))
             scores.extend((row.job_id, key, json.dumps(score)) for key, score in row.scores.items())
         with self.conn:
             self.conn.execute("BEGIN")
@@ -168,8 +169,8 @@ class Store:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO jobs (job_id, run_id, cell_key, model, quantization, item_id, repeat,"
                 " status, attempts, error, request_json, response_json, text, finish_reason, prompt_tokens,"
-                " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
+                " completion_tokens, latency_s, timings_json, variant_json, finished_at, rendered_prompt, rendered_by,"
+                " from_cache) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
             self.conn.executemany("INSERT INTO scores (job_id, scorer_key, score_json) VALUES (?, ?, ?)", scores)
 
     def save_scores(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
@@ -189,15 +190,16 @@ class Store:
     def jobs(self, job_ids: Iterable[str]) -> Iterator[JobRecord]:
         """Records for the given ids that exist, fetched in chunks (SQLite caps bound parameters)."""
         ids = list(job_ids)
+        from_cache = "from_cache" if self.version >= 6 else "0"
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.conn.execute(
                 "SELECT job_id, status, attempts, error, text, finish_reason, prompt_tokens, completion_tokens,"
-                f" latency_s, timings_json, variant_json FROM jobs WHERE job_id IN ({marks})", chunk,
+                f" latency_s, timings_json, variant_json, {from_cache} FROM jobs WHERE job_id IN ({marks})", chunk,
             ):
                 yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                                timings=_loads(row[9]), variant=_loads(row[10]))
+                                timings=_loads(row[9]), variant=_loads(row[10]), from_cache=bool(row[11]))
 
     def response(self, job_id: str) -> Any:
         """A job's raw response as the server sent it (the answer's text put back in), or None."""
