@@ -59,12 +59,14 @@ def write_experiments(folder: Path, url: str, items: int) -> tuple[Path, Path]:
 _CHILD = ("import resource, sys\n"
           "from runner.cli import main\n"
           "code = main(sys.argv[1:])\n"
-          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+          "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+          "print(u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\n"
           "sys.exit(code)\n")
 
 
-def timed(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) and stdout of one CLI call, in a child process of its own."""
+def timed(args: list[str]) -> tuple[str, float, str]:
+    """Wall and CPU seconds (as text), peak RSS (MB) and stdout of one CLI call, in a child process of
+    its own. The CPU time is what the command cost, whatever else the machine was doing."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
@@ -72,7 +74,8 @@ def timed(args: list[str]) -> tuple[float, float, str]:
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return elapsed, int(done.stderr.strip().splitlines()[-1]) / 1024, done.stdout
+    rss, cpu = done.stderr.strip().splitlines()[-1].split()
+    return f"{elapsed:.2f} s (CPU {float(cpu):.2f} s)", int(rss) / 1024, done.stdout
 
 
 def requests_served(url: str) -> int:
@@ -88,10 +91,15 @@ def main() -> None:
     folder: Path = args.folder
     folder.mkdir(parents=True, exist_ok=True)
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
-    server = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", "0"],
+    # The server's URL is part of every job's hash (backend identity): the store built once is only
+    # "finished" against the same port, kept in the folder.
+    port_file = folder / "port"
+    port = port_file.read_text().strip() if port_file.exists() else "0"
+    server = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", port],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
     url = server.stdout.readline().split()[-1]
+    port_file.write_text(url.rsplit(":", 1)[-1])
     try:
         small, big = write_experiments(folder, url, args.items)
         marker = folder / f"built-{args.items}"
@@ -106,17 +114,17 @@ def main() -> None:
 
         plan_s, plan_mb, out = timed(["plan", str(big)])
         done_line = next(line for line in out.splitlines() if line.startswith("store:"))
-        print(f"runner plan big.yaml ({args.items * 200} jobs): {plan_s:.2f} s, peak {plan_mb:.0f} MB "
+        print(f"runner plan big.yaml ({args.items * 200} jobs): {plan_s}, peak {plan_mb:.0f} MB "
               f"(goal < 5 s, < 200 MB); {done_line.split(': ', 2)[-1]}")
         before = requests_served(url)
         run_s, run_mb, _ = timed(["run", str(small)])
         sent = requests_served(url) - before
-        print(f"runner run small.yaml, finished ({args.items * 20} jobs), report included: {run_s:.2f} s, "
+        print(f"runner run small.yaml, finished ({args.items * 20} jobs), report included: {run_s}, "
               f"peak {run_mb:.0f} MB, {sent} requests (goal 0 requests, < 5 s)")
         report_s, report_mb, _ = timed(["report", str(small)])
         explain_s, explain_mb, _ = timed(["explain", str(small)])
-        print(f"runner report: {report_s:.2f} s, peak {report_mb:.0f} MB; runner explain: {explain_s:.2f} s, "
-              f"peak {explain_mb:.0f} MB; together {report_s + explain_s:.2f} s (goal < 10 s, < 300 MB)")
+        print(f"runner report: {report_s}, peak {report_mb:.0f} MB; runner explain: {explain_s}, "
+              f"peak {explain_mb:.0f} MB (goal together < 10 s, < 300 MB)")
     finally:
         server.terminate()
         server.wait()

@@ -176,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return code
     if args.no_report and not (args.fail_on_verdict or args.junit):
         return 0
-    report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
+    # The run's own prepared experiment: loaded, planned and rendered once for both.
+    report = api.report(summary.prepared or args.file, limit=args.limit, max_jobs=args.max_jobs)
     if not args.no_report:
         sys.stdout.write(api.render(report, "table"))
     return _judge(args, report)

@@ -37,6 +37,8 @@ class RunSummary:
     study: ContextStudy | None = None
     warnings: list[str] = field(default_factory=list)  # from stored probes: what the server ignores
     stop_signal: int | None = None
+    # The experiment as this run prepared it, for the report that follows (`report(summary.prepared)`).
+    prepared: Prepared | None = field(default=None, repr=False, compare=False)
 
     @property
     def tokens_per_s(self) -> float:
@@ -65,8 +67,10 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
     reads nor writes it, and `fresh` sends every request (and keeps the answers)."""
     # Checked before the loop starts: this is synchronous work the loop could not interrupt.
     p = prepare(path, limit=limit, max_jobs=max_jobs)
-    return _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
-                                           subscribers=subscribers, events_path=events_path, cache=cache))
+    summary = _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
+                                              subscribers=subscribers, events_path=events_path, cache=cache))
+    summary.prepared = p
+    return summary
 
 
 def _own_loop(main: Callable[[], Coroutine[Any, Any, RunSummary]]) -> RunSummary:

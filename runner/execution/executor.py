@@ -141,8 +141,8 @@ class Executor:
         status: Any = "failed"
         try:
             # Stored jobs are skipped by position, unrendered; a variant with none left never loads.
-            for variant, pending in itertools.groupby(self.plan.jobs(limit, skip=stored),
-                                                      key=lambda j: j.cell.variant):
+            jobs = self.plan.jobs(limit, skip=stored, request_keys=self.cache is not None)
+            for variant, pending in itertools.groupby(jobs, key=lambda j: j.cell.variant):
                 self.events.emit(VariantLoading(variant.label))
                 async with self.backend.serve(variant) as info:
                     self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
@@ -255,10 +255,6 @@ class Executor:
                 lambda: self.backend.generate(request), self.retry, on_retry=on_retry
             )
             latency = time.monotonic() - started
-            if self.cache is not None and job.request_key:
-                c = completion
-                self.cache.add(job.request_key, c.request, c.response, c.text, c.finish_reason, c.prompt_tokens,
-                               c.completion_tokens, latency, c.timings)
             rendered = await self._render(job)
             scores = await self._score(job, completion)
         except (BackendError, ScorerError) as exc:
@@ -345,6 +341,11 @@ class Executor:
             from_cache=from_cache))
         if not from_cache:  # tokens/s of this run: what the server generated now
             self.counts.completion_tokens += c.completion_tokens or 0
+            if self.cache is not None and job.request_key:
+                # With the job's own row (the same batch): a job stopped before it was stored (a signal
+                # while its scorer ran) is asked again, not answered from the cache.
+                self.cache.add(job.request_key, c.request, c.response, c.text, c.finish_reason, c.prompt_tokens,
+                               c.completion_tokens, latency_s, c.timings)
         self.counts.succeeded += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,
                                      latency_s))

@@ -191,6 +191,9 @@ class Store:
         """Records for the given ids that exist, fetched in chunks (SQLite caps bound parameters)."""
         ids = list(job_ids)
         from_cache = "from_cache" if self.version >= 6 else "0"
+        # Every job of a variant stores the same details: parsed once, one dict shared by its records
+        # (100,000 copies of the sampler defaults were a third of a large report's memory).
+        variants: dict[str | None, Any] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
@@ -199,7 +202,8 @@ class Store:
                 f" latency_s, timings_json, variant_json, {from_cache} FROM jobs WHERE job_id IN ({marks})", chunk,
             ):
                 yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                                timings=_loads(row[9]), variant=_loads(row[10]), from_cache=bool(row[11]))
+                                timings=_loads(row[9]), variant=_shared(variants, row[10]),
+                                from_cache=bool(row[11]))
 
     def response(self, job_id: str) -> Any:
         """A job's raw response as the server sent it (the answer's text put back in), or None."""
@@ -223,13 +227,19 @@ class Store:
     def scores_for(self, job_ids: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
         ids = list(job_ids)
         out: dict[tuple[str, str], dict[str, Any]] = {}
+        # Most stored scores are one of a few texts ({"outcome": "answered", "correct": true, ...}): each
+        # text is parsed once and its dict shared (read only: `Score.from_dict` copies it into a Score).
+        parsed: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for job_id, key, score in self.conn.execute(
                 f"SELECT job_id, scorer_key, score_json FROM scores WHERE job_id IN ({marks})", chunk
             ):
-                out[(job_id, key)] = json.loads(score)
+                value = parsed.get(score)
+                if value is None:
+                    value = parsed[score] = json.loads(score)
+                out[(job_id, key)] = value
         return out
 
 
@@ -262,6 +272,12 @@ class Store:
 def _dumps(value: Any) -> str | None:
     # A secret is letters and digits: replacing it inside JSON text leaves valid JSON.
     return None if value is None else redact_secrets(json.dumps(value, ensure_ascii=False))
+
+
+def _shared(parsed: dict[str | None, Any], value: str | None) -> Any:
+    if value not in parsed:
+        parsed[value] = _loads(value)
+    return parsed[value]
 
 
 def _loads(value: str | None) -> Any:

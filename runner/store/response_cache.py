@@ -11,8 +11,8 @@ latency and timings (what the answer cost when it was sent), and counted in the 
 
 The repeat index is part of the key, so a cache hit returns what repeat r returned before: the
 same as resuming a run. `runner run --fresh` sends every request (and adds the answers);
-`--no-cache` neither reads nor writes the cache. Only successful answers are kept; a failed
-request is always sent again.
+`--no-cache` neither reads nor writes the cache. Only the answers of jobs stored as succeeded are
+kept (with their batch): a failed request, or one stopped while it was scored, is sent again.
 """
 
 from __future__ import annotations
