@@ -153,14 +153,19 @@ class Store:
         now = time.time()
         jobs = []
         scores: list[tuple[str, str, str]] = []
+        # The jobs of one variant share its details dict (the executor's): encoded once per batch.
+        variants: dict[int, str | None] = {}
         for row in rows:
+            variant = variants.get(id(row.variant), "")
+            if variant == "":
+                variant = variants[id(row.variant)] = _dumps(row.variant)
             error = redact(row.error) if row.error is not None else None
             text = redact_secrets(row.text) if row.text is not None else None
             jobs.append((row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
                          str(row.status), row.attempts, error, _dumps(row.request),
                          _dumps(strip_text(row.response, row.text)), text,
                          row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s,
-                         _dumps(row.timings), _dumps(row.variant), now, row.rendered_prompt, row.rendered_by,
+                         _dumps(row.timings), variant, now, row.rendered_prompt, row.rendered_by,
                          int(row.from_cache)))
             scores.extend((row.job_id, key, json.dumps(score)) for key, score in row.scores.items())
         with self.conn:
