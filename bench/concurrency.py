@@ -45,7 +45,8 @@ def run(folder: Path, concurrency: int, items: int, max_tokens: int) -> tuple[in
     }
     path = folder / f"c{concurrency}.yaml"
     path.write_text(yaml.safe_dump(exp))
-    assert runner_main(["run", str(path), "--quiet", "--no-report", "--limit", str(items)]) == 0
+    # --no-cache: both runs ask the same requests; the second must reach the engine too.
+    assert runner_main(["run", str(path), "--quiet", "--no-report", "--no-cache", "--limit", str(items)]) == 0
     with sqlite3.connect(folder / "results" / f"c{concurrency}" / "results.sqlite") as conn:
         tokens = conn.execute("SELECT SUM(completion_tokens) FROM jobs WHERE status='ok'").fetchone()[0]
         start, end = conn.execute("SELECT started_at, ended_at FROM runs").fetchone()

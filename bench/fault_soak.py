@@ -62,7 +62,8 @@ def main() -> int:
     path.write_text(yaml.safe_dump(exp))
     try:
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet", "--no-report"],
+        done = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet", "--no-report",
+                               "--no-cache"],
                               env={**os.environ, "SOAK_KEY": KEY}, capture_output=True, text=True)
         elapsed = time.monotonic() - started
     finally:

@@ -88,7 +88,7 @@ def main() -> None:
         store_line = next(line for line in planned.stdout.splitlines() if line.startswith("store:"))
 
         started = time.monotonic()
-        proc = subprocess.Popen([*cli, "run", str(path), "--quiet", "--no-report"], env=env, cwd=folder,
+        proc = subprocess.Popen([*cli, "run", str(path), "--quiet", "--no-report", "--no-cache"], env=env, cwd=folder,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             while server.stats()["requests"] == 0:

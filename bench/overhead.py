@@ -1,30 +1,47 @@
-"""Runner overhead: jobs per second through `runner run` vs a bare aiohttp loop, same requests.
+"""Runner overhead: `runner run FILE` as a whole command vs a bare aiohttp loop, same requests.
 
-Both send the same N chat requests at the same concurrency to the project's fault server (in its
-own process, zero latency, no faults). The bare loop does nothing but POST and read; `runner run`
-also plans, renders templates, hashes, retries, scores and commits every job to SQLite. The ratio
-is the price of that bookkeeping. Run: .venv/bin/python bench/overhead.py [--jobs 2000] [--concurrency 16]
+Both are timed as whole commands (a subprocess each: interpreter start-up, imports, and for the
+runner planning, the store, scoring, the progress line and the final report) sending the same N chat
+requests at the same concurrency to the project's fault server, in its own process, no faults, with
+`--latency-s` of server-side delay (0: zero latency). The bare loop only POSTs and reads the JSON.
+With two cores or more the server is pinned to the first and both clients to the second
+(`os.sched_setaffinity`), so the client's cost is what is measured. Every trial alternates the two
+and the ratio of their medians is printed (goal: 0.9 at concurrency 64, zero latency).
+
+Run: .venv/bin/python bench/overhead.py [--jobs 5000] [--concurrency 64] [--trials 3] [--latency-s 0]
+     .venv/bin/python bench/overhead.py --scaling   # 20 ms latency, concurrency 8, 32, 64
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from runner.cli import main as runner_main  # noqa: E402
-from runner.config.loader import load_experiment  # noqa: E402
-from runner.plan.planner import build_plan  # noqa: E402
+BARE = """
+import asyncio, json, sys, aiohttp
+url, path, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bodies = [json.loads(line) for line in open(path)]
+async def main():
+    sem = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def one(body):
+            async with sem, session.post(url + "/v1/chat/completions", json=body) as resp:
+                await resp.json()
+        await asyncio.gather(*(one(b) for b in bodies))
+asyncio.run(main())
+"""
 
 
 def write_experiment(folder: Path, url: str, jobs: int, concurrency: int) -> Path:
@@ -47,47 +64,99 @@ def write_experiment(folder: Path, url: str, jobs: int, concurrency: int) -> Pat
     return path
 
 
-async def bare_loop(url: str, bodies: list[dict[str, object]], concurrency: int) -> float:
-    sem = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        async def one(body: dict[str, object]) -> None:
-            async with sem, session.post(f"{url}/v1/chat/completions", json=body) as resp:
-                await resp.json()
+def write_bodies(path: Path, out: Path) -> int:
+    """The requests the runner will send, as JSON lines, for the bare loop."""
+    sys.path.insert(0, str(ROOT))
+    from runner.config.loader import load_experiment
+    from runner.plan.planner import build_plan
 
-        start = time.perf_counter()
-        await asyncio.gather(*(one(b) for b in bodies))
-        return time.perf_counter() - start
+    plan = build_plan(load_experiment(path))
+    n = 0
+    with out.open("w") as f:
+        for j in plan.jobs():
+            f.write(json.dumps({"model": j.cell.variant.model_id, "messages": list(j.messages), **j.params}) + "\n")
+            n += 1
+    return n
+
+
+def _pin(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _cpus() -> tuple[int | None, int | None]:
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
+def _timed(cmd: list[str], cpu: int | None, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env,
+                          preexec_fn=(lambda: _pin(cpu)))
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return elapsed
+
+
+def measure(jobs: int, concurrency: int, latency_s: float, trials: int) -> tuple[int, list[float], list[float]]:
+    server_cpu, client_cpu = _cpus()
+    server = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", "0",
+                               "--latency-s", str(latency_s)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=(lambda: _pin(server_cpu)))
+    assert server.stdout is not None
+    url = server.stdout.readline().split()[-1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's install runs: bytecode cached
+    bare_s: list[float] = []
+    runner_s: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            path = write_experiment(folder, url, jobs, concurrency)
+            n = write_bodies(path, folder / "bodies.jsonl")
+            bare = [sys.executable, "-c", BARE, url, str(folder / "bodies.jsonl"), str(concurrency)]
+            run = [sys.executable, "-m", "runner.cli", "run", str(path)]
+            for trial in range(trials):
+                bare_s.append(_timed(bare, client_cpu, env))
+                shutil.rmtree(folder / "results", ignore_errors=True)  # a fresh store: every job is sent
+                # and a fresh response cache (written as a user's run writes it, never read from)
+                trial_env = {**env, "RUNNER_RESPONSE_CACHE": str(folder / f"responses-{trial}.sqlite")}
+                runner_s.append(_timed(run, client_cpu, trial_env))
+    finally:
+        server.terminate()
+        server.wait()
+    return n, bare_s, runner_s
+
+
+def report(n: int, concurrency: int, latency_s: float, bare_s: list[float], runner_s: list[float]) -> float:
+    b, r = statistics.median(bare_s), statistics.median(runner_s)
+    print(f"{n} requests, concurrency {concurrency}, server latency {latency_s * 1000:g} ms, "
+          f"medians of {len(bare_s)} trials (whole commands)")
+    print(f"  bare aiohttp loop: {b:6.2f} s  {n / b:8.1f} requests/s  (all: {', '.join(f'{t:.2f}' for t in bare_s)})")
+    print(f"  runner run FILE:   {r:6.2f} s  {n / r:8.1f} requests/s  (all: {', '.join(f'{t:.2f}' for t in runner_s)})")
+    print(f"  ratio runner/bare throughput: {b / r:.2f}")
+    return b / r
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--scaling", action="store_true", help="20 ms latency at concurrency 8, 32 and 64")
     args = parser.parse_args()
-
-    server = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", "0"],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert server.stdout is not None
-    url = server.stdout.readline().split()[-1]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_experiment(Path(tmp), url, args.jobs, args.concurrency)
-            plan = build_plan(load_experiment(path))
-            bodies = [{"model": j.cell.variant.model_id, "messages": list(j.messages), **j.params}
-                      for j in plan.jobs()]
-            bare_s = asyncio.run(bare_loop(url, bodies, args.concurrency))
-            start = time.perf_counter()
-            code = runner_main(["run", str(path), "--quiet", "--no-report"])
-            runner_s = time.perf_counter() - start
-            assert code == 0
-    finally:
-        server.terminate()
-        server.wait()
-    n = len(bodies)
-    print(f"jobs: {n}, concurrency: {args.concurrency}")
-    print(f"bare aiohttp loop: {bare_s:6.2f} s  {n / bare_s:8.1f} jobs/s")
-    print(f"runner run:        {runner_s:6.2f} s  {n / runner_s:8.1f} jobs/s  (plan, render, hash, score, store)")
-    print(f"ratio runner/bare throughput: {bare_s / runner_s:.2f}")
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
+    if args.scaling:
+        latency = args.latency_s or 0.02
+        for c in (8, 32, 64):
+            n, bare_s, runner_s = measure(args.jobs, c, latency, args.trials)
+            report(n, c, latency, bare_s, runner_s)
+    else:
+        n, bare_s, runner_s = measure(args.jobs, args.concurrency, args.latency_s, args.trials)
+        report(n, args.concurrency, args.latency_s, bare_s, runner_s)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

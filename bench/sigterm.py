@@ -79,7 +79,8 @@ def trial(scenario: str) -> float:
     with tempfile.TemporaryDirectory() as tmp, ThreadedFaultServer(plan) as server:
         folder = Path(tmp)
         path = _experiment(folder, server.url, scorers)
-        proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet", "--no-report"],
+        proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet", "--no-report",
+                                 "--no-cache"],
                                 cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             stuck: Callable[[], bool] = {

@@ -141,7 +141,8 @@ def cmd_run_investigation(args: argparse.Namespace) -> int:
 
     steps = api.run_investigation(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                                   subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
-                                  max_jobs=args.max_jobs, on_step_start=start, on_step=finished)
+                                  max_jobs=args.max_jobs, on_step_start=start, on_step=finished,
+                                  cache=not args.no_cache)
     last = steps[-1].summary if steps else None
     if last is not None and last.interrupted:
         print(INTERRUPTED, file=sys.stderr)
@@ -162,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_verdict_flags(args)
     summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                       subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
-                      max_jobs=args.max_jobs)
+                      max_jobs=args.max_jobs, cache=not args.no_cache)
     if summary.study is not None:
         sys.stdout.write(api.render(summary.study))
         return 0
@@ -176,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return code
     if args.no_report and not (args.fail_on_verdict or args.junit):
         return 0
-    report = api.report(args.file, limit=args.limit, max_jobs=args.max_jobs)
+    # The run's own prepared experiment: loaded, planned and rendered once for both.
+    report = api.report(summary.prepared or args.file, limit=args.limit, max_jobs=args.max_jobs)
     if not args.no_report:
         sys.stdout.write(api.render(report, "table"))
     return _judge(args, report)
@@ -338,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=_positive, help="only the first N dataset items, for a quick trial")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    r.add_argument("--no-cache", action="store_true",
+                   help="send every request: neither read nor write the response cache shared across experiments")
     r.add_argument("--events", metavar="PATH", help="append the run's events to PATH as JSON lines")
     _max_jobs_flag(r)
     _verdict_flags(r)

@@ -75,6 +75,13 @@ class Project:
         return self.root / "results" / name / "results.sqlite"
 
 
+@pytest.fixture(autouse=True)
+def _own_response_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test its own response cache (runner.store.response_cache), in the CLI's subprocesses too:
+    an answer cached by one test must not keep another test's request from reaching its server."""
+    monkeypatch.setenv("RUNNER_RESPONSE_CACHE", str(tmp_path_factory.mktemp("responses") / "responses.sqlite"))
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path)

@@ -31,7 +31,7 @@ def test_the_first_migration_makes_exactly_the_frozen_version_1_schema(tmp_path:
         assert _schema(made) == _schema(old)
     assert MIGRATIONS[0] is v1_initial
     assert [m.__name__ for m in MIGRATIONS] == ["v1_initial", "v2_probes", "v3_studies", "v4_rendered_prompts",
-                                                "v5_run_owners"]
+                                                "v5_run_owners", "v6_from_cache"]
 
 
 def test_a_version_1_store_is_migrated_and_keeps_its_jobs_and_scores(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_jobs_and_scores(tmp_path: P
     _frozen_store(path)
     store = Store.open(path)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"runs", "jobs", "scores", "probes", "studies"} <= tables
         assert store.succeeded_ids() == {"j1"}

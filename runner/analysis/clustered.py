@@ -125,10 +125,19 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     rng = np.random.default_rng(seed)
     sums = np.empty((resamples, columns.shape[1]))
     block = max(1, 200_000 // g)
+    # Counts (the usual case) are summed a column at a time: a contiguous sum, 3x faster than reducing
+    # the middle axis of the (rows, items, columns) gather, and the same numbers, since sums of whole
+    # numbers are exact in any order. Fractions keep the one order they were always summed in.
+    whole = bool(np.all(columns == np.round(columns)))
+    by_column = [np.ascontiguousarray(columns[:, c]) for c in range(columns.shape[1])] if whole else []
     for start in range(0, resamples, block):
         rows = min(block, resamples - start)
         picks = rng.integers(0, g, size=(rows, g))
-        sums[start:start + rows] = columns[picks].sum(axis=1)
+        if whole:
+            for c, column in enumerate(by_column):
+                sums[start:start + rows, c] = column[picks].sum(axis=1)
+        else:
+            sums[start:start + rows] = columns[picks].sum(axis=1)
     values = statistic(sums)
     values = values[~np.isnan(values)]
     if len(values) == 0:

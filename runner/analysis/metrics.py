@@ -464,6 +464,8 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
     """Scores from the store's cache where the scorer config matches; computed where not, and the
     computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't)."""
     out: list[Score | None] = []
+    # The store shares one dict per distinct stored score (`Store.scores_for`): one Score each, too.
+    made: dict[int, Score] = {}
     for r in results:
         if r.record is None or r.record.status != "ok":
             out.append(None)
@@ -476,6 +478,7 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
             fresh.append((r.job.job_id, scorer.key, score.to_dict()))
         else:
-            score = Score.from_dict(hit)
+            known = made.get(id(hit))
+            score = made[id(hit)] = known if known is not None else Score.from_dict(hit)
         out.append(score)
     return out

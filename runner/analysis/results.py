@@ -65,6 +65,11 @@ class ResultSet:
                 totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
         return totals
 
+    @property
+    def from_cache(self) -> int:
+        """Stored answers that came from the response cache shared across experiments (no request sent)."""
+        return sum(1 for c in self.cells for r in c.results if r.record is not None and r.record.from_cache)
+
     def stats(self, cell: CellResults, scorer_index: int | None) -> CellStats:
         return cell.stats(scorer_index, self.scorers)
 

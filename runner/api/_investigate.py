@@ -103,7 +103,7 @@ def run_investigation(path: str | Path, *, limit: int | None = None, fresh: bool
                       concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
                       events_path: str | Path | None = None, max_jobs: int | None = None,
                       on_step_start: Callable[[int, str, Path, dict[str, Any]], None] | None = None,
-                      on_step: Callable[[StepRun], None] | None = None) -> list[StepRun]:
+                      on_step: Callable[[StepRun], None] | None = None, cache: bool = True) -> list[StepRun]:
     """Run the steps in order; after each, compute and record the picks later steps take from it.
 
     Everything is checked first (`validate_investigation`, offline), so bad input runs nothing.
@@ -126,7 +126,7 @@ def run_investigation(path: str | Path, *, limit: int | None = None, fresh: bool
         p = _prepare_step(steps, step.name, uses, limit, max_jobs) if uses else \
             prepare(steps.written[step.name], limit=limit, max_jobs=max_jobs)
         summary = _own_loop(functools.partial(_run_prepared, p, limit=limit, fresh=fresh, concurrency=concurrency,
-                                              subscribers=subscribers, events_path=events_path))
+                                              subscribers=subscribers, events_path=events_path, cache=cache))
         if summary.interrupted:
             done.append(StepRun(step.name, step.experiment, uses, summary, None))
             if on_step is not None:
@@ -139,14 +139,14 @@ def run_investigation(path: str | Path, *, limit: int | None = None, fresh: bool
             from runner.reporting.tables import build_report
 
             report = build_report(results)
-            cache: dict[str, Any] = {}
+            picked: dict[str, Any] = {}
             for later in steps.steps[index + 1:]:
                 for axis, use in later.use.items():
                     if use.from_ != step.name:
                         continue
-                    if axis not in cache:
-                        cache[axis] = pick_best(results, axis, p.experiment.report.alpha)
-                    record = PickRecord(later.name, step.name, cache[axis])
+                    if axis not in picked:
+                        picked[axis] = pick_best(results, axis, p.experiment.report.alpha)
+                    record = PickRecord(later.name, step.name, picked[axis])
                     chosen[(later.name, axis)] = record
                     made.append(record)
         _write_picks(inv.picks_path(), inv.name, limit, list(chosen.values()))

@@ -50,13 +50,16 @@ def prepare(path: str | Path | Experiment, *, for_reading: bool = False, limit: 
     # First: a broken file costs no more imports than this.
     experiment = load_experiment(path) if isinstance(path, str | Path) else path
 
-    from runner.analysis.columns import check_report_metrics
     from runner.plan.planner import build_plan
     from runner.plan.size import check_size
     from runner.scoring.scorers import build_scorers, check_scorers
 
     check_size(experiment, limit, experiment.limits.max_jobs if max_jobs is None else max_jobs)
-    check_report_metrics(experiment.report.metrics, experiment.source_path)
+    if experiment.report.metrics:
+        # The metrics registry imports the statistics (numpy): only a file that names metrics pays for it.
+        from runner.analysis.columns import check_report_metrics
+
+        check_report_metrics(experiment.report.metrics, experiment.source_path)
     plan = build_plan(experiment)
     if not for_reading:
         plan.check_templates(limit)  # with --limit, only the items that will run

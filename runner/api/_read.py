@@ -42,11 +42,18 @@ def _results(p: Prepared, path: str | Path, limit: int | None) -> ResultSet:
         store.close()
 
 
-def report(path: str | Path, *, limit: int | None = None, max_jobs: int | None = None) -> Report | ContextStudy:
-    """Tables with intervals, comparisons, verdicts and findings (a study: its stored results)."""
+def report(path: str | Path | Prepared, *, limit: int | None = None,
+           max_jobs: int | None = None) -> Report | ContextStudy:
+    """Tables with intervals, comparisons, verdicts and findings (a study: its stored results).
+
+    `path` may be the experiment a run has just prepared (`RunSummary.prepared`): its plan has every
+    prompt rendered already, so the report after a run does not load, plan and render it again."""
     from runner.reporting.tables import build_report
 
-    p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
+    if isinstance(path, Prepared):
+        p, path = path, path.experiment.source_path
+    else:
+        p = prepare(path, for_reading=True, limit=limit, max_jobs=max_jobs)
     if p.experiment.study is not None:
         return _stored_study(p, path)
     return build_report(_results(p, path, limit))

@@ -37,6 +37,8 @@ class RunSummary:
     study: ContextStudy | None = None
     warnings: list[str] = field(default_factory=list)  # from stored probes: what the server ignores
     stop_signal: int | None = None
+    # The experiment as this run prepared it, for the report that follows (`report(summary.prepared)`).
+    prepared: Prepared | None = field(default=None, repr=False, compare=False)
 
     @property
     def tokens_per_s(self) -> float:
@@ -50,7 +52,7 @@ class RunSummary:
 
 def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, concurrency: int | None = None,
         subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None,
-        max_jobs: int | None = None) -> RunSummary:
+        max_jobs: int | None = None, cache: bool = True) -> RunSummary:
     """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
 
     `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
@@ -58,11 +60,17 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
     SIGTERM stops the run within a second, whatever a scorer or the backend is doing: what was stored
     stays, the run is marked interrupted, and the result says `interrupted` (and which signal). A
     model variant whose first answers all fail with one client error (a 404 from a wrong base_url)
-    stops it with a `UserError` naming what to check; what finished is stored."""
+    stops it with a `UserError` naming what to check; what finished is stored.
+
+    A job whose request another experiment (or an earlier step) already sent is answered from the
+    response cache shared across experiments (`runner.store.response_cache`); `cache=False` neither
+    reads nor writes it, and `fresh` sends every request (and keeps the answers)."""
     # Checked before the loop starts: this is synchronous work the loop could not interrupt.
     p = prepare(path, limit=limit, max_jobs=max_jobs)
-    return _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
-                                           subscribers=subscribers, events_path=events_path))
+    summary = _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
+                                              subscribers=subscribers, events_path=events_path, cache=cache))
+    summary.prepared = p
+    return summary
 
 
 def _own_loop(main: Callable[[], Coroutine[Any, Any, RunSummary]]) -> RunSummary:
@@ -126,13 +134,16 @@ def _cancel_all(loop: Any) -> None:
 
 async def run_async(path: str | Path, *, limit: int | None = None, fresh: bool = False,
                     concurrency: int | None = None, subscribers: Iterable[Subscriber] = (),
-                    events_path: str | Path | None = None, max_jobs: int | None = None) -> RunSummary:
+                    events_path: str | Path | None = None, max_jobs: int | None = None,
+                    cache: bool = True) -> RunSummary:
     return await _run_prepared(prepare(path, limit=limit, max_jobs=max_jobs), limit=limit, fresh=fresh,
-                               concurrency=concurrency, subscribers=subscribers, events_path=events_path)
+                               concurrency=concurrency, subscribers=subscribers, events_path=events_path,
+                               cache=cache)
 
 
 async def _run_prepared(p: Prepared, *, limit: int | None, fresh: bool, concurrency: int | None,
-                        subscribers: Iterable[Subscriber], events_path: str | Path | None) -> RunSummary:
+                        subscribers: Iterable[Subscriber], events_path: str | Path | None,
+                        cache: bool = True) -> RunSummary:
     from runner.execution.events import Events, JsonLinesLog
 
     events = Events(list(subscribers))
@@ -142,20 +153,21 @@ async def _run_prepared(p: Prepared, *, limit: int | None, fresh: bool, concurre
     try:
         if p.experiment.study is not None:
             return RunSummary(study=await _run_study(p, events))
-        return await _run_grid(p, events, limit, fresh, concurrency)
+        return await _run_grid(p, events, limit, fresh, concurrency, cache)
     finally:
         if log is not None:
             log.close()
 
 
 async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
-                    concurrency: int | None) -> RunSummary:
+                    concurrency: int | None, cache: bool) -> RunSummary:
     import asyncio
 
     from runner.backends.base import StartContext
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.retry import RetryPolicy
     from runner.store import Store
+    from runner.store.response_cache import ResponseCache
 
     settings = p.experiment.backend
     options = RunOptions(concurrency or settings.concurrency, limit, fresh, p.experiment.limits.scorer_timeout_s)
@@ -170,10 +182,11 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
         await p.backend.close()
         raise
     warnings = _probe_warnings(p, store)
+    responses = ResponseCache.open() if cache else None
     try:
         for warning in warnings:
             events.note(warning, warning=True)
-        executor = Executor(p.plan, store, p.backend, p.scorers, retry, events)
+        executor = Executor(p.plan, store, p.backend, p.scorers, retry, events, responses)
         try:
             summary = await executor.run(options, experiment_hash(p.experiment), stored)
         except asyncio.CancelledError:
@@ -182,6 +195,8 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     finally:
         await p.backend.close()
         store.close()
+        if responses is not None:
+            responses.close()
 
 
 async def _stored_jobs(p: Prepared, limit: int | None) -> Stored | None:

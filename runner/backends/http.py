@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from runner.backends.base import BackendError, ChatRequest, Completion
 from runner.config.schema import DEFAULT_MAX_RESPONSE_BYTES
 from runner.errors import BackendUnavailable, redact, register_secret
+
+if TYPE_CHECKING:
+    # Imported where a request is made: aiohttp costs about 0.2 s to import (it builds its default SSL
+    # contexts then), which `runner plan` and the read verbs, sending nothing, need not pay.
+    import aiohttp
 
 _READ_CHUNK = 64 * 1024
 # Error messages quote this much of a body; the redaction sees a little more, so that a key cut in
@@ -65,6 +68,8 @@ class HttpClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp
+
             # No cap here: the executor's workers bound concurrency (--concurrency may exceed the YAML's),
             # and waiting for a pooled connection would count against the request timeout.
             connector = aiohttp.TCPConnector(limit=0)
@@ -106,6 +111,8 @@ class HttpClient:
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
         """The boundary: one request and its JSON answer, or a BackendError for every way it can fail."""
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self.session.request(method, url, json=body, timeout=timeout) as resp:
@@ -178,17 +185,20 @@ def failure_name(exc: BackendError) -> str:
 
 # Requests that no retry can help: a bad or non-HTTP URL, a redirect loop, a certificate that does not
 # verify. (NonHttpUrlClientError is aiohttp 3.10+; before it such URLs raised InvalidURL.)
-_FINAL: tuple[type[Exception], ...] = (
-    aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientConnectorCertificateError,
-    *(getattr(aiohttp, name) for name in ("NonHttpUrlClientError",) if hasattr(aiohttp, name)),
-)
+def _final() -> tuple[type[Exception], ...]:
+    import aiohttp
+
+    return (aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientConnectorCertificateError,
+            *(getattr(aiohttp, name) for name in ("NonHttpUrlClientError",) if hasattr(aiohttp, name)))
 
 
 def _client_error(exc: aiohttp.ClientError) -> BackendError:
     """aiohttp's errors, classified: the request's own fault is final, the transport's is worth a retry."""
+    import aiohttp
+
     # One line, for the store and reports; aiohttp quotes the URL, which may carry a password.
     name = redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:_QUOTED_CHARS]
-    if isinstance(exc, _FINAL):
+    if isinstance(exc, _final()):
         return BackendError(f"request error: {name}", retryable=False)
     if isinstance(exc, aiohttp.ClientPayloadError):  # cut off mid-body, or a broken chunked/compressed encoding
         return BackendError(f"truncated response body: {name}", retryable=True)

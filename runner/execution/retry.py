@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-
 from runner.backends.base import BackendError
 
 T = TypeVar("T")
@@ -50,29 +48,20 @@ async def call_with_retries(
     """Run `fn` until it succeeds or the policy gives up; returns (result, attempts made).
 
     The last error is re-raised as is when retries run out or the error is not retryable.
+    `on_retry(attempt, error)` is called after a failed attempt that will be retried, before its wait.
+
+    A plain loop rather than a tenacity `AsyncRetrying` per call: that object cost about 40 us per job
+    around a first attempt that succeeds, 12% of the request phase at 64 jobs in flight.
     """
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return policy.wait_s(state.attempt_number, error)
-
-    def before_sleep(state: RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            error = state.outcome.exception()
-            if error is not None:
-                on_retry(state.attempt_number, error)
-
-    attempts = 0
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_retryable),
-        stop=stop_after_attempt(policy.max_retries + 1),
-        wait=wait,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            attempts = attempt.retry_state.attempt_number
-            result = await fn()
-    return result, attempts
+    attempts = policy.max_retries + 1
+    attempt = 1
+    while True:
+        try:
+            return await fn(), attempt
+        except BackendError as exc:
+            if not _retryable(exc) or attempt >= attempts:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            await sleep(policy.wait_s(attempt, exc))
+        attempt += 1

@@ -39,8 +39,12 @@ class Cell:
         return dict(self.values).get(axis)
 
     def key(self) -> str:
-        """Stable text naming the cell, used to group results."""
-        return json.dumps([[k, v] for k, v in self.values], sort_keys=False, default=str)
+        """Stable text naming the cell, used to group results (encoded once: every job stores it)."""
+        key: str | None = self.__dict__.get("_key")
+        if key is None:
+            key = json.dumps([[k, v] for k, v in self.values], sort_keys=False, default=str)
+            object.__setattr__(self, "_key", key)  # a cache, not a field: equality and hash ignore it
+        return key
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Job:
     repeat: int
     messages: tuple[dict[str, str], ...]
     params: dict[str, Any] = field(hash=False, compare=False)
+    # The request's own hash, without the item's id: what the response cache is keyed by.
+    request_key: str = field(default="", hash=False, compare=False)
 
 
 def canonical_json(payload: Any) -> str:
@@ -68,6 +74,31 @@ def _job_id(backend: str, variant: str, item: str, messages: str, params: str, r
     text = (f'{{"backend":{backend},"item":{item},"messages":{messages},"params":{params},'
             f'"repeat":{repeat},"variant":{variant}}}')
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def request_key(backend: str, variant: str, messages: str, params: str, repeat: int) -> str:
+    """canonical_hash of {backend, messages, params, repeat, variant} from their canonical JSON: the
+    request as sent to that variant, whichever experiment or dataset item asks it
+    (`runner.store.response_cache`)."""
+    text = f'{{"backend":{backend},"messages":{messages},"params":{params},"repeat":{repeat},"variant":{variant}}}'
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _id_prefix(backend: str, item: str, messages: str) -> Any:
+    """A sha256 fed with the part of `_job_id`'s text before the params, shared by every job of one item
+    and prompt pair: each job then hashes only its own tail (`_id_suffix`), not the messages again."""
+    return hashlib.sha256(f'{{"backend":{backend},"item":{item},"messages":{messages},"params":'.encode())
+
+
+def _id_suffix(params: str, repeat: int, variant: str) -> bytes:
+    return f'{params},"repeat":{repeat},"variant":{variant}}}'.encode()
+
+
+def _id_from(prefix: Any, suffix: bytes) -> str:
+    """The same id as `_job_id` (the same text hashed), from the shared prefix and the job's tail."""
+    h = prefix.copy()
+    h.update(suffix)
+    return str(h.hexdigest()[:32])
 
 
 class Stored:
@@ -93,6 +124,12 @@ class Stored:
         return all(p in self for p in range(start, start + n))
 
 
+# Rendered messages kept per (system, prompt, item) for the life of a plan, up to this many: cells that
+# differ only in sampling, the template check, the resume check and the report then render each once.
+# A dataset past it (a million-item plan) renders as before rather than hold every prompt in memory.
+RENDER_MEMO_MAX = 100_000
+
+
 @dataclass
 class Plan:
     experiment: Experiment
@@ -100,6 +137,8 @@ class Plan:
     cells: list[Cell]
     items: list[Item]
     context: dict[str, Any]
+    _memo: dict[tuple[Any, Any, str], tuple[tuple[dict[str, str], ...], str]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def repeats(self) -> int:
@@ -128,17 +167,30 @@ class Plan:
         messages.append({"role": "user", "content": cell.prompt.render(ctx, config_file=cfg, item_id=item.id)})
         return tuple(messages)
 
+    def rendered(self, cell: Cell, item: Item) -> tuple[tuple[dict[str, str], ...], str]:
+        """The cell's messages for this item and their canonical JSON, rendered once per plan (memo)."""
+        key = (cell.system, cell.prompt, item.id)
+        found = self._memo.get(key)
+        if found is None:
+            messages = self.render_messages(cell, item)
+            found = (messages, canonical_json(messages))
+            if len(self._memo) < RENDER_MEMO_MAX:
+                self._memo[key] = found
+        return found
+
     def check_templates(self, limit_items: int | None = None) -> None:
         """Render every template against every item (of the first `limit_items`) once, so a template
         error stops the run first."""
         pairs = {(c.system.name if c.system else None, c.prompt.name): c for c in self.cells}
         for cell in pairs.values():
             for item in self.item_subset(limit_items):
-                self.render_messages(cell, item)
+                self.rendered(cell, item)
 
-    def jobs(self, limit_items: int | None = None, *, skip: Stored | None = None) -> Iterator[Job]:
+    def jobs(self, limit_items: int | None = None, *, skip: Stored | None = None,
+             request_keys: bool = False) -> Iterator[Job]:
         """Every job in plan order (cell, item, repeat); with `skip`, the stored ones are left out
-        without rendering or hashing them."""
+        without rendering or hashing them. `request_keys`: also hash each request for the response
+        cache (the run needs them; the read verbs do not)."""
         backend = canonical_json(self.experiment.backend.identity())
         items = self.item_subset(limit_items)
         repeats = self.repeats
@@ -150,14 +202,14 @@ class Plan:
                 first, position = position, position + repeats
                 if skip is not None and skip.all_of(first, repeats):
                     continue
-                messages = self.render_messages(cell, item)
-                encoded = canonical_json(messages)
+                messages, encoded = self.rendered(cell, item)
                 item_id = canonical_json(item.id)
                 for repeat, (p, p_json) in enumerate(params):
                     if skip is not None and first + repeat in skip:
                         continue
                     job_id = _job_id(backend, variant, item_id, encoded, p_json, repeat)
-                    yield Job(job_id, cell, item, repeat, messages, p)
+                    key = request_key(backend, variant, encoded, p_json, repeat) if request_keys else ""
+                    yield Job(job_id, cell, item, repeat, messages, p, key)
 
     def stored(self, done_ids: Collection[str], limit_items: int | None = None) -> Stored:
         """Which planned jobs have their id in `done_ids` (a store's finished jobs).
@@ -174,16 +226,18 @@ class Plan:
         pairs: dict[tuple[CompiledTemplate | None, CompiledTemplate], list[int]] = {}
         for index, cell in enumerate(self.cells):
             pairs.setdefault((cell.system, cell.prompt), []).append(index)
-        variants = [canonical_json(c.variant.identity) for c in self.cells]
-        params = [[p_json for _, p_json in self._repeat_params(c)] for c in self.cells]
+        # Each job's tail of the hashed text, per cell and repeat: the loop below hashes only these
+        # after the item's shared prefix (a million-job plan is checked in a few seconds).
+        suffixes = [[_id_suffix(p_json, repeat, canonical_json(c.variant.identity))
+                     for repeat, (_, p_json) in enumerate(self._repeat_params(c))] for c in self.cells]
         for indexes in pairs.values():
             for item_index, item in enumerate(items):
-                encoded = canonical_json(self.render_messages(self.cells[indexes[0]], item))
-                item_id = canonical_json(item.id)
+                encoded = self.rendered(self.cells[indexes[0]], item)[1]
+                prefix = _id_prefix(backend, canonical_json(item.id), encoded)
                 for index in indexes:
                     first = (index * len(items) + item_index) * repeats
-                    for repeat, p_json in enumerate(params[index]):
-                        if _job_id(backend, variants[index], item_id, encoded, p_json, repeat) in done_ids:
+                    for repeat, suffix in enumerate(suffixes[index]):
+                        if _id_from(prefix, suffix) in done_ids:
                             found.add(first + repeat)
         return found
 

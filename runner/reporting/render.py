@@ -40,7 +40,9 @@ def render(report: Report, fmt: str) -> str:
         parts.append(_findings_text(report.findings, report.no_findings_line, fmt))
     totals = report.totals
     parts.append(f"jobs: {totals['planned']} planned, {totals['ok']} succeeded, {totals['failed']} failed, "
-                 f"{totals['missing']} not run")
+                 f"{totals['missing']} not run"
+                 + (f"; {report.from_cache} answers from the response cache (not sent again; --no-cache sends "
+                    "them)" if report.from_cache else ""))
     if report.effect is not None:  # last: it is the answer to the question the experiment asks
         sentence = report.effect.sentence()
         parts.append(f"## Answer\n\n{sentence}" if fmt == "markdown" else f"Answer: {sentence}")
@@ -49,7 +51,7 @@ def render(report: Report, fmt: str) -> str:
 
 def report_data(report: Report) -> dict[str, Any]:
     return {
-        "experiment": report.experiment, "totals": report.totals,
+        "experiment": report.experiment, "totals": report.totals, "from_cache": report.from_cache,
         "tables": [_table_data(t) for t in report.tables],
         "findings": [f.to_dict() for f in report.findings],
         "effect": report.effect.to_dict() if report.effect is not None else None,

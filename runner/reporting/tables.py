@@ -66,6 +66,7 @@ class Report:
     scored: bool = False
     effect: AxisEffect | None = None  # `report.effect`: does the axis explain the score?
     human_agreement: RaterAgreement | None = None
+    from_cache: int = 0  # answers taken from the response cache, not sent again
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -120,7 +121,8 @@ def build_report(results: ResultSet) -> Report:
               if cfg.effect is not None else None)
     return Report(plan.experiment.name, tables, results.totals, findings,
                   nothing_wrong_line(plan.experiment.name, results.totals["ok"] > 0),
-                  bool(scorers), effect=effect, human_agreement=humans)
+                  bool(scorers), effect=effect, human_agreement=humans,
+                  from_cache=results.from_cache)
 
 
 def _human_agreement(results: ResultSet) -> RaterAgreement | None:

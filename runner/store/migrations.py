@@ -103,8 +103,15 @@ def v5_run_owners(conn: sqlite3.Connection) -> None:
     """)
 
 
+def v6_from_cache(conn: sqlite3.Connection) -> None:
+    """Whether a job's answer came from the response cache shared across experiments (no request sent)."""
+    _script(conn, """
+    ALTER TABLE jobs ADD COLUMN from_cache INTEGER NOT NULL DEFAULT 0;
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [v1_initial, v2_probes, v3_studies, v4_rendered_prompts,
-                                                          v5_run_owners]
+                                                          v5_run_owners, v6_from_cache]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -88,6 +88,7 @@ class JobRow:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     rendered_prompt: str | None = None  # the prompt as the server's chat template rendered the messages
     rendered_by: str | None = None
+    from_cache: bool = False  # answered from the response cache: no request was sent
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,4 @@ class JobRecord:
     variant: dict[str, Any] | None
     rendered_prompt: str | None = None
     rendered_by: str | None = None
+    from_cache: bool = False

@@ -190,7 +190,11 @@ class LlamaCppBackend(Backend):
 
     async def generate(self, request: ChatRequest) -> Completion:
         assert self.client is not None, "generate() outside serve()"
-        return await self.client.chat(request)
+        # Asked for, not left to the server's default (which has changed between llama.cpp versions): a
+        # slot keeps its prompt's KV cache, so a repeat, or an item sharing the system prompt and rules,
+        # evaluates only what differs (timings.prompt_n). The answer is the same either way.
+        return await self.client.chat(ChatRequest(request.model, request.messages,
+                                                  {**request.params, "cache_prompt": True}))
 
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         assert self.client is not None, "count_tokens() outside serve()"
