@@ -158,7 +158,9 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     from runner.store import Store
 
     settings = p.experiment.backend
-    options = RunOptions(concurrency or settings.concurrency, limit, fresh, p.experiment.limits.scorer_timeout_s)
+    # A pool of endpoints (backend.endpoints) keeps `concurrency` requests in flight on each.
+    options = RunOptions(p.backend.workers(concurrency or settings.concurrency), limit, fresh,
+                         p.experiment.limits.scorer_timeout_s)
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
     stored = None if fresh else await _stored_jobs(p, limit)
     needed = None if stored is None else p.plan.variants_with_work(stored, limit)

@@ -53,6 +53,8 @@ class BackendError(Exception):
         self.retry_after = retry_after
         self.status = status
         self.url = url  # the request's URL, where the answer came from (for "check backend.base_url")
+        # Which of `backend.endpoints` the request last went to (a pool's), stored with a failed job.
+        self.endpoint: str | None = None
 
 
 @dataclass
@@ -82,6 +84,10 @@ class Backend(abc.ABC):
         self.settings = settings
         self.experiment = experiment
         self.context = StartContext()
+
+    def workers(self, concurrency: int) -> int:
+        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more."""
+        return concurrency
 
     def check(self) -> None:
         """Validate everything that needs no server (files, keys) before any job; raise UserError."""

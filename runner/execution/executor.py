@@ -209,7 +209,7 @@ class Executor:
             rendered = await self._render(job)
             scores = await self._score(job, completion)
         except (BackendError, ScorerError) as exc:
-            self._save_failed(job, run_id, variant_details, str(exc), attempts)
+            self._save_failed(job, run_id, variant_details, str(exc), attempts, getattr(exc, "endpoint", None))
             self._first_answer(job.cell.variant, exc)
             return
         finally:
@@ -277,10 +277,12 @@ class Executor:
                                      latency_s))
 
     def _save_failed(self, job: Job, run_id: int, variant_details: dict[str, Any], error: str,
-                     attempts: int) -> None:
+                     attempts: int, endpoint: str | None = None) -> None:
         request = {"model": job.cell.variant.model_id, "messages": list(job.messages), **job.params}
+        # Which endpoint of a pool failed it, where the timings of an answered job would say which answered.
         self.store.save_job(self._row(job, run_id, variant_details, status=JobStatus.FAILED, attempts=attempts,
-                                      error=error, request=request))
+                                      error=error, request=request,
+                                      timings={"endpoint": endpoint} if endpoint else None))
         self.counts.failed += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, False, attempts,
                                      None, error))
