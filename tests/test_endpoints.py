@@ -158,3 +158,20 @@ def test_a_run_on_one_server_resumes_on_a_pool_that_starts_with_it(
     # The 24 jobs of the first 3 items were not asked again: the pool sent only the other 24.
     assert sum(s.stats()["requests"] for s in three) == PLANNED
     assert Counter(r[2] for r in rows)[None] == PLANNED // 2  # the single server's jobs name no endpoint
+
+
+def test_an_endpoint_that_times_out_again_and_again_is_taken_out(
+        project: Project, three: list[ThreadedFaultServer], capsys: pytest.CaptureFixture[str]) -> None:
+    # Its listing answers, its chat hangs: every job sent there times out and goes to another endpoint.
+    three[0].set_plan(FaultPlan(rate_hang=1.0, hang_s=30))
+    for server in three[1:]:  # slow enough that the run outlasts three timeouts on the first
+        server.set_plan(FaultPlan(latency_s=0.1))
+    urls = [f"{s.url}/v1" for s in three]
+    path = project.write(_pool(urls, timeout_s=0.3, max_retries=0))
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert f"backend.endpoints[0] {urls[0]} failed (timed out after 0.3 s): its jobs go to the other endpoints" in err
+    rows = _rows(project)
+    assert len(rows) == PLANNED and {r[1] for r in rows} == {"ok"}  # no retries allowed, yet none failed
+    assert {r[2] for r in rows} == {urls[1], urls[2]}
+    assert three[0].stats()["requests"] >= 3  # three in a row before it was taken out

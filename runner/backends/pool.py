@@ -52,6 +52,9 @@ class Endpoint:
     in_flight: int = 0
     answered: int = 0
     timeouts: int = 0  # in a row
+    # The first wait before probing it again when it fails next: doubles each time it fails, and is reset
+    # only by an answer to a job (a server whose listing answers while its chat hangs is not trusted faster).
+    revive_wait: float = _REVIVE_FIRST_S
     reviving: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -181,6 +184,7 @@ class EndpointPool(Backend):
             finally:
                 await self._release(endpoint)
             endpoint.timeouts = 0
+            endpoint.revive_wait = _REVIVE_FIRST_S
             endpoint.answered += 1
             completion.timings = {**(completion.timings or {}), "endpoint": endpoint.url}
             return completion
@@ -223,7 +227,8 @@ class EndpointPool(Backend):
 
     async def _revive(self, endpoint: Endpoint) -> None:
         """Probe a failed endpoint with a doubling wait until it answers, then take it back."""
-        wait = _REVIVE_FIRST_S
+        wait = endpoint.revive_wait
+        endpoint.revive_wait = min(wait * 2, _REVIVE_MAX_S)
         client: HttpClient = getattr(endpoint.member, "client")  # noqa: B009 (every HTTP member has one)
         path = getattr(endpoint.member, "health_path", "/models")
         while not self._closed:
