@@ -30,7 +30,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 say "installing the runner and its dependencies"
 # tokenizer: the tokenizers library, for `runner probe` with a model's tokenizer.json (and its tests).
-"${PIP[@]}" install -e ".[dev,tokenizer]"
+# ray: for `runner run --ray` and its test, which starts a Ray cluster on this machine.
+"${PIP[@]}" install -e ".[dev,tokenizer,ray]"
 
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)"; then
   mkdir -p "$CACHE/wheels"

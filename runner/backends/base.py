@@ -80,6 +80,9 @@ class StartContext:
 
 
 class Backend(abc.ABC):
+    # True where each variant is served on a machine of its own (a Ray cluster): the run serves them all at once.
+    parallel_variants = False
+
     def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
         self.settings = settings
         self.experiment = experiment

@@ -124,20 +124,8 @@ class Executor:
         status: Any = "failed"
         try:
             # Stored jobs are skipped by position, unrendered; a variant with none left never loads.
-            for variant, pending in itertools.groupby(self.plan.jobs(limit, skip=stored),
-                                                      key=lambda j: j.cell.variant):
-                self.events.emit(VariantLoading(variant.label))
-                async with self.backend.serve(variant) as info:
-                    self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
-                    details = {**info.details, **self._size(variant, info.details)}
-                    if any(c.system is None for c in self.plan.cells if c.variant == variant):
-                        # Some cells send no system message: record what the template puts in its place.
-                        injected = await injected_system_prompt(self.backend)
-                        if injected is not None:
-                            details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
-                    self._first = FirstAnswers()
-                    await self._drain(pending, run_id, details, options.concurrency)
-                    self._first_answers_done(variant)
+            await self._run_variants(itertools.groupby(self.plan.jobs(limit, skip=stored),
+                                                       key=lambda j: j.cell.variant), run_id, options.concurrency)
             status = "finished"
         except asyncio.CancelledError:
             status = "interrupted"
@@ -148,6 +136,27 @@ class Executor:
             self.events.emit(RunFinished(run_id, status, c.succeeded, c.failed, c.resumed,
                                          time.monotonic() - self.started))
         return self.summary(interrupted=False)
+
+    async def _run_variants(self, groups: Iterator[tuple[Variant, Iterator[Job]]], run_id: int,
+                            concurrency: int) -> None:
+        """Each variant's jobs, one variant after another: the machine holds one model at a time.
+        (`runner.execution.parallel` runs them side by side, on a cluster.)"""
+        for variant, pending in groups:
+            await self._run_variant(variant, pending, run_id, concurrency)
+
+    async def _run_variant(self, variant: Variant, pending: Iterator[Job], run_id: int, concurrency: int) -> None:
+        self.events.emit(VariantLoading(variant.label))
+        async with self.backend.serve(variant) as info:
+            self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
+            details = {**info.details, **self._size(variant, info.details)}
+            if any(c.system is None for c in self.plan.cells if c.variant == variant):
+                # Some cells send no system message: record what the template puts in its place.
+                injected = await injected_system_prompt(self.backend)
+                if injected is not None:
+                    details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
+            self._first = FirstAnswers()
+            await self._drain(pending, run_id, details, concurrency)
+            self._first_answers_done(variant)
 
     def _size(self, variant: Variant, details: dict[str, Any]) -> dict[str, Any]:
         """The parameter count and size class stored with every job: what the backend read, else the YAML's."""
