@@ -123,6 +123,9 @@ def _refuse_junit_on_investigation(args: argparse.Namespace) -> None:
 
 def cmd_run_investigation(args: argparse.Namespace) -> int:
     _refuse_junit_on_investigation(args)
+    if getattr(args, "ray", None) is not None:
+        raise UserError("--ray is not available for an investigation yet (it runs one experiment's variants)",
+                        file=args.file, fix="drop --ray, or give it one step's experiment file")
 
     def start(index: int, name: str, experiment: Path, uses: dict[str, Any]) -> None:
         taken = ", ".join(f"{a}={v}" for a, v in uses.items())
@@ -163,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_verdict_flags(args)
     summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                       subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
-                      max_jobs=args.max_jobs, cache=not args.no_cache)
+                      max_jobs=args.max_jobs, cache=not args.no_cache, ray=args.ray)
     if summary.study is not None:
         sys.stdout.write(api.render(summary.study))
         return 0
@@ -343,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true",
                    help="send every request: neither read nor write the response cache shared across experiments")
     r.add_argument("--events", metavar="PATH", help="append the run's events to PATH as JSON lines")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the embedded backend's model variants side by side on a Ray cluster (ADDRESS, "
+                        "else RAY_ADDRESS or a local Ray); needs pip install 'llm-runner[ray]'")
     _max_jobs_flag(r)
     _verdict_flags(r)
     r.set_defaults(func=cmd_run)

@@ -33,7 +33,9 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 say "installing the runner and its dependencies"
 # tokenizer: the tokenizers library, for `runner probe` with a model's tokenizer.json (and its tests).
-"${PIP[@]}" install -e ".[dev,tokenizer]"
+# ray (about 240 MB): for `runner run --ray` and its test, which starts a Ray cluster on this
+# machine; scripts/test.sh asks for it (RUNNER_EXTRAS), the main job does not need it.
+"${PIP[@]}" install -e ".[${RUNNER_EXTRAS:-dev,tokenizer}]"
 
 if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)"; then
   mkdir -p "$CACHE/wheels"

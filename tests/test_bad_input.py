@@ -177,7 +177,7 @@ TOP_KEYS = ("name, description, task, backend, models, prompts, dataset, samplin
             "matrix, scorers, report, results_dir, allow_outside_paths, study, limits")
 SAMPLING_KEYS = "temperature, top_p, top_k, seed, max_tokens, stop, response_format"
 OPENAI_KEYS = ("kind, concurrency, timeout_s, max_retries, retry_backoff_s, retry_max_backoff_s, "
-               "max_response_bytes, base_url, api_key_env")
+               "max_response_bytes, base_url, endpoints, api_key_env")
 QUANT_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S"
 ROW_FIX = "write one JSON object per line"
 SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": {"type": "object"}}}

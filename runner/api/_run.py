@@ -52,8 +52,11 @@ class RunSummary:
 
 def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, concurrency: int | None = None,
         subscribers: Iterable[Subscriber] = (), events_path: str | Path | None = None,
-        max_jobs: int | None = None, cache: bool = True) -> RunSummary:
+        max_jobs: int | None = None, cache: bool = True, ray: str | None = None) -> RunSummary:
     """Run what is not stored yet (all of it with `fresh`), storing each job as it finishes.
+
+    `ray` runs the embedded backend's model variants side by side on a Ray cluster at that address
+    ("" for RAY_ADDRESS or a local Ray instance); this process alone still writes the store.
 
     `subscribers` receive the run's typed events (`runner.execution.events`); `events_path` appends
     them to a JSON-lines file as well. `max_jobs` overrides the file's limits.max_jobs. Ctrl-C or
@@ -67,10 +70,29 @@ def run(path: str | Path, *, limit: int | None = None, fresh: bool = False, conc
     reads nor writes it, and `fresh` sends every request (and keeps the answers)."""
     # Checked before the loop starts: this is synchronous work the loop could not interrupt.
     p = prepare(path, limit=limit, max_jobs=max_jobs)
+    if ray is not None:
+        p = _on_ray(p, ray)
     summary = _own_loop(lambda: _run_prepared(p, limit=limit, fresh=fresh, concurrency=concurrency,
                                               subscribers=subscribers, events_path=events_path, cache=cache))
     summary.prepared = p
     return summary
+
+
+def _on_ray(p: Prepared, address: str) -> Prepared:
+    """The prepared experiment with its embedded backend's variants sent to a Ray cluster."""
+    import dataclasses
+
+    from runner.backends.ray_cluster import RayBackend
+    from runner.errors import UserError
+
+    kind = p.experiment.backend.kind
+    if kind != "llamacpp":
+        raise UserError(f"--ray runs the embedded backend's variants on a Ray cluster, and backend.kind is {kind}",
+                        file=p.experiment.source_path, key="backend.kind",
+                        fix="drop --ray; to spread jobs over several servers, list them in backend.endpoints")
+    backend = RayBackend(p.backend, address or None)
+    backend.check()
+    return dataclasses.replace(p, backend_or_none=backend)
 
 
 def _own_loop(main: Callable[[], Coroutine[Any, Any, RunSummary]]) -> RunSummary:
@@ -165,12 +187,15 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
 
     from runner.backends.base import StartContext
     from runner.execution.executor import Executor, RunOptions
+    from runner.execution.parallel import ParallelVariants
     from runner.execution.retry import RetryPolicy
     from runner.store import Store
     from runner.store.response_cache import ResponseCache
 
     settings = p.experiment.backend
-    options = RunOptions(concurrency or settings.concurrency, limit, fresh, p.experiment.limits.scorer_timeout_s)
+    # A pool of endpoints (backend.endpoints) keeps `concurrency` requests in flight on each.
+    options = RunOptions(p.backend.workers(concurrency or settings.concurrency), limit, fresh,
+                         p.experiment.limits.scorer_timeout_s)
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
     stored = None if fresh else await _stored_jobs(p, limit)
     needed = None if stored is None else p.plan.variants_with_work(stored, limit)
@@ -186,7 +211,9 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     try:
         for warning in warnings:
             events.note(warning, warning=True)
-        executor = Executor(p.plan, store, p.backend, p.scorers, retry, events, responses)
+        # A backend that serves each variant on a machine of its own (Ray) runs them side by side.
+        kind = ParallelVariants if p.backend.parallel_variants else Executor
+        executor = kind(p.plan, store, p.backend, p.scorers, retry, events, responses)
         try:
             summary = await executor.run(options, experiment_hash(p.experiment), stored)
         except asyncio.CancelledError:

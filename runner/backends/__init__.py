@@ -22,6 +22,7 @@ from runner.backends.base import (
     Variant,
     VariantInfo,
 )
+from runner.backends.settings import HttpSettings
 from runner.config.imports import BACKEND_GROUP, describe_entry_point, entry_point_names, load_entry_point
 from runner.config.schema import BackendSettings
 from runner.errors import UserError
@@ -65,7 +66,12 @@ def create_backend(experiment: Experiment) -> Backend:
         module, _, name = backend.partition(":")
         backend = getattr(importlib.import_module(module), name)
         assert isinstance(backend, type) and issubclass(backend, Backend)
-    return backend(experiment.backend, experiment)
+    settings = experiment.backend
+    if isinstance(settings, HttpSettings) and settings.endpoints:
+        from runner.backends.pool import EndpointPool
+
+        return EndpointPool(settings, experiment, backend)
+    return backend(settings, experiment)
 
 
 def _load_plugin(name: str) -> None:

@@ -53,6 +53,8 @@ class BackendError(Exception):
         self.retry_after = retry_after
         self.status = status
         self.url = url  # the request's URL, where the answer came from (for "check backend.base_url")
+        # Which of `backend.endpoints` the request last went to (a pool's), stored with a failed job.
+        self.endpoint: str | None = None
 
 
 @dataclass
@@ -78,10 +80,17 @@ class StartContext:
 
 
 class Backend(abc.ABC):
+    # True where each variant is served on a machine of its own (a Ray cluster): the run serves them all at once.
+    parallel_variants = False
+
     def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
         self.settings = settings
         self.experiment = experiment
         self.context = StartContext()
+
+    def workers(self, concurrency: int) -> int:
+        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more."""
+        return concurrency
 
     def check(self) -> None:
         """Validate everything that needs no server (files, keys) before any job; raise UserError."""

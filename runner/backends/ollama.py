@@ -28,6 +28,7 @@ _OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "s
 class OllamaBackend(Backend):
     settings: OllamaSettings
     client: HttpClient
+    health_path = "/api/tags"  # what a pool asks a failed endpoint before sending it jobs again
 
     async def start(self, context: StartContext | None = None) -> None:
         await super().start(context)

@@ -19,6 +19,7 @@ from runner.errors import ConfigError
 class OpenAIBackend(Backend):
     settings: OpenAISettings
     client: HttpClient
+    health_path = "/models"  # what a pool asks a failed endpoint before sending it jobs again
 
     def check(self) -> None:
         env = self.settings.api_key_env

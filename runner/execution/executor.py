@@ -143,20 +143,8 @@ class Executor:
         try:
             # Stored jobs are skipped by position, unrendered; a variant with none left never loads.
             jobs = self.plan.jobs(limit, skip=stored, request_keys=self.cache is not None)
-            for variant, pending in itertools.groupby(jobs, key=lambda j: j.cell.variant):
-                self.events.emit(VariantLoading(variant.label))
-                async with self.backend.serve(variant) as info:
-                    self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
-                    details = {**info.details, **self._size(variant, info.details)}
-                    if any(c.system is None for c in self.plan.cells if c.variant == variant):
-                        # Some cells send no system message: record what the template puts in its place.
-                        injected = await injected_system_prompt(self.backend)
-                        if injected is not None:
-                            details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
-                    self._first = FirstAnswers()
-                    await self._drain(pending, run_id, details, options.concurrency)
-                    self._flush()  # before the next variant loads (which may take minutes)
-                    self._first_answers_done(variant)
+            await self._run_variants(itertools.groupby(jobs, key=lambda j: j.cell.variant), run_id,
+                                     options.concurrency)
             status = "finished"
         except asyncio.CancelledError:
             status = "interrupted"
@@ -173,6 +161,32 @@ class Executor:
                 self.events.emit(RunFinished(run_id, status, c.succeeded, c.failed, c.resumed,
                                              time.monotonic() - self.started))
         return self.summary(interrupted=False)
+
+    async def _run_variants(self, groups: Iterator[tuple[Variant, Iterator[Job]]], run_id: int,
+                            concurrency: int) -> None:
+        """Each variant's jobs, one variant after another: the machine holds one model at a time.
+        (`runner.execution.parallel` runs them side by side, on a cluster.)"""
+        for variant, pending in groups:
+            await self._run_variant(variant, pending, run_id, concurrency)
+
+    async def _run_variant(self, variant: Variant, pending: Iterator[Job], run_id: int, concurrency: int) -> None:
+        self.events.emit(VariantLoading(variant.label))
+        async with self.backend.serve(variant) as info:
+            self._rendered = {}  # rendered prompts are the variant's chat template's: per variant
+            details = {**info.details, **self._size(variant, info.details)}
+            if any(c.system is None for c in self.plan.cells if c.variant == variant):
+                # Some cells send no system message: record what the template puts in its place.
+                injected = await injected_system_prompt(self.backend)
+                if injected is not None:
+                    details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
+            self._first = FirstAnswers()
+            try:
+                await self._drain(pending, run_id, details, concurrency)
+            finally:
+                # Before the next variant loads (which may take minutes), and whatever stops this one: a
+                # side-by-side variant (runner.execution.parallel) keeps a batch of its own.
+                self._flush()
+            self._first_answers_done(variant)
 
     def _size(self, variant: Variant, details: dict[str, Any]) -> dict[str, Any]:
         """The parameter count and size class stored with every job: what the backend read, else the YAML's."""
@@ -266,7 +280,7 @@ class Executor:
             rendered = await self._render(job)
             scores = await self._score(job, completion)
         except (BackendError, ScorerError) as exc:
-            self._save_failed(job, run_id, variant_details, str(exc), attempts)
+            self._save_failed(job, run_id, variant_details, str(exc), attempts, getattr(exc, "endpoint", None))
             self._first_answer(job.cell.variant, exc)
             return
         finally:
@@ -359,10 +373,11 @@ class Executor:
                                      latency_s))
 
     def _save_failed(self, job: Job, run_id: int, variant_details: dict[str, Any], error: str,
-                     attempts: int) -> None:
+                     attempts: int, endpoint: str | None = None) -> None:
         request = {"model": job.cell.variant.model_id, "messages": list(job.messages), **job.params}
+        # Which endpoint of a pool failed it, where the timings of an answered job would say which answered.
         self._save(self._row(job, run_id, variant_details, status=JobStatus.FAILED, attempts=attempts,
-                                      error=error, request=request))
+                             error=error, request=request, timings={"endpoint": endpoint} if endpoint else None))
         self.counts.failed += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, False, attempts,
                                      None, error))

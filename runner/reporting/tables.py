@@ -116,6 +116,10 @@ def build_report(results: ResultSet) -> Report:
         if index == 0 and humans is not None:
             table.notes.append(humans.sentence() + _model_kappas(scorer, row_axes, col_axes, stats_by_key))
         tables.append(table)
+    from runner.reporting.endpoints import endpoint_table  # here: it builds a Table of this module
+
+    if (per_endpoint := endpoint_table(results)) is not None:
+        tables.append(per_endpoint)
     findings = diagnose(results, alpha=cfg.alpha)
     effect = (axis_effect(results, cfg.effect.axis, baseline=cfg.effect.baseline)
               if cfg.effect is not None else None)

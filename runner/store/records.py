@@ -60,6 +60,7 @@ class Timings(TypedDict, total=False):
     predicted_per_token_ms: float
     predicted_per_second: float | None
     cache_n: int
+    endpoint: str  # which of `backend.endpoints` answered (or failed) the job, for a pool of endpoints
 
 
 @dataclass(frozen=True)

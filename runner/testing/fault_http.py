@@ -18,7 +18,6 @@ from typing import Any, Self
 from aiohttp import web
 
 from runner.testing.fault_plan import (
-    FAKE_MODEL_ID,
     FAULT_KINDS,
     LOOPBACK,
     FaultPlan,
@@ -319,7 +318,7 @@ class FaultServer:
         return web.Response(status=500)
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": FAKE_MODEL_ID, "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": self._plan.model_id, "object": "model"}]})
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -88,6 +88,8 @@ class FaultPlan:
     script: dict[str, tuple[str, str]] = field(default_factory=dict)
     rules: list[ScriptRule] = field(default_factory=list)
     record_bodies: bool = False
+    # The model /v1/models lists: another id plays a server that serves another model (a pool's odd one out).
+    model_id: str = FAKE_MODEL_ID
 
     def __post_init__(self) -> None:
         self.validate()

@@ -167,7 +167,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
         description=f"Fake OpenAI-compatible server with injected faults (binds {LOOPBACK} only).",
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    scalars = [f for f in fields(FaultPlan) if f.name not in ("script", "rules", "record_bodies")]
+    scalars = [f for f in fields(FaultPlan) if f.name not in ("script", "rules", "record_bodies", "model_id")]
     for f in scalars:
         flag = "--" + f.name.replace("_", "-")
         kind = int if f.name in ("seed", "hold_after", "huge_bytes") else float
@@ -178,12 +178,13 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FaultPlan, int]:
                         help='scripted answers matched on request parameters too, as JSON: '
                              '[{"params": {"temperature": 0.7}, "prompt": "substring", "answer": ["text", "stop"]}]')
     parser.add_argument("--record-bodies", action="store_true", help="keep every request body in /_stats")
+    parser.add_argument("--model-id", default=FAKE_MODEL_ID, help="the model /v1/models lists")
     args = parser.parse_args(argv)
     try:
         rules = [ScriptRule(answer=tuple(r["answer"]), params=r.get("params", {}), prompt=r.get("prompt", ""))
                  for r in args.rules]
         plan = FaultPlan(**{f.name: getattr(args, f.name) for f in scalars}, script=args.script, rules=rules,
-                         record_bodies=args.record_bodies)
+                         record_bodies=args.record_bodies, model_id=args.model_id)
     except (ValueError, KeyError, TypeError) as exc:
         parser.error(str(exc))
     return plan, int(args.port)

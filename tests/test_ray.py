@@ -1,0 +1,74 @@
+"""`runner run --ray`: the embedded engine's variants on a Ray cluster that the test starts (a head and a
+worker node, one CPU each, on this machine), against a local run of the same experiment."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, base_experiment, smollm_path
+from runner.cli import main
+
+
+def _experiment() -> dict[str, Any]:
+    exp = base_experiment()
+    # One slot, one request at a time, one thread: at temperature 0 the answers then depend on nothing
+    # but the model file and the prompt, on any node.
+    exp["backend"] = {"kind": "llamacpp", "n_ctx": 512, "parallel": 1, "concurrency": 1, "threads": 1}
+    exp["models"] = [{"name": "smollm2", "source": {"path": str(smollm_path())}, "quantizations": ["Q4_1", "Q8_0"]}]
+    exp["prompts"] = {"variants": [{"name": "p", "text": "Is this config valid? Answer JSON. {{ config | tojson }}"}]}
+    exp["sampling"] = {"temperature": 0.0, "seed": 1, "max_tokens": 8}
+    exp["repeats"] = 1
+    return exp
+
+
+def _stored(store: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(store) as conn:
+        return conn.execute("SELECT j.job_id, j.status, j.quantization, j.text, s.scorer_key, s.score_json "
+                            "FROM jobs j LEFT JOIN scores s USING (job_id) ORDER BY j.job_id").fetchall()
+
+
+@pytest.mark.model
+def test_two_variants_on_a_local_ray_cluster_store_what_a_local_run_stores(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    local = project.write(_experiment(), name="local.yaml")
+    on_ray = project.write(_experiment(), name="on_ray.yaml")
+    started = time.monotonic()
+    assert main(["run", str(local), "--quiet", "--no-report", "--limit", "3"]) == 0
+    local_s = time.monotonic() - started
+
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        started = time.monotonic()
+        assert main(["run", str(on_ray), "--quiet", "--no-report", "--limit", "3", "--ray", cluster.address]) == 0
+        ray_s = time.monotonic() - started
+        capsys.readouterr()
+        # Everything is stored: the second run loads no variant, asks nothing, and stores nothing twice.
+        assert main(["run", str(on_ray), "--no-report", "--limit", "3", "--ray", cluster.address]) == 0
+        assert "0 succeeded, 0 failed, 6 resumed from the store" in capsys.readouterr().err
+    finally:
+        cluster.shutdown()
+
+    mine, theirs = _stored(project.store_path("local")), _stored(project.store_path("on_ray"))
+    assert len(mine) == 6 and {row[1] for row in mine} == {"ok"} and {row[2] for row in mine} == {"Q4_1", "Q8_0"}
+    assert theirs == mine  # the same jobs, answers and scores
+    with sqlite3.connect(project.store_path("on_ray")) as conn:
+        details = [json.loads(v) for (v,) in conn.execute("SELECT variant_json FROM jobs")]
+    assert all(d["ray_node"] and d["quantization"] in ("Q4_1", "Q8_0") for d in details)
+    print(f"local run {local_s:.1f} s, on the Ray cluster {ray_s:.1f} s (cluster start not included)")
+
+
+def test_ray_needs_the_embedded_backend(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    path = project.write(base_experiment())
+    assert main(["run", str(path), "--quiet", "--ray"]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: {path}: backend.kind: --ray runs the embedded backend's variants on a Ray cluster, and "
+        "backend.kind is openai; drop --ray; to spread jobs over several servers, list them in backend.endpoints\n")
+    assert not project.store_path().exists()
