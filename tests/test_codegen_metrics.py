@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
+from sandbox_modes import machine_mode_fixture, mode_fixture  # noqa: F401 (the `machine_mode` and `mode` fixtures)
 from statsmodels.stats.proportion import proportion_confint
 
 import runner
@@ -308,3 +308,14 @@ def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
         "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
         "figure)")
+
+
+def test_noqa_comments_in_the_answer_do_not_hide_its_violations(machine_mode: str) -> None:
+    # The answer is the code under review: its own suppression comments (per line, or for the whole file)
+    # would otherwise zero its count.
+    code = "import os\ndef add(a, b):\n    l = 0\n    return a + b\n"
+    expected = StyleResult(3, 4, {"E741": 1, "F401": 1, "F841": 1})
+    assert check_style("# ruff: noqa\n" + code) == StyleResult(3, 5, expected.rules)
+    assert check_style("# flake8: noqa\n" + code) == StyleResult(3, 5, expected.rules)
+    per_line = "import os  # noqa\ndef add(a, b):\n    l = 0  # noqa: E741, F841\n    return a + b\n"
+    assert check_style(per_line) == expected
