@@ -245,6 +245,40 @@ def test_csharp_tests_that_are_not_statements_are_refused(project: Project, caps
         "list of strings, one C# statement (a test) each")
 
 
+def _validate_code_tests(project: Project, rows: list[dict[str, Any]], **scorer: Any) -> tuple[int, str]:
+    project.write_dataset(rows)
+    exp = base_experiment()
+    exp["prompts"] = {"variants": [{"name": "p", "text": "Write {{ spec }}"}]}
+    exp["dataset"] = {"path": "data.jsonl", "label_field": None}
+    exp["scorers"] = [{"type": "code_tests", **scorer}]
+    path = str(project.write(exp))
+    return main(["validate", path, "--offline"]), path
+
+
+def test_csharp_tests_under_the_python_language_are_refused(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A list, stringified, is one Python expression: any answer that compiles would pass it.
+    capsys.readouterr()
+    code, path = _validate_code_tests(project, [{"id": "c1", "spec": "f", "tests": COUNTER_TESTS}])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'c1' are a list, not Python source; "
+        "give the tests as one string of Python (assert statements), or set language: csharp if they are C# "
+        "statements")
+
+
+def test_python_tests_under_the_csharp_language_are_refused(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # Each line of a Python string would be taken for a C# statement, and every test fail to compile.
+    capsys.readouterr()
+    code, path = _validate_code_tests(project, PY_ROWS[:1], language="csharp")
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'p1' are a string, not a list of C# "
+        "statements; give a list of strings, one C# statement (a test) each, or use language: python for a string "
+        "of Python tests")
+
+
 def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project,
                                                                  fault_server: ThreadedFaultServer) -> None:
     fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
