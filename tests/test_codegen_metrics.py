@@ -327,6 +327,41 @@ def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
     assert run_csharp_tests(counter, COUNTER_TESTS).results == (True, True, True, True)
 
 
+# What a C# answer tries to see of the host: the review's planted answer read these in the unshare mode.
+PEEK = """\
+public static class Peek
+{
+    public static string Seen()
+    {
+        var seen = new System.Collections.Generic.List<string>();
+        foreach (var file in new[] { "/etc/passwd", "@README@" })
+        {
+            try { System.IO.File.ReadAllText(file); seen.Add("read " + file); } catch (System.Exception) { }
+        }
+        foreach (var dir in new[] { "/etc", "/work", "/var", "/srv", "/mnt", "/opt", "/home", "/sys", "/boot" })
+        {
+            try
+            {
+                foreach (var entry in System.IO.Directory.GetFileSystemEntries(dir))
+                    if (entry != "/etc/mono") seen.Add("listed " + entry);
+            }
+            catch (System.Exception) { }
+        }
+        return string.Join(" ", seen.Take(5));
+    }
+}
+"""
+
+
+@needs_mono
+def test_a_csharp_answer_reads_nothing_of_the_host_in_each_confined_mode(mode: str) -> None:
+    if mode == "weak":
+        pytest.skip("C# is refused in the weak mode (test_csharp_compiles_and_runs_in_each_confined_mode)")
+    code = "using System.Linq;\n" + PEEK.replace("@README@", str(REPO / "README.md"))
+    result = run_csharp_tests(code, ['Assert.Equal("", Peek.Seen());'])
+    assert (result.results, result.error) == ((True,), None)
+
+
 def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         project: Project, fault_server: ThreadedFaultServer) -> None:
     fault_server.set_plan(FaultPlan(script=PY_ANSWERS))

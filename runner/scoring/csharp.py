@@ -22,8 +22,8 @@ Three steps, each inside the sandbox's boundary (`sandbox_tool`), in one scratch
    with those after it; those reported before still count.
 
 Mono reads its configuration from /etc/mono, which the boundary binds read-only (nothing else of
-/etc). As with the Python child, the boundary protects the host, not the score: an answer can
-cheat by reflection.
+/etc, in both confined modes: `sandbox_boundary`). As with the Python child, the boundary protects
+the host, not the score: an answer can cheat by reflection.
 """
 
 from __future__ import annotations

@@ -12,10 +12,12 @@ kernel's. One of three modes is picked once per process, by running each candida
   (nobody) with no supplementary groups, no capabilities and no_new_privs. As another user, a user
   namespace is added and the child keeps that user's uid, without capabilities.
 - `unshare` (util-linux, root only): the same namespaces without bubblewrap. A shell step in the new
-  mount namespace makes every mount read-only, puts empty tmpfs over /tmp, /var/tmp, /dev/shm, /run,
-  /home and /root (binding the Python installation back read-only where it lives under one of them),
-  binds the scratch directory at /tmp/sandbox and drops to nobody as above. The rest of the
-  filesystem stays visible, readable only where anyone may read.
+  mount namespace makes every mount read-only, puts an empty tmpfs over every top-level folder but
+  the system's programs and libraries (/usr, /bin, /sbin, /lib*), /proc and /dev, and over /dev/shm
+  (so /etc, /home, /root, /tmp, /var, /work and the like are empty), /dev/null over the top-level
+  files, binds back read-only what the child needs from under them (the Python installation, a
+  tool's `ro_binds`), binds the scratch directory at /tmp/sandbox and drops to nobody as above: the
+  same view as bwrap's, built by subtraction, so a folder a host adds at / is hidden too.
 - `weak`: no boundary, only the audit hook and resource limits; the child runs as the runner's user
   and can read what the runner can. Used only when asked for with RUNNER_SANDBOX=weak.
 
@@ -37,7 +39,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "UNSHARE_HIDDEN", "Boundary", "SandboxUnavailable", "boundary"]
+__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "Boundary", "SandboxUnavailable", "boundary", "unshare_hidden"]
 
 MODE_ENV = "RUNNER_SANDBOX"
 TOOLS_ENV = "RUNNER_SANDBOX_PATH"
@@ -48,8 +50,9 @@ INNER_WORKDIR = "/tmp/sandbox"
 INNER_CHILD = "/run/runner/sandbox_child.py"
 # Where the system's own tools are, whatever PATH the runner was started with.
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Hidden under empty tmpfs in the unshare mode: the world-writable places and the users' homes.
-UNSHARE_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", "/root")
+# Left visible (read-only) in the unshare mode: what bwrap's view holds too. Every other top-level
+# folder is covered (unshare_hidden), and the world-writable /dev/shm within /dev.
+_UNSHARE_KEPT = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/dev")
 _PROBE_TIMEOUT_S = 20.0
 _INSTALL_FIX = "install bubblewrap (apt-get install bubblewrap), or run as root so unshare can be used"
 _WEAK_FIX = "RUNNER_SANDBOX=weak runs it with the audit hook only"
@@ -213,6 +216,17 @@ def _python_dirs(python: str) -> list[str]:
     return dirs
 
 
+def _top_level() -> list[str]:
+    return sorted(os.path.join("/", name) for name in os.listdir("/"))
+
+
+def unshare_hidden() -> tuple[str, ...]:
+    """The folders the unshare mode covers with an empty tmpfs: the host's top-level folders (not links:
+    /bin -> usr/bin) but _UNSHARE_KEPT, and /dev/shm."""
+    top = [d for d in _top_level() if os.path.isdir(d) and not os.path.islink(d) and d not in _UNSHARE_KEPT]
+    return (*top, "/dev/shm")
+
+
 def _unshare_script(host_workdir: str, python: str | None, command: list[str], report_fd: int,
                     ro_binds: Sequence[str] = ()) -> str:
     """The shell step run as the new namespaces' init: build the mount view, then run `command`.
@@ -221,7 +235,9 @@ def _unshare_script(host_workdir: str, python: str | None, command: list[str], r
     the kernel would not deliver the signals of its resource limits. `python` None: a tool's command
     (`Boundary.tool_command`), which needs no interpreter, only `ro_binds` where they are hidden."""
     q = shlex.quote
-    keep = [d for d in [*(_python_dirs(python) if python else []), *ro_binds] if _is_covered(d)]
+    hidden = unshare_hidden()
+    files = [f for f in _top_level() if os.path.isfile(f) and not os.path.islink(f)]  # /.dockerenv, say
+    keep = [d for d in [*(_python_dirs(python) if python else []), *ro_binds] if any(_under(d, h) for h in hidden)]
     # Descriptors opened before the tmpfs covers go on: they still reach the hidden originals, which
     # are bound back through /proc/self/fd (mount -c: not canonicalized, which would find the tmpfs).
     fds = iter(n for n in range(3, 10 + len(ro_binds)) if n != report_fd)
@@ -233,7 +249,8 @@ def _unshare_script(host_workdir: str, python: str | None, command: list[str], r
         "while read -r _ _ _ _ mp _; do mount -o remount,bind,ro \"$(printf '%b' \"$mp\")\" 2>/dev/null || :; "
         "done < /proc/self/mountinfo",
         *(f"if [ -d {q(d)} ]; then mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev,noexec tmpfs {q(d)}; fi"
-          for d in UNSHARE_HIDDEN),
+          for d in hidden),
+        *(f"if [ -f {q(f)} ]; then mount --bind /dev/null {q(f)}; fi" for f in files),
     ]
     binds = [(n, path, "ro") for n, path in opened[2:]]
     binds += [(opened[0][0], INNER_WORKDIR, "rw,nosuid,nodev,noexec"), (opened[1][0], INNER_CHILD, "ro")]
@@ -252,10 +269,6 @@ def _unshare_script(host_workdir: str, python: str | None, command: list[str], r
 
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _is_covered(path: str) -> bool:
-    return any(_under(path, d) for d in UNSHARE_HIDDEN)
 
 
 # --- choosing the mode --------------------------------------------------------------------------
