@@ -22,7 +22,8 @@ from runner.cli import main
 from runner.reporting.tables import Report
 from runner.scoring.base import Score
 from runner.scoring.csharp import missing_tools, run_csharp_tests
-from runner.scoring.sandbox_boundary import SandboxUnavailable
+from runner.scoring.sandbox import SandboxLimits
+from runner.scoring.sandbox_boundary import SCRATCH_BYTES, SandboxUnavailable
 from runner.scoring.style import StyleResult, check_style
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
@@ -359,6 +360,41 @@ def test_a_csharp_answer_reads_nothing_of_the_host_in_each_confined_mode(mode: s
         pytest.skip("C# is refused in the weak mode (test_csharp_compiles_and_runs_in_each_confined_mode)")
     code = "using System.Linq;\n" + PEEK.replace("@README@", str(REPO / "README.md"))
     result = run_csharp_tests(code, ['Assert.Equal("", Peek.Seen());'])
+    assert (result.results, result.error) == ((True,), None)
+
+
+FILL = """\
+public static class Fill
+{
+    public static string Run()
+    {
+        // 160 MiB in files of 4 MiB, each under the file-size limit: only a cap on the whole folder stops it.
+        long written = 0;
+        var chunk = new byte[1 << 20];
+        try
+        {
+            for (int n = 0; n < 40; n++)
+                using (var f = System.IO.File.Create("fill-" + n))
+                    for (int i = 0; i < 4; i++) { f.Write(chunk, 0, chunk.Length); f.Flush(); written += chunk.Length; }
+        }
+        catch (System.IO.IOException e)
+        {
+            return written <= @LIMIT@L ? "stopped within the limit" : "stopped at " + written + ": " + e.Message;
+        }
+        return "wrote " + written;
+    }
+}
+"""
+
+
+@needs_mono
+def test_a_csharp_answer_cannot_fill_the_host_with_files(mode: str) -> None:
+    # The review's case: 960 MB in 64 files, each under the per-file limit, on the host's /tmp.
+    if mode == "weak":
+        pytest.skip("C# is refused in the weak mode (test_csharp_compiles_and_runs_in_each_confined_mode)")
+    result = run_csharp_tests(FILL.replace("@LIMIT@", str(SCRATCH_BYTES)),
+                              ['Assert.Equal("stopped within the limit", Fill.Run());'],
+                              SandboxLimits(timeout_s=30.0, memory_mb=256))
     assert (result.results, result.error) == ((True,), None)
 
 

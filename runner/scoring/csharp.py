@@ -279,7 +279,7 @@ def run_csharp_tests(code: str, tests: Sequence[str], limits: SandboxLimits | No
             nonce = secrets.token_hex(16)
             run = box.run([_tool("mono"), "harness.exe"], timeout_s=limits.timeout_s, memory_mb=limits.memory_mb,
                           stdin=(nonce + "\n").encode(), ro_binds=_mono_binds(),
-                          max_output_bytes=limits.max_output_bytes)
+                          max_output_bytes=limits.max_output_bytes, inputs=("solution.dll", "harness.exe"))
             for line in run.stdout.decode(errors="replace").splitlines():
                 word, _, rest = line.partition(" ")
                 if word != nonce:

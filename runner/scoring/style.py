@@ -60,7 +60,7 @@ def check_style(code: str) -> StyleResult:
         run = box.run([ruff, "check", "--isolated", "--no-cache", f"--select={','.join(RULES)}",
                        "--ignore-noqa", "--output-format=json", "--exit-zero", "--stdin-filename=solution.py", "-"],
                       timeout_s=_TIMEOUT_S, memory_mb=_MEMORY_MB, stdin=code.encode(), ro_binds=(ruff,),
-                      max_output_bytes=8 << 20)
+                      max_output_bytes=8 << 20, inputs=())
     if run.timed_out or run.returncode != 0:
         detail = _one_line(run.stderr.decode(errors="replace"), 160)
         raise RuntimeError(f"ruff failed (status {run.returncode}{', timed out' if run.timed_out else ''}): {detail}")
