@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_modes import mode_fixture  # noqa: F401 (the `mode` fixture)
+from sandbox_modes import machine_mode_fixture, mode_fixture  # noqa: F401 (the `machine_mode` and `mode` fixtures)
 from statsmodels.stats.proportion import proportion_confint
 
 import runner
@@ -22,7 +22,8 @@ from runner.cli import main
 from runner.reporting.tables import Report
 from runner.scoring.base import Score
 from runner.scoring.csharp import missing_tools, run_csharp_tests
-from runner.scoring.sandbox_boundary import SandboxUnavailable
+from runner.scoring.sandbox import SandboxLimits
+from runner.scoring.sandbox_boundary import SCRATCH_BYTES, SandboxUnavailable
 from runner.scoring.style import StyleResult, check_style
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
@@ -245,6 +246,40 @@ def test_csharp_tests_that_are_not_statements_are_refused(project: Project, caps
         "list of strings, one C# statement (a test) each")
 
 
+def _validate_code_tests(project: Project, rows: list[dict[str, Any]], **scorer: Any) -> tuple[int, str]:
+    project.write_dataset(rows)
+    exp = base_experiment()
+    exp["prompts"] = {"variants": [{"name": "p", "text": "Write {{ spec }}"}]}
+    exp["dataset"] = {"path": "data.jsonl", "label_field": None}
+    exp["scorers"] = [{"type": "code_tests", **scorer}]
+    path = str(project.write(exp))
+    return main(["validate", path, "--offline"]), path
+
+
+def test_csharp_tests_under_the_python_language_are_refused(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A list, stringified, is one Python expression: any answer that compiles would pass it.
+    capsys.readouterr()
+    code, path = _validate_code_tests(project, [{"id": "c1", "spec": "f", "tests": COUNTER_TESTS}])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'c1' are a list, not Python source; "
+        "give the tests as one string of Python (assert statements), or set language: csharp if they are C# "
+        "statements")
+
+
+def test_python_tests_under_the_csharp_language_are_refused(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # Each line of a Python string would be taken for a C# statement, and every test fail to compile.
+    capsys.readouterr()
+    code, path = _validate_code_tests(project, PY_ROWS[:1], language="csharp")
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"runner: {path}: scorers[0].tests_field: the tests of dataset item 'p1' are a string, not a list of C# "
+        "statements; give a list of strings, one C# statement (a test) each, or use language: python for a string "
+        "of Python tests")
+
+
 def test_a_code_scorers_table_shows_the_code_metrics_by_default(project: Project,
                                                                  fault_server: ThreadedFaultServer) -> None:
     fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
@@ -293,6 +328,76 @@ def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
     assert run_csharp_tests(counter, COUNTER_TESTS).results == (True, True, True, True)
 
 
+# What a C# answer tries to see of the host: the review's planted answer read these in the unshare mode.
+PEEK = """\
+public static class Peek
+{
+    public static string Seen()
+    {
+        var seen = new System.Collections.Generic.List<string>();
+        foreach (var file in new[] { "/etc/passwd", "@README@" })
+        {
+            try { System.IO.File.ReadAllText(file); seen.Add("read " + file); } catch (System.Exception) { }
+        }
+        foreach (var dir in new[] { "/etc", "/work", "/var", "/srv", "/mnt", "/opt", "/home", "/sys", "/boot" })
+        {
+            try
+            {
+                foreach (var entry in System.IO.Directory.GetFileSystemEntries(dir))
+                    if (entry != "/etc/mono") seen.Add("listed " + entry);
+            }
+            catch (System.Exception) { }
+        }
+        return string.Join(" ", seen.Take(5));
+    }
+}
+"""
+
+
+@needs_mono
+def test_a_csharp_answer_reads_nothing_of_the_host_in_each_confined_mode(mode: str) -> None:
+    if mode == "weak":
+        pytest.skip("C# is refused in the weak mode (test_csharp_compiles_and_runs_in_each_confined_mode)")
+    code = "using System.Linq;\n" + PEEK.replace("@README@", str(REPO / "README.md"))
+    result = run_csharp_tests(code, ['Assert.Equal("", Peek.Seen());'])
+    assert (result.results, result.error) == ((True,), None)
+
+
+FILL = """\
+public static class Fill
+{
+    public static string Run()
+    {
+        // 160 MiB in files of 4 MiB, each under the file-size limit: only a cap on the whole folder stops it.
+        long written = 0;
+        var chunk = new byte[1 << 20];
+        try
+        {
+            for (int n = 0; n < 40; n++)
+                using (var f = System.IO.File.Create("fill-" + n))
+                    for (int i = 0; i < 4; i++) { f.Write(chunk, 0, chunk.Length); f.Flush(); written += chunk.Length; }
+        }
+        catch (System.IO.IOException e)
+        {
+            return written <= @LIMIT@L ? "stopped within the limit" : "stopped at " + written + ": " + e.Message;
+        }
+        return "wrote " + written;
+    }
+}
+"""
+
+
+@needs_mono
+def test_a_csharp_answer_cannot_fill_the_host_with_files(mode: str) -> None:
+    # The review's case: 960 MB in 64 files, each under the per-file limit, on the host's /tmp.
+    if mode == "weak":
+        pytest.skip("C# is refused in the weak mode (test_csharp_compiles_and_runs_in_each_confined_mode)")
+    result = run_csharp_tests(FILL.replace("@LIMIT@", str(SCRATCH_BYTES)),
+                              ['Assert.Equal("stopped within the limit", Fill.Run());'],
+                              SandboxLimits(timeout_s=30.0, memory_mb=256))
+    assert (result.results, result.error) == ((True,), None)
+
+
 def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         project: Project, fault_server: ThreadedFaultServer) -> None:
     fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
@@ -308,3 +413,14 @@ def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
         "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
         "figure)")
+
+
+def test_noqa_comments_in_the_answer_do_not_hide_its_violations(machine_mode: str) -> None:
+    # The answer is the code under review: its own suppression comments (per line, or for the whole file)
+    # would otherwise zero its count.
+    code = "import os\ndef add(a, b):\n    l = 0\n    return a + b\n"
+    expected = StyleResult(3, 4, {"E741": 1, "F401": 1, "F841": 1})
+    assert check_style("# ruff: noqa\n" + code) == StyleResult(3, 5, expected.rules)
+    assert check_style("# flake8: noqa\n" + code) == StyleResult(3, 5, expected.rules)
+    per_line = "import os  # noqa\ndef add(a, b):\n    l = 0  # noqa: E741, F841\n    return a + b\n"
+    assert check_style(per_line) == expected

@@ -24,7 +24,7 @@ from sandbox_modes import gone_within, machine_mode_fixture, mode_fixture  # noq
 
 from runner.scoring import sandbox
 from runner.scoring.sandbox import SandboxLimits, SandboxResult, extract_code, run_tests
-from runner.scoring.sandbox_boundary import UNSHARE_HIDDEN
+from runner.scoring.sandbox_boundary import SCRATCH_BYTES
 
 # The containment and escape tests run once in each mode that works here; scoring itself does not
 # depend on the mode and runs once, in the mode the machine would pick.
@@ -32,7 +32,6 @@ in_each_mode = pytest.mark.usefixtures("mode")
 in_the_machines_mode = pytest.mark.usefixtures("machine_mode")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REPO_HIDDEN_IN_UNSHARE = any(str(REPO_ROOT).startswith(d + "/") for d in UNSHARE_HIDDEN)
 LIMITS = SandboxLimits(timeout_s=2.0, memory_mb=200)
 # For the tests that wait for the deadline: shorter, as they run once per mode.
 LOOP_LIMITS = SandboxLimits(timeout_s=1.0, memory_mb=200)
@@ -507,13 +506,37 @@ def test_reading_a_file_the_runner_may_read_fails(secrets_dirs: list[Path], mode
         path, secret = _secret_file(folder, "key.pem", *owner, mode_bits)
         code = f"data = open({str(path)!r}).read()\nprint(data)\nraise Exception(data)\n" + CORRECT_ADD
         result = timed_run(code)
-        # bwrap shows neither folder; unshare hides /tmp and the homes but not the repository (unless it
-        # lives there), where only the file's mode keeps nobody out.
-        hidden = mode == "bwrap" or folder != secrets_dirs[1] or REPO_HIDDEN_IN_UNSHARE
-        reason = (f"FileNotFoundError: [Errno 2] No such file or directory: {str(path)!r}" if hidden
-                  else f"PermissionError: [Errno 13] Permission denied: {str(path)!r}")
+        # Neither mode shows either folder: the file's mode is not what keeps nobody out.
+        reason = f"FileNotFoundError: [Errno 2] No such file or directory: {str(path)!r}"
         assert_failed(result, f"runtime error: {reason}")
         assert secret not in (result.error or "")
+
+
+FILL_SCRATCH = dedent("""\
+    WRITTEN = [0]
+
+    def fill():
+        # 160 MiB in files of 4 MiB, each under the file-size limit: only a cap on the whole folder stops it.
+        chunk = b"x" * (1 << 20)
+        try:
+            for n in range(40):
+                with open("fill-%d" % n, "wb", buffering=0) as f:
+                    for _ in range(4):
+                        WRITTEN[0] += f.write(chunk)
+        except OSError as exc:
+            return WRITTEN[0] <= LIMIT, exc.errno
+        return WRITTEN[0] <= LIMIT, None
+""")
+
+
+@pytest.mark.usefixtures("mode")
+def test_the_scratch_folder_holds_at_most_its_size_in_all(mode: str) -> None:
+    # The review's case: files under the per-file limit, as many as it likes, on the host's /tmp.
+    if mode == "weak":
+        pytest.skip("the weak mode has no boundary: its scratch folder is the host's")
+    code = f"LIMIT = {SCRATCH_BYTES}\n" + FILL_SCRATCH
+    result = run_tests(code, "assert fill() == (True, 28), WRITTEN[0]", SandboxLimits(timeout_s=30.0, memory_mb=200))
+    assert (result.results, result.error) == ((True,), None)  # 28: ENOSPC, no space left on the device
 
 
 @in_each_mode

@@ -46,7 +46,7 @@ def _confined(mode: str) -> None:
 
 @pytest.fixture
 def visible_dir() -> Iterator[Path]:
-    """A folder outside /tmp and the homes, which the unshare mode leaves visible (bwrap hides it)."""
+    """A folder outside /tmp and the homes (in the repository), which neither mode may show."""
     folder = Path(tempfile.mkdtemp(prefix=".sandbox-test-", dir=REPO_ROOT))
     folder.chmod(0o755)
     try:
@@ -57,8 +57,11 @@ def visible_dir() -> Iterator[Path]:
 
 # --- the boundary alone -----------------------------------------------------------------------------
 
+# The host's folders of data and configuration, which no mode shows (/root may hold the interpreter).
+HOST_FOLDERS = ("/etc", "/work", "/var", "/srv", "/mnt", "/opt", "/home", "/sys", "/boot", "/media")
 OBSERVE = dedent("""\
     import json, os, socket, sys
+    HOST_FOLDERS = @HOST_FOLDERS@
     port, runner_pid, secret, open_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
     def attempt(action):
@@ -77,11 +80,14 @@ OBSERVE = dedent("""\
         "connect": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close()),
         "read secret": attempt(lambda: open(secret).read()),
         "read runner environ": attempt(lambda: open(f"/proc/{runner_pid}/environ").read()),
+        "read readable": attempt(lambda: open(os.path.join(os.path.dirname(secret), "notes.txt")).read()),
+        "read /etc/passwd": attempt(lambda: open("/etc/passwd").read()),
+        "host folders": {d: sorted(os.listdir(d)) for d in HOST_FOLDERS if os.path.isdir(d) and os.listdir(d)},
         "write world-writable dir": attempt(lambda: open(os.path.join(open_dir, "x"), "w").close()),
         "write /tmp": attempt(lambda: open("/tmp/x", "w").close()),
         "write scratch": attempt(lambda: open("inside", "w").close()),
     }))
-""")
+""").replace("@HOST_FOLDERS@", repr(HOST_FOLDERS))
 
 
 def test_the_boundary_alone_confines_a_plain_interpreter(mode: str, visible_dir: Path) -> None:
@@ -92,6 +98,8 @@ def test_the_boundary_alone_confines_a_plain_interpreter(mode: str, visible_dir:
     if ROOT:
         os.chown(secret, 1000, 1000)
     secret.chmod(0o600)
+    (visible_dir / "notes.txt").write_text("anyone may read this")
+    (visible_dir / "notes.txt").chmod(0o644)
     open_dir = visible_dir / "anyone-may-write"
     open_dir.mkdir()
     open_dir.chmod(0o777)
@@ -106,7 +114,8 @@ def test_the_boundary_alone_confines_a_plain_interpreter(mode: str, visible_dir:
                               check=False)
         assert done.returncode == 0, done.stderr
         seen = json.loads(done.stdout)
-        assert os.listdir(workdir) == ["inside"]
+        # Written inside, but to a tmpfs of its own (SCRATCH_BYTES): nothing reaches the host's folder.
+        assert os.listdir(workdir) == []
     uid = NOBODY if ROOT else os.getuid()
     assert (seen["uid"], seen["gid"], seen["groups"], seen["caps"]) == (uid, NOBODY if ROOT else os.getgid(), [],
                                                                         "0000000000000000")
@@ -119,6 +128,9 @@ def test_the_boundary_alone_confines_a_plain_interpreter(mode: str, visible_dir:
     assert seen["write scratch"] == "done"
     if ROOT:
         assert seen["read secret"] != "done"
+    # Nothing of the host's data, in either mode: not even a file anyone may read, nor /etc.
+    assert (seen["read readable"], seen["read /etc/passwd"]) == ("FileNotFoundError", "FileNotFoundError")
+    assert seen["host folders"] == {}
     if mode == "bwrap":
         # Only what Python needs: no /etc, /home, /work or /var; /root only as the way to the interpreter.
         assert not {"etc", "home", "var", "work", "sys"} & set(seen["top"]), seen["top"]

@@ -129,8 +129,9 @@ class CodeTestsScorer(ScorerBase):
 
     type: Literal["code_tests"]
     language: Literal["python", "csharp"] = Field("python", description="The answers' language: python or csharp.")
-    tests_field: str = Field("tests", description="Dataset field with the tests: assert statements (Python), or a "
-                                                  "list of C# statements, one test each.")
+    tests_field: str = Field("tests", description="Dataset field with the tests: one string of assert statements "
+                                                  "(Python), or a list of C# statements, one test each (C#); the "
+                                                  "other language's form is refused at validation.")
     timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit per item (for C#: of running the tests).")
     memory_mb: int = Field(256, ge=32, description="Address-space limit of the child process.")
     style: bool = Field(True, description="Count ruff's style violations in Python answers that compile "

@@ -1,9 +1,9 @@
 """C# answers: compiled with Mono's `mcs` and unit-tested by a small harness run with `mono`, in the sandbox.
 
 The analysis's code-generation task is a C# class written from a spec. An item's tests are C#
-statements, one test each (a JSON list of strings, or one per line of a string), written against a
-tiny assertion class the harness brings (`Assert.Equal(expected, actual)`, `Assert.True(c)`,
-`Assert.False(c)`, `Assert.SequenceEqual(expected, actual)`, `Assert.Throws<E>(() => ...)`):
+statements, one test each (a JSON list of strings; a string, Python's form of tests, is refused),
+written against a tiny assertion class the harness brings (`Assert.Equal(expected, actual)`,
+`Assert.True(c)`, `Assert.False(c)`, `Assert.SequenceEqual(expected, actual)`, `Assert.Throws<E>(() => ...)`):
 
     {"id": "cs01", "spec": "...", "tests": ["Assert.Equal(5, Calc.Add(2, 3));", "Assert.True(Calc.Add(0, 0) == 0);"]}
 
@@ -22,8 +22,8 @@ Three steps, each inside the sandbox's boundary (`sandbox_tool`), in one scratch
    with those after it; those reported before still count.
 
 Mono reads its configuration from /etc/mono, which the boundary binds read-only (nothing else of
-/etc). As with the Python child, the boundary protects the host, not the score: an answer can
-cheat by reflection.
+/etc, in both confined modes: `sandbox_boundary`). As with the Python child, the boundary protects
+the host, not the score: an answer can cheat by reflection.
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ def _tool(name: str) -> str:
 
 
 def split_tests(tests: Any) -> list[str]:
-    """An item's tests as a list of C# statements: a list as it is, a string one test per non-blank line."""
+    """An item's tests as a list of C# statements: a list as it is, anything else none (the scorer's
+    validation refuses a string, Python's form of tests, for C#)."""
     if isinstance(tests, list):
         return [str(t) for t in tests]
-    return [line.strip() for line in str(tests).splitlines() if line.strip()]
+    return []
 
 
 def extract_csharp(text: str) -> str:
@@ -278,7 +279,7 @@ def run_csharp_tests(code: str, tests: Sequence[str], limits: SandboxLimits | No
             nonce = secrets.token_hex(16)
             run = box.run([_tool("mono"), "harness.exe"], timeout_s=limits.timeout_s, memory_mb=limits.memory_mb,
                           stdin=(nonce + "\n").encode(), ro_binds=_mono_binds(),
-                          max_output_bytes=limits.max_output_bytes)
+                          max_output_bytes=limits.max_output_bytes, inputs=("solution.dll", "harness.exe"))
             for line in run.stdout.decode(errors="replace").splitlines():
                 word, _, rest = line.partition(" ")
                 if word != nonce:

@@ -6,16 +6,20 @@ kernel's. One of three modes is picked once per process, by running each candida
 
 - `bwrap` (bubblewrap): new PID, network, IPC, UTS and (where possible) cgroup namespaces, and a mount
   namespace whose root is an empty tmpfs holding only read-only /usr, the Python installation and the
-  child script, a fresh /proc of the new PID namespace, a minimal /dev, a root-owned /tmp and the
-  scratch directory (read-write, at /tmp/sandbox, the cwd). As root there is no user namespace (one
+  child script, a fresh /proc of the new PID namespace, a minimal /dev, a small root-owned /tmp and the
+  scratch directory (read-write, at /tmp/sandbox, the cwd: for anything that runs the answer's code
+  a tmpfs of SCRATCH_BYTES of its own, so that many files under the file-size limit cannot fill the
+  host's disk; see `Boundary.tool_command`). As root there is no user namespace (one
   that maps only uid 0 would leave the child root outside it) and setpriv drops to uid and gid 65534
   (nobody) with no supplementary groups, no capabilities and no_new_privs. As another user, a user
   namespace is added and the child keeps that user's uid, without capabilities.
 - `unshare` (util-linux, root only): the same namespaces without bubblewrap. A shell step in the new
-  mount namespace makes every mount read-only, puts empty tmpfs over /tmp, /var/tmp, /dev/shm, /run,
-  /home and /root (binding the Python installation back read-only where it lives under one of them),
-  binds the scratch directory at /tmp/sandbox and drops to nobody as above. The rest of the
-  filesystem stays visible, readable only where anyone may read.
+  mount namespace makes every mount read-only, puts an empty tmpfs over every top-level folder but
+  the system's programs and libraries (/usr, /bin, /sbin, /lib*), /proc and /dev, and over /dev/shm
+  (so /etc, /home, /root, /tmp, /var, /work and the like are empty), /dev/null over the top-level
+  files, binds back read-only what the child needs from under them (the Python installation, a
+  tool's `ro_binds`), puts the scratch directory at /tmp/sandbox (as bwrap) and drops to nobody: the
+  same view as bwrap's, built by subtraction, so a folder a host adds at / is hidden too.
 - `weak`: no boundary, only the audit hook and resource limits; the child runs as the runner's user
   and can read what the runner can. Used only when asked for with RUNNER_SANDBOX=weak.
 
@@ -37,7 +41,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "UNSHARE_HIDDEN", "Boundary", "SandboxUnavailable", "boundary"]
+__all__ = ["INNER_WORKDIR", "MODES", "NOBODY", "SCRATCH_BYTES", "Boundary", "SandboxUnavailable", "boundary",
+           "unshare_hidden"]
 
 MODE_ENV = "RUNNER_SANDBOX"
 TOOLS_ENV = "RUNNER_SANDBOX_PATH"
@@ -46,10 +51,15 @@ NOBODY = 65534
 # Fixed paths inside the boundary: the scratch directory (cwd, HOME, TMPDIR) and the child script.
 INNER_WORKDIR = "/tmp/sandbox"
 INNER_CHILD = "/run/runner/sandbox_child.py"
+# The most the answer's code may write in all, as files in its scratch folder (each file is also capped, by
+# RLIMIT_FSIZE): the folder is a tmpfs of this size, so no number of files under the cap fills the host.
+SCRATCH_BYTES = 64 << 20
+_HIDDEN_TMPFS_BYTES = 1 << 20  # the empty tmpfs over hidden folders (and bwrap's /tmp)
 # Where the system's own tools are, whatever PATH the runner was started with.
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Hidden under empty tmpfs in the unshare mode: the world-writable places and the users' homes.
-UNSHARE_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", "/root")
+# Left visible (read-only) in the unshare mode: what bwrap's view holds too. Every other top-level
+# folder is covered (unshare_hidden), and the world-writable /dev/shm within /dev.
+_UNSHARE_KEPT = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/dev")
 _PROBE_TIMEOUT_S = 20.0
 _INSTALL_FIX = "install bubblewrap (apt-get install bubblewrap), or run as root so unshare can be used"
 _WEAK_FIX = "RUNNER_SANDBOX=weak runs it with the audit hook only"
@@ -101,27 +111,32 @@ class Boundary:
             os.chown(host_workdir, NOBODY, NOBODY)
 
     def command(self, host_workdir: str, python_args: Sequence[str], report_fd: int) -> list[str]:
-        """argv that runs `python python_args` inside the boundary, with host_workdir as its scratch directory.
+        """argv that runs `python python_args` inside the boundary; its scratch directory is a tmpfs of
+        SCRATCH_BYTES of its own (the child needs nothing from host_workdir, and leaves nothing there).
 
         `report_fd` is the inherited descriptor the child reports on, which the unshare mode's shell step
         must not reuse for its own descriptors."""
         python = [self.python, *python_args]
         if self.mode == "bwrap":
-            return self._bwrap(host_workdir, python)
+            return self._bwrap(host_workdir, python, inputs=())
         if self.mode == "unshare":
             return self._unshare(host_workdir, python, report_fd)
         return python
 
-    def tool_command(self, host_workdir: str, argv: Sequence[str], ro_binds: Sequence[str] = ()) -> list[str]:
+    def tool_command(self, host_workdir: str, argv: Sequence[str], ro_binds: Sequence[str] = (),
+                     inputs: Sequence[str] | None = None) -> list[str]:
         """argv that runs a program other than the Python child (a compiler, a linter) inside the boundary.
 
         The program sees what the child sees, without the Python installation and the child script, plus
         `ro_binds` (files or folders, read-only at the same path: a compiler's configuration in /etc, a
-        linter's binary in a virtual environment). Weak mode: `argv` itself."""
+        linter's binary in a virtual environment). `inputs` None: host_workdir is its scratch directory,
+        read-write (our compiler's output is the next step's input); a list of names in host_workdir (for
+        a program that runs the answer's code): the scratch directory is a tmpfs of SCRATCH_BYTES holding
+        those files read-only, and what is written there never reaches the host. Weak mode: `argv` itself."""
         if self.mode == "bwrap":
-            return self._bwrap(host_workdir, list(argv), ro_binds=ro_binds, python_child=False)
+            return self._bwrap(host_workdir, list(argv), ro_binds=ro_binds, python_child=False, inputs=inputs)
         if self.mode == "unshare":
-            script = _unshare_script(host_workdir, None, [*self._drop_privileges(), *argv], -1, ro_binds)
+            script = _unshare_script(host_workdir, None, [*self._drop_privileges(), *argv], -1, ro_binds, inputs)
             return [self._tool("setpriv"), "--pdeathsig", "KILL", "--", self._tool("unshare"), "--mount", "--pid",
                     "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", script]
         return list(argv)
@@ -143,7 +158,7 @@ class Boundary:
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
     def _bwrap(self, host_workdir: str, python: list[str], ro_binds: Sequence[str] = (),
-               python_child: bool = True) -> list[str]:
+               python_child: bool = True, inputs: Sequence[str] | None = None) -> list[str]:
         root = os.geteuid() == 0
         argv = [self._tool("bwrap")]
         # As root, bwrap's user namespace would map only uid 0, and setpriv could not drop to nobody in it.
@@ -169,7 +184,14 @@ class Boundary:
                 # The parents bwrap makes would be 0700, which nobody could not enter (/etc for /etc/mono).
                 argv += [d for d in _parents(path) for d in ("--perms", "0755", "--dir", d)]
                 argv += ["--ro-bind", path, path]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", host_workdir, INNER_WORKDIR]
+        # /tmp is small: as another user (a user namespace) it is the user's, and writable.
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(_HIDDEN_TMPFS_BYTES), "--tmpfs", "/tmp"]
+        if inputs is None:
+            argv += ["--bind", host_workdir, INNER_WORKDIR]
+        else:
+            argv += ["--size", str(SCRATCH_BYTES), "--perms", "0777", "--tmpfs", INNER_WORKDIR]
+            for name in inputs:
+                argv += ["--ro-bind", os.path.join(host_workdir, name), f"{INNER_WORKDIR}/{name}"]
         if python_child:
             # bwrap makes the parents of a file it binds 0700, which nobody could not enter.
             argv += [d for d in _parents(INNER_CHILD) for d in ("--perms", "0755", "--dir", d)]
@@ -178,7 +200,8 @@ class Boundary:
         return argv + (self._drop_privileges() if root else []) + python
 
     def _unshare(self, host_workdir: str, python: list[str], report_fd: int) -> list[str]:
-        script = _unshare_script(host_workdir, self.python, [*self._drop_privileges(), *python], report_fd)
+        script = _unshare_script(host_workdir, self.python, [*self._drop_privileges(), *python], report_fd,
+                                 inputs=())
         # setpriv --pdeathsig: unshare itself does not die with the runner; --kill-child takes the
         # namespace's init (the shell) with it, and the PID namespace everything in it.
         return [self._tool("setpriv"), "--pdeathsig", "KILL", "--", self._tool("unshare"), "--mount", "--pid",
@@ -213,32 +236,55 @@ def _python_dirs(python: str) -> list[str]:
     return dirs
 
 
+def _top_level() -> list[str]:
+    return sorted(os.path.join("/", name) for name in os.listdir("/"))
+
+
+def unshare_hidden() -> tuple[str, ...]:
+    """The folders the unshare mode covers with an empty tmpfs: the host's top-level folders (not links:
+    /bin -> usr/bin) but _UNSHARE_KEPT, and /dev/shm."""
+    top = [d for d in _top_level() if os.path.isdir(d) and not os.path.islink(d) and d not in _UNSHARE_KEPT]
+    return (*top, "/dev/shm")
+
+
 def _unshare_script(host_workdir: str, python: str | None, command: list[str], report_fd: int,
-                    ro_binds: Sequence[str] = ()) -> str:
+                    ro_binds: Sequence[str] = (), inputs: Sequence[str] | None = None) -> str:
     """The shell step run as the new namespaces' init: build the mount view, then run `command`.
 
     The shell stays as init (the command is not its last word), so the child is not PID 1, to which
     the kernel would not deliver the signals of its resource limits. `python` None: a tool's command
-    (`Boundary.tool_command`), which needs no interpreter, only `ro_binds` where they are hidden."""
+    (`Boundary.tool_command`), which needs no interpreter, only `ro_binds` where they are hidden.
+    `inputs` as for `Boundary.tool_command`: None binds host_workdir, a list a tmpfs with those files."""
     q = shlex.quote
-    keep = [d for d in [*(_python_dirs(python) if python else []), *ro_binds] if _is_covered(d)]
+    hidden = unshare_hidden()
+    files = [f for f in _top_level() if os.path.isfile(f) and not os.path.islink(f)]  # /.dockerenv, say
+    keep = [d for d in [*(_python_dirs(python) if python else []), *ro_binds] if any(_under(d, h) for h in hidden)]
     # Descriptors opened before the tmpfs covers go on: they still reach the hidden originals, which
     # are bound back through /proc/self/fd (mount -c: not canonicalized, which would find the tmpfs).
-    fds = iter(n for n in range(3, 10 + len(ro_binds)) if n != report_fd)
-    opened = [(next(fds), path) for path in (host_workdir, _CHILD_SCRIPT, *keep)]
+    files_in = [os.path.join(host_workdir, name) for name in inputs or ()]
+    fds = iter(n for n in range(3, 10 + len(ro_binds) + len(files_in)) if n != report_fd)
+    opened = [(next(fds), path) for path in (host_workdir, _CHILD_SCRIPT, *files_in, *keep)]
     lines = ["set -eu"]
     lines += [f"exec {n}<{q(path)}" for n, path in opened]
     lines += [
         # Every mount read-only in this namespace only; the host's mounts are untouched.
         "while read -r _ _ _ _ mp _; do mount -o remount,bind,ro \"$(printf '%b' \"$mp\")\" 2>/dev/null || :; "
         "done < /proc/self/mountinfo",
-        *(f"if [ -d {q(d)} ]; then mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev,noexec tmpfs {q(d)}; fi"
-          for d in UNSHARE_HIDDEN),
+        *(f"if [ -d {q(d)} ]; then mount -t tmpfs -o mode=0755,size={_HIDDEN_TMPFS_BYTES},nosuid,nodev,noexec "
+          f"tmpfs {q(d)}; fi" for d in hidden),
+        *(f"if [ -f {q(f)} ]; then mount --bind /dev/null {q(f)}; fi" for f in files),
     ]
-    binds = [(n, path, "ro") for n, path in opened[2:]]
-    binds += [(opened[0][0], INNER_WORKDIR, "rw,nosuid,nodev,noexec"), (opened[1][0], INNER_CHILD, "ro")]
-    for n, target, options in binds:
-        is_file = target == INNER_CHILD or (target != INNER_WORKDIR and os.path.isfile(target))
+    # (descriptor, target, options, whether a file): the kept folders, then the scratch directory and
+    # the child script; then the inputs, into the scratch directory's tmpfs.
+    binds = [(n, path, "ro", os.path.isfile(path)) for n, path in opened[2 + len(files_in):]]
+    if inputs is None:
+        binds += [(opened[0][0], INNER_WORKDIR, "rw,nosuid,nodev,noexec", False)]
+    else:
+        lines += [f"mkdir -p {q(INNER_WORKDIR)}",
+                  f"mount -t tmpfs -o mode=0777,size={SCRATCH_BYTES},nosuid,nodev,noexec tmpfs {q(INNER_WORKDIR)}"]
+    binds += [(opened[1][0], INNER_CHILD, "ro", True)]
+    binds += [(n, f"{INNER_WORKDIR}/{os.path.basename(path)}", "ro", True) for n, path in opened[2:2 + len(files_in)]]
+    for n, target, options, is_file in binds:
         make = f"mkdir -p {q(os.path.dirname(target))} && : > {q(target)}" if is_file else f"mkdir -p {q(target)}"
         lines += [make, f"mount -c --bind /proc/self/fd/{n} {q(target)}",
                   f"mount -o remount,bind,{options} {q(target)}"]
@@ -252,10 +298,6 @@ def _unshare_script(host_workdir: str, python: str | None, command: list[str], r
 
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _is_covered(path: str) -> bool:
-    return any(_under(path, d) for d in UNSHARE_HIDDEN)
 
 
 # --- choosing the mode --------------------------------------------------------------------------

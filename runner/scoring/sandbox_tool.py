@@ -3,9 +3,11 @@
 The C# scorer compiles the answer with `mcs` and runs its tests with `mono`, and the style check runs
 `ruff` on the answer's Python: each step is started here, inside the same operating-system boundary
 as the Python child (`sandbox_boundary`: namespaces, a read-only /usr, nobody, an empty environment),
-in a scratch directory the steps of one answer share. Limits are the kernel's: `prlimit` lowers the
-address space, CPU time, file size, open files and core size before the program starts, and the
-parent's wall-clock deadline kills the whole process group. There is no audit hook: these programs
+in a scratch directory the steps of one answer share (the step that runs the answer's code, mono,
+and ruff get a size-limited tmpfs of their own with their inputs bound in: `Scratch.run`'s `inputs`).
+Limits are the kernel's: `prlimit` lowers the address space, CPU time, file size, open files and
+core size before the program starts, and the parent's wall-clock deadline kills the whole process
+group. There is no audit hook: these programs
 are not Python, so the boundary is all there is, and `scratch()` refuses the weak mode for anything
 that runs the answer's own code (`runs_answer=True`).
 """
@@ -53,16 +55,22 @@ class Scratch:
         os.chmod(path, 0o644)  # readable by nobody, whom the boundary runs the steps as
 
     def run(self, argv: Sequence[str], *, timeout_s: float, memory_mb: int, stdin: bytes = b"",
-            ro_binds: Sequence[str] = (), max_output_bytes: int = 65536) -> ToolRun:
+            ro_binds: Sequence[str] = (), max_output_bytes: int = 65536,
+            inputs: Sequence[str] | None = None) -> ToolRun:
         """Run argv (paths relative to the scratch directory, its cwd) under the limits; never raises on
-        the program's own failure, only when it cannot be started (OSError)."""
+        the program's own failure, only when it cannot be started (OSError).
+
+        `inputs`: for a step that runs the answer's code, the scratch files it reads; it then runs in a
+        tmpfs of SCRATCH_BYTES of its own holding those (read-only), so that no number of files under
+        the file-size limit fills the host, and nothing it writes is seen by the next step. None: the
+        shared scratch directory, read-write (our compiler, whose output the next step reads)."""
         prlimit = shutil.which("prlimit", path=_SYSTEM_PATH)
         if prlimit is None:
             raise OSError("prlimit (util-linux) is not installed")
         memory, cpu = memory_mb << 20, math.ceil(timeout_s) + 1
         limited = [prlimit, f"--as={memory}", f"--cpu={cpu}:{cpu + 1}", f"--fsize={_MAX_FILE_BYTES}",
                    f"--nofile={_MAX_OPEN_FILES}", "--core=0", "--", *argv]
-        command = self.where.tool_command(self.host_dir, limited, ro_binds)
+        command = self.where.tool_command(self.host_dir, limited, ro_binds, inputs)
         deadline = time.monotonic() + timeout_s
         with tempfile.TemporaryFile() as stdin_file:
             stdin_file.write(stdin)

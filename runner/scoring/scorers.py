@@ -286,14 +286,25 @@ class CodeTests(Scorer):
 
     def _check_tests(self, item: Item, file: Path, key: str) -> None:
         tests = item.fields[self.config.tests_field]
+        # Each language's tests have their own JSON type, so that a dataset scored under the wrong language
+        # is refused: a C# list stringified is one Python expression (any answer that compiles passes it),
+        # and each line of a Python string taken for a C# statement fails every test.
         if self.config.language == "csharp":
-            if not (isinstance(tests, str) or (isinstance(tests, list) and all(isinstance(t, str) for t in tests))) \
-                    or not split_tests(tests):
+            if isinstance(tests, str):
+                raise ConfigError(f"the tests of dataset item {item.id!r} are a string, not a list of C# statements",
+                                  file=file, key=key, fix="give a list of strings, one C# statement (a test) each, "
+                                                          "or use language: python for a string of Python tests")
+            if not (isinstance(tests, list) and all(isinstance(t, str) for t in tests)) or not split_tests(tests):
                 raise ConfigError(f"the tests of dataset item {item.id!r} are not C# statements", file=file,
                                   key=key, fix="give a list of strings, one C# statement (a test) each")
             return
+        if not isinstance(tests, str):
+            kind = "a list" if isinstance(tests, list) else f"a JSON {type(tests).__name__}"
+            raise ConfigError(f"the tests of dataset item {item.id!r} are {kind}, not Python source", file=file,
+                              key=key, fix="give the tests as one string of Python (assert statements), or set "
+                                           "language: csharp if they are C# statements")
         try:
-            ast.parse(str(tests))
+            ast.parse(tests)
         except (SyntaxError, ValueError) as exc:
             where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
             raise ConfigError(f"the tests of dataset item {item.id!r} are not valid Python: "

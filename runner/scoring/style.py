@@ -2,7 +2,9 @@
 
 The analysis asks for "style compliance" next to compile and test success. ruff reads the answer's
 code on stdin (nothing of it is executed) with a fixed rule set and no configuration file
-(`--isolated`, so a pyproject.toml near the run changes nothing): pycodestyle errors and warnings
+(`--isolated`, so a pyproject.toml near the run changes nothing) and ignoring the answer's own
+suppression comments (`--ignore-noqa`: a `# noqa` or `# ruff: noqa` the model wrote would otherwise
+zero its count): pycodestyle errors and warnings
 (E, W), pyflakes (F: unused imports and variables, undefined names) and pep8-naming (N), at ruff's
 default line length of 88. It runs in the sandbox's boundary like the answer's code, because it
 parses text the model wrote. ruff is a runtime dependency for this (its binary comes with the
@@ -56,9 +58,9 @@ def check_style(code: str) -> StyleResult:
     lines = sum(1 for line in code.splitlines() if line.strip())
     with scratch(runs_answer=False) as box:
         run = box.run([ruff, "check", "--isolated", "--no-cache", f"--select={','.join(RULES)}",
-                       "--output-format=json", "--exit-zero", "--stdin-filename=solution.py", "-"],
+                       "--ignore-noqa", "--output-format=json", "--exit-zero", "--stdin-filename=solution.py", "-"],
                       timeout_s=_TIMEOUT_S, memory_mb=_MEMORY_MB, stdin=code.encode(), ro_binds=(ruff,),
-                      max_output_bytes=8 << 20)
+                      max_output_bytes=8 << 20, inputs=())
     if run.timed_out or run.returncode != 0:
         detail = _one_line(run.stderr.decode(errors="replace"), 160)
         raise RuntimeError(f"ruff failed (status {run.returncode}{', timed out' if run.timed_out else ''}): {detail}")
