@@ -90,8 +90,8 @@ def test_python_answers_report_compile_rate_test_pass_rate_and_style(
     # The mean share of an item's tests passed: 1, 1, 1/4, 0, 0 (the cut-off answer's tests are not run).
     pass_rate = metrics["test_pass_rate"]
     assert pass_rate["value"] == pytest.approx((1 + 1 + 0.25) / 5)
-    assert pass_rate["interval"] == "item bootstrap"
-    assert pass_rate["low"] < pass_rate["value"] < pass_rate["high"]
+    # 5 items are too few for its bootstrap interval (at least 10): the value is data, with no bounds.
+    assert (pass_rate["interval"], pass_rate["low"], pass_rate["high"]) == (None, None, None)
     # ruff on the answers that compiled and finished: 3 violations in 2 + 4 + 2 non-blank lines.
     assert metrics["style_violations"]["value"] == pytest.approx(100 * 3 / 8)
     assert metrics["outcomes"] == {"answered": 0.6, "no_code": 0.2, "truncated": 0.2}
@@ -295,8 +295,10 @@ def test_csharp_compiles_and_runs_in_each_confined_mode(mode: str) -> None:
 
 def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         project: Project, fault_server: ThreadedFaultServer) -> None:
-    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
-    project.write_dataset(PY_ROWS)
+    # Ten items (the five answers twice over): enough for a bootstrap interval.
+    rows = [{"id": f"p{i}", "spec": "add two numbers", "tests": ADD_TESTS} for i in range(1, 11)]
+    fault_server.set_plan(FaultPlan(script={f"[p{i}]": PY_ANSWERS[f"[p{(i - 1) % 5 + 1}]"] for i in range(1, 11)}))
+    project.write_dataset(rows)
     exp = _experiment(fault_server)
     exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.3}
     path = project.write(exp)
@@ -305,6 +307,48 @@ def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
     assert isinstance(report, Report)
     (verdict,) = report.tables[0].verdicts
     assert verdict.text == (
-        "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
+        "model=fake: not shown viable at n=10 items: test_pass_rate 0.45 [0.17, 0.72] straddles 0.30; test_pass_rate "
         "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
         "figure)")
+
+
+# Two items whose answers pass 2 of 4 and 3 of 5 tests: test_pass_rate 0.55, which a percentile bootstrap
+# over the two items would put at exactly [0.50, 0.60], a "yes" against a bar of 0.5.
+TWO_ROWS = [{"id": "h1", "spec": "add", "tests": ADD_TESTS},
+            {"id": "h2", "spec": "add", "tests": ADD_TESTS + "\nassert add(5, 5) == 10"}]
+TWO_ANSWERS = {"[h1]": ("```python\ndef add(a, b):\n    return a * 2 if a == b else a + b + 1\n```", "stop"),
+               "[h2]": ("```python\ndef add(a, b):\n    return a * 2 if a == b else a + b + 1\n```", "stop")}
+
+
+def test_two_items_give_no_bootstrap_interval_value_or_verdict(
+        project: Project, fault_server: ThreadedFaultServer, capsys: pytest.CaptureFixture[str]) -> None:
+    fault_server.set_plan(FaultPlan(script=TWO_ANSWERS))
+    project.write_dataset(TWO_ROWS)
+    exp = _experiment(fault_server)
+    exp["task"] = "code_generation"
+    exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.5}
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    scores = _scores(path)
+    assert (scores["h1"].extras["tests"], scores["h2"].extras["tests"]) == (
+        [False, True, False, True], [False, True, False, True, True])
+    report = runner.report(path)
+    assert isinstance(report, Report)
+    (table,) = report.tables
+    (verdict,) = table.verdicts
+    assert (verdict.status, verdict.text) == ("not judged", (
+        "model=fake: not judged: test_pass_rate has no interval here (fewer than 10 items, too few for a bootstrap "
+        "interval to be trusted, or no answer it is defined over); run more items"))
+    (row,) = table.rows
+    assert row[table.headers.index("test_pass_rate")] == "-"
+    assert row[table.headers.index("style_violations")] == "-"
+    assert ('test_pass_rate, style_violations: "-" where a row has fewer than 10 items: a bootstrap interval over so '
+            "few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly [0.50, 0.60]), so no value, "
+            "interval or verdict is given; run more items") in table.notes
+    (record,) = table.records
+    assert record.metrics["test_pass_rate"] == {"value": pytest.approx(0.55), "low": None, "high": None,
+                                                "n_items": 2, "n_jobs": 2, "interval": None}
+    capsys.readouterr()
+    assert main(["matrix", str(path), "--format", "json"]) == 0
+    cells = {c["task"]: c for c in json.loads(capsys.readouterr().out)["cells"]}
+    assert (cells["code_generation"]["verdict"], cells["code_generation"]["value"]) == ("not judged", None)

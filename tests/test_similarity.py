@@ -163,11 +163,11 @@ def test_repeat_text_measures_on_planted_answers(project: Project) -> None:
     # Agreement reads the class when there is one; with none (a similarity scorer) it reads the text,
     # so on these answers it equals the identical share.
     assert warm["agreement"]["value"] == pytest.approx(warm["identical_share"]["value"])
-    # Every measure with an interval over the 2 items (bootstrap), and the unit said.
+    # Two items are too few for a bootstrap interval (runner.analysis.clustered.MIN_BOOTSTRAP_ITEMS): none,
+    # rather than [0.67, 0.67] from resampling two items.
     for name in ("identical_share", "distinct_outputs", "pairwise_similarity", "divergence_t0"):
         m = warm[name]
-        assert (m["n_items"], m["interval"]) == (2, "item bootstrap"), name
-        assert m["low"] <= m["value"] <= m["high"], name
+        assert (m["n_items"], m["interval"], m["low"], m["high"]) == (2, None, None, None), name
     assert warm["items"] == {"n_items": 2, "n_jobs": 6}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from runner.analysis.clustered import item_bootstrap
+from runner.analysis.clustered import MIN_BOOTSTRAP_ITEMS, item_bootstrap
 from runner.analysis.stats import cohen_kappa
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
@@ -41,8 +41,8 @@ class RaterAgreement:
         if math.isnan(self.kappa):
             shown = "undefined (a rater uses one class only)"
         else:
-            interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.low is not None and self.high is not None else ""
-            shown = f"{self.kappa:.2f}{interval}"
+            shown = f"{self.kappa:.2f} [{self.low:.2f}, {self.high:.2f}]" if self.low is not None and \
+                self.high is not None else f"- (no interval under {MIN_BOOTSTRAP_ITEMS} items)"
         which = f" (differ on {', '.join(self.disagreements[:5])}{', ...' if len(self.disagreements) > 5 else ''})" \
             if self.disagreements else ""
         return (f"human agreement (the ceiling for the model's kappa): {a} vs {b}: Cohen's kappa {shown}, "
