@@ -209,6 +209,43 @@ def test_without_mcs_and_mono_a_csharp_run_stops_before_any_request(
     assert not project.store_path().exists()
 
 
+@needs_mono
+def test_reading_stored_csharp_scores_needs_no_mono_and_scoring_again_says_so(
+        project: Project, fault_server: ThreadedFaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fault_server.set_plan(FaultPlan(script=CS_ANSWERS))
+    project.write_dataset(CS_ITEMS)
+    exp = _experiment(fault_server, language="csharp")
+    exp["task"] = "code_generation"
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0  # with mono: every score stored
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("RUNNER_CSHARP_PATH", str(empty))
+    capsys.readouterr()
+    # Every score is stored: reading them needs no compiler.
+    assert main(["report", path, "--format", "json"]) == 0
+    assert main(["matrix", path, "--format", "json"]) == 0
+    assert main(["score", path]) == 0
+    out = capsys.readouterr().out
+    assert '"verdict": "no bar"' in out and "left out" not in out
+    # A renamed scorer has no stored score: the answers must be scored again, and cannot be here.
+    exp["scorers"][0]["name"] = "renamed"
+    project.write(exp)
+    missing = (f"runner: {path}: scorers[0].language: code_tests with language csharp compiles and runs answers "
+               "with mcs and mono, but mcs and mono are not installed; install Debian's mono-mcs and mono-runtime "
+               "(apt-get install -y mono-mcs mono-runtime; scripts/install_mono.sh), or use language: python")
+    for verb in ("report", "score"):
+        assert main([verb, path]) == 2
+        assert capsys.readouterr().err.strip() == missing
+    # The matrix leaves that file out, and says why, rather than stopping.
+    assert main(["matrix", path, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [e["status"] for e in data["experiments"]] == ["left out"]
+    assert data["notes"] == [f"{path}: left out: stored answers have no valid score and cannot be scored here: "
+                             + missing.removeprefix("runner: ")]
+
+
 def test_csharp_is_refused_without_a_boundary(project: Project, fault_server: ThreadedFaultServer,
                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:

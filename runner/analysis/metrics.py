@@ -475,6 +475,7 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
                 and not isinstance(scorer, CodeTests):
             hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
+            scorer.ensure_tools()  # a compiler, a sandbox: needed only now, not to read cached scores
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
             fresh.append((r.job.job_id, scorer.key, score.to_dict()))
         else:

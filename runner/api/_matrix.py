@@ -47,11 +47,15 @@ def _source(label: str, experiment: Experiment, limit: int | None, max_jobs: int
     if experiment.study is not None or experiment.task is None:
         return Source(label, experiment, None, threshold)
     from runner.backends import create_backend
+    from runner.scoring.errors import ScoringUnavailable
 
     p = prepare(experiment, for_reading=True, limit=limit, max_jobs=max_jobs)
     store = Store.open_readonly(p.store_path)  # none yet: every cell is "not run"
     try:
         results = load_results(p.plan, store, p.scorers, limit)
+    except ScoringUnavailable as exc:
+        # Answers without a valid stored score, and nothing here to score them with: the other files still count.
+        return Source(label, experiment, None, threshold, left_out=exc.line())
     finally:
         if store is not None:
             store.close()
