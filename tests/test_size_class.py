@@ -24,11 +24,26 @@ def test_a_count_is_read_as_a_model_card_writes_it(written: object, count: int) 
     assert parse_params(written) == count
 
 
-@pytest.mark.parametrize("written", ["1.7 billion", "B", "", "-1B", True, 0, 0.4])
+@pytest.mark.parametrize("written", ["1.7 billion", "B", "", "-1B", True, 0, "0.0001K"])
 def test_anything_else_is_refused(written: object) -> None:
     refused = re.escape("is not a parameter count; write it as 135M, 1.7B or a whole number")
     with pytest.raises(ValueError, match=refused):
         parse_params(written)
+
+
+@pytest.mark.parametrize(("written", "fix"), [(1.7, "1.7B (billion) or 1.7M (million)"),
+                                              (7, "7B (billion) or 7M (million)"),
+                                              ("0.5", "0.5B (billion) or 0.5M (million)")])
+def test_a_bare_number_below_a_million_is_a_forgotten_suffix(project: Project, capsys: pytest.CaptureFixture[str],
+                                                             written: object, fix: str) -> None:
+    # `params: 1.7` was stored as 2 parameters (class <=1B) and `params: 7` as 7.
+    exp = base_experiment()
+    exp["models"] = [{"name": "m", "id": "m", "params": written}]
+    path = project.write(exp)
+    assert main(["validate", str(path), "--offline"]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: {path}: models[0].params: {written!r} is a bare number below 1,000,000, a count of single "
+        f"parameters; write {fix}\n")
 
 
 @pytest.mark.parametrize(("count", "cls"), [
