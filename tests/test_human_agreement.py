@@ -56,8 +56,9 @@ def test_kappa_between_the_humans_is_cohens_and_sits_next_to_the_models(
     out = capsys.readouterr().out
     # The model's kappa against r1: right on i0-i2, i4, i5, i7 and the same eight; tp 6, fn 2, fp 2, tn 6.
     model_kappa = cohen_kappa(FIRST, (["yes"] * 4 + ["no"] * 4) * 2)
-    assert (f"human agreement (the ceiling for the model's kappa): r1 vs r2: Cohen's kappa 0.50 "
-            f"[{data['low']:.2f}, {data['high']:.2f}], 12 of 16 items alike (differ on i3, i6, i11, i14); the model's "
+    assert (f"rater agreement (the ceiling for the model's kappa): r1 vs r2: Cohen's kappa 0.50 "
+            f"[{data['low']:.2f}, {data['high']:.2f}], 12 of 16 items the model answered alike (differ on i3, i6, "
+            "i11, i14); the model's "
             f"kappa against r1: model=fake {model_kappa:.2f} [") in out
 
 
@@ -72,8 +73,9 @@ def test_under_ten_items_neither_kappa_has_an_interval_nor_a_bare_value(
         assert main(["report", str(path), "--limit", "8"]) == 0
     out = capsys.readouterr().out
     # Over the first 8 items both kappas are defined (0.50), but 8 items are too few for a bootstrap interval.
-    assert ("human agreement (the ceiling for the model's kappa): r1 vs r2: Cohen's kappa - (no interval under 10 "
-            "items), 6 of 8 items alike (differ on i3, i6); the model's kappa against r1: model=fake - (no interval "
+    assert ("rater agreement (the ceiling for the model's kappa): r1 vs r2: Cohen's kappa - (no interval under 10 "
+            "items), 6 of 8 items the model answered alike (differ on i3, i6); the model's kappa against r1: "
+            "model=fake - (no interval "
             "under 10 items) over 8 items") in out
 
 
@@ -89,6 +91,19 @@ def test_with_limit_the_ceiling_is_over_the_same_items_as_the_model(
     assert (data["n_items"], data["agree"]) == (4, 3)
     # Rater 2 says yes on all 4 of these items: kappa is undefined, as the model's is for one class.
     assert data["kappa"] is None
+
+
+def test_the_ceiling_is_over_the_items_the_model_answered_not_all_planned(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(project)
+    with ThreadedFaultServer(FaultPlan()) as server:
+        path = project.write(_experiment(server.url, human_agreement={"fields": ["r1", "r2"]}))
+        assert main(["run", str(path), "--quiet", "--limit", "4"]) == 0
+        capsys.readouterr()
+        # Without --limit the report plans all 16 items; the model answered 4 of them.
+        assert main(["report", str(path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)["human_agreement"]
+    assert (data["n_items"], data["agree"]) == (4, 3)
 
 
 def test_a_rater_field_missing_from_the_dataset_is_one_line(project: Project,

@@ -1,10 +1,11 @@
-"""How much two human raters agree with each other: the ceiling for a model judged against one of them.
+"""How much two raters agree with each other: the ceiling for a model judged against one of them.
 
-A model that agrees with the first rater at kappa 0.6 is doing badly if the two humans agree at
+A model that agrees with the first rater at kappa 0.6 is doing badly if the two raters agree at
 0.95, and as well as can be asked if they agree at 0.6. `report.human_agreement.fields` names the
-dataset fields holding each rater's label; Cohen's kappa between them is computed over the items of
-the report (the same items the model was scored on, `--limit` included), with a 95% bootstrap
-interval over items, and undefined where either rater uses only one class (as the model's kappa).
+dataset fields holding each rater's label; Cohen's kappa between them is computed over the items the
+model answered (`--limit` included), with a 95% bootstrap interval over items, and undefined where
+either rater uses only one class (as the model's kappa). The report calls them raters, not humans:
+who wrote the second label (for `semantic.yaml`, the team) is the dataset's to say.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class RaterAgreement:
                 self.high is not None else f"- (no interval under {MIN_BOOTSTRAP_ITEMS} items)"
         which = f" (differ on {', '.join(self.disagreements[:5])}{', ...' if len(self.disagreements) > 5 else ''})" \
             if self.disagreements else ""
-        return (f"human agreement (the ceiling for the model's kappa): {a} vs {b}: Cohen's kappa {shown}, "
-                f"{self.agree} of {self.n_items} items alike{which}")
+        return (f"rater agreement (the ceiling for the model's kappa): {a} vs {b}: Cohen's kappa {shown}, "
+                f"{self.agree} of {self.n_items} items the model answered alike{which}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"fields": list(self.fields), "n_items": self.n_items, "agree": self.agree,

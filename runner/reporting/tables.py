@@ -125,11 +125,13 @@ def build_report(results: ResultSet) -> Report:
 
 
 def _human_agreement(results: ResultSet) -> RaterAgreement | None:
-    """The two raters' agreement over the items this report covers (the model's items, --limit included)."""
+    """The two raters' agreement over the items the model answered (the report's items, --limit included,
+    that have an answer): a ceiling over items the model was never asked would compare different sets."""
     config = results.plan.experiment.report.human_agreement
     if config is None:
         return None
-    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results}.values())
+    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results
+                  if r.record is not None and r.record.status == "ok"}.values())
     first, second = config.fields
     return rater_agreement((first, second), items)
 
