@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,9 @@ from runner.cli import main
 from runner.reporting.tables import Report
 from runner.testing.fault_plan import ScriptRule
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 REFERENCES = {
     "s1": "The cache keeps recent results in memory so repeated requests skip the database.",
@@ -255,3 +261,14 @@ def test_export_carries_each_answers_similarity(project: Project, capsys: pytest
     assert main(["export", str(path), "--format", "csv"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
     assert "sim.similarity" in header
+
+
+def test_validating_imports_no_similarity_library() -> None:
+    # In a fresh interpreter: validate only looks for rouge-score and sacrebleu (nltk alone costs 1.7 s);
+    # a run imports them before its first answer (Scorer.warm).
+    code = ("import sys; from runner.cli import main; "
+            "rc = main(['validate', 'experiments/summarization.yaml', '--offline']); "
+            "print(rc, sorted(m for m in ('rouge_score', 'nltk', 'sacrebleu') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stderr

@@ -119,6 +119,10 @@ class Scorer:
         """Refuse, with a `ConfigError`, a machine without what scoring an answer needs (a compiler, a
         sandbox). Apart from `check_items`: reading stored scores needs none of it (`ensure_tools`)."""
 
+    def warm(self) -> None:
+        """Import what scoring needs, before a run's first answer: an import inside the first answer's
+        scorer time limit would count against it. Validation never calls it."""
+
     def ensure_tools(self) -> None:
         """`check_tools` once, before the first answer this scorer scores: a read verb that finds every
         score cached never asks for the tools, one that must score an answer in memory does."""
