@@ -116,6 +116,15 @@ def test_a_rater_field_missing_from_the_dataset_is_one_line(project: Project,
         "add that rater's label to every row or name the field that holds it\n")
 
 
+def test_the_same_field_twice_is_not_an_agreement(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(project)
+    path = project.write(_experiment("http://127.0.0.1:9", human_agreement={"fields": ["r1", "r1"]}))
+    assert main(["validate", str(path), "--offline"]) == 2
+    assert capsys.readouterr().err == (f"runner: {path}: report.human_agreement.fields: field 'r1' is named twice: a "
+                                       "rater agrees with itself; name the two raters' label fields, e.g. "
+                                       "[human_label, human_label_2]\n")
+
+
 def test_one_rater_is_not_an_agreement(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     _write(project)
     path = project.write(_experiment("http://127.0.0.1:9", human_agreement={"fields": ["r1"]}))

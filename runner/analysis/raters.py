@@ -58,6 +58,11 @@ class RaterAgreement:
 
 def check_rater_fields(fields: Sequence[str], items: Sequence[Item], file: Path) -> None:
     """Each rater's field in every dataset row, before anything runs."""
+    if len(set(fields)) < len(fields):
+        twice = next(f for f in fields if list(fields).count(f) > 1)
+        raise ConfigError(f"field {twice!r} is named twice: a rater agrees with itself", file=file,
+                          key="report.human_agreement.fields", fix="name the two raters' label fields, e.g. "
+                          "[human_label, human_label_2]")
     for index, name in enumerate(fields):
         missing = [item.id for item in items if name not in item.fields]
         if missing:

@@ -29,7 +29,12 @@ def matrix(paths: Sequence[str | Path], *, limit: int | None = None, max_jobs: i
     if not paths:
         raise UserError("no files given", fix="name experiments or investigations, e.g. experiments/*.yaml")
     sources: list[Source] = []
+    # The same file named twice (experiments/*.yaml experiments/x.yaml) is one experiment, not two candidates.
+    seen: set[Path] = set()
     for path in paths:
+        if Path(path).resolve() in seen:
+            continue
+        seen.add(Path(path).resolve())
         if is_investigation(path):
             sources.extend(_investigation_sources(path, limit, max_jobs))
         else:
