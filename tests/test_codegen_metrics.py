@@ -380,8 +380,8 @@ def test_two_items_give_no_bootstrap_interval_value_or_verdict(
     assert row[table.headers.index("test_pass_rate")] == "-"
     assert row[table.headers.index("style_violations")] == "-"
     assert ('test_pass_rate, style_violations: "-" where a row has fewer than 10 items: a bootstrap interval over so '
-            "few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly [0.50, 0.60]), so no value, "
-            "interval or verdict is given; run more items") in table.notes
+            "few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly [0.50, 0.60]), so neither a "
+            "value nor an interval is shown, nor judged against a threshold; run more items") in table.notes
     (record,) = table.records
     assert record.metrics["test_pass_rate"] == {"value": pytest.approx(0.55), "low": None, "high": None,
                                                 "n_items": 2, "n_jobs": 2, "interval": None}

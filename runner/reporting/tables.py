@@ -180,7 +180,8 @@ def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[s
         rows.append(row)
     notes = [f"{', '.join(unsure)}: \"-\" where a row has fewer than {MIN_BOOTSTRAP_ITEMS} items: a bootstrap "
              "interval over so few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly "
-             "[0.50, 0.60]), so no value, interval or verdict is given; run more items"] if unsure else []
+             "[0.50, 0.60]), so neither a value nor an interval is shown, nor judged against a threshold; run "
+             "more items"] if unsure else []
     return Table(title, headers, rows, notes=notes, records=records, metrics=list(metrics))
 
 
