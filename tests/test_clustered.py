@@ -12,12 +12,14 @@ import pytest
 import runner
 from conftest import Project, base_experiment
 from runner.analysis.clustered import (
+    MIN_BOOTSTRAP_ITEMS,
     cluster_variance,
     clustered_rate,
     f1_of,
     item_bootstrap,
     items_to_decide,
     kappa_of,
+    mean_of,
 )
 from runner.analysis.stats import wilson_interval
 from runner.testing.fault_server import ThreadedFaultServer
@@ -67,13 +69,25 @@ def test_cluster_variance_matches_statsmodels_cluster_robust_standard_errors(see
 
 
 def test_item_bootstrap_is_seeded_and_pinned() -> None:
-    rows = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 1], [1, 0, 1, 0], [0, 0, 0, 0], [2, 1, 0, 0]], float)
+    rows = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 1], [1, 0, 1, 0], [0, 0, 0, 0], [2, 1, 0, 0]] * 2, float)
     first = item_bootstrap(rows, f1_of)
     assert first == item_bootstrap(rows, f1_of)
-    assert first == pytest.approx((0.5, 0.8421052631578947))
-    counts = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 1, 0], [1, 0, 1, 0]], float)
+    assert first == pytest.approx((0.5833333333333334, 0.8108530405405403))
+    counts = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 1, 0], [1, 0, 1, 0]] * 2, float)
     low, high = item_bootstrap(counts, kappa_of)
     assert -1 <= low <= high <= 1
+
+
+def test_item_bootstrap_gives_no_interval_under_ten_items() -> None:
+    # Two items at 0.5 and 0.6: every resample's mean is 0.5, 0.55 or 0.6, so the percentile interval would be
+    # exactly [0.50, 0.60] however little two items say.
+    assert MIN_BOOTSTRAP_ITEMS == 10
+    values = np.array([[0.5, 1], [0.6, 1]], float)
+    assert all(math.isnan(x) for x in item_bootstrap(values, mean_of))
+    nine = np.array([[0.5, 1], [0.6, 1]] * 4 + [[0.7, 1]], float)
+    assert all(math.isnan(x) for x in item_bootstrap(nine, mean_of))
+    low, high = item_bootstrap(np.vstack([nine, [[0.4, 1]]]), mean_of)
+    assert low < 0.55 < high
 
 
 def test_items_to_decide_is_the_smallest_n_with_80_percent_power() -> None:

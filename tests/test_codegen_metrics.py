@@ -91,8 +91,8 @@ def test_python_answers_report_compile_rate_test_pass_rate_and_style(
     # The mean share of an item's tests passed: 1, 1, 1/4, 0, 0 (the cut-off answer's tests are not run).
     pass_rate = metrics["test_pass_rate"]
     assert pass_rate["value"] == pytest.approx((1 + 1 + 0.25) / 5)
-    assert pass_rate["interval"] == "item bootstrap"
-    assert pass_rate["low"] < pass_rate["value"] < pass_rate["high"]
+    # 5 items are too few for its bootstrap interval (at least 10): the value is data, with no bounds.
+    assert (pass_rate["interval"], pass_rate["low"], pass_rate["high"]) == (None, None, None)
     # ruff on the answers that compiled and finished: 3 violations in 2 + 4 + 2 non-blank lines.
     assert metrics["style_violations"]["value"] == pytest.approx(100 * 3 / 8)
     assert metrics["outcomes"] == {"answered": 0.6, "no_code": 0.2, "truncated": 0.2}
@@ -208,6 +208,43 @@ def test_without_mcs_and_mono_a_csharp_run_stops_before_any_request(
         "-y mono-mcs mono-runtime; scripts/install_mono.sh), or use language: python")
     assert fault_server.stats()["requests"] == 0
     assert not project.store_path().exists()
+
+
+@needs_mono
+def test_reading_stored_csharp_scores_needs_no_mono_and_scoring_again_says_so(
+        project: Project, fault_server: ThreadedFaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fault_server.set_plan(FaultPlan(script=CS_ANSWERS))
+    project.write_dataset(CS_ITEMS)
+    exp = _experiment(fault_server, language="csharp")
+    exp["task"] = "code_generation"
+    path = str(project.write(exp))
+    assert main(["run", path, "--quiet", "--no-report"]) == 0  # with mono: every score stored
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("RUNNER_CSHARP_PATH", str(empty))
+    capsys.readouterr()
+    # Every score is stored: reading them needs no compiler.
+    assert main(["report", path, "--format", "json"]) == 0
+    assert main(["matrix", path, "--format", "json"]) == 0
+    assert main(["score", path]) == 0
+    out = capsys.readouterr().out
+    assert '"verdict": "no bar"' in out and "left out" not in out
+    # A renamed scorer has no stored score: the answers must be scored again, and cannot be here.
+    exp["scorers"][0]["name"] = "renamed"
+    project.write(exp)
+    missing = (f"runner: {path}: scorers[0].language: code_tests with language csharp compiles and runs answers "
+               "with mcs and mono, but mcs and mono are not installed; install Debian's mono-mcs and mono-runtime "
+               "(apt-get install -y mono-mcs mono-runtime; scripts/install_mono.sh), or use language: python")
+    for verb in ("report", "score"):
+        assert main([verb, path]) == 2
+        assert capsys.readouterr().err.strip() == missing
+    # The matrix leaves that file out, and says why, rather than stopping.
+    assert main(["matrix", path, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [e["status"] for e in data["experiments"]] == ["left out"]
+    assert data["notes"] == [f"{path}: left out: stored answers have no valid score and cannot be scored here: "
+                             + missing.removeprefix("runner: ")]
 
 
 def test_csharp_is_refused_without_a_boundary(project: Project, fault_server: ThreadedFaultServer,
@@ -400,8 +437,10 @@ def test_a_csharp_answer_cannot_fill_the_host_with_files(mode: str) -> None:
 
 def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
         project: Project, fault_server: ThreadedFaultServer) -> None:
-    fault_server.set_plan(FaultPlan(script=PY_ANSWERS))
-    project.write_dataset(PY_ROWS)
+    # Ten items (the five answers twice over): enough for a bootstrap interval.
+    rows = [{"id": f"p{i}", "spec": "add two numbers", "tests": ADD_TESTS} for i in range(1, 11)]
+    fault_server.set_plan(FaultPlan(script={f"[p{i}]": PY_ANSWERS[f"[p{(i - 1) % 5 + 1}]"] for i in range(1, 11)}))
+    project.write_dataset(rows)
     exp = _experiment(fault_server)
     exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.3}
     path = project.write(exp)
@@ -410,7 +449,7 @@ def test_a_threshold_on_test_pass_rate_is_judged_by_its_interval_over_items(
     assert isinstance(report, Report)
     (verdict,) = report.tables[0].verdicts
     assert verdict.text == (
-        "model=fake: not shown viable at n=5 items: test_pass_rate 0.45 [0.05, 0.85] straddles 0.30; test_pass_rate "
+        "model=fake: not shown viable at n=10 items: test_pass_rate 0.45 [0.17, 0.72] straddles 0.30; test_pass_rate "
         "0.45 cannot separate 45% from 30%; more items would narrow it (test_pass_rate is not a proportion: no exact "
         "figure)")
 
@@ -424,3 +463,45 @@ def test_noqa_comments_in_the_answer_do_not_hide_its_violations(machine_mode: st
     assert check_style("# flake8: noqa\n" + code) == StyleResult(3, 5, expected.rules)
     per_line = "import os  # noqa\ndef add(a, b):\n    l = 0  # noqa: E741, F841\n    return a + b\n"
     assert check_style(per_line) == expected
+
+
+# Two items whose answers pass 2 of 4 and 3 of 5 tests: test_pass_rate 0.55, which a percentile bootstrap
+# over the two items would put at exactly [0.50, 0.60], a "yes" against a bar of 0.5.
+TWO_ROWS = [{"id": "h1", "spec": "add", "tests": ADD_TESTS},
+            {"id": "h2", "spec": "add", "tests": ADD_TESTS + "\nassert add(5, 5) == 10"}]
+TWO_ANSWERS = {"[h1]": ("```python\ndef add(a, b):\n    return a * 2 if a == b else a + b + 1\n```", "stop"),
+               "[h2]": ("```python\ndef add(a, b):\n    return a * 2 if a == b else a + b + 1\n```", "stop")}
+
+
+def test_two_items_give_no_bootstrap_interval_value_or_verdict(
+        project: Project, fault_server: ThreadedFaultServer, capsys: pytest.CaptureFixture[str]) -> None:
+    fault_server.set_plan(FaultPlan(script=TWO_ANSWERS))
+    project.write_dataset(TWO_ROWS)
+    exp = _experiment(fault_server)
+    exp["task"] = "code_generation"
+    exp["report"]["threshold"] = {"metric": "test_pass_rate", "min": 0.5}
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    scores = _scores(path)
+    assert (scores["h1"].extras["tests"], scores["h2"].extras["tests"]) == (
+        [False, True, False, True], [False, True, False, True, True])
+    report = runner.report(path)
+    assert isinstance(report, Report)
+    (table,) = report.tables
+    (verdict,) = table.verdicts
+    assert (verdict.status, verdict.text) == ("not judged", (
+        "model=fake: not judged: test_pass_rate has no interval here (fewer than 10 items, too few for a bootstrap "
+        "interval to be trusted, or no answer it is defined over); run more items"))
+    (row,) = table.rows
+    assert row[table.headers.index("test_pass_rate")] == "-"
+    assert row[table.headers.index("style_violations")] == "-"
+    assert ('test_pass_rate, style_violations: "-" where a row has fewer than 10 items: a bootstrap interval over so '
+            "few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly [0.50, 0.60]), so neither a "
+            "value nor an interval is shown, nor judged against a threshold; run more items") in table.notes
+    (record,) = table.records
+    assert record.metrics["test_pass_rate"] == {"value": pytest.approx(0.55), "low": None, "high": None,
+                                                "n_items": 2, "n_jobs": 2, "interval": None}
+    capsys.readouterr()
+    assert main(["matrix", str(path), "--format", "json"]) == 0
+    cells = {c["task"]: c for c in json.loads(capsys.readouterr().out)["cells"]}
+    assert (cells["code_generation"]["verdict"], cells["code_generation"]["value"]) == ("not judged", None)

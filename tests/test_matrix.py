@@ -131,6 +131,21 @@ def test_the_table_groups_models_by_size_class(files: tuple[Project, list[Path]]
                          "accuracy 0.00 [0.00, 0.39] < 0.60 over 6 items")
 
 
+def test_a_file_named_twice_is_one_candidate_and_a_folder_is_refused(
+        files: tuple[Project, list[Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    project, paths = files
+    capsys.readouterr()
+    # As the shell gives it: experiments/*.yaml experiments/both.yaml.
+    assert main(["matrix", str(paths[0]), str(project.root / "." / paths[0].name), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    b = next(c for c in data["cells"] if (c["task"], c["model"]) == ("config_validation", "b"))
+    assert (b["candidates"], b["sources"]) == (1, [str(paths[0])])
+    assert len(data["experiments"]) == 1
+    assert main(["matrix", str(project.root)]) == 2
+    assert capsys.readouterr().err == (f"runner: {project.root}: a folder, not an experiment file; name the files in "
+                                       f"it, e.g. {project.root}/*.yaml\n")
+
+
 def test_an_experiment_without_a_threshold_shows_its_rate_unjudged(project: Project,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     with ThreadedFaultServer(FaultPlan(rules=_rules())) as server:

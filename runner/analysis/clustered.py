@@ -17,7 +17,11 @@ repeats, all others never), n_eff is the number of items: the repeats are taken 
 
 Metrics that are not ratios of counts (F1, kappa, MCC, balanced accuracy, agreement) get a
 percentile bootstrap over items: whole items are resampled with all their repeats, with a fixed
-seed so a report is the same every time it is printed.
+seed so a report is the same every time it is printed. Below MIN_BOOTSTRAP_ITEMS items there is no
+bootstrap interval at all (and so no value shown in a report, nor a verdict): over n items a
+resample has few distinct outcomes (two items at 0.5 and 0.6 give exactly [0.50, 0.60]), so the
+percentile interval is far narrower than the uncertainty, and F1, kappa, MCC and balanced accuracy
+have no per-item values a small-sample (t) interval could be taken over instead.
 
 `items_to_decide` answers "how many items would settle this verdict": the smallest n for which an
 exact one-sided binomial test against the threshold, at the observed rate, has 80% power.
@@ -36,6 +40,7 @@ import numpy.typing as npt
 from runner.analysis.stats import wilson_interval
 
 MIN_ITEMS_WITH = 5  # items showing the rarer outcome needed before repeats may narrow an interval
+MIN_BOOTSTRAP_ITEMS = 10  # items below which a percentile bootstrap interval is not given (see above)
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20261201
 
@@ -118,9 +123,10 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
 
     `columns` has one row per item (e.g. its tp, fp, tn, fn counts over all its repeats);
     `statistic` maps an array of shape (resamples, k) of summed columns to (resamples,) values.
-    Resamples whose statistic is undefined (nan) are dropped; none defined gives (nan, nan)."""
+    Resamples whose statistic is undefined (nan) are dropped; none defined, or fewer than
+    MIN_BOOTSTRAP_ITEMS items, gives (nan, nan)."""
     g = len(columns)
-    if g == 0:
+    if g < MIN_BOOTSTRAP_ITEMS:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     sums = np.empty((resamples, columns.shape[1]))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from runner.analysis.clustered import (
+    MIN_BOOTSTRAP_ITEMS,
     ClusteredRate,
     ItemStat,
     balanced_accuracy_of,
@@ -301,8 +302,9 @@ class CellStats:
         return clustered_rate([sum(r[i] for i in num) for r in rows], [sum(r[i] for i in den) for r in rows])
 
     def bootstrap_interval(self, name: str) -> tuple[float, float] | None:
-        """A bootstrap interval over items for a metric that is not a ratio of counts; None if none.
-        Computed once per metric: the table and the JSON records both ask."""
+        """A bootstrap interval over items for a metric that is not a ratio of counts; None if none
+        (fewer than MIN_BOOTSTRAP_ITEMS items: `runner.analysis.clustered`). Computed once per metric:
+        the table and the JSON records both ask."""
         if name not in self._intervals:
             self._intervals[name] = self._bootstrap_interval(name)
         return self._intervals[name]
@@ -325,7 +327,7 @@ class CellStats:
             for (_, item), value in self._text_unit_values(name).items():
                 sums[item][0] += value
                 sums[item][1] += 1
-            if len(sums) < 2:
+            if len(sums) < MIN_BOOTSTRAP_ITEMS:
                 return None
             return item_bootstrap(np.array(list(sums.values()), dtype=np.float64), mean_of)
         if name == "agreement":
@@ -336,14 +338,14 @@ class CellStats:
                 if len(answers) > 1:
                     by_item[item][0] += Counter(answers).most_common(1)[0][1] / len(answers)
                     by_item[item][1] += 1
-            if len(by_item) < 2:
+            if len(by_item) < MIN_BOOTSTRAP_ITEMS:
                 return None
             return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)
         if name in ("test_pass_rate", "style_violations"):
             # Per item: (its sum, its count), so the mean of a draw is the point value's ratio of sums.
             pairs = [(c[0], c[1]) if name == "test_pass_rate" else (100 * c[2], c[3]) for c in self.code_items.values()]
             pairs = [p for p in pairs if p[1] > 0]
-            if len(pairs) < 2:
+            if len(pairs) < MIN_BOOTSTRAP_ITEMS:
                 return None
             return item_bootstrap(np.array(pairs, dtype=np.float64), mean_of)
         columns = _BOOTSTRAP_COLUMNS.get(name)
@@ -351,7 +353,7 @@ class CellStats:
         # answers that state a class.
         defined = self.binary_n if name in ("kappa", "mcc") else \
             self.binary_n + self.unanswered_pos + self.unanswered_neg
-        if columns is None or len(self.items) < 2 or not defined:
+        if columns is None or len(self.items) < MIN_BOOTSTRAP_ITEMS or not defined:
             return None
         cols, statistic = columns
         data = np.array([[r[i] for i in cols] for r in self.items.values()], dtype=np.float64)
@@ -475,6 +477,7 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
                 and not isinstance(scorer, CodeTests):
             hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
+            scorer.ensure_tools()  # a compiler, a sandbox: needed only now, not to read cached scores
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
             fresh.append((r.job.job_id, scorer.key, score.to_dict()))
         else:

@@ -1,10 +1,11 @@
-"""How much two human raters agree with each other: the ceiling for a model judged against one of them.
+"""How much two raters agree with each other: the ceiling for a model judged against one of them.
 
-A model that agrees with the first rater at kappa 0.6 is doing badly if the two humans agree at
+A model that agrees with the first rater at kappa 0.6 is doing badly if the two raters agree at
 0.95, and as well as can be asked if they agree at 0.6. `report.human_agreement.fields` names the
-dataset fields holding each rater's label; Cohen's kappa between them is computed over the items of
-the report (the same items the model was scored on, `--limit` included), with a 95% bootstrap
-interval over items, and undefined where either rater uses only one class (as the model's kappa).
+dataset fields holding each rater's label; Cohen's kappa between them is computed over the items the
+model answered (`--limit` included), with a 95% bootstrap interval over items, and undefined where
+either rater uses only one class (as the model's kappa). The report calls them raters, not humans:
+who wrote the second label (for `semantic.yaml`, the team) is the dataset's to say.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from runner.analysis.clustered import item_bootstrap
+from runner.analysis.clustered import MIN_BOOTSTRAP_ITEMS, item_bootstrap
 from runner.analysis.stats import cohen_kappa
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
@@ -41,12 +42,12 @@ class RaterAgreement:
         if math.isnan(self.kappa):
             shown = "undefined (a rater uses one class only)"
         else:
-            interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.low is not None and self.high is not None else ""
-            shown = f"{self.kappa:.2f}{interval}"
+            shown = f"{self.kappa:.2f} [{self.low:.2f}, {self.high:.2f}]" if self.low is not None and \
+                self.high is not None else f"- (no interval under {MIN_BOOTSTRAP_ITEMS} items)"
         which = f" (differ on {', '.join(self.disagreements[:5])}{', ...' if len(self.disagreements) > 5 else ''})" \
             if self.disagreements else ""
-        return (f"human agreement (the ceiling for the model's kappa): {a} vs {b}: Cohen's kappa {shown}, "
-                f"{self.agree} of {self.n_items} items alike{which}")
+        return (f"rater agreement (the ceiling for the model's kappa): {a} vs {b}: Cohen's kappa {shown}, "
+                f"{self.agree} of {self.n_items} items the model answered alike{which}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"fields": list(self.fields), "n_items": self.n_items, "agree": self.agree,
@@ -57,6 +58,11 @@ class RaterAgreement:
 
 def check_rater_fields(fields: Sequence[str], items: Sequence[Item], file: Path) -> None:
     """Each rater's field in every dataset row, before anything runs."""
+    if len(set(fields)) < len(fields):
+        twice = next(f for f in fields if list(fields).count(f) > 1)
+        raise ConfigError(f"field {twice!r} is named twice: a rater agrees with itself", file=file,
+                          key="report.human_agreement.fields", fix="name the two raters' label fields, e.g. "
+                          "[human_label, human_label_2]")
     for index, name in enumerate(fields):
         missing = [item.id for item in items if name not in item.fields]
         if missing:

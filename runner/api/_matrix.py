@@ -29,7 +29,12 @@ def matrix(paths: Sequence[str | Path], *, limit: int | None = None, max_jobs: i
     if not paths:
         raise UserError("no files given", fix="name experiments or investigations, e.g. experiments/*.yaml")
     sources: list[Source] = []
+    # The same file named twice (experiments/*.yaml experiments/x.yaml) is one experiment, not two candidates.
+    seen: set[Path] = set()
     for path in paths:
+        if Path(path).resolve() in seen:
+            continue
+        seen.add(Path(path).resolve())
         if is_investigation(path):
             sources.extend(_investigation_sources(path, limit, max_jobs))
         else:
@@ -47,11 +52,15 @@ def _source(label: str, experiment: Experiment, limit: int | None, max_jobs: int
     if experiment.study is not None or experiment.task is None:
         return Source(label, experiment, None, threshold)
     from runner.backends import create_backend
+    from runner.scoring.errors import ScoringUnavailable
 
     p = prepare(experiment, for_reading=True, limit=limit, max_jobs=max_jobs)
     store = Store.open_readonly(p.store_path)  # none yet: every cell is "not run"
     try:
         results = load_results(p.plan, store, p.scorers, limit)
+    except ScoringUnavailable as exc:
+        # Answers without a valid stored score, and nothing here to score them with: the other files still count.
+        return Source(label, experiment, None, threshold, left_out=exc.line())
     finally:
         if store is not None:
             store.close()

@@ -44,7 +44,8 @@ def prepare(path: str | Path | Experiment, *, for_reading: bool = False, limit: 
     the file's limits.max_jobs), with `limit` dataset items if given, before anything is expanded.
     `path` may be an experiment already loaded (an investigation's step, its axes overridden).
     `for_reading` (the read verbs) skips what only a run needs: rendering every template up front
-    (the plan renders each job's messages anyway) and creating and checking the backend."""
+    (the plan renders each job's messages anyway), creating and checking the backend, and checking
+    the scorers' tools (a compiler, a sandbox), which are checked when an answer must be scored."""
     from runner.config.loader import load_experiment
 
     # First: a broken file costs no more imports than this.
@@ -64,7 +65,8 @@ def prepare(path: str | Path | Experiment, *, for_reading: bool = False, limit: 
     if not for_reading:
         plan.check_templates(limit)  # with --limit, only the items that will run
     scorers = build_scorers(list(experiment.scorers), experiment.dataset.label_field)
-    check_scorers(scorers, plan.items, experiment.source_path)
+    # Reading needs no compiler or sandbox unless an answer must be scored in memory (Scorer.ensure_tools).
+    check_scorers(scorers, plan.items, experiment.source_path, tools=not for_reading)
     if experiment.report.human_agreement is not None:
         from runner.analysis.raters import check_rater_fields
 

@@ -199,6 +199,8 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
     retry = RetryPolicy(settings.max_retries, settings.retry_backoff_s, settings.retry_max_backoff_s)
     stored = None if fresh else await _stored_jobs(p, limit)
     needed = None if stored is None else p.plan.variants_with_work(stored, limit)
+    for scorer in p.scorers:
+        scorer.warm()  # libraries imported before the first answer's scorer time limit starts
     # Reachability first, before the store exists: an unreachable server must leave nothing behind.
     await p.backend.start(StartContext(needed=needed, notify=events.note))
     try:

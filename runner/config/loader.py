@@ -66,6 +66,9 @@ def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
 
 def read_yaml_mapping(path: Path, what: str = "experiment file") -> dict[str, Any]:
     """The file's top-level mapping, read within the YAML limits; one-line errors otherwise."""
+    if path.is_dir():
+        raise ConfigError(f"a folder, not an {what}" if what[0] in "aeiou" else f"a folder, not a {what}",
+                          file=path, fix=f"name the files in it, e.g. {path}/*.yaml")
     if not path.is_file():
         raise ConfigError(f"{what} not found", file=path, fix="check the path")
     text = read_text(path, what=what, limit=MAX_YAML_BYTES,

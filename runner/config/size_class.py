@@ -15,29 +15,39 @@ from typing import Any
 SIZE_CLASSES = ("<=1B", "1-3B", "3B+", "unknown")
 UNKNOWN = "unknown"
 
+MIN_BARE = 1_000_000  # a count without a suffix below this is refused: a forgotten B or M
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT]?)\s*$", re.IGNORECASE)
 # For `runner schema`: a whole number, or a count with a suffix (the same pattern as _COUNT).
 PARAMS_JSON_SCHEMA: dict[str, Any] = {"anyOf": [
-    {"type": "integer", "minimum": 1},
+    {"type": "integer", "minimum": 1_000_000},
     {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[KMBTkmbt]?\s*$"},
     {"type": "null"},
 ]}
 
 
 def parse_params(value: Any) -> int:
-    """A parameter count as written: 135000000, "135M", "1.7B", "494m". Raises ValueError otherwise."""
+    """A parameter count as written: 135000000, "135M", "1.7B", "494m". Raises ValueError otherwise,
+    and for a bare number below a million (1.7, "7"), which is a forgotten suffix."""
     bad = ValueError(f"{value!r} is not a parameter count; write it as 135M, 1.7B or a whole number")
     if isinstance(value, bool):
         raise bad
     if isinstance(value, int | float):
-        number = float(value)
+        number, bare = float(value), True
     else:
         match = _COUNT.match(str(value))
         if match is None:
             raise bad
-        number = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
-    if not math.isfinite(number) or number < 1:
+        number, bare = float(match.group(1)) * _SUFFIX[match.group(2).upper()], not match.group(2)
+    if not math.isfinite(number) or number <= 0:
+        raise bad
+    if bare and number < MIN_BARE:
+        # `params: 1.7` meant 1.7B, not two parameters: no model is that small, so a bare number this low
+        # is a missing suffix, not a count.
+        shown = match.group(1) if not isinstance(value, int | float) and match else f"{value:g}"
+        raise ValueError(f"{value!r} is a bare number below {MIN_BARE:,}, a count of single parameters; write "
+                         f"{shown}B (billion) or {shown}M (million)")
+    if number < 1:
         raise bad
     return round(number)
 

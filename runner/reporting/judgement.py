@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from runner.analysis.clustered import items_to_decide
+from runner.analysis.clustered import MIN_BOOTSTRAP_ITEMS, items_to_decide
 from runner.analysis.compare import majority
 from runner.analysis.metrics import ITEM_COLUMNS, CellStats
 from runner.analysis.stats import binomial_greater, mcnemar_exact
@@ -95,8 +95,9 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
             interval = s.bootstrap_interval(metric)
             value = float(s.metric(metric))
             if interval is None or math.isnan(value) or math.isnan(interval[0]):
-                out.append(not_judged(f"{metric} has no interval here (fewer than 2 items, or no answer it is "
-                                      "defined over)"))
+                out.append(not_judged(f"{metric} has no interval here (fewer than {MIN_BOOTSTRAP_ITEMS} items, "
+                                      "too few for a bootstrap interval to be trusted, or no answer it is "
+                                      "defined over); run more items"))
                 continue
             (low, high), n_items, n_jobs = interval, len(s.items), s.ok
             n_eff = None  # not a proportion: no binomial figure for the items that would decide it

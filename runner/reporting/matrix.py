@@ -42,6 +42,7 @@ class Source:
     threshold: Threshold | None  # the experiment's report.threshold (an investigation step: else the file's)
     # Model name -> parameters, parameters_source, size_label as readable without a run (a local GGUF).
     local_sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    left_out: str | None = None  # why its results could not be read (its answers need scoring, and cannot be)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,10 @@ def build_matrix(sources: list[Source]) -> Matrix:
                 declared.setdefault(m.name, m.params)
         for name, size in src.local_sizes.items():
             local.setdefault(name, (size.get("parameters"), size.get("parameters_source"), size.get("size_label")))
+        if src.left_out is not None:
+            notes.append(f"{src.label}: left out: stored answers have no valid score and cannot be scored here: "
+                         f"{src.left_out}")
+            continue
         if src.results is None:
             why = "a study (no per-item results)" if exp.study is not None else "no task: key"
             notes.append(f"{src.label}: left out: {why}" + ("" if exp.study is not None else

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.analysis.clustered import MIN_BOOTSTRAP_ITEMS
 from runner.analysis.columns import METRICS
 from runner.analysis.compare import Comparison
 from runner.analysis.metrics import CellStats
@@ -130,11 +131,13 @@ def build_report(results: ResultSet) -> Report:
 
 
 def _human_agreement(results: ResultSet) -> RaterAgreement | None:
-    """The two raters' agreement over the items this report covers (the model's items, --limit included)."""
+    """The two raters' agreement over the items the model answered (the report's items, --limit included,
+    that have an answer): a ceiling over items the model was never asked would compare different sets."""
     config = results.plan.experiment.report.human_agreement
     if config is None:
         return None
-    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results}.values())
+    items = list({r.job.item.id: r.job.item for c in results.cells for r in c.results
+                  if r.record is not None and r.record.status == "ok"}.values())
     first, second = config.fields
     return rater_agreement((first, second), items)
 
@@ -148,8 +151,9 @@ def _model_kappas(scorer: Scorer | None, row_axes: list[str], col_axes: list[str
     for key, s in stats.items():
         kappa = s.kappa()
         interval = s.bootstrap_interval("kappa")
-        shown = "undefined" if math.isnan(kappa) else f"{kappa:.2f}" + (
-            f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval and not math.isnan(interval[0]) else "")
+        shown = "undefined" if math.isnan(kappa) else (
+            f"{kappa:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval and not math.isnan(interval[0])
+            else f"- (no interval under {MIN_BOOTSTRAP_ITEMS} items)")
         parts.append(f"{label_of(row_axes, col_axes, key)} {shown} over {s.n_items()} items")
     field = scorer.expected_field()
     return f"; the model's kappa against {field}: " + "; ".join(parts)
@@ -166,17 +170,25 @@ def _pivot(title: str, row_axes: list[str], col_axes: list[str], metrics: list[s
             headers.append(f"{m} [{suffix}]" if suffix else m)
     rows = []
     records = []
+    unsure: list[str] = []  # metrics shown "-" for want of an interval (fewer than MIN_BOOTSTRAP_ITEMS items)
     for rk in row_keys:
         row: list[Any] = [_show(v) for v in rk]
         for ck in col_keys:
             s = stats.get((rk, ck))
             for m in metrics:
                 row.append(_cell_value(s, m, with_interval) if s else "")
+                if s is not None and with_interval and has_interval(m) and _interval(s, m) is None \
+                        and isinstance(v := s.metric(m), float) and not math.isnan(v) and m not in unsure:
+                    unsure.append(m)
             if s is not None:
                 records.append(Record(dict(zip(row_axes, rk, strict=True)), dict(zip(col_axes, ck, strict=True)),
                                       {m: raw_value(s, m, with_interval) for m in metrics}))
         rows.append(row)
-    return Table(title, headers, rows, records=records, metrics=list(metrics))
+    notes = [f"{', '.join(unsure)}: \"-\" where a row has fewer than {MIN_BOOTSTRAP_ITEMS} items: a bootstrap "
+             "interval over so few is far narrower than the uncertainty (items at 0.5 and 0.6 give exactly "
+             "[0.50, 0.60]), so neither a value nor an interval is shown, nor judged against a threshold; run "
+             "more items"] if unsure else []
+    return Table(title, headers, rows, notes=notes, records=records, metrics=list(metrics))
 
 
 def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
@@ -186,6 +198,8 @@ def _cell_value(stats: CellStats, metric: str, with_interval: bool) -> Any:
     interval = _interval(stats, metric) if with_interval else None
     if interval is not None:
         return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+    if with_interval and has_interval(metric):
+        return "-"  # no value without its interval (a bootstrap metric over too few items: see the note)
     if isinstance(value, float):
         if math.isnan(value):
             return "-"

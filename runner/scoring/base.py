@@ -18,6 +18,7 @@ from runner.config.scorer_configs import ScorerBase
 from runner.errors import ConfigError
 from runner.plan.dataset import Item
 from runner.plan.planner import canonical_hash
+from runner.scoring.errors import ScoringUnavailable
 
 
 class Outcome(enum.StrEnum):
@@ -117,6 +118,29 @@ class Scorer:
         if field is self:
             field = self.__dict__["_expected_field"] = self.expected_field()
         return item.label(field)
+
+    # Where check_scorers found this scorer (file, key), for `ensure_tools`; None: built without a file.
+    _where: tuple[Path, str] | None = None
+    _tools_checked = False
+
+    def check_tools(self, file: Path, key: str) -> None:
+        """Refuse, with a `ConfigError`, a machine without what scoring an answer needs (a compiler, a
+        sandbox). Apart from `check_items`: reading stored scores needs none of it (`ensure_tools`)."""
+
+    def warm(self) -> None:
+        """Import what scoring needs, before a run's first answer: an import inside the first answer's
+        scorer time limit would count against it. Validation never calls it."""
+
+    def ensure_tools(self) -> None:
+        """`check_tools` once, before the first answer this scorer scores: a read verb that finds every
+        score cached never asks for the tools, one that must score an answer in memory does."""
+        if not self._tools_checked:
+            if self._where is not None:
+                try:
+                    self.check_tools(*self._where)
+                except ConfigError as exc:
+                    raise ScoringUnavailable(exc.problem, file=exc.file, key=exc.key, fix=exc.fix) from None
+            self._tools_checked = True
 
     def check_items(self, items: Sequence[Item], file: Path, key: str) -> None:
         """Refuse, before any request, a dataset this scorer cannot score (a `ConfigError`).

@@ -258,6 +258,8 @@ class CodeTests(Scorer):
         for item in items:
             # Broken tests are the dataset's fault: refused before any request, not found per answer.
             self._check_tests(item, file, f"{key}.tests_field")
+
+    def check_tools(self, file: Path, key: str) -> None:
         csharp = self.config.language == "csharp"
         if csharp:
             absent = missing_tools()
@@ -358,7 +360,14 @@ def build_scorers(configs: Sequence[ScorerBase], default_label: str | None) -> l
     return [scorer_class(c.type)(c, default_label) for c in configs]
 
 
-def check_scorers(scorers: Sequence[Scorer], items: Sequence[Item], file: Path) -> None:
-    """Every scorer's check of the dataset (`Scorer.check_items`), before any request."""
+def check_scorers(scorers: Sequence[Scorer], items: Sequence[Item], file: Path, *, tools: bool = True) -> None:
+    """Every scorer's check of the dataset (`Scorer.check_items`), before any request; with `tools`, also
+    of what scoring needs on this machine (`Scorer.check_tools`), else left until an answer must be scored
+    (`Scorer.ensure_tools`: a read verb over cached scores needs no compiler)."""
     for index, scorer in enumerate(scorers):
-        scorer.check_items(items, file, f"scorers[{index}]")
+        key = f"scorers[{index}]"
+        scorer.check_items(items, file, key)
+        scorer._where = (file, key)
+        if tools:
+            scorer.check_tools(file, key)
+            scorer._tools_checked = True

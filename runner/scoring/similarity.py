@@ -59,6 +59,27 @@ def _rouge(method: str) -> Measure:
     return lambda answer, reference: float(scorer.score(reference, answer)[method].fmeasure)
 
 
+_MODULE = {"rapidfuzz": "rapidfuzz", "sacrebleu": "sacrebleu", "rouge-score": "rouge_score"}
+
+
+def check_installed(method: str) -> None:
+    """Raise the UserError `measure` would, without importing the library (validation stays cheap:
+    rouge-score brings nltk, 1.7 s); `measure` imports it when scoring starts."""
+    import importlib.util
+
+    if method not in METHODS:
+        raise ValueError(f"unknown similarity method {method!r}; one of {', '.join(METHODS)}")
+    package = _PACKAGE[method]
+    if importlib.util.find_spec(_MODULE[package]) is None:
+        raise _missing(method, f"No module named {_MODULE[package]!r}")
+
+
+def _missing(method: str, why: str) -> UserError:
+    package = _PACKAGE[method]
+    return UserError(f"similarity method {method!r} needs the {package} package, which is not installed ({why})",
+                     fix=f"pip install {package} (a dependency of llm-runner: reinstall it)")
+
+
 @functools.cache
 def measure(method: str) -> Measure:
     """The measure `method` as a function (answer, reference) -> [0, 1]; its library imported now.
@@ -73,9 +94,7 @@ def measure(method: str) -> Measure:
             return _rouge(method)
         return _rapidfuzz(method)
     except ImportError as exc:
-        package = _PACKAGE[method]
-        raise UserError(f"similarity method {method!r} needs the {package} package, which is not installed "
-                        f"({exc})", fix=f"pip install {package} (a dependency of llm-runner: reinstall it)") from None
+        raise _missing(method, str(exc)) from None
 
 
 def similarity(answer: str, reference: str, method: str = REPEAT_METHOD) -> float:

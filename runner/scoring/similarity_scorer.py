@@ -18,7 +18,7 @@ from runner.plan.dataset import Item
 from runner.scoring.base import ANSWERED, EMPTY, TRUNCATED, Score, Scorer, normalize
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.scorers import _json_outcome
-from runner.scoring.similarity import measure, normalize_answer, similarity
+from runner.scoring.similarity import check_installed, measure, normalize_answer, similarity
 
 
 class Similarity(Scorer):
@@ -27,9 +27,11 @@ class Similarity(Scorer):
 
     def __init__(self, config: ScorerBase, default_label: str | None) -> None:
         super().__init__(config, default_label)
-        # The library is imported here, when the experiment's scorers are built (before any request),
-        # rather than on the first answer, inside that answer's scorer time limit; a missing one is a
-        # UserError naming the package.
+        # Only looked for here, when the experiment's scorers are built (validation must not pay for
+        # importing nltk); a missing one is a UserError naming the package. `warm` imports it.
+        check_installed(self.config.method)
+
+    def warm(self) -> None:
         measure(self.config.method)
 
     def expected_field(self) -> str | None:

@@ -5,6 +5,11 @@ few scalar keys, so this reads the key-value header and skips arrays by seeking 
 The parameter count is the sum of the tensor infos' element counts (the shapes that follow the
 header; the weights themselves are not read), which is what a model card's "135M" counts;
 `general.size_label` is the converter's own label for it, kept beside it where the file has one.
+One exception: a file may store the output matrix (`output.weight`) apart from a tied token
+embedding of the same shape (Qwen2.5's GGUFs do, quantized differently: 630M elements for the 494M
+model; llama.cpp's n_params counts both), while an untied model (Llama's) has a real second matrix
+of that shape. The shapes cannot tell them apart, so the size label decides: the output matrix is
+left out when the count without it is the nearer to the label, and counted without a label.
 Type names come from gguf-py's LlamaFileType, llama.cpp's own enum.
 """
 
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gguf import LlamaFileType
+
+from runner.config.size_class import parse_params
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
             12: "<d"}
@@ -82,7 +89,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             key = _read_string(fh)
             vtype, = struct.unpack("<I", fh.read(4))
             meta[key] = _read_value(fh, vtype)
-        parameters = _count_elements(fh, n_tensors)
+        parameters, duplicate = _count_elements(fh, n_tensors)
     arch = meta.get("general.architecture")
     ctx = meta.get(f"{arch}.context_length") if arch else None
     tokens = meta.get("tokenizer.ggml.tokens")
@@ -94,6 +101,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
 
     template = meta.get("tokenizer.chat_template")
     label = meta.get("general.size_label")
+    parameters = _without_tied_output(parameters, duplicate, label if isinstance(label, str) else None)
     return GGUFInfo(path, path.stat().st_size, arch, meta.get("general.name"),
                     int(ctx) if ctx is not None else None,
                     int(meta["general.file_type"]) if "general.file_type" in meta else None,
@@ -102,17 +110,34 @@ def read_gguf_info(path: Path) -> GGUFInfo:
                     parameters, label if isinstance(label, str) else None)
 
 
-def _count_elements(fh: BinaryIO, n_tensors: int) -> int | None:
-    """Sum of the tensors' element counts, from the tensor infos (name, dims, type, offset each).
-    None for a file without tensors (a vocabulary-only GGUF has no parameters to count)."""
+def _count_elements(fh: BinaryIO, n_tensors: int) -> tuple[int | None, int]:
+    """Sum of the tensors' element counts, from the tensor infos (name, dims, type, offset each), and
+    the elements of an output matrix shaped as the token embedding (0 if none). The sum is None for a
+    file without tensors (a vocabulary-only GGUF has no parameters to count)."""
     total = 0
+    shapes: dict[str, tuple[int, ...]] = {}
     for _ in range(n_tensors):
-        _read_string(fh)
+        name = _read_string(fh)
         n_dims, = struct.unpack("<I", fh.read(4))
         dims = struct.unpack(f"<{n_dims}Q", fh.read(8 * n_dims))
         fh.seek(4 + 8, 1)  # the type and the data offset
         total += math.prod(dims)
-    return total or None
+        if name in ("token_embd.weight", "output.weight"):
+            shapes[name] = dims
+    output = shapes.get("output.weight")
+    same = output is not None and output == shapes.get("token_embd.weight")
+    return total or None, math.prod(output) if same and output is not None else 0
+
+
+def _without_tied_output(total: int | None, duplicate: int, label: str | None) -> int | None:
+    """The count without the output matrix where the size label says it is the tied embedding again."""
+    if total is None or not duplicate or label is None:
+        return total
+    try:
+        labelled = parse_params(label)
+    except ValueError:
+        return total  # "8x7B" and the like: not one count to compare with
+    return total - duplicate if abs(total - duplicate - labelled) < abs(total - labelled) else total
 
 
 def _read_string(fh: BinaryIO) -> str:
