@@ -256,7 +256,11 @@ def investigation_html(path: str | Path, *, limit: int | None = None,
             prompts[step.name] = store.rendered_prompts(prompt_jobs(step.results))
         finally:
             store.close()
-    return investigation_page(rep, prompts), rep
+    # The steps' matrix as `runner matrix FILE` reads it (its own read of the stores, so the grid is
+    # exactly what that command's JSON says).
+    from runner.api._matrix import matrix
+
+    return investigation_page(rep, prompts, matrix([path], limit=limit, max_jobs=max_jobs)), rep
 
 
 def render_investigation(report: InvestigationReport, fmt: str = "table", *, conclusion_only: bool = False) -> str:

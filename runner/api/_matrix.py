@@ -78,7 +78,7 @@ def _investigation_sources(path: str | Path, limit: int | None, max_jobs: int | 
 
 
 def render_matrix(m: Matrix, fmt: str = "table") -> str:
-    """The matrix as text: table, markdown or json."""
+    """The matrix as text: table, markdown, json, or html (a self-contained page with the coloured grid)."""
     from runner.reporting.matrix import render_matrix as render_it
 
     return render_it(m, fmt)
