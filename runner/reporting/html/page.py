@@ -41,7 +41,7 @@ table.matrix td.m-cell{min-width:9em}table.matrix th.m-class{text-align:center}
 .m-not-run{background:repeating-linear-gradient(45deg,#f2f2f2,#f2f2f2 6px,#e4e4e4 6px,#e4e4e4 12px)}
 .m-no-experiment{background:#fff;color:#888}.m-no-bar{background:#cfe3f3}.m-not-judged{background:#e8e8e8}
 .m-verdict{font-weight:700}.m-rate,.m-n{font-variant-numeric:tabular-nums}.m-source{display:block;
-font-size:11px;color:#555;word-break:break-all}.m-legend span{display:inline-block;padding:1px 8px;margin:2px;
+font-size:11px;color:#555;overflow-wrap:anywhere}.m-legend span{display:inline-block;padding:1px 8px;margin:2px;
 border:1px solid #ddd;border-radius:3px;font-size:12px}
 """
 
