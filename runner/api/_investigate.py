@@ -256,11 +256,11 @@ def investigation_html(path: str | Path, *, limit: int | None = None,
             prompts[step.name] = store.rendered_prompts(prompt_jobs(step.results))
         finally:
             store.close()
-    # The steps' matrix as `runner matrix FILE` reads it (its own read of the stores, so the grid is
-    # exactly what that command's JSON says).
-    from runner.api._matrix import matrix
+    # The steps' matrix as `runner matrix FILE` builds it, over the results just read.
+    from runner.api._matrix import investigation_matrix
 
-    return investigation_page(rep, prompts, matrix([path], limit=limit, max_jobs=max_jobs)), rep
+    read = {s.name: s.results for s in rep.steps if s.results is not None}
+    return investigation_page(rep, prompts, investigation_matrix(path, read, limit=limit, max_jobs=max_jobs)), rep
 
 
 def render_investigation(report: InvestigationReport, fmt: str = "table", *, conclusion_only: bool = False) -> str:
