@@ -307,3 +307,11 @@ def test_an_investigation_page_draws_its_steps_matrix_as_the_grid(
     assert page.evaluate(GRID) == expected
     assert page.evaluate("document.querySelector('td.m-cell.m-yes .m-source').textContent") == (
         "inv.yaml:final [model=fake, prompt=good]; chosen of 3 candidates")
+
+
+def test_html_of_a_missing_file_is_the_usual_error_and_writes_nothing(project: Project,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    missing, out = project.root / "nope.yaml", project.root / "matrix.html"
+    assert main(["matrix", str(missing), "--format", "html", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == f"runner: {missing}: experiment file not found; check the path\n"
+    assert not out.exists()
