@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     mx = sub.add_parser("matrix", help="task x model (by size class): each cell's verdict against its experiment's "
                                        "threshold, with its interval and n")
     mx.add_argument("files", nargs="+", metavar="FILE", help="experiments or investigations")
-    mx.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    mx.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
     mx.add_argument("--output", help="write to this file instead of standard output")
     mx.add_argument("--limit", type=_positive, help="only the first N dataset items")
     _max_jobs_flag(mx)

@@ -228,7 +228,10 @@ def test_an_investigation_page_has_the_decision_the_hypotheses_the_picks_and_eac
     assert page.errors == [] and page.outside_requests == []
     headings = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")
     assert headings[:4] == ["decision", "hypotheses", "picks", "findings by step (most important first within each)"]
-    assert headings[4:] == ["step 1 prompts (H1)", "step 2 final"]
+    # The steps name no task: the matrix section says so instead of drawing an empty grid.
+    assert headings[4:] == ["model-selection matrix", "step 1 prompts (H1)", "step 2 final"]
+    assert page.evaluate("document.querySelector('#matrix ~ p:not(.muted)').textContent") == (
+        "no experiment here names a task: nothing to put in the grid.")
     rep = runner.api.report_investigation(path)
     assert rep.decision is not None
     assert page.evaluate("document.querySelector('#decision + p .verdict').textContent") == rep.decision.verdict

@@ -9,6 +9,7 @@ half right. A third experiment (semantic analysis) has not run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import ITEMS, Project, step_experiment
 from runner.cli import main
+from runner.testing.browser import Chromium, find_chromium
 from runner.testing.fault_server import FaultPlan, ScriptRule, ThreadedFaultServer
 
 OTHER = [{"id": f"t{n}", "config": {"name": f"t{n}", "port": 9000 + n}, "valid": n % 2 == 0} for n in range(8)]
@@ -159,9 +161,9 @@ def test_an_experiment_without_a_threshold_shows_its_rate_unjudged(project: Proj
             "{metric: accuracy, min: ...} to judge them") in out
 
 
-def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    # GOOD answers every item right, BAD none; the final step runs on the prompt the first one picked.
+def _investigation(project: Project) -> Path:
+    """Two steps on config_validation, run: GOOD answers every item right, BAD none; the final step runs
+    on the prompt the first one picked."""
     script = {f'{prefix} {{"name": "{item["config"]["name"]}",': _answer(item["valid"] == (prefix == "GOOD"))
               for item in ITEMS for prefix in ("GOOD", "BAD")}
     with ThreadedFaultServer(FaultPlan(script=script)) as server:
@@ -177,6 +179,12 @@ def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
                                        {"name": "final", "experiment": "final.yaml",
                                         "use": {"prompt": {"from": "prompts", "pick": "best"}}}]}, name="inv.yaml")
         assert main(["run", str(inv), "--quiet", "--no-report"]) == 0
+    return inv
+
+
+def test_an_investigation_contributes_its_steps_as_they_ran(project: Project,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    inv = _investigation(project)
     capsys.readouterr()
     assert main(["matrix", str(inv), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -214,3 +222,111 @@ def test_the_size_is_the_stored_one_and_a_store_from_before_size_classes_falls_b
         conn.execute("UPDATE jobs SET variant_json = json_remove(variant_json, '$.parameters', '$.parameters_source', "
                      "'$.size_class', '$.parameters_declared')")
     assert models()[0]["parameters_source"] == "declared (models[].params)"
+
+
+# The coloured grid (`--format html`, and an investigation's page), in a real headless Chromium with the
+# network off (runner/testing/browser.py); skipped without one (scripts/install_chromium.sh installs it).
+
+needs_chromium = pytest.mark.skipif(find_chromium() is None,
+                                    reason="no chromium on PATH: scripts/install_chromium.sh installs it (as root)")
+# Per grid cell: task, model, its verdict class, and its text: verdict, rate [interval], n.
+GRID = ("[...document.querySelectorAll('table.matrix td.m-cell')].map(td => [td.dataset.task, td.dataset.model, "
+        "[...td.classList].filter(c => c !== 'm-cell').join(' '), td.querySelector('.m-verdict').textContent, "
+        "td.querySelector('.m-rate')?.textContent ?? null, td.querySelector('.m-n')?.textContent ?? null])")
+
+
+def _expected_grid(data: dict[str, Any]) -> list[list[str | None]]:
+    """What the JSON says each cell is, in the grid's order (task rows, model columns)."""
+    cells = {(c["task"], c["model"]): c for c in data["cells"]}
+    out: list[list[str | None]] = []
+    for task in data["tasks"]:
+        for m in data["models"]:
+            c = cells[(task, m["name"])]
+            rate = None if c["value"] is None else f"{c['value']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
+            n = None if c["value"] is None else f"n={c['n_items']}"
+            out.append([task, m["name"], "m-" + c["verdict"].replace(" ", "-"), c["verdict"], rate, n])
+    return out
+
+
+def _json(paths: list[Path], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["matrix", *map(str, paths), "--format", "json"]) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH: scripts/install_chromium.sh installs it (as root)")
+    with Chromium() as b:
+        yield b
+
+
+@needs_chromium
+def test_the_html_grid_has_one_cell_per_task_and_model_as_the_json_says(
+        files: tuple[Project, list[Path]], tmp_path: Path, browser: Chromium,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _, paths = files
+    data = _json(paths, capsys)
+    out = tmp_path / "matrix.html"
+    assert main(["matrix", *map(str, paths), "--format", "html", "--output", str(out)]) == 0
+    assert capsys.readouterr().err == f"wrote {out}\n"
+    expected = _expected_grid(data)
+    assert len(expected) == 5 * 2
+    assert [c[2] for c in expected].count("m-no-experiment") == 7  # the grid has every kind it can here
+    assert {c[3] for c in expected} == {"maybe", "no", "not run", "no experiment"}
+    for scripts in (True, False):  # the same grid with JavaScript off
+        page = browser.load(out, scripts=scripts)
+        assert page.errors == [] and page.outside_requests == []
+        assert page.evaluate(GRID) == expected
+        assert page.evaluate("document.querySelectorAll('table.matrix td.m-cell').length") == 10
+    # Size classes head their columns; the source beside each judged cell, its whole verdict on hover.
+    assert page.evaluate("[...document.querySelectorAll('th.m-class')].map(t => t.textContent + ':' + t.colSpan)"
+                         ) == ["<=1B:1", "1-3B:1"]
+    a = "document.querySelector(\"td[data-task='config_validation'][data-model='a']\")"
+    assert page.evaluate(f"{a}.querySelector('.m-source').textContent") == (
+        "more.yaml [model=a, prompt=ask]; chosen of 2 candidates")
+    title = page.evaluate(f"{a}.title")
+    cell = next(c for c in data["cells"] if (c["task"], c["model"]) == ("config_validation", "a"))
+    assert title.splitlines() == [f"{paths[1]} [model=a, prompt=ask]", cell["text"],
+                                  f"chosen of 2 candidates: {cell['chosen_by']}", "bar 0.60"]
+    # The cells are coloured (each verdict its own background) and the lines under the grid are the table's.
+    colours = page.evaluate("[...new Set([...document.querySelectorAll('td.m-cell')].map(td => td.className + '=' "
+                            "+ getComputedStyle(td).backgroundColor))]")
+    assert len({c.split("=")[1] for c in colours}) == len(colours) == 4
+    capsys.readouterr()
+    assert main(["matrix", *map(str, paths)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    under = table[table.index("") + 1:]
+    under = under[under.index("") + 1:]
+    assert page.evaluate("[...document.querySelectorAll('ul.m-lines li')].map(l => l.textContent)") == under
+    assert page.evaluate("[...document.querySelectorAll('table.m-experiments tbody tr')].map(r => "
+                         "r.cells[0].textContent + ' ' + r.cells[4].textContent)") == [
+        f"{e['source']} {e['status']}" for e in data["experiments"]]
+    assert page.screenshot(Path("/tmp/html-shots/test_matrix.png"), full_page=True) > 5_000
+
+
+@needs_chromium
+def test_an_investigation_page_draws_its_steps_matrix_as_the_grid(
+        project: Project, tmp_path: Path, browser: Chromium, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = _investigation(project)
+    data = _json([inv], capsys)
+    out = tmp_path / "inv.html"
+    assert main(["report", str(inv), "--format", "html", "--output", str(out)]) == 0
+    page = browser.load(out)
+    assert page.errors == [] and page.outside_requests == []
+    assert page.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")[4] == \
+        "model-selection matrix"
+    expected = _expected_grid(data)
+    assert expected[0] == ["config_validation", "fake", "m-yes", "yes", "1.00 [0.61, 1.00]", "n=6"]
+    assert page.evaluate(GRID) == expected
+    assert page.evaluate("document.querySelector('td.m-cell.m-yes .m-source').textContent") == (
+        "inv.yaml:final [model=fake, prompt=good]; chosen of 3 candidates")
+
+
+def test_html_of_a_missing_file_is_the_usual_error_and_writes_nothing(project: Project,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    missing, out = project.root / "nope.yaml", project.root / "matrix.html"
+    assert main(["matrix", str(missing), "--format", "html", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == f"runner: {missing}: experiment file not found; check the path\n"
+    assert not out.exists()

@@ -256,7 +256,11 @@ def investigation_html(path: str | Path, *, limit: int | None = None,
             prompts[step.name] = store.rendered_prompts(prompt_jobs(step.results))
         finally:
             store.close()
-    return investigation_page(rep, prompts), rep
+    # The steps' matrix as `runner matrix FILE` builds it, over the results just read.
+    from runner.api._matrix import investigation_matrix
+
+    read = {s.name: s.results for s in rep.steps if s.results is not None}
+    return investigation_page(rep, prompts, investigation_matrix(path, read, limit=limit, max_jobs=max_jobs)), rep
 
 
 def render_investigation(report: InvestigationReport, fmt: str = "table", *, conclusion_only: bool = False) -> str:

@@ -9,20 +9,26 @@ from html import escape
 from runner.capabilities.context_window import ContextStudy
 from runner.investigation.report import FINDINGS_SHOWN_PER_STEP, InvestigationReport
 from runner.reporting.html.experiment import experiment_sections, study_sections
+from runner.reporting.html.matrix import matrix_section
 from runner.reporting.html.page import page, verdict_badge
 from runner.reporting.html.responses import Prompt
+from runner.reporting.matrix import Matrix
 from runner.reporting.tables import Report
 
 
-def investigation_page(rep: InvestigationReport, prompts: dict[str, dict[str, Prompt]]) -> str:
-    """`prompts`: step name -> that step's rendered prompts (job id -> prompt), as the browser takes them."""
+def investigation_page(rep: InvestigationReport, prompts: dict[str, dict[str, Prompt]],
+                       matrix: Matrix | None = None) -> str:
+    """`prompts`: step name -> that step's rendered prompts (job id -> prompt), as the browser takes them;
+    `matrix`: the steps' model-selection matrix (`runner matrix` of the investigation), drawn as a grid."""
     t = rep.threshold
     nav = "<nav><a href='#decision'>decision</a><a href='#hypotheses'>hypotheses</a><a href='#picks'>picks</a>" \
-          "<a href='#findings'>findings</a>" + "".join(f"<a href='#step-{i}'>{escape(s.name)}</a>"
-                                                      for i, s in enumerate(rep.steps, 1)) + "</nav>"
+          "<a href='#findings'>findings</a>" + ("<a href='#matrix'>matrix</a>" if matrix is not None else "") \
+          + "".join(f"<a href='#step-{i}'>{escape(s.name)}</a>" for i, s in enumerate(rep.steps, 1)) + "</nav>"
     body = [f"<h1>{escape(rep.name)}</h1><p><b>question:</b> {escape(rep.question)} "
             f"({escape(t.metric)} &ge; {t.min:g})</p>{nav}", _decision(rep), _hypotheses(rep), _picks(rep),
             _findings(rep)]
+    if matrix is not None:
+        body.append(matrix_section(matrix, level=2))
     filters = True
     for i, step in enumerate(rep.steps, 1):
         hyp = f" ({escape(step.hypothesis)})" if step.hypothesis else ""

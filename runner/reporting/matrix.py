@@ -263,6 +263,10 @@ def render_matrix(matrix: Matrix, fmt: str = "table") -> str:
         return json.dumps(matrix_json(matrix), indent=2) + "\n"
     if fmt == "markdown":
         return _markdown(matrix)
+    if fmt == "html":
+        from runner.reporting.html.matrix import matrix_page  # the page machinery only when asked for
+
+        return matrix_page(matrix)
     return _table(matrix)
 
 
@@ -290,7 +294,7 @@ def _cell_json(cell: MatrixCell) -> dict[str, Any]:
             "text": c.text if c else None}
 
 
-def _lines(matrix: Matrix) -> list[str]:
+def explain_lines(matrix: Matrix) -> list[str]:
     out = []
     for cell in matrix.cells.values():
         c = cell.chosen
@@ -323,7 +327,7 @@ def _table(matrix: Matrix) -> str:
     out = ["model-selection matrix: task x model by size class; yes / maybe / no against each experiment's "
            "report.threshold (95% interval, n in items)", "", fmt_row(top), fmt_row(headers),
            fmt_row(["-" * w for w in widths]), *(fmt_row(r) for r in rows), ""]
-    out += _lines(matrix)
+    out += explain_lines(matrix)
     out += matrix.notes
     return "\n".join(out).rstrip() + "\n"
 
@@ -335,5 +339,5 @@ def _markdown(matrix: Matrix) -> str:
            "yes / maybe / no against each experiment's `report.threshold` (95% interval, n in items)", "",
            "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
-    out += ["", *(f"- {line}" for line in _lines(matrix) + matrix.notes)]
+    out += ["", *(f"- {line}" for line in explain_lines(matrix) + matrix.notes)]
     return "\n".join(out).rstrip() + "\n"

@@ -34,6 +34,15 @@ border-bottom:1px solid #ddd;z-index:1}.filters label{margin-right:12px}
 .verdict{font-weight:600;border-radius:3px;padding:0 5px}.v-supported,.v-viable{background:#cdeedd}
 .v-refuted,.v-inadequate,.v-not-viable{background:#fbd9c9}.v-inconclusive,.v-not-decidable,
 .v-not-shown-viable{background:#eee}.v-not-tested,.v-not-judged{background:#f7f7f7}
+/* The model-selection grid: Okabe-Ito hues made light enough for black text; the verdict is written in
+   every cell too, so nothing rests on colour alone. */
+table.matrix td.m-cell{min-width:9em}table.matrix th.m-class{text-align:center}
+.m-yes{background:#bfe8d5}.m-maybe{background:#fbe7a8}.m-no{background:#f6c4a8}
+.m-not-run{background:repeating-linear-gradient(45deg,#f2f2f2,#f2f2f2 6px,#e4e4e4 6px,#e4e4e4 12px)}
+.m-no-experiment{background:#fff;color:#888}.m-no-bar{background:#cfe3f3}.m-not-judged{background:#e8e8e8}
+.m-verdict{font-weight:700}.m-rate,.m-n{font-variant-numeric:tabular-nums}.m-source{display:block;
+font-size:11px;color:#555;overflow-wrap:anywhere}.m-legend span{display:inline-block;padding:1px 8px;margin:2px;
+border:1px solid #ddd;border-radius:3px;font-size:12px}
 """
 
 # Filters for the response browser: a row stays when one of its answers matches the outcome and
