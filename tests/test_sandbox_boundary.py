@@ -359,3 +359,19 @@ def test_as_another_user_bwrap_adds_a_user_namespace_and_hides_that_users_files(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [
         "bwrap", 2, f"FileNotFoundError: [Errno 2] No such file or directory: {str(mine)!r} at test 3"]
+
+
+def test_a_tool_kept_under_tmp_is_reachable_in_the_boundary(mode: str, tmp_path: Path) -> None:
+    # A checkout in /tmp keeps its .venv there, ruff's binary with it: the boundary's own small /tmp must
+    # not hide a tool bound in at that path (it did, under bwrap, before the binds were mounted after it).
+    _confined(mode)
+    tool = tmp_path / "venv" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho reached\n")
+    tool.chmod(0o755)
+    where = boundary()
+    with tempfile.TemporaryDirectory() as workdir:
+        where.prepare_workdir(workdir)
+        done = subprocess.run(where.tool_command(workdir, [str(tool)], ro_binds=[str(tool)]), capture_output=True,
+                              timeout=30, env=launcher_env())
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"reached\n", b"")

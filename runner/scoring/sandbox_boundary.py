@@ -176,6 +176,9 @@ class Boundary:
                 argv += ["--symlink", os.readlink(link), link]  # merged /usr: the same links as the host
             elif os.path.isdir(link):
                 argv += ["--ro-bind", link, link]
+        # /tmp is small: as another user (a user namespace) it is the user's, and writable. Mounted before
+        # the binds below, which may lie under /tmp (a checkout and its .venv in /tmp: the ruff binary).
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(_HIDDEN_TMPFS_BYTES), "--tmpfs", "/tmp"]
         for path in _python_dirs(self.python) if python_child else []:
             if not _under(path, "/usr"):  # a system Python is in /usr already
                 argv += ["--ro-bind", path, path]
@@ -184,8 +187,6 @@ class Boundary:
                 # The parents bwrap makes would be 0700, which nobody could not enter (/etc for /etc/mono).
                 argv += [d for d in _parents(path) for d in ("--perms", "0755", "--dir", d)]
                 argv += ["--ro-bind", path, path]
-        # /tmp is small: as another user (a user namespace) it is the user's, and writable.
-        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(_HIDDEN_TMPFS_BYTES), "--tmpfs", "/tmp"]
         if inputs is None:
             argv += ["--bind", host_workdir, INNER_WORKDIR]
         else:
