@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,22 @@ def _own_response_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """Every test its own response cache (runner.store.response_cache), in the CLI's subprocesses too:
     an answer cached by one test must not keep another test's request from reaching its server."""
     monkeypatch.setenv("RUNNER_RESPONSE_CACHE", str(tmp_path_factory.mktemp("responses") / "responses.sqlite"))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_kept() -> Iterator[None]:
+    """A test (or the code it runs, a library's included) that leaves SIGINT or SIGTERM handled otherwise
+    than it found them fails here, by name: the runner promises a caller its handlers back, and a leak
+    would show up only later, in some other test of signals."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.getsignal(sig) for sig in signals}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in signals}
+    for sig, handler in before.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+    changed = {signal.Signals(sig).name: (before[sig], after[sig]) for sig in signals if after[sig] != before[sig]}
+    assert not changed, f"the test left signal handlers changed (before, after): {changed}"
 
 
 @pytest.fixture
