@@ -4,6 +4,7 @@ worker node, one CPU each, on this machine), against a local run of the same exp
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -71,4 +72,66 @@ def test_ray_needs_the_embedded_backend(project: Project, capsys: pytest.Capture
     assert capsys.readouterr().err == (
         f"runner: {path}: backend.kind: --ray runs the embedded backend's variants on a Ray cluster, and "
         "backend.kind is openai; drop --ray; to spread jobs over several servers, list them in backend.endpoints\n")
+    assert not project.store_path().exists()
+
+
+def _embedded(project: Project) -> Path:
+    exp = _experiment()
+    exp["models"][0]["quantizations"] = ["Q4_1"]  # the file as it is: nothing to derive
+    return project.write(exp)
+
+
+def _free_port() -> int:
+    with socket.create_server(("0.0.0.0", 0)) as server:  # on every interface: free on loopback and the node IP
+        port: int = server.getsockname()[1]
+    return port
+
+
+_FORM = ("give the head node's HOST:PORT (the GCS port `ray start --head` printed, 6379 unless --port changed it), "
+         "e.g. --ray 127.0.0.1:6379, or ray://HOST:10001 for Ray Client")
+
+
+@pytest.mark.parametrize("address", ["nohost", "127.0.0.1:abc", ":6379", "127.0.0.1:70000", "http://127.0.0.1:8265"])
+def test_a_malformed_ray_address_is_one_line(project: Project, capsys: pytest.CaptureFixture[str],
+                                              address: str) -> None:
+    pytest.importorskip("ray")
+    path = _embedded(project)
+    assert main(["run", str(path), "--quiet", "--ray", address]) == 2
+    assert capsys.readouterr().err == f"runner: {path}: --ray: {address!r} is not a Ray address; {_FORM}\n"
+    assert not project.store_path().exists()
+
+
+def test_an_unreachable_ray_address_is_one_line_in_seconds(project: Project, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    services = pytest.importorskip("ray._private.services")
+    path = _embedded(project)
+    port = _free_port()
+    # Ray dials the node's own IP for 127.0.0.1 (on a cluster in loopback mode, 127.0.0.1 itself).
+    dialed = services.resolve_ip_for_localhost("127.0.0.1")
+    via = "" if dialed == "127.0.0.1" else f"Ray dials {dialed}:{port}: "
+    started = time.monotonic()
+    assert main(["run", str(path), "--quiet", "--ray", f"127.0.0.1:{port}"]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: {path}: --ray: nothing listens at 127.0.0.1:{port} ({via}connection refused); "
+        f"start the head there (ray start --head --port {port}) or correct the address\n")
+    # RAY_ADDRESS, which a bare --ray uses, is checked the same way and named.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{port}")
+    assert main(["run", str(path), "--quiet", "--ray"]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: {path}: --ray: nothing listens at RAY_ADDRESS 127.0.0.2:{port} (connection refused); "
+        f"start the head there (ray start --head --port {port}) or correct the address\n")
+    assert time.monotonic() - started < 10  # Ray's own attempts would run for minutes
+    assert not project.store_path().exists()
+
+
+def test_a_port_that_is_no_ray_head_is_one_line(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ray")
+    path = _embedded(project)
+    # A listener that takes connections and says nothing (as a wrong service might); 127.0.0.2 is
+    # loopback too, and Ray dials it as given.
+    with socket.create_server(("127.0.0.2", 0)) as silent:
+        address = f"127.0.0.2:{silent.getsockname()[1]}"
+        assert main(["run", str(path), "--quiet", "--ray", address]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: {path}: --ray: {address} is no Ray head (it takes connections but gives no gRPC answer); {_FORM}\n")
     assert not project.store_path().exists()
