@@ -1,5 +1,6 @@
 """`runner run --ray`: the embedded engine's variants on a Ray cluster that the test starts (a head and a
-worker node, one CPU each, on this machine), against a local run of the same experiment."""
+worker node, one CPU each, on loopback), against a local run of the same experiment; and the address
+checks that keep a wrong `--ray ADDRESS` from hanging the runner."""
 
 from __future__ import annotations
 
@@ -34,9 +35,21 @@ def _stored(store: Path) -> list[tuple[Any, ...]]:
                             "FROM jobs j LEFT JOIN scores s USING (job_id) ORDER BY j.job_id").fetchall()
 
 
+def _on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's single-machine mode, in which nodes and the driver use 127.0.0.1 as is.
+
+    Otherwise Ray replaces 127.0.0.1 by the machine's own IP wherever it meets it (the driver's
+    address too), so nodes started on loopback cannot be reached. The variable is Ray's (meant for
+    macOS and Windows, where it is off by default); the processes the cluster starts read it from the
+    environment, and this one has read it already when ray was imported."""
+    constants = pytest.importorskip("ray._private.ray_constants")
+    monkeypatch.setenv(constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", False)
+
+
 @pytest.mark.model
 def test_two_variants_on_a_local_ray_cluster_store_what_a_local_run_stores(
-        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+        project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     cluster_utils = pytest.importorskip("ray.cluster_utils")
     local = project.write(_experiment(), name="local.yaml")
     on_ray = project.write(_experiment(), name="on_ray.yaml")
@@ -44,9 +57,14 @@ def test_two_variants_on_a_local_ray_cluster_store_what_a_local_run_stores(
     assert main(["run", str(local), "--quiet", "--no-report", "--limit", "3"]) == 0
     local_s = time.monotonic() - started
 
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    _on_loopback(monkeypatch)
+    # Bounded: one CPU per node, and a small object store (the default takes 30% of memory).
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(**node)
+        assert cluster.address.startswith("127.0.0.1:")
+        assert [n.node_ip_address for n in cluster.list_all_nodes()] == ["127.0.0.1", "127.0.0.1"]
         started = time.monotonic()
         assert main(["run", str(on_ray), "--quiet", "--no-report", "--limit", "3", "--ray", cluster.address]) == 0
         ray_s = time.monotonic() - started
