@@ -16,20 +16,59 @@ Ray is optional: `pip install 'llm-runner[ray]'`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import os
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from runner.backends.base import Backend, BackendError, ChatRequest, Completion, StartContext, Variant, VariantInfo
+from runner.backends.ray_address import check_head
 from runner.config.imports import require
 from runner.config.schema import Experiment
 from runner.errors import BackendUnavailable, UserError
 
 _STOP_TIMEOUT_S = 30.0
+# ray.init once check() found a head answering: a few seconds on a healthy cluster. Bounded all the
+# same (Ray's own retries run for minutes), in a daemon thread that exit does not wait for.
+_INIT_TIMEOUT_S = 60.0
+# What ray.init takes besides an address: a running local instance, or a new one.
+_RAY_KEYWORDS = ("auto", "local")
 # The actor serving the variant whose jobs this task runs (the parallel executor runs several at once).
 _current: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_variant_actor")
+
+
+async def _bounded(work: Callable[[], object], timeout_s: float) -> None:
+    """`work()` in a daemon thread, awaited for at most `timeout_s` (then TimeoutError).
+
+    Not asyncio.to_thread: the loop's default executor is joined when the run ends, so a ray.init
+    still retrying would hold the process there; a daemon thread is left behind instead."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            outcome: BaseException | None = exc
+        else:
+            outcome = None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="ray.init", daemon=True).start()
+    await asyncio.wait_for(asyncio.shield(done), timeout_s)
 
 
 def _failure(exc: BaseException) -> tuple[Any, ...]:
@@ -97,6 +136,14 @@ class RayBackend(Backend):
     def check(self) -> None:
         self.local.check()  # the files the experiment names, as the local backend checks them
         self._ray = require("ray", "llm-runner[ray]", "runner run --ray", note="run without --ray")
+        # ray.init would retry an address where nothing (or no Ray head) listens for minutes.
+        address, where = self.address, ""
+        if not address and os.environ.get("RAY_ADDRESS"):
+            address, where = os.environ["RAY_ADDRESS"], "RAY_ADDRESS "
+        if address and address not in _RAY_KEYWORDS:
+            from ray._private.services import resolve_ip_for_localhost
+
+            check_head(address, where=where, file=self.experiment.source_path, dials=resolve_ip_for_localhost)
 
     async def start(self, context: StartContext | None = None) -> None:
         await super().start(context)
@@ -105,8 +152,13 @@ class RayBackend(Backend):
         ray = self._ray
         where = self.address or "a local Ray instance"
         try:
-            await asyncio.to_thread(ray.init, address=self.address or None, ignore_reinit_error=True,
-                                    include_dashboard=False, log_to_driver=False, configure_logging=False)
+            await _bounded(lambda: ray.init(address=self.address or None, ignore_reinit_error=True,
+                                            include_dashboard=False, log_to_driver=False, configure_logging=False),
+                           _INIT_TIMEOUT_S)
+        except TimeoutError:
+            fix = "check the cluster with ray status --address ADDRESS, and give its head's GCS port"
+            raise BackendUnavailable(f"the Ray cluster at {where} did not take this driver in {_INIT_TIMEOUT_S:g} s",
+                                     file=self.experiment.source_path, key="--ray", fix=fix) from None
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise BackendUnavailable(f"cannot reach the Ray cluster at {where} ({type(exc).__name__}: "
                                      f"{' '.join(str(exc).split())[:200]})", file=self.experiment.source_path,
