@@ -153,3 +153,16 @@ def test_a_store_with_no_answer_for_this_plan_claims_no_findings(project: Projec
     assert main(["report", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Findings (most important first):\n  effect: no findings yet: no job has an answer stored\n" in out
+
+
+def test_the_html_report_opens_with_the_answer(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(_plan()) as server:
+        path = _experiment(project, server.url, ["GOOD", "SAME"], {"axis": "prompt"})
+        _run(path, capsys)
+    out = project.root / "report.html"
+    assert main(["report", str(path), "--format", "html", "--output", str(out)]) == 0
+    page = out.read_text()
+    assert ("<p class='answer' id='answer'><strong>Answer:</strong> prompt does not explain the score: same vs good "
+            "difference +0.00 [+0.00, +0.00] over 40 items; every value&#x27;s interval lies within +-0.10 of good, "
+            "the smallest effect that matters</p>") in page
+    assert page.index("id='answer'") < page.index("id='tables'")

@@ -31,9 +31,12 @@ def experiment_sections(report: Report, results: ResultSet, prompts: dict[str, P
     the plots draw, if not the experiment's own (an investigation's)."""
     h, sub = f"h{level}", level + 1
     tables = "".join(table_html(t, sub) for t in report.tables)
+    # `report.effect`: the answer to the question the experiment asks, first (the text report ends in it).
+    answer = (f"<p class='answer' id='{anchor}answer'><strong>Answer:</strong> {escape(report.effect.sentence())}</p>"
+              if report.effect is not None else "")
     findings = findings_html(report.findings, report.no_findings_line) if report.scored else \
         "<p>no scorer: nothing to explain.</p>"
-    return (f"<{h} id='{anchor}tables'>tables</{h}>{tables}"
+    return (f"{answer}<{h} id='{anchor}tables'>tables</{h}>{tables}"
             f"<{h} id='{anchor}findings'>findings (most important first)</{h}>{findings}"
             f"<{h} id='{anchor}plots'>plots</{h}>{plots_html(plots(results, bar), _no_plots(results))}"
             f"<{h} id='{anchor}responses'>responses</{h}>{browser(results, prompts, filters=filters)}")
