@@ -5,6 +5,7 @@ checks that keep a wrong `--ray ADDRESS` from hanging the runner."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sqlite3
 import time
@@ -60,6 +61,9 @@ def test_two_variants_on_a_local_ray_cluster_store_what_a_local_run_stores(
     _on_loopback(monkeypatch)
     # Bounded: one CPU per node, and a small object store (the default takes 30% of memory).
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
+    # The head node started in this process registers its own SIGTERM handler (Ray's shutdown hook):
+    # the test's harness, not the runner, so it is undone here.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
         cluster.add_node(**node)
@@ -74,6 +78,8 @@ def test_two_variants_on_a_local_ray_cluster_store_what_a_local_run_stores(
         assert "0 succeeded, 0 failed, 6 resumed from the store" in capsys.readouterr().err
     finally:
         cluster.shutdown()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
     mine, theirs = _stored(project.store_path("local")), _stored(project.store_path("on_ray"))
     assert len(mine) == 6 and {row[1] for row in mine} == {"ok"} and {row[2] for row in mine} == {"Q4_1", "Q8_0"}
