@@ -100,7 +100,7 @@ def test_every_module_belongs_to_a_stage() -> None:
     # ls runner/ shows the stages
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
         "config", "plan", "backends", "store", "scoring", "execution", "capabilities", "analysis", "diagnosis",
-        "reporting", "investigation", "api", "testing"}
+        "reporting", "investigation", "api", "cli", "testing"}
 
 
 def test_no_module_imports_against_the_flow() -> None:
