@@ -11,7 +11,9 @@ The executor owns the run's counts (`RunCounts`) and says what happens through t
 Scorers run off the event loop, in daemon threads, each call with a time limit
 (`limits.scorer_timeout_s`; `runner.execution.off_loop`), so no scorer can freeze the run or keep a
 signal from stopping it. A call past its limit fails its job; four such calls still running stop the
-run (`ScorersStuck`).
+run (`ScorersStuck`). The exception: a scorer that knows its worst case on this answer is well under
+a millisecond (`Scorer.cheap_on`: binary, exact, json_field on a short answer with few brackets) runs on
+the loop, since the thread hop costs more than it does; code tests, regex and plugins never do.
 
 Errors: a backend's own `BackendError` (after its retries) and a scorer's own `ScorerError` fail
 that job, which is stored as failed with the reason and retried by the next run. Anything else is
@@ -335,6 +337,10 @@ class Executor:
         return scores
 
     async def _score_one(self, index: int, scorer: Scorer, job: Job, c: Completion) -> Score:
+        if scorer.cheap_on(c.text):
+            # Known to take well under a millisecond (a JSON field read from a short answer): on the loop,
+            # where the hop to a thread and back cost more than the scoring (see Scorer.cheap_on).
+            return scorer.score(c.text, c.finish_reason, job.item)
         limit = self._scorer_timeout_s
         try:
             return await self._off_loop.call(lambda: scorer.score(c.text, c.finish_reason, job.item), limit)
