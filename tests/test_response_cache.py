@@ -63,3 +63,24 @@ def test_no_cache_from_the_cli_sends_the_shared_requests(project: Project, fault
     assert main(["run", str(b), "--no-cache", "--quiet", "--no-report"]) == 0
     assert fault_server.stats()["requests"] == 48
     assert runner.report(b).from_cache == 0
+
+
+def test_the_cache_keeps_the_stores_json_and_gives_the_response_back_whole(tmp_path: Any) -> None:
+    # The executor encodes an answer once for the store and the cache: the cached response has the
+    # store's marker where the text stood, and a hit gets the text put back.
+    from runner.store.database import encode_exchange
+    from runner.store.response_cache import ResponseCache
+
+    text = '{"valid": true, "reason": "the port is in range and the name is a plain word"}'
+    request = {"model": "m", "messages": [{"role": "user", "content": "é"}]}
+    response = {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+    request_json, response_json, timings_json = encode_exchange(request, response, text, {"prompt_n": 3})
+    assert request_json is not None and response_json is not None
+    assert text not in response_json  # stored once, in the text column
+    cache = ResponseCache.open(tmp_path / "responses.sqlite")
+    cache.add("k", request_json, response_json, text, "stop", 5, 7, 0.25, timings_json)
+    cache.flush()
+    hit = cache.get("k")
+    assert hit is not None
+    assert (hit.request, hit.response, hit.text, hit.timings) == (request, response, text, {"prompt_n": 3})
+    cache.close()

@@ -4,6 +4,7 @@ layer (`runner.api`), printing what it returns; the exit codes and the stop on S
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -155,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if api.is_investigation(args.file):
         return cmd_run_investigation(args)
     _check_verdict_flags(args)
+    _fewer_collections()
     summary = api.run(args.file, limit=args.limit, fresh=args.fresh, concurrency=args.concurrency,
                       subscribers=[api.progress_line(enabled=not args.quiet)], events_path=args.events,
                       max_jobs=args.max_jobs, cache=not args.no_cache, ray=args.ray)
@@ -176,6 +178,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         sys.stdout.write(api.render(report, "table"))
     return _judge(args, report)
+
+
+def _fewer_collections() -> None:
+    """A run allocates a few dozen short-lived containers per job (requests, responses, rows, scores),
+    so the cyclic collector's youngest generation filled every ~700 of them: 350 collections and 3 full
+    ones at 5,000 jobs, 0.16 s of a 2.3 s command. The modules and the experiment loaded so far live
+    as long as the process: frozen out of the collector's walks, and the youngest generation larger
+    (9 collections, 0.03 s; memory: at most ~20,000 unreachable cycles more before one)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _exit_now_if_something_would_hold_the_exit(code: int) -> None:

@@ -11,7 +11,9 @@ The executor owns the run's counts (`RunCounts`) and says what happens through t
 Scorers run off the event loop, in daemon threads, each call with a time limit
 (`limits.scorer_timeout_s`; `runner.execution.off_loop`), so no scorer can freeze the run or keep a
 signal from stopping it. A call past its limit fails its job; four such calls still running stop the
-run (`ScorersStuck`).
+run (`ScorersStuck`). The exception: a scorer that knows its worst case on this answer is well under
+a millisecond (`Scorer.cheap_on`: binary, exact, json_field on a short answer with few brackets) runs on
+the loop, since the thread hop costs more than it does; code tests, regex and plugins never do.
 
 Errors: a backend's own `BackendError` (after its retries) and a scorer's own `ScorerError` fail
 that job, which is stored as failed with the reason and retried by the next run. Anything else is
@@ -62,6 +64,7 @@ from runner.scoring.base import Score
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
 from runner.store import JobRow, JobStatus, Store
+from runner.store.database import encode_exchange
 from runner.store.response_cache import CachedAnswer, ResponseCache
 
 BATCH_JOBS = 64  # finished jobs per store transaction at most
@@ -335,6 +338,10 @@ class Executor:
         return scores
 
     async def _score_one(self, index: int, scorer: Scorer, job: Job, c: Completion) -> Score:
+        if scorer.cheap_on(c.text):
+            # Known to take well under a millisecond (a JSON field read from a short answer): on the loop,
+            # where the hop to a thread and back cost more than the scoring (see Scorer.cheap_on).
+            return scorer.score(c.text, c.finish_reason, job.item)
         limit = self._scorer_timeout_s
         try:
             return await self._off_loop.call(lambda: scorer.score(c.text, c.finish_reason, job.item), limit)
@@ -355,19 +362,23 @@ class Executor:
     def _save_ok(self, job: Job, run_id: int, variant_details: dict[str, Any], c: Completion,
                  attempts: int, latency_s: float | None, scores: dict[str, dict[str, Any]], rendered: str | None,
                  *, from_cache: bool = False) -> None:
+        # Encoded once, here, for the store's row and the response cache's (they keep the same JSON).
+        encoded = encode_exchange(c.request, c.response, c.text, c.timings)
         self._save(self._row(
             job, run_id, variant_details, status=JobStatus.OK, attempts=attempts, request=c.request,
             response=c.response, text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
             completion_tokens=c.completion_tokens, latency_s=latency_s, timings=c.timings, scores=scores,
             rendered_prompt=rendered, rendered_by=self.backend.rendered_by if rendered is not None else None,
-            from_cache=from_cache))
+            from_cache=from_cache, encoded=encoded))
         if not from_cache:  # tokens/s of this run: what the server generated now
             self.counts.completion_tokens += c.completion_tokens or 0
             if self.cache is not None and job.request_key:
                 # With the job's own row (the same batch): a job stopped before it was stored (a signal
                 # while its scorer ran) is asked again, not answered from the cache.
-                self.cache.add(job.request_key, c.request, c.response, c.text, c.finish_reason, c.prompt_tokens,
-                               c.completion_tokens, latency_s, c.timings)
+                request_json, response_json, timings_json = encoded
+                if request_json is not None and response_json is not None:
+                    self.cache.add(job.request_key, request_json, response_json, c.text, c.finish_reason,
+                                   c.prompt_tokens, c.completion_tokens, latency_s, timings_json)
         self.counts.succeeded += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,
                                      latency_s))

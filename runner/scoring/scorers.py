@@ -37,6 +37,7 @@ from runner.scoring.base import (
     WRONG_SHAPE,
     Score,
     Scorer,
+    json_read_is_cheap,
     normalize,
 )
 from runner.scoring.csharp import compiles, extract_csharp, missing_tools, run_csharp_tests, split_tests
@@ -105,6 +106,9 @@ class ExactMatch(Scorer):
         super().__init__(config, default_label)
         self.compares_as = None if self.config.field else "the answer's text"
 
+    def cheap_on(self, text: str) -> bool:
+        return json_read_is_cheap(text)
+
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = self.expected(item)
         case_sensitive = self.config.case_sensitive
@@ -162,6 +166,9 @@ class JsonField(Scorer):
     config: JsonFieldScorer
     needs_expected = True
 
+    def cheap_on(self, text: str) -> bool:
+        return json_read_is_cheap(text)
+
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = self.expected(item)
         early, value, _ = _json_outcome(text, finish_reason, self.config.field)
@@ -184,6 +191,9 @@ class BinaryClassification(Scorer):
         if self.config.label_map is not None:
             return self.config.label_map.get(str(label), label)
         return label
+
+    def cheap_on(self, text: str) -> bool:
+        return json_read_is_cheap(text)
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
         expected = normalize(self.expected(item))

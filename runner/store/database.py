@@ -161,11 +161,12 @@ class Store:
                 variant = variants[id(row.variant)] = _dumps(row.variant)
             error = redact(row.error) if row.error is not None else None
             text = redact_secrets(row.text) if row.text is not None else None
+            request_json, response_json, timings_json = row.encoded or encode_exchange(
+                row.request, row.response, row.text, row.timings)
             jobs.append((row.job_id, row.run_id, row.cell_key, row.model, row.quantization, row.item_id, row.repeat,
-                         str(row.status), row.attempts, error, _dumps(row.request),
-                         _dumps(strip_text(row.response, row.text)), text,
+                         str(row.status), row.attempts, error, request_json, response_json, text,
                          row.finish_reason, row.prompt_tokens, row.completion_tokens, row.latency_s,
-                         _dumps(row.timings), variant, now, row.rendered_prompt, row.rendered_by,
+                         timings_json, variant, now, row.rendered_prompt, row.rendered_by,
                          int(row.from_cache)))
             scores.extend((row.job_id, key, json.dumps(score)) for key, score in row.scores.items())
         with self.conn:
@@ -288,6 +289,13 @@ class Store:
         row = self.conn.execute("SELECT results_json FROM studies WHERE kind=? ORDER BY id DESC LIMIT 1",
                                 (kind,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def encode_exchange(request: Any, response: Any, text: str | None,
+                    timings: Any) -> tuple[str | None, str | None, str | None]:
+    """A job's request, response (its text replaced by the marker, `runner.store.raw`) and timings as
+    stored: JSON, secrets redacted. The response cache keeps the same three strings."""
+    return _dumps(request), _dumps(strip_text(response, text)), _dumps(timings)
 
 
 def _dumps(value: Any) -> str | None:

@@ -22,7 +22,7 @@ def strip_text(response: Any, text: str | None) -> Any:
     """`response` with every string equal to `text` replaced by the marker (a copy; the input is kept)."""
     if text is None or len(text) < _MIN_CHARS:
         return response
-    return _map(response, lambda v: dict(TEXT_MARKER) if v == text else v)
+    return _strip(response, text)
 
 
 def restore_text(response: Any, text: str | None) -> Any:
@@ -40,4 +40,31 @@ def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
         return {k: _map(v, leaf) for k, v in value.items()}
     if isinstance(value, list):
         return [_map(v, leaf) for v in value]
+    return value
+
+
+def _strip(value: Any, text: str) -> Any:
+    """`strip_text`'s walk, once per stored answer: a container is copied only where a string in it
+    changes (the rest is shared with the input, which is never changed), and no callback per value
+    (the generic `_map` was half the cost of storing an answer)."""
+    if isinstance(value, str):
+        return dict(TEXT_MARKER) if value == text else value
+    if isinstance(value, dict):
+        out: dict[Any, Any] | None = None
+        for k, v in value.items():
+            new = _strip(v, text)
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+    if isinstance(value, list):
+        items: list[Any] | None = None
+        for i, v in enumerate(value):
+            new = _strip(v, text)
+            if new is not v:
+                if items is None:
+                    items = list(value)
+                items[i] = new
+        return value if items is None else items
     return value

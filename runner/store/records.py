@@ -90,6 +90,9 @@ class JobRow:
     rendered_prompt: str | None = None  # the prompt as the server's chat template rendered the messages
     rendered_by: str | None = None
     from_cache: bool = False  # answered from the response cache: no request was sent
+    # (request_json, response_json, timings_json) as `encode_exchange` made them, or None: encoded on save.
+    # The executor encodes once for the store and the response cache both.
+    encoded: tuple[str | None, str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)

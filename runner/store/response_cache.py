@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import redact_secrets
+from runner.store.raw import restore_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -89,17 +90,18 @@ class ResponseCache:
             " timings_json FROM responses WHERE key=?", (key,)).fetchone()
         if row is None:
             return None
-        return CachedAnswer(json.loads(row[0]), json.loads(row[1]), row[2], row[3], row[4], row[5], row[6],
-                            json.loads(row[7]) if row[7] is not None else None)
+        # A response kept as the store keeps it has a marker where the text stood (older rows: the whole one).
+        return CachedAnswer(json.loads(row[0]), restore_text(json.loads(row[1]), row[2]), row[2], row[3], row[4],
+                            row[5], row[6], json.loads(row[7]) if row[7] is not None else None)
 
-    def add(self, key: str, request: dict[str, Any], response: dict[str, Any], text: str, finish_reason: str | None,
+    def add(self, key: str, request_json: str, response_json: str, text: str, finish_reason: str | None,
             prompt_tokens: int | None, completion_tokens: int | None, latency_s: float | None,
-            timings: dict[str, Any] | None) -> None:
-        """Keep an answer; written with the next `flush` (the executor flushes with its store batch)."""
-        self._unsaved.append((key, redact_secrets(json.dumps(request, ensure_ascii=False)),
-                              redact_secrets(json.dumps(response, ensure_ascii=False)), redact_secrets(text),
-                              finish_reason, prompt_tokens, completion_tokens, latency_s,
-                              None if timings is None else json.dumps(timings), time.time()))
+            timings_json: str | None) -> None:
+        """Keep an answer, its JSON as the store encoded it (`runner.store.database.encode_exchange`:
+        secrets redacted, the text marked in the response); written with the next `flush` (the
+        executor flushes with its store batch)."""
+        self._unsaved.append((key, request_json, response_json, redact_secrets(text), finish_reason, prompt_tokens,
+                              completion_tokens, latency_s, timings_json, time.time()))
 
     def flush(self) -> None:
         if not self._unsaved:
