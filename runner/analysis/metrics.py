@@ -112,26 +112,30 @@ class CellStats:
             self.tokens_per_s.append(float(speed))
         if score is None:
             return
-        cell_key = result.job.cell.key()
-        item = self.items.setdefault(result.job.item.id, [0] * len(ITEM_COLUMNS))
+        # Locals: this runs once per job (100,000 times in a large report).
+        job = result.job
+        cell_key, item_id, repeat = job.cell.key(), job.item.id, job.repeat
+        right, valid = int(bool(score.correct)), int(score.json_valid)
+        item = self.items.setdefault(item_id, [0] * len(ITEM_COLUMNS))
         self.outcomes[score.outcome] += 1
-        self.json_valid += int(score.json_valid)
-        self.correct += int(bool(score.correct))
+        self.json_valid += valid
+        self.correct += right
         item[_OK] += 1
-        item[_CORRECT] += int(bool(score.correct))
-        item[_JSON] += int(score.json_valid)
-        run = self.runs[(cell_key, result.job.repeat)]
-        run[0] += int(bool(score.correct))
+        item[_CORRECT] += right
+        item[_JSON] += valid
+        run = self.runs[(cell_key, repeat)]
+        run[0] += right
         run[1] += 1
-        self.answers[(cell_key, result.job.item.id)].append(_answer_key(score, rec.text))
-        self._add_text((cell_key, result.job.item.id), (rec.text or "").strip(), score, t0_text)
+        unit = (cell_key, item_id)
+        self.answers[unit].append(_answer_key(score, rec.text))
+        self._add_text(unit, (rec.text or "").strip(), score, t0_text)
         if score.prediction is not None:
             self.predictions[hashable(score.prediction)] += 1
-        self.correct_by[(cell_key, result.job.item.id, result.job.repeat)] = bool(score.correct)
+        self.correct_by[(cell_key, item_id, repeat)] = bool(right)
         if isinstance(scorer, BinaryClassification):
             self._count_binary(scorer, score, item)
         if isinstance(scorer, CodeTests):
-            self._count_code(score, item, result.job.item.id)
+            self._count_code(score, item, item_id)
 
     def _count_code(self, score: Score, item: list[int], item_id: str) -> None:
         extras = score.extras or {}
