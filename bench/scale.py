@@ -8,7 +8,8 @@ latency). `big.yaml` is the same experiment with 50 repeats: 1,000,000 jobs whos
 
 - `runner plan big.yaml`            goal < 5 s and < 200 MB
 - `runner run small.yaml`           0 requests (the server counts them), goal < 5 s, report included
-- `runner report` + `runner explain` of small.yaml, goal < 10 s together and < 300 MB
+- `runner report` + `runner explain` of small.yaml (--format json), goal < 10 s together and < 300 MB;
+  their outputs are compared with the previous run's, kept in the folder (same store, other code)
 
 Run: .venv/bin/python bench/scale.py [--folder /tmp/scale] [--items 5000]
 """
@@ -121,10 +122,18 @@ def main() -> None:
         sent = requests_served(url) - before
         print(f"runner run small.yaml, finished ({args.items * 20} jobs), report included: {run_s}, "
               f"peak {run_mb:.0f} MB, {sent} requests (goal 0 requests, < 5 s)")
-        report_s, report_mb, _ = timed(["report", str(small)])
-        explain_s, explain_mb, _ = timed(["explain", str(small)])
+        report_s, report_mb, report_out = timed(["report", str(small), "--format", "json"])
+        explain_s, explain_mb, explain_out = timed(["explain", str(small), "--format", "json"])
         print(f"runner report: {report_s}, peak {report_mb:.0f} MB; runner explain: {explain_s}, "
               f"peak {explain_mb:.0f} MB (goal together < 10 s, < 300 MB)")
+        # A speed-up must not change a number: the outputs are kept in the folder, and the next run of the
+        # bench (on other code, over the same store) says whether they are byte-identical.
+        for name, out in (("report.json", report_out), ("explain.json", explain_out)):
+            kept = folder / name
+            if kept.exists():
+                same = kept.read_text() == out
+                print(f"{name}: {'byte-identical to' if same else 'DIFFERENT from'} the previous run's")
+            kept.write_text(out)
     finally:
         server.terminate()
         server.wait()

