@@ -42,3 +42,42 @@ def test_a_repeat_of_a_prompt_evaluates_fewer_prompt_tokens_than_the_first(proje
     assert evaluated[0] > prompt_tokens // 2  # the first is evaluated (nearly) whole
     assert all(n <= 4 for n in evaluated[1:]), evaluated  # repeats: from the KV cache
     assert all(json.loads(r[3])["cache_prompt"] is True for r in rows)  # asked for, not left to the default
+
+
+def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Two slots, three items x two repeats: the first job evaluates the long shared system prompt, its slot
+    is copied into the other, and every later job evaluates only its own item (repeats: nothing)."""
+    exp = base_experiment()
+    exp.update(
+        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": 2, "timeout_s": 120},
+        models=[{"name": "smollm2", "source": {"path": str(smollm_path())}}],
+        prompts={"system": f"You validate service configs. {RULES}",
+                 "variants": [{"name": "p", "text": "Is this config valid? Answer JSON. {{ config | tojson }}"}]},
+        sampling={"temperature": 0.0, "seed": 1, "max_tokens": 4},
+        repeats=2,
+    )
+    path = project.write(exp)
+    assert main(["run", str(path), "--quiet", "--no-report", "--limit", "3"]) == 0
+    with sqlite3.connect(project.store_path()) as conn:
+        rows = conn.execute("SELECT item_id, repeat, prompt_tokens, timings_json FROM jobs"
+                            " ORDER BY finished_at, item_id, repeat").fetchall()
+    assert len(rows) == 6
+    evaluated = {(r[0], r[1]): json.loads(r[3])["prompt_n"] for r in rows}
+    prompt_tokens = min(r[2] for r in rows)
+    assert prompt_tokens > 200
+    whole = [key for key, n in evaluated.items() if n > prompt_tokens // 2]
+    assert len(whole) == 1, evaluated  # one slot evaluated the shared prompt; the other got a copy
+    assert all(n <= 4 for (item, repeat), n in evaluated.items() if repeat == 1), evaluated  # repeats
+    assert sum(evaluated.values()) < prompt_tokens + 4 * 40, evaluated  # the rest: each item's own tokens
+    # The report says the share per variant: 1 - evaluated / prompt tokens, over the jobs sent.
+    capsys.readouterr()
+    assert main(["report", str(path), "--limit", "3", "--format", "json"]) == 0
+    shares = json.loads(capsys.readouterr().out)["prompt_cache"]
+    total = sum(r[2] for r in rows)
+    assert shares == [{"variant": "smollm2", "jobs": 6, "prompt_tokens": total, "evaluated": sum(evaluated.values()),
+                       "hit_share": 1 - sum(evaluated.values()) / total}]
+    assert main(["report", str(path), "--limit", "3"]) == 0
+    assert (f"prompt cache (share of prompt tokens taken from the KV cache, not evaluated; llama.cpp "
+            f"timings.prompt_n): smollm2 {1 - sum(evaluated.values()) / total:.2f} of {total:,} prompt tokens (6 jobs)"
+            in capsys.readouterr().out)

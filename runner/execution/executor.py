@@ -58,6 +58,7 @@ from runner.execution.events import (
     VariantLoading,
 )
 from runner.execution.off_loop import CallTimedOut, OffLoop, TooManyStuck
+from runner.execution.ordering import bundle_cap, bundles
 from runner.execution.retry import RetryPolicy, call_with_retries
 from runner.plan.planner import Job, Plan, Stored
 from runner.scoring.base import Score
@@ -121,6 +122,7 @@ class Executor:
         self._write_error: BaseException | None = None  # a commit the timer made failed: the run stops
         self.cache = cache  # answers shared across experiments (None: --no-cache)
         self._read_cache = False
+        self._sent = 0  # jobs sent to the backend (not answered from the response cache), this run
 
     async def run(self, options: RunOptions, experiment_hash: str, stored: Stored | None = None) -> RunSummary:
         """Run the jobs not in `stored` (read from the store here when not given; ignored with fresh)."""
@@ -233,32 +235,46 @@ class Executor:
 
     async def _drain(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any],
                      concurrency: int) -> None:
+        if concurrency > 1 and self.backend.shares_prompt_cache:
+            # The first sent job alone, then its slot copied into the others (runner.execution.ordering);
+            # answers from the response cache before it fill no slot, so they do not count.
+            for job in jobs:
+                sent = self._sent
+                await self._run_job(job, run_id, variant_details)
+                if self._sent > sent:
+                    await self.backend.share_prompt_cache()
+                    break
         # A bounded queue keeps memory flat however many jobs the variant has. The TaskGroup cancels
         # the producer (which may be blocked on a full queue) as soon as any worker fails, so an
-        # unexpected error (a full disk, a bug) stops the run instead of hanging it.
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=concurrency * 2)
+        # unexpected error (a full disk, a bug) stops the run instead of hanging it. Its entries are
+        # bundles: a prompt's repeats, sent one after another to reuse their slot's prompt cache.
+        queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=concurrency * 2)
+        cap = bundle_cap(self.counts.planned // max(1, len(self.plan.variants())), concurrency)
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             # A stop verdict cancels the workers, but only on the loop's next turn: send nothing new meanwhile.
-            while (job := await queue.get()) is not None and self._first.verdict is None:
-                await self._run_job(job, run_id, variant_details)
+            while (bundle := await queue.get()) is not None:
+                for job in bundle:
+                    if self._first.verdict is not None:
+                        return
+                    await self._run_job(job, run_id, variant_details, worker=index)
 
         async def produce() -> None:
-            for job in jobs:
-                await queue.put(job)
+            for bundle in bundles(jobs, cap):
+                await queue.put(bundle)
             for _ in range(concurrency):
                 await queue.put(None)
 
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(produce())
-                for _ in range(concurrency):
-                    group.create_task(worker())
+                for index in range(concurrency):
+                    group.create_task(worker(index))
         except* UserError as stopped:  # early_stop's verdict or ScorersStuck: the one line it is, not a group
             raise stopped.exceptions[0] from None
 
-    async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> None:
-        request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params)
+    async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any], worker: int | None = None) -> None:
+        request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params, worker)
         attempts = 1
 
         def on_retry(attempt: int, error: BaseException) -> None:
@@ -274,6 +290,7 @@ class Executor:
         if hit is not None:
             await self._run_cached(job, run_id, variant_details, hit)
             return
+        self._sent += 1
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(
