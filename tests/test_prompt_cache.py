@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_a_repeat_of_a_prompt_evaluates_fewer_prompt_tokens_than_the_first(proje
     assert all(json.loads(r[3])["cache_prompt"] is True for r in rows)  # asked for, not left to the default
 
 
-def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project,
+def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Two slots, three items x two repeats: the first job evaluates the long shared system prompt, its slot
     is copied into the other, and every later job evaluates only its own item (repeats: nothing)."""
@@ -81,3 +82,6 @@ def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project,
     assert (f"prompt cache (share of prompt tokens taken from the KV cache, not evaluated; llama.cpp "
             f"timings.prompt_n): smollm2 {1 - sum(evaluated.values()) / total:.2f} of {total:,} prompt tokens (6 jobs)"
             in capsys.readouterr().out)
+    page = tmp_path / "report.html"
+    assert main(["report", str(path), "--limit", "3", "--format", "html", "--output", str(page)]) == 0
+    assert f"; prompt cache smollm2 {1 - sum(evaluated.values()) / total:.2f}</p>" in page.read_text(encoding="utf-8")
