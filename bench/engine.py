@@ -8,7 +8,10 @@ same requests (N items x R repeats of one prompt with a long shared system promp
   runner's own request bodies (with cache_prompt) in plan order, `--slots` at a time, the server
   stopped: the whole job a user without the runner does, timed from start to stop.
 - runner (embedded): `runner run` with `kind: llamacpp`, as a whole command (start-up, model load,
-  store, scoring, report), against the cold bare client: the issue's ratio.
+  store, scoring, report), against the cold bare client. The ratio is the runner's own cost plus what
+  its job order gains (the shared prompt evaluated once for all slots, repeats on the slot holding
+  them), which a bare client sending in plan order does not have; against the warm server it is the
+  stricter figure (the bare client's server loaded and warmed outside its time).
 - bare, warm: the same loop against a server started once and warmed by one request; its time counts
   requests only. runner (openai): `runner run` with `kind: openai` against that same server, as a whole
   command: the runner's own cost on a warm engine.
@@ -198,7 +201,8 @@ def main() -> None:
     print(f"{n} requests ({args.items} items x {args.repeats} repeats, a ~570-token shared system prompt), "
           f"{args.slots} slots, max_tokens {args.max_tokens}, SmolLM2-135M-Instruct Q4_1; medians of {args.trials} "
           "alternated trials")
-    print(f"  bare client, llama.cpp's server started for it (start, requests in plan order, stop): {cold_s:6.2f} s  "
+    print(f"  bare client, llama.cpp's server started for it (start, requests in plan order, stop; no slot copy, "
+          f"repeats side by side): {cold_s:6.2f} s  "
           f"{cold_tokens / cold_s:7.1f} tokens/s  prompt-cache hit share {cold_hit:.2f}")
     print(f"  runner run, kind llamacpp, embedded (whole command, model load included): {embedded_s:6.2f} s  "
           f"{embedded_tokens / embedded_s:7.1f} tokens/s  "

@@ -23,15 +23,17 @@ def _plan(project: Project, repeats: int, items: int) -> list:  # type: ignore[t
 
 def test_a_bundle_is_one_prompts_repeats_in_plan_order(project: Project) -> None:
     jobs = _plan(project, repeats=3, items=4)
-    grouped = list(bundles(iter(jobs), bundle_cap(len(jobs), 2)))
+    grouped = list(bundles(iter(jobs), bundle_cap(len(jobs), 1)))
     assert [[(j.item.id, j.repeat) for j in b] for b in grouped] == [
         [(f"i{n}", 0), (f"i{n}", 1), (f"i{n}", 2)] for n in range(4)]
     assert [j for b in grouped for j in b] == jobs  # nothing lost, nothing reordered
 
 
 def test_few_prompts_with_many_repeats_are_split_so_every_worker_has_work(project: Project) -> None:
-    jobs = _plan(project, repeats=8, items=1)
-    grouped = list(bundles(iter(jobs), bundle_cap(len(jobs), 4)))
-    assert [len(b) for b in grouped] == [2, 2, 2, 2]
+    jobs = _plan(project, repeats=8, items=2)
+    grouped = list(bundles(iter(jobs), bundle_cap(len(jobs), 2)))
+    # Half a worker's share each: when one worker has taken the last bundle, the other is not idle for long.
+    assert [[(j.item.id, j.repeat) for j in b] for b in grouped] == [
+        [(item, r) for r in range(start, start + 4)] for item in ("i0", "i1") for start in (0, 4)]
     assert [j for b in grouped for j in b] == jobs
     assert bundle_cap(3, 8) == 1  # fewer jobs than workers: one each

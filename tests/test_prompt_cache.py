@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,13 +46,20 @@ def test_a_repeat_of_a_prompt_evaluates_fewer_prompt_tokens_than_the_first(proje
     assert all(json.loads(r[3])["cache_prompt"] is True for r in rows)  # asked for, not left to the default
 
 
-def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tmp_path: Path, concurrency: int,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two slots, three items x two repeats: the first job evaluates the long shared system prompt, its slot
-    is copied into the other, and every later job evaluates only its own item (repeats: nothing)."""
+    is copied into the other, and every later job evaluates only its own item (repeats: nothing). Asked
+    for more concurrency than slots, the runner still keeps one worker to a slot; the slots' KV file is
+    gone with the server."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     exp = base_experiment()
     exp.update(
-        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": 2, "timeout_s": 120},
+        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": concurrency, "timeout_s": 120},
         models=[{"name": "smollm2", "source": {"path": str(smollm_path())}}],
         prompts={"system": f"You validate service configs. {RULES}",
                  "variants": [{"name": "p", "text": "Is this config valid? Answer JSON. {{ config | tojson }}"}]},
@@ -71,6 +79,8 @@ def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tm
     assert len(whole) == 1, evaluated  # one slot evaluated the shared prompt; the other got a copy
     assert all(n <= 4 for (item, repeat), n in evaluated.items() if repeat == 1), evaluated  # repeats
     assert sum(evaluated.values()) < prompt_tokens + 4 * 40, evaluated  # the rest: each item's own tokens
+    assert list(scratch.iterdir()) == []  # the slot folder and its KV file went with the server
+    assert all("id_slot" not in json.loads(r[0]) for r in conn_rows(project))  # scheduling, not the question
     # The report says the share per variant: 1 - evaluated / prompt tokens, over the jobs sent.
     capsys.readouterr()
     assert main(["report", str(path), "--limit", "3", "--format", "json"]) == 0
@@ -84,4 +94,10 @@ def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tm
             in capsys.readouterr().out)
     page = tmp_path / "report.html"
     assert main(["report", str(path), "--limit", "3", "--format", "html", "--output", str(page)]) == 0
-    assert f"; prompt cache smollm2 {1 - sum(evaluated.values()) / total:.2f}</p>" in page.read_text(encoding="utf-8")
+    share = 1 - sum(evaluated.values()) / total
+    assert f"; prompt tokens taken from the KV cache: smollm2 {share:.2f} of {total:,}</p>" in page.read_text("utf-8")
+
+
+def conn_rows(project: Project) -> list[tuple[str]]:
+    with sqlite3.connect(project.store_path()) as conn:
+        return conn.execute("SELECT request_json FROM jobs").fetchall()

@@ -69,6 +69,8 @@ from runner.store.database import encode_exchange
 from runner.store.response_cache import CachedAnswer, ResponseCache
 
 BATCH_JOBS = 64  # finished jobs per store transaction at most
+FILL_TRIES = 4  # jobs sent alone, at most, for one to succeed and fill the other slots (`_fill_slots`)
+FILL_HELD = 1024  # jobs the response cache answers, at most, held back meanwhile
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
 
 
@@ -122,7 +124,6 @@ class Executor:
         self._write_error: BaseException | None = None  # a commit the timer made failed: the run stops
         self.cache = cache  # answers shared across experiments (None: --no-cache)
         self._read_cache = False
-        self._sent = 0  # jobs sent to the backend (not answered from the response cache), this run
 
     async def run(self, options: RunOptions, experiment_hash: str, stored: Stored | None = None) -> RunSummary:
         """Run the jobs not in `stored` (read from the store here when not given; ignored with fresh)."""
@@ -236,20 +237,14 @@ class Executor:
     async def _drain(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any],
                      concurrency: int) -> None:
         if concurrency > 1 and self.backend.shares_prompt_cache:
-            # The first sent job alone, then its slot copied into the others (runner.execution.ordering);
-            # answers from the response cache before it fill no slot, so they do not count.
-            for job in jobs:
-                sent = self._sent
-                await self._run_job(job, run_id, variant_details)
-                if self._sent > sent:
-                    await self.backend.share_prompt_cache()
-                    break
+            jobs = await self._fill_slots(jobs, run_id, variant_details)
         # A bounded queue keeps memory flat however many jobs the variant has. The TaskGroup cancels
         # the producer (which may be blocked on a full queue) as soon as any worker fails, so an
         # unexpected error (a full disk, a bug) stops the run instead of hanging it. Its entries are
         # bundles: a prompt's repeats, sent one after another to reuse their slot's prompt cache.
         queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=concurrency * 2)
-        cap = bundle_cap(self.counts.planned // max(1, len(self.plan.variants())), concurrency)
+        left = (self.counts.planned - self.counts.resumed) // max(1, len(self.plan.variants()))
+        cap = bundle_cap(left, concurrency)
 
         async def worker(index: int) -> None:
             # A stop verdict cancels the workers, but only on the loop's next turn: send nothing new meanwhile.
@@ -273,6 +268,29 @@ class Executor:
         except* UserError as stopped:  # early_stop's verdict or ScorersStuck: the one line it is, not a group
             raise stopped.exceptions[0] from None
 
+    async def _fill_slots(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any]) -> Iterator[Job]:
+        """Send the variant's first jobs alone until one succeeds, then copy its slot's prompt cache into the
+        others (runner.execution.ordering); return the jobs left, for the workers. Jobs the response cache
+        answers fill no slot: they are handed on unrun (up to FILL_HELD of them), and so, after
+        FILL_TRIES failed sends, is everything else (the shared prompt is then evaluated once per slot)."""
+        held: list[Job] = []
+        tries = 0
+        for job in jobs:
+            if self._read_cache and job.request_key and self.cache is not None and self.cache.get(job.request_key):
+                held.append(job)
+                if len(held) < FILL_HELD:
+                    continue
+                break
+            succeeded = self.counts.succeeded
+            await self._run_job(job, run_id, variant_details)
+            tries += 1
+            if self.counts.succeeded > succeeded:
+                await self.backend.share_prompt_cache()
+                break
+            if tries >= FILL_TRIES:
+                break
+        return itertools.chain(held, jobs)
+
     async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any], worker: int | None = None) -> None:
         request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params, worker)
         attempts = 1
@@ -290,7 +308,6 @@ class Executor:
         if hit is not None:
             await self._run_cached(job, run_id, variant_details, hit)
             return
-        self._sent += 1
         started = time.monotonic()
         try:
             completion, attempts = await call_with_retries(

@@ -15,6 +15,9 @@ two orders waste the cache:
 
 A bundle holds at most `cap` jobs, so that a few prompts with many repeats still keep every worker
 busy: then a prompt is evaluated once per bundle rather than once per repeat.
+
+The embedded backend has one worker per slot (`LlamaCppBackend.workers`) and pins each to its slot
+(llama.cpp's id_slot), so that no other prompt takes the slot between a bundle's jobs.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from runner.plan.planner import Job
 
 
 def bundle_cap(jobs: int, workers: int) -> int:
-    """The largest bundle that still leaves a share of `jobs` to each of `workers`."""
-    return max(1, jobs // max(1, workers))
+    """The largest bundle: half of each worker's share of `jobs`, so that what is left when the first
+    workers run out of work is small (a tail on one slot while the others idle). A prompt's repeats split
+    in two cost one more evaluation of its own tokens (after the slot copy, not of a shared prefix)."""
+    return max(1, -(-jobs // (2 * max(1, workers))))
 
 
 def bundles(jobs: Iterator[Job], cap: int) -> Iterator[list[Job]]:

@@ -65,7 +65,8 @@ async def share_slot_cache(client: HttpClient, root: str) -> int:
         return 0
     idle = [s for s in slots if isinstance(s, dict) and isinstance(s.get("id"), int) and not s.get("is_processing")]
     used = [s for s in idle if isinstance(s.get("n_prompt_tokens"), int) and s["n_prompt_tokens"] > 0]
-    empty = [s["id"] for s in idle if "id_task" not in s]  # a slot that never served a request
+    # A slot that never served a request (this llama.cpp leaves id_task out; others say -1 and 0 tokens).
+    empty = [s["id"] for s in idle if s.get("id_task", -1) == -1 and not s.get("n_prompt_tokens")]
     if not used or not empty:
         return 0
     source = max(used, key=lambda s: int(s["n_prompt_tokens"]))["id"]

@@ -203,9 +203,18 @@ class LlamaCppBackend(Backend):
         params = {**request.params, "cache_prompt": True}
         if request.worker is not None:
             # Left to itself, llama.cpp gives a request the idle slot whose cache matches it best, so a new
-            # prompt arriving first can take the slot that holds another worker's next repeat.
+            # prompt arriving first can take the slot that holds another worker's next repeat. There are
+            # as many workers as slots (`workers`), so each worker has a slot of its own.
             params["id_slot"] = request.worker % self.settings.parallel
-        return await self.client.chat(ChatRequest(request.model, request.messages, params))
+        completion = await self.client.chat(ChatRequest(request.model, request.messages, params))
+        # Stored and cached without it: which slot answered is scheduling, not part of the question.
+        completion.request.pop("id_slot", None)
+        return completion
+
+    def workers(self, concurrency: int) -> int:
+        """One worker per slot at most: requests beyond the slots would only wait in the server's queue, and
+        two workers on one slot would interleave their prompts and evict each other's cache."""
+        return max(1, min(concurrency, self.settings.parallel))
 
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         assert self.client is not None, "count_tokens() outside serve()"

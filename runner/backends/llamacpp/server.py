@@ -61,7 +61,9 @@ def main() -> None:
     if args.slot_save_path:
         # /slots?action=save|restore: the parent copies one slot's KV cache into the others (a shared
         # system prompt evaluated once for all slots). The server refuses file names with paths in them.
-        params.slot_save_path = args.slot_save_path
+        # llama.cpp joins this and the file name as strings, and only its own argument parser adds the
+        # separator: without it the file would land beside the folder, not in it.
+        params.slot_save_path = os.path.join(args.slot_save_path, "")
         params.endpoint_slots = True
     server = xllamacpp.Server(params)
     try:

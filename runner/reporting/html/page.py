@@ -122,7 +122,8 @@ def totals_line(report: Report) -> str:
     if report.from_cache:
         line += f"; {report.from_cache} answers from the response cache"
     if report.prompt_cache:  # the engine's work: how much of the prompts its KV cache spared it
-        line += "; prompt cache " + ", ".join(f"{s.variant} {s.hit_share:.2f}" for s in report.prompt_cache)
+        line += "; prompt tokens taken from the KV cache: " + ", ".join(
+            f"{s.variant} {s.hit_share:.2f} of {s.prompt_tokens:,}" for s in report.prompt_cache)
     return line
 
 
