@@ -96,7 +96,8 @@ class Backend(abc.ABC):
         self.context = StartContext()
 
     def workers(self, concurrency: int) -> int:
-        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more."""
+        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more,
+        the embedded engine no more than its slots."""
         return concurrency
 
     def check(self) -> None:
