@@ -84,3 +84,33 @@ def test_the_cache_keeps_the_stores_json_and_gives_the_response_back_whole(tmp_p
     assert hit is not None
     assert (hit.request, hit.response, hit.text, hit.timings) == (request, response, text, {"prompt_n": 3})
     cache.close()
+
+
+def test_a_cache_from_before_its_scopes_table_is_still_asked(project: Project, fault_server: ThreadedFaultServer,
+                                                             monkeypatch: Any, tmp_path: Any) -> None:
+    # The executor asks the cache job by job only for a variant whose scope it lists; a cache written
+    # before that list existed holds answers of unknown scope, and must still answer them.
+    monkeypatch.setenv("RUNNER_RESPONSE_CACHE", str(tmp_path / "old.sqlite"))
+    a = project.write(_experiment(fault_server.url, "a", "data.jsonl"), name="a.yaml")
+    assert runner.run(a).succeeded == 24
+    cache = sqlite3.connect(tmp_path / "old.sqlite")
+    cache.execute("DROP TABLE scopes")  # the file as the runner before the scopes table left it
+    cache.close()
+    project.write_dataset([{**row, "id": f"other-{row['id']}"} for row in ITEMS], name="b.jsonl")
+    b = project.write(_experiment(fault_server.url, "b", "b.jsonl"), name="b.yaml")
+    assert runner.run(b).succeeded == 24
+    assert fault_server.stats()["requests"] == 24  # all of B's from A's answers
+    assert runner.report(b).from_cache == 24
+
+
+def test_the_cache_lists_the_scopes_it_holds_answers_for(tmp_path: Any) -> None:
+    from runner.store.response_cache import ResponseCache
+
+    cache = ResponseCache.open(tmp_path / "responses.sqlite")
+    assert not cache.holds("scope-a")
+    cache.add("k", "{}", "{}", "text", "stop", 1, 1, 0.1, None, "scope-a")
+    cache.flush()
+    cache.close()
+    cache = ResponseCache.open(tmp_path / "responses.sqlite")
+    assert (cache.holds("scope-a"), cache.holds("scope-b")) == (True, False)
+    cache.close()

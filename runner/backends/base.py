@@ -42,6 +42,9 @@ class Completion:
     response: dict[str, Any]
     # The server's own timings where it reports them (llama.cpp: prompt/predicted per second).
     timings: dict[str, Any] | None = None
+    # `request` as the JSON that was sent (ensure_ascii=False), where the backend encoded it itself: the
+    # store keeps that text rather than encoding the request a second time. None: encoded when stored.
+    request_json: str | None = None
 
 
 class BackendError(Exception):

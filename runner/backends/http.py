@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 _READ_CHUNK = 64 * 1024
+_JSON_BODY = {"Content-Type": "application/json"}
 # Error messages quote this much of a body; the redaction sees a little more, so that a key cut in
 # half by the quote is still recognised and replaced whole.
 _QUOTED_CHARS = 300
@@ -64,6 +65,7 @@ class HttpClient:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -109,13 +111,18 @@ class HttpClient:
             await self.close()
             raise
 
-    async def _request(self, method: str, url: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
-        """The boundary: one request and its JSON answer, or a BackendError for every way it can fail."""
+    async def _request(self, method: str, url: str, body: dict[str, Any] | bytes | None, timeout_s: float) -> Any:
+        """The boundary: one request and its JSON answer, or a BackendError for every way it can fail.
+        `body`: a value to send as JSON, or JSON already encoded."""
         import aiohttp
 
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self.session.request(method, url, json=body, timeout=timeout) as resp:
+            request = self.session.request(method, url, data=body, headers=_JSON_BODY, timeout=timeout) \
+                if isinstance(body, bytes) else self.session.request(method, url, json=body, timeout=timeout)
+            async with request as resp:
                 if resp.status != 200:
                     # Only the start is quoted: a 500's 10 MB error page is still a (retryable) 500.
                     head = await _read_prefix(resp, _REDACTED_CHARS)
@@ -153,9 +160,18 @@ class HttpClient:
         return b"".join(chunks)
 
     async def chat(self, request: ChatRequest) -> Completion:
-        """An OpenAI chat completion."""
+        """An OpenAI chat completion. The body is encoded once, here: the same text is sent and stored."""
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.params}
-        return _parse_completion(body, await self.post_json("/chat/completions", body))
+        text = json.dumps(body, ensure_ascii=False)
+        encoded: str | None = text
+        try:
+            sent = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate in a dataset's text: sent \u-escaped, as aiohttp would
+            encoded, sent = None, json.dumps(body).encode()
+        completion = _parse_completion(body, await self._request("POST", self.url("/chat/completions"), sent,
+                                                                 self.timeout_s))
+        completion.request_json = encoded
+        return completion
 
 
 async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:

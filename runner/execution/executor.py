@@ -60,7 +60,7 @@ from runner.execution.events import (
 from runner.execution.off_loop import CallTimedOut, OffLoop, TooManyStuck
 from runner.execution.ordering import bundle_cap, bundles
 from runner.execution.retry import RetryPolicy, call_with_retries
-from runner.plan.planner import Job, Plan, Stored
+from runner.plan.planner import Job, Plan, Stored, canonical_json, request_scope
 from runner.scoring.base import Score
 from runner.scoring.errors import ScorerError
 from runner.scoring.scorers import Scorer
@@ -124,6 +124,8 @@ class Executor:
         self._write_error: BaseException | None = None  # a commit the timer made failed: the run stops
         self.cache = cache  # answers shared across experiments (None: --no-cache)
         self._read_cache = False
+        self._cache_scope = ""  # the variant's scope in the cache (backend identity and variant)
+        self._ask_cache = False  # whether to ask the cache for each job of the variant
 
     async def run(self, options: RunOptions, experiment_hash: str, stored: Stored | None = None) -> RunSummary:
         """Run the jobs not in `stored` (read from the store here when not given; ignored with fresh)."""
@@ -186,6 +188,11 @@ class Executor:
                 if injected is not None:
                     details["injected_system"] = {"text": injected.text, "tokens": injected.tokens}
             self._first = FirstAnswers()
+            if self.cache is not None:
+                # Asked once here: where the cache holds nothing for this variant, no job needs a SELECT.
+                self._cache_scope = request_scope(canonical_json(self.plan.experiment.backend.identity()),
+                                                  canonical_json(variant.identity))
+                self._ask_cache = self._read_cache and self.cache.holds(self._cache_scope)
             try:
                 await self._drain(pending, run_id, details, concurrency)
             finally:
@@ -304,7 +311,7 @@ class Executor:
             attempts += 1
 
         self.events.emit(JobStarted(job.job_id))
-        hit = self.cache.get(job.request_key) if self._read_cache and job.request_key and self.cache else None
+        hit = self.cache.get(job.request_key) if self._ask_cache and job.request_key and self.cache else None
         if hit is not None:
             await self._run_cached(job, run_id, variant_details, hit)
             return
@@ -397,7 +404,7 @@ class Executor:
                  attempts: int, latency_s: float | None, scores: dict[str, dict[str, Any]], rendered: str | None,
                  *, from_cache: bool = False) -> None:
         # Encoded once, here, for the store's row and the response cache's (they keep the same JSON).
-        encoded = encode_exchange(c.request, c.response, c.text, c.timings)
+        encoded = encode_exchange(c.request, c.response, c.text, c.timings, c.request_json)
         self._save(self._row(
             job, run_id, variant_details, status=JobStatus.OK, attempts=attempts, request=c.request,
             response=c.response, text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
@@ -412,7 +419,7 @@ class Executor:
                 request_json, response_json, timings_json = encoded
                 if request_json is not None and response_json is not None:
                     self.cache.add(job.request_key, request_json, response_json, c.text, c.finish_reason,
-                                   c.prompt_tokens, c.completion_tokens, latency_s, timings_json)
+                                   c.prompt_tokens, c.completion_tokens, latency_s, timings_json, self._cache_scope)
         self.counts.succeeded += 1
         self.events.emit(JobFinished(job.job_id, job.cell.variant.label, job.item.id, job.repeat, True, attempts,
                                      latency_s))

@@ -84,6 +84,13 @@ def request_key(backend: str, variant: str, messages: str, params: str, repeat: 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def request_scope(backend: str, variant: str) -> str:
+    """Where a request goes, from the canonical JSON of the backend's identity and the model variant's:
+    the part of `request_key` shared by all of a variant's requests (the response cache lists the
+    scopes it holds answers for, so a variant it holds none for is not asked job by job)."""
+    return hashlib.sha256(f'{{"backend":{backend},"variant":{variant}}}'.encode()).hexdigest()[:32]
+
+
 def _id_prefix(backend: str, item: str, messages: str) -> Any:
     """A sha256 fed with the part of `_job_id`'s text before the params, shared by every job of one item
     and prompt pair: each job then hashes only its own tail (`_id_suffix`), not the messages again."""

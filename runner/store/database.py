@@ -291,11 +291,14 @@ class Store:
         return json.loads(row[0]) if row else None
 
 
-def encode_exchange(request: Any, response: Any, text: str | None,
-                    timings: Any) -> tuple[str | None, str | None, str | None]:
+def encode_exchange(request: Any, response: Any, text: str | None, timings: Any,
+                    request_json: str | None = None) -> tuple[str | None, str | None, str | None]:
     """A job's request, response (its text replaced by the marker, `runner.store.raw`) and timings as
-    stored: JSON, secrets redacted. The response cache keeps the same three strings."""
-    return _dumps(request), _dumps(strip_text(response, text)), _dumps(timings)
+    stored: JSON, secrets redacted. The response cache keeps the same three strings. `request_json`:
+    the request as the backend encoded it to send it (`Completion.request_json`), the same text
+    `_dumps` would make of it."""
+    encoded = _dumps(request) if request_json is None else redact_secrets(request_json)
+    return encoded, _dumps(strip_text(response, text)), _dumps(timings)
 
 
 def _dumps(value: Any) -> str | None:
