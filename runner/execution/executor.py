@@ -31,7 +31,9 @@ variant and of the run, on a stop verdict and on Ctrl-C or SIGTERM. One commit p
 on the event loop, a quarter of the request phase at 64 jobs in flight; a batch costs about 40 us
 a job. So a SIGKILL (or a power cut) loses exactly the requests in flight and the finished jobs of
 the open batch: fewer than `BATCH_JOBS`, all finished within the last `BATCH_S`. The next run sends
-those again, and nothing is stored twice (a job's row is keyed by its content hash).
+those again, and nothing is stored twice (a job's row is keyed by its content hash). The response
+cache (another file) gets the answers of stored jobs in larger batches, checked at each commit
+(`CACHE_BATCH_JOBS`, `CACHE_BATCH_S`): a SIGKILL may also lose those answers to the cache, never to the store.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ BATCH_JOBS = 64  # finished jobs per store transaction at most
 FILL_TRIES = 4  # jobs sent alone, at most, for one to succeed and fill the other slots (`_fill_slots`)
 FILL_HELD = 1024  # jobs the response cache answers, at most, held back meanwhile
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
+# The response cache's own commit (another file) cost as much again per batch; its answers are written
+# after their jobs' batch, in larger batches: SIGKILL then loses up to this many answers to the cache
+# (never to the store: a later run or experiment sends those requests again).
+CACHE_BATCH_JOBS = 1024
+CACHE_BATCH_S = 1.0
 
 
 class ScorersStuck(UserError):
@@ -122,6 +129,7 @@ class Executor:
         self._unsaved: list[JobRow] = []  # finished jobs of the open batch, oldest first
         self._flush_timer: asyncio.TimerHandle | None = None
         self._write_error: BaseException | None = None  # a commit the timer made failed: the run stops
+        self._cache_due = 0.0  # when the cache's oldest unwritten answer is due (0: none waiting)
         self.cache = cache  # answers shared across experiments (None: --no-cache)
         self._read_cache = False
         self._cache_scope = ""  # the variant's scope in the cache (backend identity and variant)
@@ -214,27 +222,37 @@ class Executor:
             raise self._write_error
         self._unsaved.append(row)
         if len(self._unsaved) >= BATCH_JOBS:
-            self._flush()
+            self._flush(cache_too=False)
         elif self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(BATCH_S, self._flush_on_timer)
 
     def _flush_on_timer(self) -> None:
         self._flush_timer = None
         try:
-            self._flush()
+            self._flush(cache_too=False)
         except Exception as exc:  # a full disk: kept for the next job to raise, as a commit in a worker would
             self._write_error = exc
 
-    def _flush(self) -> None:
-        """Commit the open batch in one transaction (kept, to be tried again, if the commit fails)."""
+    def _flush(self, *, cache_too: bool = True) -> None:
+        """Commit the open batch in one transaction (kept, to be tried again, if the commit fails), then
+        the response cache's answers of the jobs stored: all of them (`cache_too`: the end of a variant or
+        of the run, a stop), else once CACHE_BATCH_JOBS are waiting or CACHE_BATCH_S after the first
+        commit that found some waiting."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         if self._unsaved:
             self.store.save_jobs(self._unsaved)
             self._unsaved = []
-        if self.cache is not None:
-            self.cache.flush()
+        cache = self.cache
+        if cache is None or not cache.pending:
+            return
+        now = time.monotonic()
+        if not self._cache_due:
+            self._cache_due = now + CACHE_BATCH_S
+        if cache_too or cache.pending >= CACHE_BATCH_JOBS or now >= self._cache_due:
+            cache.flush()
+            self._cache_due = 0.0
 
     def summary(self, *, interrupted: bool) -> RunSummary:
         c = self.counts

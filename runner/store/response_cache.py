@@ -131,6 +131,11 @@ class ResponseCache:
             self._scopes.add(scope)
             self._unsaved_scopes.append((scope,))
 
+    @property
+    def pending(self) -> int:
+        """Answers added and not written yet."""
+        return len(self._unsaved)
+
     def flush(self) -> None:
         if not self._unsaved:
             return
