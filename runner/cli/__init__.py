@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from runner import __version__, api
 from runner.cli.commands import (
@@ -202,6 +202,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def console() -> NoReturn:
+    """The `runner` command (`python -m runner.cli`, the installed script): `main`, then `exit_now`."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with `code` without the interpreter's teardown, which frees every module and object one by
+    one for a process about to end (~0.05 s after a run). Only when it would finish nothing: stdout and
+    stderr flushed, no thread left that the interpreter would join, no Ray driver to disconnect;
+    otherwise an ordinary exit. Everything a verb writes is committed and closed before it returns."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        sys.exit(code)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if "ray" in sys.modules or any(t.is_alive() and not t.daemon for t in others):
+        sys.exit(code)
+    os._exit(code)
 
 
 def _handle_sigterm() -> Any:
