@@ -8,8 +8,15 @@ With two cores or more the server is pinned to the first and both clients to the
 (`os.sched_setaffinity`), so the client's cost is what is measured. Every trial alternates the two
 and the ratio of their medians is printed (goal: 0.9 at concurrency 64, zero latency).
 
+On a machine shared with other work the bare loop's own time varies from trial to trial, so
+`--baseline DIR` times another checkout's `runner run` (e.g. `git worktree add /tmp/before HEAD~3`)
+in the same trials (in turn before and after the runner's): the two codes' ratios then come from the
+same conditions.
+Each line also gives the median CPU time (user + system) of the command, which the load moves less.
+
 Run: .venv/bin/python bench/overhead.py [--jobs 5000] [--concurrency 64] [--trials 3] [--latency-s 0]
      .venv/bin/python bench/overhead.py --scaling   # 20 ms latency, concurrency 8, 32, 64
+     .venv/bin/python bench/overhead.py --trials 7 --baseline /tmp/before
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -89,17 +97,24 @@ def _cpus() -> tuple[int | None, int | None]:
     return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
 
 
-def _timed(cmd: list[str], cpu: int | None, env: dict[str, str]) -> float:
+def _timed(cmd: list[str], cpu: int | None, env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env,
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env,
                           preexec_fn=(lambda: _pin(cpu)))
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(jobs: int, concurrency: int, latency_s: float, trials: int) -> tuple[int, list[float], list[float]]:
+Times = dict[str, list[tuple[float, float]]]  # command -> (wall, CPU) per trial
+
+
+def measure(jobs: int, concurrency: int, latency_s: float, trials: int,
+            baseline: Path | None = None) -> tuple[int, Times]:
     server_cpu, client_cpu = _cpus()
     server = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", "0",
                                "--latency-s", str(latency_s)],
@@ -108,8 +123,7 @@ def measure(jobs: int, concurrency: int, latency_s: float, trials: int) -> tuple
     url = server.stdout.readline().split()[-1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's install runs: bytecode cached
-    bare_s: list[float] = []
-    runner_s: list[float] = []
+    times: Times = {"bare": [], "runner": [], **({"baseline": []} if baseline is not None else {})}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -118,23 +132,37 @@ def measure(jobs: int, concurrency: int, latency_s: float, trials: int) -> tuple
             bare = [sys.executable, "-c", BARE, url, str(folder / "bodies.jsonl"), str(concurrency)]
             run = [sys.executable, "-m", "runner.cli", "run", str(path)]
             for trial in range(trials):
-                bare_s.append(_timed(bare, client_cpu, env))
-                shutil.rmtree(folder / "results", ignore_errors=True)  # a fresh store: every job is sent
-                # and a fresh response cache (written as a user's run writes it, never read from)
-                trial_env = {**env, "RUNNER_RESPONSE_CACHE": str(folder / f"responses-{trial}.sqlite")}
-                runner_s.append(_timed(run, client_cpu, trial_env))
+                times["bare"].append(_timed(bare, client_cpu, env))
+                order = [("runner", ROOT), ("baseline", baseline)]
+                for name, tree in order if trial % 2 == 0 else order[::-1]:  # neither always goes first
+                    if tree is None:
+                        continue
+                    shutil.rmtree(folder / "results", ignore_errors=True)  # a fresh store: every job is sent
+                    # and a fresh response cache (written as a user's run writes it, never read from)
+                    trial_env = {**env, "PYTHONPATH": str(tree),
+                                 "RUNNER_RESPONSE_CACHE": str(folder / f"responses-{name}-{trial}.sqlite")}
+                    times[name].append(_timed(run, client_cpu, trial_env, tree))
     finally:
         server.terminate()
         server.wait()
-    return n, bare_s, runner_s
+    return n, times
 
 
-def report(n: int, concurrency: int, latency_s: float, bare_s: list[float], runner_s: list[float]) -> float:
-    b, r = statistics.median(bare_s), statistics.median(runner_s)
+def report(n: int, concurrency: int, latency_s: float, times: Times) -> float:
+    def line(label: str, runs: list[tuple[float, float]]) -> float:
+        wall = statistics.median(w for w, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(f"  {label:19s}{wall:6.2f} s  {n / wall:8.1f} requests/s  CPU {cpu:5.2f} s  "
+              f"(all: {', '.join(f'{w:.2f}' for w, _ in runs)})")
+        return wall
+
     print(f"{n} requests, concurrency {concurrency}, server latency {latency_s * 1000:g} ms, "
-          f"medians of {len(bare_s)} trials (whole commands)")
-    print(f"  bare aiohttp loop: {b:6.2f} s  {n / b:8.1f} requests/s  (all: {', '.join(f'{t:.2f}' for t in bare_s)})")
-    print(f"  runner run FILE:   {r:6.2f} s  {n / r:8.1f} requests/s  (all: {', '.join(f'{t:.2f}' for t in runner_s)})")
+          f"medians of {len(times['bare'])} trials (whole commands)")
+    b = line("bare aiohttp loop:", times["bare"])
+    r = line("runner run FILE:", times["runner"])
+    if "baseline" in times:
+        base = line("baseline's run:", times["baseline"])
+        print(f"  ratio baseline/bare throughput: {b / base:.2f}")
     print(f"  ratio runner/bare throughput: {b / r:.2f}")
     return b / r
 
@@ -146,16 +174,17 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=0.0)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--scaling", action="store_true", help="20 ms latency at concurrency 8, 32 and 64")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose `runner run` is timed in the same trials")
     args = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
     if args.scaling:
         latency = args.latency_s or 0.02
         for c in (8, 32, 64):
-            n, bare_s, runner_s = measure(args.jobs, c, latency, args.trials)
-            report(n, c, latency, bare_s, runner_s)
+            n, times = measure(args.jobs, c, latency, args.trials, args.baseline)
+            report(n, c, latency, times)
     else:
-        n, bare_s, runner_s = measure(args.jobs, args.concurrency, args.latency_s, args.trials)
-        report(n, args.concurrency, args.latency_s, bare_s, runner_s)
+        n, times = measure(args.jobs, args.concurrency, args.latency_s, args.trials, args.baseline)
+        report(n, args.concurrency, args.latency_s, times)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

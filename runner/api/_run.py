@@ -216,7 +216,6 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
         # A backend that serves each variant on a machine of its own (Ray) runs them side by side.
         kind = ParallelVariants if p.backend.parallel_variants else Executor
         executor = kind(p.plan, store, p.backend, p.scorers, retry, events, responses)
-        _import_report_meanwhile()
         try:
             summary = await executor.run(options, experiment_hash(p.experiment), stored)
         except asyncio.CancelledError:
@@ -227,16 +226,6 @@ async def _run_grid(p: Prepared, events: Any, limit: int | None, fresh: bool,
         store.close()
         if responses is not None:
             responses.close()
-
-
-def _import_report_meanwhile() -> None:
-    """Import the final report's modules (numpy, the analysis, the tables: ~0.1 s) in a daemon thread
-    while the run waits on the server, instead of after the last answer."""
-    import importlib
-    import threading
-
-    threading.Thread(target=importlib.import_module, args=("runner.reporting.tables",), daemon=True,
-                     name="import-report").start()
 
 
 async def _stored_jobs(p: Prepared, limit: int | None) -> Stored | None:
