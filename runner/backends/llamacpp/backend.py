@@ -207,8 +207,10 @@ class LlamaCppBackend(Backend):
             # as many workers as slots (`workers`), so each worker has a slot of its own.
             params["id_slot"] = request.worker % self.settings.parallel
         completion = await self.client.chat(ChatRequest(request.model, request.messages, params))
-        # Stored and cached without it: which slot answered is scheduling, not part of the question.
-        completion.request.pop("id_slot", None)
+        # Stored and cached without it: which slot answered is scheduling, not part of the question (the
+        # text the client encoded to send has it, so the store encodes the request again).
+        if completion.request.pop("id_slot", None) is not None:
+            completion.request_json = None
         return completion
 
     def workers(self, concurrency: int) -> int:
