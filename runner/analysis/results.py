@@ -39,9 +39,7 @@ class CellResults:
             stats = CellStats()
             scorer = None if scorer_index is None else scorers[scorer_index]
             scores = self.scores[scorer_index] if scorer_index is not None else [None] * len(self.results)
-            t0 = self.t0_texts or {}
-            for result, score in zip(self.results, scores, strict=True):
-                stats.add(result, score, scorer, t0.get(result.job.item.id))
+            stats.add_all(self.results, scores, scorer, self.t0_texts or {})
             self._stats[key] = stats
         return self._stats[key]
 
