@@ -494,20 +494,28 @@ def hashable(value: Any) -> Any:
 
 
 def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str, str], dict[str, Any]],
-               fresh: list[tuple[str, str, dict[str, Any]]]) -> list[Score | None]:
+               fresh: list[tuple[str, str, dict[str, Any]]],
+               expected: dict[str, Any] | None = None) -> list[Score | None]:
     """Scores from the store's cache where the scorer config matches; computed where not, and the
-    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't)."""
+    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't).
+    `expected`: item id -> its expected value in normal form, kept across calls for this scorer."""
     out: list[Score | None] = []
     # The store shares one dict per distinct stored score (`Store.scores_for`): one Score each, too.
     made: dict[int, Score] = {}
+    labels = {} if expected is None else expected
+    code = isinstance(scorer, CodeTests)
     for r in results:
         if r.record is None or r.record.status != "ok":
             out.append(None)
             continue
         hit = cached.get((r.job.job_id, scorer.key))
-        if hit is not None and hit.get("expected") != normalize(scorer.expected(r.job.item)) \
-                and not isinstance(scorer, CodeTests):
-            hit = None  # the dataset's label changed since this was scored: score again
+        if hit is not None and not code:
+            item = r.job.item
+            label = labels.get(item.id, labels)
+            if label is labels:
+                label = labels[item.id] = normalize(scorer.expected(item))
+            if hit.get("expected") != label:
+                hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
             scorer.ensure_tools()  # a compiler, a sandbox: needed only now, not to read cached scores
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
