@@ -145,6 +145,8 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     running = not whole and columns.shape[1] >= 2
     by_column = [np.ascontiguousarray(columns[:, c]) for c in range(columns.shape[1])] \
         if (whole and not exact) or running else []
+    column_whole = [bool(np.all(column == np.round(column))) and float(np.abs(column).max()) * g < 2.0 ** 53
+                    for column in by_column]
     for start, picks in zip(range(0, resamples, block), _draws(g, resamples, seed, block), strict=True):
         rows = len(picks)
         if exact:
@@ -155,7 +157,10 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
                 sums[start:start + rows, c] = column[picks].sum(axis=1)
         elif running:
             for c, column in enumerate(by_column):
-                sums[start:start + rows, c] = np.cumsum(column[picks], axis=1)[:, -1]
+                gathered = column[picks]
+                # A column of whole numbers (mean_of's counts) sums exactly in any order: the faster sum.
+                sums[start:start + rows, c] = gathered.sum(axis=1) if column_whole[c] \
+                    else np.cumsum(gathered, axis=1)[:, -1]
         else:
             sums[start:start + rows] = columns[picks].sum(axis=1)
     values = statistic(sums)

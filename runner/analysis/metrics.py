@@ -88,6 +88,9 @@ class CellStats:
     # checked for style] over the answers a code scorer scored (test_pass_rate, style_violations).
     code_items: dict[str, list[float]] = field(default_factory=dict)
     _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
+    # (item id, share of its repeats giving the unit's most common answer) per repeated (cell, item) unit,
+    # in `answers` order: agreement, its interval and the table all ask (cached, as the intervals are).
+    _shares: list[tuple[str, float]] | None = field(default=None, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
             t0_text: str | None = None) -> None:
@@ -276,7 +279,12 @@ class CellStats:
         return sum(shares) / len(shares) if shares else math.nan
 
     def _agreement_by_item(self) -> list[float]:
-        return [mode_count(a) / len(a) for a in self.answers.values() if len(a) > 1]
+        return [share for _, share in self._unit_shares()]
+
+    def _unit_shares(self) -> list[tuple[str, float]]:
+        if self._shares is None:
+            self._shares = [(item, mode_count(a) / len(a)) for (_, item), a in self.answers.items() if len(a) > 1]
+        return self._shares
 
     @property
     def binary_n(self) -> int:
@@ -343,10 +351,9 @@ class CellStats:
             # Per item: the sum of its (cell, item) units' shares and their count, so a row pooling
             # cells resamples items (with all their cells), and the mean of the draws is the point value.
             by_item: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-            for (_, item), answers in self.answers.items():
-                if len(answers) > 1:
-                    by_item[item][0] += mode_count(answers) / len(answers)
-                    by_item[item][1] += 1
+            for item, share in self._unit_shares():
+                by_item[item][0] += share
+                by_item[item][1] += 1
             if len(by_item) < MIN_BOOTSTRAP_ITEMS:
                 return None
             return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)

@@ -58,9 +58,10 @@ class ResultSet:
     def totals(self) -> dict[str, int]:
         totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
         for c in self.cells:
+            totals["planned"] += len(c.results)
             for r in c.results:
-                totals["planned"] += 1
-                totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
+                status = "missing" if r.record is None else r.record.status
+                totals[status if status in ("ok", "failed") else "missing"] += 1
         return totals
 
     @property
