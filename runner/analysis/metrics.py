@@ -39,7 +39,7 @@ from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests
 from runner.store import JobRecord
 
 
-@dataclass
+@dataclass(slots=True)  # one per planned job
 class JobResult:
     job: Job
     record: JobRecord | None  # None: not run yet
