@@ -91,6 +91,7 @@ class CellStats:
     # (item id, share of its repeats giving the unit's most common answer) per repeated (cell, item) unit,
     # in `answers` order: agreement, its interval and the table all ask (cached, as the intervals are).
     _shares: list[tuple[str, float]] | None = field(default=None, repr=False)
+    _rates: dict[str, ClusteredRate | None] = field(default_factory=dict, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
             t0_text: str | None = None) -> None:
@@ -299,7 +300,13 @@ class CellStats:
             else math.nan
 
     def clustered(self, name: str) -> ClusteredRate | None:
-        """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate."""
+        """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate.
+        Computed once per metric (the table's value, its interval and the JSON record all ask)."""
+        if name not in self._rates:
+            self._rates[name] = self._clustered(name)
+        return self._rates[name]
+
+    def _clustered(self, name: str) -> ClusteredRate | None:
         parts = _RATE_PARTS.get(name)
         if parts is None:
             return None
@@ -316,7 +323,7 @@ class CellStats:
             return None  # runs of different sizes: their mean is not the accuracy, and has no interval here
         num, den = parts
         rows = list(self.items.values())
-        return clustered_rate([sum(r[i] for i in num) for r in rows], [sum(r[i] for i in den) for r in rows])
+        return clustered_rate(_item_sums(rows, num), _item_sums(rows, den))
 
     def bootstrap_interval(self, name: str) -> tuple[float, float] | None:
         """A bootstrap interval over items for a metric that is not a ratio of counts; None if none
@@ -473,6 +480,14 @@ def _derived(score: Score, binary: BinaryClassification | None) -> tuple[int, in
     return (int(bool(score.correct)), int(score.json_valid), score.outcome, stated,
             hashable(score.prediction) if stated else None, float(sim) if isinstance(sim, int | float) else None,
             kind)
+
+
+def _item_sums(rows: list[list[int]], columns: tuple[int, ...]) -> list[int]:
+    """Each item's sum of these count columns (one column: the count itself, the same whole number)."""
+    if len(columns) == 1:
+        (c,) = columns
+        return [r[c] for r in rows]
+    return [sum(r[i] for i in columns) for r in rows]
 
 
 def _ratio(k: int, n: int) -> float:
