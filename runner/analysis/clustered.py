@@ -30,14 +30,14 @@ exact one-sided binomial test against the threshold, at the observed rate, has 8
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 
-from runner.analysis.stats import wilson_interval
+from runner.analysis.stats import bootstrap_draws, wilson_interval
 
 MIN_ITEMS_WITH = 5  # items showing the rarer outcome needed before repeats may narrow an interval
 MIN_BOOTSTRAP_ITEMS = 10  # items below which a percentile bootstrap interval is not given (see above)
@@ -147,7 +147,7 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
         if (whole and not exact) or running else []
     column_whole = [bool(np.all(column == np.round(column))) and float(np.abs(column).max()) * g < 2.0 ** 53
                     for column in by_column]
-    for start, picks in zip(range(0, resamples, block), _draws(g, resamples, seed, block), strict=True):
+    for start, picks in zip(range(0, resamples, block), bootstrap_draws(g, resamples, seed, block), strict=True):
         rows = len(picks)
         if exact:
             drawn = np.bincount((picks + offsets[:rows]).ravel(), minlength=rows * g).reshape(rows, g)
@@ -170,29 +170,6 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return (float(low), float(high))
-
-
-# The draws depend only on (items, resamples, seed, block): every interval of a report over the same
-# number of items resamples them alike (a report of 5,000 items asks for eight), so they are drawn once
-# and kept, as 16-bit indices (20 MB at 5,000 items), for the last such key. The same indices in the same
-# order: the same sums, bit for bit.
-_DRAWS_MAX_BYTES = 24_000_000
-_kept_draws: dict[tuple[int, int, int, int], list[npt.NDArray[np.integer]]] = {}
-
-
-def _draws(g: int, resamples: int, seed: int, block: int) -> Iterable[npt.NDArray[np.integer]]:
-    """Each block's draws (rows of item indices), as `rng.integers` gives them block after block."""
-    key = (g, resamples, seed, block)
-    kept = _kept_draws.get(key)
-    if kept is not None:
-        return kept
-    rng = np.random.default_rng(seed)
-    blocks = (rng.integers(0, g, size=(min(block, resamples - start), g)) for start in range(0, resamples, block))
-    if g > np.iinfo(np.uint16).max or resamples * g * 2 > _DRAWS_MAX_BYTES:
-        return blocks  # too many to keep: drawn block by block as needed, as before
-    _kept_draws.clear()
-    _kept_draws[key] = kept = [d.astype(np.uint16) for d in blocks]
-    return kept
 
 
 def f1_of(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
