@@ -261,3 +261,24 @@ def test_csv_gives_each_interval_its_own_columns(project: Project, fault_server:
     for line, record in zip(rows[1:], report.tables[0].records, strict=True):
         acc = record.metrics["accuracy"]
         assert [float(x) for x in line[4:]] == pytest.approx([acc["value"], acc["low"], acc["high"]])
+
+
+def test_output_writes_the_report_with_the_mode_a_plain_file_gets(
+        project: Project, fault_server: ThreadedFaultServer, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import stat
+
+    path = _run(project, fault_server)
+    capsys.readouterr()
+    assert main(["report", str(path)]) == 0
+    printed = capsys.readouterr().out
+    old = os.umask(0o027)
+    try:
+        out = project.root / "reports" / "report.txt"
+        assert main(["report", str(path), "--output", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert capsys.readouterr().err.endswith(f"wrote {out}\n")
+    assert out.read_text(encoding="utf-8") == printed
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0666 less the umask, not mkstemp's 0600
+    assert [p.name for p in out.parent.iterdir()] == ["report.txt"]  # no temporary file left beside it

@@ -16,6 +16,7 @@ Heavy modules (the backends, the analysis, scipy) are imported inside the functi
 them, so `runner validate` of a broken file costs little more than importing pydantic.
 """
 
+from runner.api._files import write_atomically
 from runner.api._investigate import (
     StepRun,
     decision_exit_code,
@@ -100,4 +101,5 @@ __all__ = [
     "validate",
     "validate_investigation",
     "verdict_exit_code",
+    "write_atomically",
 ]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.api._files import write_atomically
 from runner.api._prepare import Prepared, prepare
 from runner.errors import ConfigError, UserError
 
@@ -170,12 +169,8 @@ def _results(p: Prepared, limit: int | None) -> Any:
 
 def _write_picks(target: Path, name: str, limit: int | None, picks: list[PickRecord]) -> None:
     """picks.json, written then renamed: a reader never sees half of it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = {"investigation": name, "limit": limit, "picks": [p.to_dict() for p in picks]}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, target)
+    write_atomically(target, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _read_picks(path: Path) -> list[PickRecord] | None:

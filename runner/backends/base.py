@@ -26,6 +26,10 @@ class ChatRequest:
     model: str
     messages: list[dict[str, str]]
     params: dict[str, Any]
+    # Which of the executor's workers sends it: the embedded engine pins each worker to a slot of its own
+    # (llama.cpp's id_slot), so the slot holding a prompt's cache is the one its next repeat goes to.
+    # Other backends ignore it.
+    worker: int | None = None
 
 
 @dataclass
@@ -82,6 +86,9 @@ class StartContext:
 class Backend(abc.ABC):
     # True where each variant is served on a machine of its own (a Ray cluster): the run serves them all at once.
     parallel_variants = False
+    # True where `share_prompt_cache` can copy one slot's prompt cache into the others: the executor then
+    # runs a variant's first job alone and shares its cache before sending the rest side by side.
+    shares_prompt_cache = False
 
     def __init__(self, settings: BackendSettings, experiment: Experiment) -> None:
         self.settings = settings
@@ -89,7 +96,8 @@ class Backend(abc.ABC):
         self.context = StartContext()
 
     def workers(self, concurrency: int) -> int:
-        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more."""
+        """Requests the executor keeps in flight for `concurrency` per server: a pool of endpoints has more,
+        the embedded engine no more than its slots."""
         return concurrency
 
     def check(self) -> None:
@@ -124,6 +132,12 @@ class Backend(abc.ABC):
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         """Prompt tokens of these messages as the served model counts them, where the server can say."""
         return None
+
+    async def share_prompt_cache(self) -> int:
+        """Copy the prompt cache of the slot that served the last request into the slots that served
+        nothing yet, so that what prompts share (a system prompt, rules) is evaluated once, not once per
+        slot; how many slots were filled (0: this backend cannot)."""
+        return 0
 
     async def count_rendered(self, text: str) -> int | None:
         """Tokens of a prompt already rendered by `render_prompt`, where the server can count."""

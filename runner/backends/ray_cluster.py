@@ -126,6 +126,7 @@ class RayBackend(Backend):
 
     rendered_by = "llama.cpp /apply-template"
     parallel_variants = True
+    shares_prompt_cache = True  # each actor's embedded server copies its slots (LlamaCppBackend)
 
     def __init__(self, local: Backend, address: str | None) -> None:
         super().__init__(local.settings, local.experiment)
@@ -204,6 +205,13 @@ class RayBackend(Backend):
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         count: int | None = await self._call("count_tokens", messages)
         return count
+
+    async def share_prompt_cache(self) -> int:
+        filled: int = await self._call("share_prompt_cache")
+        return filled
+
+    def workers(self, concurrency: int) -> int:
+        return self.local.workers(concurrency)
 
     async def count_rendered(self, text: str) -> int | None:
         count: int | None = await self._call("count_rendered", text)

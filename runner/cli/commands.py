@@ -294,14 +294,7 @@ def _emit(args: argparse.Namespace, text: str) -> None:
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so an interrupted report never leaves half a file where a good one was.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
+    api.write_atomically(target, text)
     print(f"wrote {target}", file=sys.stderr)
 
 

@@ -58,6 +58,7 @@ from runner.execution.events import (
     VariantLoading,
 )
 from runner.execution.off_loop import CallTimedOut, OffLoop, TooManyStuck
+from runner.execution.ordering import bundle_cap, bundles
 from runner.execution.retry import RetryPolicy, call_with_retries
 from runner.plan.planner import Job, Plan, Stored
 from runner.scoring.base import Score
@@ -68,6 +69,8 @@ from runner.store.database import encode_exchange
 from runner.store.response_cache import CachedAnswer, ResponseCache
 
 BATCH_JOBS = 64  # finished jobs per store transaction at most
+FILL_TRIES = 4  # jobs sent alone, at most, for one to succeed and fill the other slots (`_fill_slots`)
+FILL_HELD = 1024  # jobs the response cache answers, at most, held back meanwhile
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
 
 
@@ -233,32 +236,63 @@ class Executor:
 
     async def _drain(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any],
                      concurrency: int) -> None:
+        if concurrency > 1 and self.backend.shares_prompt_cache:
+            jobs = await self._fill_slots(jobs, run_id, variant_details)
         # A bounded queue keeps memory flat however many jobs the variant has. The TaskGroup cancels
         # the producer (which may be blocked on a full queue) as soon as any worker fails, so an
-        # unexpected error (a full disk, a bug) stops the run instead of hanging it.
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=concurrency * 2)
+        # unexpected error (a full disk, a bug) stops the run instead of hanging it. Its entries are
+        # bundles: a prompt's repeats, sent one after another to reuse their slot's prompt cache.
+        queue: asyncio.Queue[list[Job] | None] = asyncio.Queue(maxsize=concurrency * 2)
+        left = (self.counts.planned - self.counts.resumed) // max(1, len(self.plan.variants()))
+        cap = bundle_cap(left, concurrency)
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             # A stop verdict cancels the workers, but only on the loop's next turn: send nothing new meanwhile.
-            while (job := await queue.get()) is not None and self._first.verdict is None:
-                await self._run_job(job, run_id, variant_details)
+            while (bundle := await queue.get()) is not None:
+                for job in bundle:
+                    if self._first.verdict is not None:
+                        return
+                    await self._run_job(job, run_id, variant_details, worker=index)
 
         async def produce() -> None:
-            for job in jobs:
-                await queue.put(job)
+            for bundle in bundles(jobs, cap):
+                await queue.put(bundle)
             for _ in range(concurrency):
                 await queue.put(None)
 
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(produce())
-                for _ in range(concurrency):
-                    group.create_task(worker())
+                for index in range(concurrency):
+                    group.create_task(worker(index))
         except* UserError as stopped:  # early_stop's verdict or ScorersStuck: the one line it is, not a group
             raise stopped.exceptions[0] from None
 
-    async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any]) -> None:
-        request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params)
+    async def _fill_slots(self, jobs: Iterator[Job], run_id: int, variant_details: dict[str, Any]) -> Iterator[Job]:
+        """Send the variant's first jobs alone until one succeeds, then copy its slot's prompt cache into the
+        others (runner.execution.ordering); return the jobs left, for the workers. Jobs the response cache
+        answers fill no slot: they are handed on unrun (up to FILL_HELD of them), and so, after
+        FILL_TRIES failed sends, is everything else (the shared prompt is then evaluated once per slot)."""
+        held: list[Job] = []
+        tries = 0
+        for job in jobs:
+            if self._read_cache and job.request_key and self.cache is not None and self.cache.get(job.request_key):
+                held.append(job)
+                if len(held) < FILL_HELD:
+                    continue
+                break
+            succeeded = self.counts.succeeded
+            await self._run_job(job, run_id, variant_details)
+            tries += 1
+            if self.counts.succeeded > succeeded:
+                await self.backend.share_prompt_cache()
+                break
+            if tries >= FILL_TRIES:
+                break
+        return itertools.chain(held, jobs)
+
+    async def _run_job(self, job: Job, run_id: int, variant_details: dict[str, Any], worker: int | None = None) -> None:
+        request = ChatRequest(job.cell.variant.model_id, list(job.messages), job.params, worker)
         attempts = 1
 
         def on_retry(attempt: int, error: BaseException) -> None:

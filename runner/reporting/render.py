@@ -20,6 +20,7 @@ from tabulate import tabulate
 
 from runner.diagnosis.diagnose import nothing_wrong_line
 from runner.diagnosis.findings import Finding
+from runner.reporting.prompt_cache import prompt_cache_line
 from runner.reporting.tables import Record, Report, Table
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -43,6 +44,8 @@ def render(report: Report, fmt: str) -> str:
                  f"{totals['missing']} not run"
                  + (f"; {report.from_cache} answers from the response cache (not sent again; --no-cache sends "
                     "them)" if report.from_cache else ""))
+    if (cache_line := prompt_cache_line(report.prompt_cache)) is not None:
+        parts.append(cache_line)
     if report.effect is not None:  # last: it is the answer to the question the experiment asks
         sentence = report.effect.sentence()
         parts.append(f"## Answer\n\n{sentence}" if fmt == "markdown" else f"Answer: {sentence}")
@@ -56,6 +59,7 @@ def report_data(report: Report) -> dict[str, Any]:
         "findings": [f.to_dict() for f in report.findings],
         "effect": report.effect.to_dict() if report.effect is not None else None,
         **({"human_agreement": report.human_agreement.to_dict()} if report.human_agreement else {}),
+        **({"prompt_cache": [s.to_dict() for s in report.prompt_cache]} if report.prompt_cache else {}),
     }
 
 

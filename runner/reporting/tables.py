@@ -21,6 +21,7 @@ from runner.diagnosis.diagnose import diagnose, nothing_wrong_line
 from runner.diagnosis.findings import Finding
 from runner.reporting.effect import AxisEffect, axis_effect
 from runner.reporting.judgement import Verdict, best, dangerous, label_of, verdicts
+from runner.reporting.prompt_cache import PromptCacheShare, prompt_cache_shares
 from runner.reporting.sampling import sampling_note
 from runner.scoring.scorers import BinaryClassification, CodeTests, Scorer
 
@@ -68,6 +69,7 @@ class Report:
     effect: AxisEffect | None = None  # `report.effect`: does the axis explain the score?
     human_agreement: RaterAgreement | None = None
     from_cache: int = 0  # answers taken from the response cache, not sent again
+    prompt_cache: list[PromptCacheShare] = field(default_factory=list)  # per variant, where llama.cpp said
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -128,7 +130,7 @@ def build_report(results: ResultSet) -> Report:
     return Report(plan.experiment.name, tables, totals, findings,
                   nothing_wrong_line(plan.experiment.name, totals["ok"] > 0),
                   bool(scorers), effect=effect, human_agreement=humans,
-                  from_cache=results.from_cache)
+                  from_cache=results.from_cache, prompt_cache=prompt_cache_shares(results))
 
 
 def _human_agreement(results: ResultSet) -> RaterAgreement | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +37,7 @@ from runner.errors import BackendUnavailable, ConfigError, UserError
 
 class LlamaCppBackend(Backend):
     settings: LlamaCppSettings
+    shares_prompt_cache = True  # the server is ours: started with a folder for /slots save and restore
 
     def __init__(self, settings: BackendSettings, experiment: Any) -> None:
         super().__init__(settings, experiment)
@@ -143,11 +146,15 @@ class LlamaCppBackend(Backend):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.context.notify(
             f"loading {variant.label}: {path.name} ({info.size_bytes / 1e6:.0f} MB, {info.quantization})")
-        with log_path.open("ab") as log:
+        # The slots' KV files (`share_prompt_cache`): one per variant, gone with its server.
+        slot_dir = tempfile.mkdtemp(prefix="llm-runner-slots-")
+        with log_path.open("ab") as log, contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, slot_dir, ignore_errors=True)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runner.backends.llamacpp.server", "--model", str(path),
                 "--n-ctx", str(self.settings.n_ctx * self.settings.parallel),
                 "--parallel", str(self.settings.parallel), "--threads", str(self.settings.thread_count()),
+                "--slot-save-path", slot_dir,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
             )
             try:
@@ -193,12 +200,29 @@ class LlamaCppBackend(Backend):
         # Asked for, not left to the server's default (which has changed between llama.cpp versions): a
         # slot keeps its prompt's KV cache, so a repeat, or an item sharing the system prompt and rules,
         # evaluates only what differs (timings.prompt_n). The answer is the same either way.
-        return await self.client.chat(ChatRequest(request.model, request.messages,
-                                                  {**request.params, "cache_prompt": True}))
+        params = {**request.params, "cache_prompt": True}
+        if request.worker is not None:
+            # Left to itself, llama.cpp gives a request the idle slot whose cache matches it best, so a new
+            # prompt arriving first can take the slot that holds another worker's next repeat. There are
+            # as many workers as slots (`workers`), so each worker has a slot of its own.
+            params["id_slot"] = request.worker % self.settings.parallel
+        completion = await self.client.chat(ChatRequest(request.model, request.messages, params))
+        # Stored and cached without it: which slot answered is scheduling, not part of the question.
+        completion.request.pop("id_slot", None)
+        return completion
+
+    def workers(self, concurrency: int) -> int:
+        """One worker per slot at most: requests beyond the slots would only wait in the server's queue, and
+        two workers on one slot would interleave their prompts and evict each other's cache."""
+        return max(1, min(concurrency, self.settings.parallel))
 
     async def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
         assert self.client is not None, "count_tokens() outside serve()"
         return await count_prompt_tokens(self.client, self.server_url, messages)
+
+    async def share_prompt_cache(self) -> int:
+        assert self.client is not None, "share_prompt_cache() outside serve()"
+        return await api.share_slot_cache(self.client, self.server_url)
 
     rendered_by = "llama.cpp /apply-template"
 

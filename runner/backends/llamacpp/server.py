@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, required=True, help="total context, shared by the slots")
     parser.add_argument("--parallel", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--slot-save-path", default=None,
+                        help="a folder for slot KV files: enables /slots save and restore (prompt-cache sharing)")
     args = parser.parse_args()
 
     def leave(*_: object) -> None:
@@ -56,6 +58,13 @@ def main() -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.port = 0  # a free port, chosen by the server
+    if args.slot_save_path:
+        # /slots?action=save|restore: the parent copies one slot's KV cache into the others (a shared
+        # system prompt evaluated once for all slots). The server refuses file names with paths in them.
+        # llama.cpp joins this and the file name as strings, and only its own argument parser adds the
+        # separator: without it the file would land beside the folder, not in it.
+        params.slot_save_path = os.path.join(args.slot_save_path, "")
+        params.endpoint_slots = True
     server = xllamacpp.Server(params)
     try:
         sys.stdout.write(json.dumps({"url": server.listening_address}) + "\n")

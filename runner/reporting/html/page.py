@@ -118,7 +118,13 @@ def plots_html(plots: list[Plot], none: str = "no plots yet: nothing is scored."
 
 def totals_line(report: Report) -> str:
     t = report.totals
-    return (f"jobs: {t['planned']} planned, {t['ok']} succeeded, {t['failed']} failed, {t['missing']} not run")
+    line = f"jobs: {t['planned']} planned, {t['ok']} succeeded, {t['failed']} failed, {t['missing']} not run"
+    if report.from_cache:
+        line += f"; {report.from_cache} answers from the response cache"
+    if report.prompt_cache:  # the engine's work: how much of the prompts its KV cache spared it
+        line += "; prompt tokens taken from the KV cache: " + ", ".join(
+            f"{s.variant} {s.hit_share:.2f} of {s.prompt_tokens:,}" for s in report.prompt_cache)
+    return line
 
 
 def verdict_badge(verdict: str) -> str:
