@@ -9,7 +9,8 @@ latency). `big.yaml` is the same experiment with 50 repeats: 1,000,000 jobs whos
 - `runner plan big.yaml`            goal < 5 s and < 200 MB
 - `runner run small.yaml`           0 requests (the server counts them), goal < 5 s, report included
 - `runner report` + `runner explain` of small.yaml (--format json), goal < 10 s together and < 300 MB;
-  their outputs are compared with the previous run's, kept in the folder (same store, other code)
+  their outputs (and, not timed, the text forms of both) are compared with the previous run's, kept in
+  the folder (same store, other code)
 
 Run: .venv/bin/python bench/scale.py [--folder /tmp/scale] [--items 5000]
 """
@@ -126,9 +127,13 @@ def main() -> None:
         explain_s, explain_mb, explain_out = timed(["explain", str(small), "--format", "json"])
         print(f"runner report: {report_s}, peak {report_mb:.0f} MB; runner explain: {explain_s}, "
               f"peak {explain_mb:.0f} MB (goal together < 10 s, < 300 MB)")
+        # The text forms too (not timed: the same work, another rendering).
+        report_text = timed(["report", str(small)])[2]
+        explain_text = timed(["explain", str(small)])[2]
         # A speed-up must not change a number: the outputs are kept in the folder, and the next run of the
         # bench (on other code, over the same store) says whether they are byte-identical.
-        for name, out in (("report.json", report_out), ("explain.json", explain_out)):
+        for name, out in (("report.json", report_out), ("explain.json", explain_out), ("report.txt", report_text),
+                          ("explain.txt", explain_text)):
             kept = folder / name
             if kept.exists():
                 same = kept.read_text() == out

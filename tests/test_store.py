@@ -109,6 +109,24 @@ def test_jobs_returns_only_existing_ids_across_chunks(store: Store) -> None:
     assert found == set(ids)
 
 
+def test_jobs_and_scores_read_the_same_by_scan_as_by_lookup(store: Store) -> None:
+    # Most of the table asked for is read by one scan, a few ids by key: the same records either way,
+    # the ones not asked for left out (here 600 of 900 jobs, then 2 of them).
+    ids = [f"j{n:04d}" for n in range(900)]
+    for n, job_id in enumerate(ids):
+        _save(store, job_id, "ok" if n % 7 else "failed", text=f"answer {n}", latency_s=n / 10,
+              scores={"binary:aaa": {"outcome": "answered", "n": n % 3}, "exact:bbb": {"outcome": "empty"}})
+    asked = ids[:600:2] + ids[1:600:2] + ["missing"]
+    scanned = {r.job_id: r for r in store.jobs(asked)}
+    scores = store.scores_for(asked)
+    assert set(scanned) == set(ids[:600]) and len(scores) == 1200
+    for few in (["j0003", "j0598"], ["j0007"]):
+        assert {r.job_id: r for r in store.jobs(few)} == {j: scanned[j] for j in few}
+        assert store.scores_for(few) == {k: v for k, v in scores.items() if k[0] in few}
+    assert scanned["j0007"].status == "failed" and scanned["j0598"].text == "answer 598"
+    assert scores[("j0598", "binary:aaa")] == {"outcome": "answered", "n": 1}
+
+
 def test_scores_are_replaced_when_a_job_is_saved_again(store: Store) -> None:
     _save(store, "j1", scores={"binary:aaa": {"outcome": "answered"}, "exact:bbb": {"outcome": "empty"}})
     assert store.scores_for(["j1"]) == {("j1", "binary:aaa"): {"outcome": "answered"},

@@ -47,6 +47,14 @@ class CellOutcomes:
     # (item id, repeat) -> the class the answer stated (None: none), where known: finds constant answers.
     answers: Mapping[tuple[str, int], Any] = field(default_factory=dict)
 
+    def constant(self) -> tuple[Any, int, int] | None:
+        """`constant_answer` of the items' predictions, worked out once: a cell faces one comparison per
+        other value of each axis."""
+        if "_constant" not in self.__dict__:  # a cache, not a field (as Cell.key): frozen, equality ignores it
+            object.__setattr__(self, "_constant", constant_answer(item_predictions(self.answers).values()))
+        found: tuple[Any, int, int] | None = self.__dict__["_constant"]
+        return found
+
 
 @dataclass
 class Comparison:
@@ -226,8 +234,7 @@ def _compare(axis: str, baseline: Any, value: Any, context: dict[str, Any], base
 def _both_constant(base: CellOutcomes, cell: CellOutcomes) -> tuple[Any, Any] | None:
     if not base.answers or not cell.answers:
         return None
-    first = constant_answer(item_predictions(base.answers).values())
-    second = constant_answer(item_predictions(cell.answers).values())
+    first, second = base.constant(), cell.constant()
     # The same constant in both cells: they differ only by chance in which items get it, and more items
     # change nothing. Two different constants do differ, and enough items would show it.
     if first is None or second is None or first[0] != second[0]:

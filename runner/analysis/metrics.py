@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests
 from runner.store import JobRecord
 
 
-@dataclass
+@dataclass(slots=True)  # one per planned job
 class JobResult:
     job: Job
     record: JobRecord | None  # None: not run yet
@@ -87,55 +88,97 @@ class CellStats:
     # checked for style] over the answers a code scorer scored (test_pass_rate, style_violations).
     code_items: dict[str, list[float]] = field(default_factory=dict)
     _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
+    # (item id, share of its repeats giving the unit's most common answer) per repeated (cell, item) unit,
+    # in `answers` order: agreement, its interval and the table all ask (cached, as the intervals are).
+    _shares: list[tuple[str, float]] | None = field(default=None, repr=False)
+    _rates: dict[str, ClusteredRate | None] = field(default_factory=dict, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
             t0_text: str | None = None) -> None:
         """Count one job; `t0_text` is its item's answer at temperature 0 in the cell that differs only
         in temperature, where the experiment has one (for `divergence_t0`)."""
-        self.planned += 1
-        rec = result.record
-        if rec is None:
-            return
-        if rec.status != "ok":
-            self.failed += 1
-            self.outcomes[FAILED_SCORE.outcome] += 1
-            return
-        self.ok += 1
-        if rec.latency_s is not None:
-            self.latency_s.append(rec.latency_s)
-        if rec.completion_tokens is not None:
-            self.completion_tokens.append(rec.completion_tokens)
-        if rec.variant and rec.variant.get("size_bytes"):
-            self.file_sizes.add(int(rec.variant["size_bytes"]))
-        speed = (rec.timings or {}).get("predicted_per_second")
-        if speed:
-            self.tokens_per_s.append(float(speed))
-        if score is None:
-            return
-        # Locals: this runs once per job (100,000 times in a large report).
-        job = result.job
-        cell_key, item_id, repeat = job.cell.key(), job.item.id, job.repeat
-        right, valid = int(bool(score.correct)), int(score.json_valid)
-        item = self.items.setdefault(item_id, [0] * len(ITEM_COLUMNS))
-        self.outcomes[score.outcome] += 1
-        self.json_valid += valid
-        self.correct += right
-        item[_OK] += 1
-        item[_CORRECT] += right
-        item[_JSON] += valid
-        run = self.runs[(cell_key, repeat)]
-        run[0] += right
-        run[1] += 1
-        unit = (cell_key, item_id)
-        self.answers[unit].append(_answer_key(score, rec.text))
-        self._add_text(unit, (rec.text or "").strip(), score, t0_text)
-        if score.prediction is not None:
-            self.predictions[hashable(score.prediction)] += 1
-        self.correct_by[(cell_key, item_id, repeat)] = bool(right)
-        if isinstance(scorer, BinaryClassification):
-            self._count_binary(scorer, score, item)
-        if isinstance(scorer, CodeTests):
-            self._count_code(score, item, item_id)
+        self.add_all([result], [score], scorer, {} if t0_text is None else {result.job.item.id: t0_text})
+
+    def add_all(self, results: Sequence[JobResult], scores: Sequence[Score | None], scorer: Scorer | None,
+                t0_texts: Mapping[str, str]) -> None:
+        """`add` of each job in turn (`t0_texts`: item id -> its temperature-0 answer). What depends only
+        on the score is worked out once per Score object (the read path shares one per distinct stored
+        score), counts are summed in locals: this runs for every job (100,000 in a large report)."""
+        binary = scorer if isinstance(scorer, BinaryClassification) else None
+        code = isinstance(scorer, CodeTests)
+        derived: dict[int, tuple[int, int, str, bool, Any, float | None, int]] = {}
+        planned = ok = failed = correct = json_valid = 0
+        confusion = [0] * len(ITEM_COLUMNS)  # tp, fp, tn, fn and the unanswered, by their item column
+        outcomes, predictions, runs, answers = self.outcomes, self.predictions, self.runs, self.answers
+        texts, sims, t0_units, correct_by, items = (self.texts, self.reference_sims, self.t0_texts,
+                                                    self.correct_by, self.items)
+        width = len(ITEM_COLUMNS)
+        for result, score in zip(results, scores, strict=True):
+            planned += 1
+            rec = result.record
+            if rec is None:
+                continue
+            if rec.status != "ok":
+                failed += 1
+                outcomes[FAILED_SCORE.outcome] += 1
+                continue
+            ok += 1
+            if rec.latency_s is not None:
+                self.latency_s.append(rec.latency_s)
+            if rec.completion_tokens is not None:
+                self.completion_tokens.append(rec.completion_tokens)
+            if rec.variant and rec.variant.get("size_bytes"):
+                self.file_sizes.add(int(rec.variant["size_bytes"]))
+            speed = (rec.timings or {}).get("predicted_per_second")
+            if speed:
+                self.tokens_per_s.append(float(speed))
+            if score is None:
+                continue
+            known = derived.get(id(score))
+            if known is None:
+                known = derived[id(score)] = _derived(score, binary)
+            right, valid, outcome, stated, said, sim, kind = known
+            job = result.job
+            cell_key, item_id, repeat = job.cell.key(), job.item.id, job.repeat
+            item = items.get(item_id)
+            if item is None:
+                item = items[item_id] = [0] * width
+            outcomes[outcome] += 1
+            json_valid += valid
+            correct += right
+            item[_OK] += 1
+            item[_CORRECT] += right
+            item[_JSON] += valid
+            run = runs[(cell_key, repeat)]
+            run[0] += right
+            run[1] += 1
+            unit = (cell_key, item_id)
+            answers[unit].append(said if stated else ("text", " ".join((rec.text or "").split()).lower()))
+            texts[unit].append((rec.text or "").strip())
+            if sim is not None:
+                sims[unit].append(sim)
+            t0_text = t0_texts.get(item_id)
+            if t0_text is not None:
+                t0_units[unit] = t0_text
+            if stated:
+                predictions[said] += 1
+            correct_by[(cell_key, item_id, repeat)] = bool(right)
+            if kind >= 0:
+                confusion[kind] += 1
+                item[kind] += 1
+            if code:
+                self._count_code(score, item, item_id)
+        self.planned += planned
+        self.ok += ok
+        self.failed += failed
+        self.correct += correct
+        self.json_valid += json_valid
+        self.tp += confusion[_TP]
+        self.fp += confusion[_FP]
+        self.tn += confusion[_TN]
+        self.fn += confusion[_FN]
+        self.unanswered_pos += confusion[_UP]
+        self.unanswered_neg += confusion[_UN]
 
     def _count_code(self, score: Score, item: list[int], item_id: str) -> None:
         extras = score.extras or {}
@@ -152,40 +195,6 @@ class CellStats:
         if isinstance(style, dict):
             code[2] += float(style.get("violations", 0))
             code[3] += float(style.get("lines", 0))
-
-    def _add_text(self, unit: Unit, text: str, score: Score, t0_text: str | None) -> None:
-        self.texts[unit].append(text)
-        sim = (score.extras or {}).get("similarity")
-        if isinstance(sim, int | float):
-            self.reference_sims[unit].append(float(sim))
-        if t0_text is not None:
-            self.t0_texts[unit] = t0_text
-
-    def _count_binary(self, scorer: BinaryClassification, score: Score, item: list[int]) -> None:
-        truth = scorer.is_positive(score.expected)
-        if score.prediction is None:
-            # No class stated (no JSON, cut off, wrong shape): neither a true nor a false negative (nor a
-            # dangerous false positive), but a positive item it missed still lowers recall.
-            if truth:
-                self.unanswered_pos += 1
-                item[_UP] += 1
-            else:
-                self.unanswered_neg += 1
-                item[_UN] += 1
-            return
-        said = scorer.is_positive(score.prediction)
-        if truth and said:
-            self.tp += 1
-            item[_TP] += 1
-        elif truth:
-            self.fn += 1
-            item[_FN] += 1
-        elif said:
-            self.fp += 1
-            item[_FP] += 1
-        else:
-            self.tn += 1
-            item[_TN] += 1
 
     def merge(self, other: CellStats) -> CellStats:
         out = CellStats()
@@ -271,7 +280,12 @@ class CellStats:
         return sum(shares) / len(shares) if shares else math.nan
 
     def _agreement_by_item(self) -> list[float]:
-        return [mode_count(a) / len(a) for a in self.answers.values() if len(a) > 1]
+        return [share for _, share in self._unit_shares()]
+
+    def _unit_shares(self) -> list[tuple[str, float]]:
+        if self._shares is None:
+            self._shares = [(item, mode_count(a) / len(a)) for (_, item), a in self.answers.items() if len(a) > 1]
+        return self._shares
 
     @property
     def binary_n(self) -> int:
@@ -286,7 +300,13 @@ class CellStats:
             else math.nan
 
     def clustered(self, name: str) -> ClusteredRate | None:
-        """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate."""
+        """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate.
+        Computed once per metric (the table's value, its interval and the JSON record all ask)."""
+        if name not in self._rates:
+            self._rates[name] = self._clustered(name)
+        return self._rates[name]
+
+    def _clustered(self, name: str) -> ClusteredRate | None:
         parts = _RATE_PARTS.get(name)
         if parts is None:
             return None
@@ -303,7 +323,7 @@ class CellStats:
             return None  # runs of different sizes: their mean is not the accuracy, and has no interval here
         num, den = parts
         rows = list(self.items.values())
-        return clustered_rate([sum(r[i] for i in num) for r in rows], [sum(r[i] for i in den) for r in rows])
+        return clustered_rate(_item_sums(rows, num), _item_sums(rows, den))
 
     def bootstrap_interval(self, name: str) -> tuple[float, float] | None:
         """A bootstrap interval over items for a metric that is not a ratio of counts; None if none
@@ -338,10 +358,9 @@ class CellStats:
             # Per item: the sum of its (cell, item) units' shares and their count, so a row pooling
             # cells resamples items (with all their cells), and the mean of the draws is the point value.
             by_item: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-            for (_, item), answers in self.answers.items():
-                if len(answers) > 1:
-                    by_item[item][0] += mode_count(answers) / len(answers)
-                    by_item[item][1] += 1
+            for item, share in self._unit_shares():
+                by_item[item][0] += share
+                by_item[item][1] += 1
             if len(by_item) < MIN_BOOTSTRAP_ITEMS:
                 return None
             return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)
@@ -442,12 +461,33 @@ _BOOTSTRAP_COLUMNS: dict[str, tuple[tuple[int, ...], ItemStat]] = {
 }
 
 
-def _answer_key(score: Score, text: str | None) -> Any:
-    """What an answer said, for agreement and flips: its class, or where it stated none its text
-    (prose answers that differ are not "consistent" because neither names a class)."""
-    if score.prediction is not None:
-        return hashable(score.prediction)
-    return ("text", " ".join((text or "").split()).lower())
+def _derived(score: Score, binary: BinaryClassification | None) -> tuple[int, int, str, bool, Any, float | None, int]:
+    """What `CellStats.add_all` counts of a score: right, JSON-valid, its outcome, whether it states a class
+    and the class as a key, its similarity to the reference (a similarity scorer's), and the item column
+    of its confusion count (-1: not a two-class scorer)."""
+    stated = score.prediction is not None
+    sim = (score.extras or {}).get("similarity")
+    kind = -1
+    if binary is not None:
+        truth = binary.is_positive(score.expected)
+        if not stated:
+            # No class stated (no JSON, cut off, wrong shape): neither a true nor a false negative (nor a
+            # dangerous false positive), but a positive item it missed still lowers recall.
+            kind = _UP if truth else _UN
+        else:
+            said = binary.is_positive(score.prediction)
+            kind = (_TP if said else _FN) if truth else (_FP if said else _TN)
+    return (int(bool(score.correct)), int(score.json_valid), score.outcome, stated,
+            hashable(score.prediction) if stated else None, float(sim) if isinstance(sim, int | float) else None,
+            kind)
+
+
+def _item_sums(rows: list[list[int]], columns: tuple[int, ...]) -> list[int]:
+    """Each item's sum of these count columns (one column: the count itself, the same whole number)."""
+    if len(columns) == 1:
+        (c,) = columns
+        return [r[c] for r in rows]
+    return [sum(r[i] for i in columns) for r in rows]
 
 
 def _ratio(k: int, n: int) -> float:
@@ -476,20 +516,28 @@ def hashable(value: Any) -> Any:
 
 
 def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str, str], dict[str, Any]],
-               fresh: list[tuple[str, str, dict[str, Any]]]) -> list[Score | None]:
+               fresh: list[tuple[str, str, dict[str, Any]]],
+               expected: dict[str, Any] | None = None) -> list[Score | None]:
     """Scores from the store's cache where the scorer config matches; computed where not, and the
-    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't)."""
+    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't).
+    `expected`: item id -> its expected value in normal form, kept across calls for this scorer."""
     out: list[Score | None] = []
     # The store shares one dict per distinct stored score (`Store.scores_for`): one Score each, too.
     made: dict[int, Score] = {}
+    labels = {} if expected is None else expected
+    code = isinstance(scorer, CodeTests)
     for r in results:
         if r.record is None or r.record.status != "ok":
             out.append(None)
             continue
         hit = cached.get((r.job.job_id, scorer.key))
-        if hit is not None and hit.get("expected") != normalize(scorer.expected(r.job.item)) \
-                and not isinstance(scorer, CodeTests):
-            hit = None  # the dataset's label changed since this was scored: score again
+        if hit is not None and not code:
+            item = r.job.item
+            label = labels.get(item.id, labels)
+            if label is labels:
+                label = labels[item.id] = normalize(scorer.expected(item))
+            if hit.get("expected") != label:
+                hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
             scorer.ensure_tools()  # a compiler, a sandbox: needed only now, not to read cached scores
             score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)

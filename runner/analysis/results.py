@@ -39,9 +39,7 @@ class CellResults:
             stats = CellStats()
             scorer = None if scorer_index is None else scorers[scorer_index]
             scores = self.scores[scorer_index] if scorer_index is not None else [None] * len(self.results)
-            t0 = self.t0_texts or {}
-            for result, score in zip(self.results, scores, strict=True):
-                stats.add(result, score, scorer, t0.get(result.job.item.id))
+            stats.add_all(self.results, scores, scorer, self.t0_texts or {})
             self._stats[key] = stats
         return self._stats[key]
 
@@ -60,9 +58,10 @@ class ResultSet:
     def totals(self) -> dict[str, int]:
         totals = {"planned": 0, "ok": 0, "failed": 0, "missing": 0}
         for c in self.cells:
+            totals["planned"] += len(c.results)
             for r in c.results:
-                totals["planned"] += 1
-                totals[r.status if r.status in ("ok", "failed") else "missing"] += 1
+                status = "missing" if r.record is None else r.record.status
+                totals[status if status in ("ok", "failed") else "missing"] += 1
         return totals
 
     @property
@@ -99,17 +98,23 @@ def _stated_classes(cell: CellResults) -> dict[tuple[str, int], Any]:
 
 def load_results(plan: Plan, store: Store | None, scorers: list[Scorer],
                  limit_items: int | None = None) -> ResultSet:
-    cells = []
+    # Every job's record and cached scores in one query each (most of the store: one scan, not the
+    # ids looked up cell by cell), then cut into cells.
+    groups = [(cell, list(jobs)) for cell, jobs in itertools.groupby(plan.jobs(limit_items), key=lambda j: j.cell)]
+    records = {r.job_id: r for r in store.jobs([j.job_id for _, batch in groups for j in batch])} if store else {}
+    by_cell = [(cell, [JobResult(j, records.get(j.job_id)) for j in batch]) for cell, batch in groups]
+    del records, groups
+    ok_ids = [r.job.job_id for _, results in by_cell for r in results
+              if r.record is not None and r.record.status == "ok"]
+    cached = store.scores_for(ok_ids) if store and scorers else {}
+    del ok_ids
     fresh: list[tuple[str, str, dict[str, Any]]] = []
-    for cell, jobs in itertools.groupby(plan.jobs(limit_items), key=lambda j: j.cell):
-        batch = list(jobs)
-        ids = [j.job_id for j in batch]
-        records = {r.job_id: r for r in store.jobs(ids)} if store else {}
-        results = [JobResult(j, records.get(j.job_id)) for j in batch]
-        ok_ids = [r.job.job_id for r in results if r.record is not None and r.record.status == "ok"]
-        cached = store.scores_for(ok_ids) if store and scorers else {}
-        scores = [scores_for(results, scorer, cached, fresh) for scorer in scorers]
-        cells.append(CellResults(cell, results, scores))
+    # Per scorer, each item's expected value in normal form: asked by every repeat in every cell.
+    expected: list[dict[str, Any]] = [{} for _ in scorers]
+    cells = [CellResults(cell, results, [scores_for(results, scorer, cached, fresh, memo)
+                                         for scorer, memo in zip(scorers, expected, strict=True)])
+             for cell, results in by_cell]
+    del cached
     _link_temperature_zero(plan, cells)
     return ResultSet(plan, scorers, cells, limit_items, fresh)
 

@@ -110,23 +110,37 @@ def _collect(results: ResultSet) -> list[CellView]:
     for cell in results.cells:
         rows: list[tuple[str, int, Score | None, str | None]] = []
         c = CellView(cell.cell, _label(cell.cell, varying, plan), results.stats(cell, 0), rows, repeats=plan.repeats)
+        items, prompt_tokens = c.items, c.prompt_tokens
+        no_system = cell.cell.system is None
+        stated: dict[tuple[str, int], Any] = {}
+        # Locals, and the variant's details looked at once per dict (a variant's jobs share one): this
+        # runs once per job.
+        seen_variant: int | None = None
         for result, score in zip(cell.results, cell.scores[0], strict=True):
-            c.items[result.job.item.id] = result.job.item.fields
+            job = result.job
+            item_id = job.item.id
+            items[item_id] = job.item.fields
             rec = result.record
             if rec is None:
                 continue
-            key = (result.job.item.id, result.job.repeat)
-            rows.append((*key, score, rec.error if rec.status != "ok" else None))
-            if score is not None and score.outcome == TRUNCATED and is_repetition_loop(rec.text or ""):
-                c.looped.add(key)
+            key = (item_id, job.repeat)
+            rows.append((item_id, job.repeat, score, rec.error if rec.status != "ok" else None))
+            if score is not None:
+                outcome = score.outcome
+                stated[key] = score.prediction if outcome == ANSWERED else None
+                if outcome == TRUNCATED and is_repetition_loop(rec.text or ""):
+                    c.looped.add(key)
             if rec.prompt_tokens:
-                c.prompt_tokens[result.job.item.id] = rec.prompt_tokens
-            if rec.variant and rec.variant.get("n_ctx_per_slot"):
-                c.n_ctx = int(rec.variant["n_ctx_per_slot"])
-            if rec.variant and rec.variant.get("injected_system") and cell.cell.system is None:
-                c.injected_system = rec.variant["injected_system"]
-        stated = {(item, repeat): s.prediction if s.outcome == ANSWERED else None
-                  for item, repeat, s, _ in rows if s is not None}
+                prompt_tokens[item_id] = rec.prompt_tokens
+            variant = rec.variant
+            if variant and id(variant) != seen_variant:
+                # The same dict again would set the same values again: each distinct one is looked at once,
+                # and the last one seen wins, as before (a dict is only skipped right after itself).
+                seen_variant = id(variant)
+                if variant.get("n_ctx_per_slot"):
+                    c.n_ctx = int(variant["n_ctx_per_slot"])
+                if variant.get("injected_system") and no_system:
+                    c.injected_system = variant["injected_system"]
         c.constant = constant_answer(item_predictions(stated).values())
         out.append(c)
     return out
@@ -252,8 +266,10 @@ def _class_findings(c: CellView, scorer: BinaryClassification, alpha: float) -> 
 
 
 def _reason_findings(c: CellView, scorer: BinaryClassification) -> list[Finding]:
-    out = []
+    out: list[Finding] = []
     cfg = scorer.config
+    if not (cfg.reasons_field and cfg.reason_label_field) and not cfg.confidence_field:
+        return out  # neither is asked of the answers: nothing to look at (100,000 scores at scale)
     scored = [(item, s) for item, _, s, _ in c.scores if s is not None and s.outcome == ANSWERED]
     if cfg.reasons_field and cfg.reason_label_field:
         rules = {item: fields.get(cfg.reason_label_field) for item, fields in c.items.items()}

@@ -202,19 +202,24 @@ class Plan:
         items = self.item_subset(limit_items)
         repeats = self.repeats
         position = 0
+        item_ids: list[str] | None = None  # each item's id as JSON, encoded once for every cell
         for cell in self.cells:
             variant = canonical_json(cell.variant.identity)
             params = self._repeat_params(cell)
-            for item in items:
+            # Each job's id: the item's shared prefix hashed once, then each repeat's own tail (as `stored`).
+            suffixes = [_id_suffix(p_json, repeat, variant) for repeat, (_, p_json) in enumerate(params)]
+            if item_ids is None:
+                item_ids = [canonical_json(item.id) for item in items]
+            for item, item_id in zip(items, item_ids, strict=True):
                 first, position = position, position + repeats
                 if skip is not None and skip.all_of(first, repeats):
                     continue
                 messages, encoded = self.rendered(cell, item)
-                item_id = canonical_json(item.id)
+                prefix = _id_prefix(backend, item_id, encoded)
                 for repeat, (p, p_json) in enumerate(params):
                     if skip is not None and first + repeat in skip:
                         continue
-                    job_id = _job_id(backend, variant, item_id, encoded, p_json, repeat)
+                    job_id = _id_from(prefix, suffixes[repeat])
                     key = request_key(backend, variant, encoded, p_json, repeat) if request_keys else ""
                     yield Job(job_id, cell, item, repeat, messages, p, key)
 

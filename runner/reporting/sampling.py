@@ -25,14 +25,19 @@ def sampling_note(results: ResultSet) -> str | None:
     or None when the jobs that ran set every key (or none ran)."""
     left: dict[str, None] = {}  # an ordered set, in the experiment's key order
     ran: dict[Variant, tuple[dict[str, None], dict[str, Any]]] = {}
+    # The jobs of one cell and repeat share one params dict: its unset keys are found once.
+    unset: dict[int, list[str]] = {}
     for cell in results.cells:
         for result in cell.results:
             if result.record is None:
                 continue
             keys, details = ran.setdefault(cell.cell.variant, ({}, {}))
-            for key in EXPERIMENT_TO_SERVER:
-                if result.job.params.get(key) is None:
-                    keys[key] = left[key] = None
+            params = result.job.params
+            missing = unset.get(id(params))
+            if missing is None:
+                missing = unset[id(params)] = [k for k in EXPERIMENT_TO_SERVER if params.get(k) is None]
+            for key in missing:
+                keys[key] = left[key] = None
             stored = result.record.variant or {}
             if not details or ("sampler" in stored and "sampler" not in details):
                 details.update(stored)

@@ -126,8 +126,9 @@ def build_report(results: ResultSet) -> Report:
     findings = diagnose(results, alpha=cfg.alpha)
     effect = (axis_effect(results, cfg.effect.axis, baseline=cfg.effect.baseline)
               if cfg.effect is not None else None)
-    return Report(plan.experiment.name, tables, results.totals, findings,
-                  nothing_wrong_line(plan.experiment.name, results.totals["ok"] > 0),
+    totals = results.totals
+    return Report(plan.experiment.name, tables, totals, findings,
+                  nothing_wrong_line(plan.experiment.name, totals["ok"] > 0),
                   bool(scorers), effect=effect, human_agreement=humans,
                   from_cache=results.from_cache, prompt_cache=prompt_cache_shares(results))
 

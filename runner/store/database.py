@@ -195,21 +195,36 @@ class Store:
 
     def jobs(self, job_ids: Iterable[str]) -> Iterator[JobRecord]:
         """Records for the given ids that exist, fetched in chunks (SQLite caps bound parameters)."""
-        ids = list(job_ids)
         from_cache = "from_cache" if self.version >= 6 else "0"
         # Every job of a variant stores the same details: parsed once, one dict shared by its records
         # (100,000 copies of the sampler defaults were a third of a large report's memory).
         variants: dict[str | None, Any] = {}
+        columns = ("job_id, status, attempts, error, text, finish_reason, prompt_tokens, completion_tokens,"
+                   f" latency_s, timings_json, variant_json, {from_cache}")
+        for row in self._rows_of(list(job_ids), "jobs", columns):
+            yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                            timings=None if row[9] is None else json.loads(row[9]),
+                            variant=_shared(variants, row[10]), from_cache=bool(row[11]))
+
+    def _rows_of(self, ids: list[str], table: str, columns: str) -> Iterator[Any]:
+        """The rows of `table` (jobs or scores) whose job_id is one of `ids`, `columns` selected (job_id
+        first), in no particular order. Most of the table asked for (a report of every job): one scan,
+        filtered here, 2.5x faster than looking the ids up by key, 500 at a time (SQLite caps bound
+        parameters), which is what a few ids get."""
+        if not ids:
+            return
+        # rowid only grows (a replaced job gets a new one): an upper bound of the rows, found in the index.
+        rows = self.conn.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0] or 0
+        if len(ids) * 3 >= rows:
+            wanted = set(ids)
+            for row in self.conn.execute(f"SELECT {columns} FROM {table}"):
+                if row[0] in wanted:
+                    yield row
+            return
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                "SELECT job_id, status, attempts, error, text, finish_reason, prompt_tokens, completion_tokens,"
-                f" latency_s, timings_json, variant_json, {from_cache} FROM jobs WHERE job_id IN ({marks})", chunk,
-            ):
-                yield JobRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                                timings=_loads(row[9]), variant=_shared(variants, row[10]),
-                                from_cache=bool(row[11]))
+            yield from self.conn.execute(f"SELECT {columns} FROM {table} WHERE job_id IN ({marks})", chunk)
 
     def response(self, job_id: str) -> Any:
         """A job's raw response as the server sent it (the answer's text put back in), or None."""
@@ -247,21 +262,15 @@ class Store:
         return out
 
     def scores_for(self, job_ids: Iterable[str]) -> dict[tuple[str, str], dict[str, Any]]:
-        ids = list(job_ids)
         out: dict[tuple[str, str], dict[str, Any]] = {}
         # Most stored scores are one of a few texts ({"outcome": "answered", "correct": true, ...}): each
         # text is parsed once and its dict shared (read only: `Score.from_dict` copies it into a Score).
         parsed: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for job_id, key, score in self.conn.execute(
-                f"SELECT job_id, scorer_key, score_json FROM scores WHERE job_id IN ({marks})", chunk
-            ):
-                value = parsed.get(score)
-                if value is None:
-                    value = parsed[score] = json.loads(score)
-                out[(job_id, key)] = value
+        for job_id, key, score in self._rows_of(list(job_ids), "scores", "job_id, scorer_key, score_json"):
+            value = parsed.get(score)
+            if value is None:
+                value = parsed[score] = json.loads(score)
+            out[(job_id, key)] = value
         return out
 
 

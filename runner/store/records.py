@@ -95,9 +95,9 @@ class JobRow:
     encoded: tuple[str | None, str | None, str | None] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One stored job as the read path sees it."""
+    """One stored job as the read path sees it (slots: a report holds one per job, 100,000 at scale)."""
 
     job_id: str
     status: str
