@@ -222,6 +222,8 @@ def exit_now(code: int) -> NoReturn:
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     if "ray" in sys.modules or any(t.is_alive() and not t.daemon for t in others):
         sys.exit(code)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage writes its results at the ordinary exit (python -m cProfile)
     os._exit(code)
 
 
