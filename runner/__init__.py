@@ -23,7 +23,8 @@ def _package_version() -> str:
         return "0.0.0+unknown"
 
 
-__version__ = _package_version()
+# `__version__` is looked up when first asked for (module __getattr__ below): importlib.metadata and
+# the search of the installed distributions cost ~40 ms that every command paid at start-up.
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -138,6 +139,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":
+        globals()[name] = version = _package_version()
+        return version
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'runner' has no attribute {name!r}")
@@ -151,6 +155,7 @@ def __dir__() -> list[str]:
 
 
 if _typing.TYPE_CHECKING:
+    __version__: str
     from runner.analysis.results import ResultSet, load_results
     from runner.api import (
         RunSummary,

@@ -44,6 +44,7 @@ def test_importing_the_cli_imports_nothing_heavy() -> None:
     assert "runner.cli" in modules
     assert _heavy(modules) == []
     assert "aiohttp" not in modules
+    assert "importlib.metadata" not in modules  # runner.__version__ is looked up when asked for
 
 
 def test_validate_and_plan_of_an_openai_experiment_import_no_statistics_and_no_engine(

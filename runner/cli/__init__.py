@@ -19,7 +19,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from runner import __version__, api
+import runner
+from runner import api
 from runner.cli.commands import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
@@ -43,10 +44,19 @@ from runner.cli.commands import (
 from runner.errors import UserError, redact
 
 
+class _Version(argparse.Action):
+    """--version, with the version looked up only when asked for (runner.__version__ is lazy)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(f"runner {runner.__version__}\n")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner", description="Declarative experiments for local LLMs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     v = sub.add_parser("validate", help="check an experiment without running it")
