@@ -12,6 +12,7 @@ experiment leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -223,17 +224,35 @@ def exit_now(code: int) -> NoReturn:
     """Exit with `code` without the interpreter's teardown, which frees every module and object one by
     one for a process about to end (~0.05 s after a run). Only when it would finish nothing: stdout and
     stderr flushed, no thread left that the interpreter would join, no Ray driver to disconnect;
-    otherwise an ordinary exit. Everything a verb writes is committed and closed before it returns."""
+    otherwise an ordinary exit. Everything a verb writes is committed and closed before it returns; the
+    atexit handlers (logging's, a plugin's) still run."""
     try:
         sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away with output still buffered (`runner plan FILE | head`): the status of a
+        # process SIGPIPE killed, as `main` gives when the verb itself hit the closed pipe, and no
+        # second failed flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = 128 + signal.SIGPIPE if code == 0 else code
+    except (OSError, ValueError):
+        sys.exit(code)
+    try:
         sys.stderr.flush()
-    except (BrokenPipeError, OSError, ValueError):
+    except (OSError, ValueError):
         sys.exit(code)
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     if "ray" in sys.modules or any(t.is_alive() and not t.daemon for t in others):
         sys.exit(code)
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a profiler or coverage writes its results at the ordinary exit (python -m cProfile)
+    atexit._run_exitfuncs()  # what was registered to run at exit runs; only the module teardown is skipped
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # a handler's output to a closed pipe: nothing left to tell anyone
     os._exit(code)
 
 
