@@ -76,7 +76,8 @@ FILL_HELD = 1024  # jobs the response cache answers, at most, held back meanwhil
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
 # The response cache's own commit (another file) cost as much again per batch; its answers are written
 # after their jobs' batch, in larger batches: SIGKILL then loses up to this many answers to the cache
-# (never to the store: a later run or experiment sends those requests again).
+# (never to the store: the same experiment's next run finds those jobs stored; another experiment
+# asking the same requests sends them again).
 CACHE_BATCH_JOBS = 1024
 CACHE_BATCH_S = 1.0
 
@@ -301,7 +302,7 @@ class Executor:
         held: list[Job] = []
         tries = 0
         for job in jobs:
-            if self._read_cache and job.request_key and self.cache is not None and self.cache.get(job.request_key):
+            if self._ask_cache and job.request_key and self.cache is not None and self.cache.get(job.request_key):
                 held.append(job)
                 if len(held) < FILL_HELD:
                     continue
