@@ -22,17 +22,22 @@ pytestmark = pytest.mark.model
 RULES = " ".join(f"Rule {n}: a service named svc{n} must listen on a port above {1000 + n}." for n in range(12))
 
 
-def test_a_repeat_of_a_prompt_evaluates_fewer_prompt_tokens_than_the_first(project: Project) -> None:
+def _experiment(project: Project, *, concurrency: int, temperature: float, repeats: int) -> Path:
+    """SmolLM2 on 2 slots, a long shared system prompt (the rules) before each item's config."""
     exp = base_experiment()
     exp.update(
-        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": 1, "timeout_s": 120},
+        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": concurrency, "timeout_s": 120},
         models=[{"name": "smollm2", "source": {"path": str(smollm_path())}}],
         prompts={"system": f"You validate service configs. {RULES}",
                  "variants": [{"name": "p", "text": "Is this config valid? Answer JSON. {{ config | tojson }}"}]},
-        sampling={"temperature": 0.7, "seed": 1, "max_tokens": 4},
-        repeats=3,
+        sampling={"temperature": temperature, "seed": 1, "max_tokens": 4},
+        repeats=repeats,
     )
-    path = project.write(exp)
+    return project.write(exp)
+
+
+def test_a_repeat_of_a_prompt_evaluates_fewer_prompt_tokens_than_the_first(project: Project) -> None:
+    path = _experiment(project, concurrency=1, temperature=0.7, repeats=3)
     assert main(["run", str(path), "--quiet", "--no-report", "--limit", "1"]) == 0
     with sqlite3.connect(project.store_path()) as conn:
         rows = conn.execute("SELECT repeat, prompt_tokens, timings_json, request_json FROM jobs"
@@ -57,16 +62,7 @@ def test_side_by_side_slots_evaluate_the_shared_prompt_once(project: Project, tm
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    exp = base_experiment()
-    exp.update(
-        backend={"kind": "llamacpp", "n_ctx": 1024, "parallel": 2, "concurrency": concurrency, "timeout_s": 120},
-        models=[{"name": "smollm2", "source": {"path": str(smollm_path())}}],
-        prompts={"system": f"You validate service configs. {RULES}",
-                 "variants": [{"name": "p", "text": "Is this config valid? Answer JSON. {{ config | tojson }}"}]},
-        sampling={"temperature": 0.0, "seed": 1, "max_tokens": 4},
-        repeats=2,
-    )
-    path = project.write(exp)
+    path = _experiment(project, concurrency=concurrency, temperature=0.0, repeats=2)
     assert main(["run", str(path), "--quiet", "--no-report", "--limit", "3"]) == 0
     with sqlite3.connect(project.store_path()) as conn:
         rows = conn.execute("SELECT item_id, repeat, prompt_tokens, timings_json FROM jobs"
