@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import yaml
+from fake_experiment import fake_experiment  # bench/fake_experiment.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,16 +58,7 @@ def write_experiment(folder: Path, url: str, jobs: int, concurrency: int) -> Pat
     (folder / "data.jsonl").write_text(
         "".join(f'{{"id": "b{n}", "config": {{"port": {n}}}, "valid": {str(n % 2 == 0).lower()}}}\n'
                 for n in range(items)))
-    exp = {
-        "name": "overhead",
-        "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": concurrency, "max_retries": 0},
-        "models": [{"name": "fake", "id": "fake-model"}],
-        "prompts": {"variants": [{"name": "a", "text": "A {{ config | tojson }}"},
-                                 {"name": "b", "text": "B {{ config | tojson }}"}]},
-        "dataset": {"path": "data.jsonl", "label_field": "valid"},
-        "sampling": {"temperature": [0.0, 0.5], "max_tokens": 16},
-        "scorers": [{"type": "binary", "field": "valid"}],
-    }
+    exp = fake_experiment("overhead", url, concurrency=concurrency, seed=None)
     path = folder / "overhead.yaml"
     path.write_text(yaml.safe_dump(exp))
     return path

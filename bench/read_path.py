@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from fake_experiment import fake_experiment  # bench/fake_experiment.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = [sys.executable, "-m", "runner.cli"]
@@ -32,18 +33,8 @@ def write_experiment(folder: Path, url: str, jobs: int) -> Path:
     (folder / "data.jsonl").write_text(
         "".join(f'{{"id": "b{n:05d}", "config": {{"port": {n}}}, "valid": {str(n % 2 == 0).lower()}}}\n'
                 for n in range(items)))
-    exp = {
-        "name": "read_path",
-        "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": 16, "max_retries": 0},
-        "models": [{"name": "fake", "id": "fake-model"}],
-        "prompts": {"variants": [{"name": "a", "text": "A {{ config | tojson }}"},
-                                 {"name": "b", "text": "B {{ config | tojson }}"}]},
-        "dataset": {"path": "data.jsonl", "label_field": "valid"},
-        "sampling": {"temperature": [0.0, 0.5], "seed": 1, "max_tokens": 16},
-        "repeats": repeats,
-        "scorers": [{"type": "binary", "field": "valid", "confidence_field": "confidence"}],
-        "report": {"threshold": {"metric": "accuracy", "min": 0.6}},
-    }
+    exp = fake_experiment("read_path", url, concurrency=16, repeats=repeats, scorer={"confidence_field": "confidence"},
+                          report={"threshold": {"metric": "accuracy", "min": 0.6}})
     path = folder / "read_path.yaml"
     path.write_text(yaml.safe_dump(exp))
     return path

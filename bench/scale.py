@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from fake_experiment import fake_experiment  # bench/fake_experiment.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = [sys.executable, "-m", "runner.cli"]
@@ -38,20 +39,10 @@ def write_experiments(folder: Path, url: str, items: int) -> tuple[Path, Path]:
                 for n in range(items)))
     paths = []
     for name, repeats in (("small", 5), ("big", 50)):
-        exp = {
-            "name": "scale",  # one store for both: big's first repeats are small's jobs
-            "backend": {"kind": "openai", "base_url": f"{url}/v1", "concurrency": 64, "max_retries": 2,
-                        "retry_backoff_s": 0, "retry_max_backoff_s": 0},
-            "models": [{"name": "fake", "id": "fake-model"}],
-            "prompts": {"variants": [{"name": "a", "text": "A {{ config | tojson }}"},
-                                     {"name": "b", "text": "B {{ config | tojson }}"}]},
-            "dataset": {"path": "data.jsonl", "label_field": "valid"},
-            "sampling": {"temperature": [0.0, 0.5], "seed": 1, "max_tokens": 16},
-            "repeats": repeats,
-            "scorers": [{"type": "binary", "field": "valid"}],
-            "limits": {"max_jobs": 1_000_000},
-            "results_dir": "results/small",  # one store for both (the default folder is the file's stem)
-        }
+        # One store for both: big's first repeats are small's jobs (the default folder is the file's stem).
+        exp = fake_experiment("scale", url, concurrency=64, max_retries=2, repeats=repeats,
+                              backend={"retry_backoff_s": 0, "retry_max_backoff_s": 0},
+                              limits={"max_jobs": 1_000_000}, results_dir="results/small")
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(exp))
         paths.append(path)
