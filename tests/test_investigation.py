@@ -333,3 +333,45 @@ def test_explain_ties_each_steps_findings_to_a_hypothesis(project: Project, caps
     assert truncated[0]["text"].startswith("prompt=bad: 8 of 8 answers cut off at max_tokens=16")
     assert main(["report", str(path)]) == 0
     assert f"  [prompts, H1] {truncated[0]['text']}" in capsys.readouterr().out.splitlines()
+
+
+def _junit(path: Path) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(path).getroot().find("testsuite")
+
+
+def test_junit_has_the_decision_as_the_case_that_fails_and_a_case_per_hypothesis(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(_planted_plan()) as server:
+        path = _project(project, server.url, [{"name": "bad", "text": "BAD {{ config | tojson }}"},
+                                              {"name": "good", "text": "GOOD {{ config | tojson }}"}])
+        out = project.root / "ci" / "junit.xml"
+        assert main(["run", str(path), "--quiet", "--no-report", "--junit", str(out), "--fail-on-verdict"]) == 0
+    suite = _junit(out)
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
+        "planted", "7", "0", "5")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [
+        "decision: accuracy >= 0.6", "H1 prompt", "H2 sampling", "H3 context window", "H4 general vs code model",
+        "H5 quantization", "H6 system prompt"]
+    assert cases[0].findtext("system-out", "").startswith("viable: accuracy 1.00 [0.68, 1.00] >= 0.60")
+    assert cases[1].findtext("system-out", "").startswith("supported: ")
+    assert [c.find("skipped").get("message") for c in cases[2:]] == ["inconclusive"] + ["not tested"] * 4
+    # The same file from `runner report`.
+    capsys.readouterr()
+    again = project.root / "again.xml"
+    assert main(["report", str(path), "--junit", str(again)]) == 0
+    assert again.read_text() == out.read_text()
+
+
+def test_junit_fails_the_decision_when_the_model_is_inadequate(project: Project) -> None:
+    with ThreadedFaultServer(_planted_plan()) as server:
+        path = _project(project, server.url, [{"name": "bad", "text": "BAD {{ config | tojson }}"}])
+        out = project.root / "junit.xml"
+        assert main(["run", str(path), "--quiet", "--no-report", "--junit", str(out), "--fail-on-verdict"]) == 3
+    suite = _junit(out)
+    assert (suite.get("tests"), suite.get("failures")) == ("7", "1")
+    failure = suite.find("testcase").find("failure")
+    assert failure.get("message") == "inadequate"
+    assert failure.text.startswith("inadequate: accuracy 0.00")

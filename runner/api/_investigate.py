@@ -273,6 +273,13 @@ def decision_exit_code(report: InvestigationReport) -> int:
     return 0 if report.decision is not None and report.decision.verdict == "viable" else VERDICT_NOT_MET
 
 
+def investigation_junit(report: InvestigationReport) -> str:
+    """JUnit XML: the decision as the case that passes (viable) or fails, a case per hypothesis."""
+    from runner.investigation.junit import investigation_junit_xml
+
+    return investigation_junit_xml(report)
+
+
 def render_investigation_findings(report: InvestigationReport, fmt: str = "text") -> str:
     """Every step's findings tied to the hypotheses (what `runner explain` prints for an investigation)."""
     from runner.investigation.report import render_findings

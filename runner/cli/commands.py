@@ -106,15 +106,14 @@ def _judge(args: argparse.Namespace, report: Any) -> int:
     return api.verdict_exit_code(report, args.file) if args.fail_on_verdict else 0
 
 
-def _refuse_junit_on_investigation(args: argparse.Namespace) -> None:
-    """--fail-on-verdict judges an investigation's decision; --junit (one case per row) has no such case."""
+def _judge_investigation(args: argparse.Namespace, report: Any) -> int:
+    """--junit writes the decision and the hypotheses as test cases; --fail-on-verdict exits 3 unless viable."""
     if args.junit:
-        raise UserError("--junit is not available for an investigation yet (it judges one experiment's rows)",
-                        file=args.file, fix="drop --junit, or give it one step's experiment file")
+        _write_atomically(Path(args.junit), api.investigation_junit(report))
+    return api.decision_exit_code(report) if args.fail_on_verdict else 0
 
 
 def cmd_run_investigation(args: argparse.Namespace) -> int:
-    _refuse_junit_on_investigation(args)
     if getattr(args, "ray", None) is not None:
         raise UserError("--ray is not available for an investigation yet (it runs one experiment's variants)",
                         file=args.file, fix="drop --ray, or give it one step's experiment file")
@@ -144,12 +143,12 @@ def cmd_run_investigation(args: argparse.Namespace) -> int:
         code = 128 + last.stop_signal if last.stop_signal else EXIT_INTERRUPTED
         _exit_now_if_something_would_hold_the_exit(code)
         return code
-    if args.no_report and not args.fail_on_verdict:
+    if args.no_report and not (args.fail_on_verdict or args.junit):
         return 0
     report = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
     if not args.no_report:
         sys.stdout.write("\n" + api.render_investigation(report, "table", conclusion_only=True))
-    return api.decision_exit_code(report) if args.fail_on_verdict else 0
+    return _judge_investigation(args, report)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -245,7 +244,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     _fewer_collections()
     if api.is_investigation(args.file):
-        _refuse_junit_on_investigation(args)
         if args.format == "csv":
             raise UserError("an investigation's report is several tables, not one", file=args.file,
                             fix="use --format table, markdown, json or html")
@@ -255,7 +253,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         else:
             investigation = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
             _emit(args, api.render_investigation(investigation, args.format))
-        return api.decision_exit_code(investigation) if args.fail_on_verdict else 0
+        return _judge_investigation(args, investigation)
     if args.format == "html":
         if args.fail_on_verdict or args.junit:
             raise UserError("--fail-on-verdict and --junit judge the report; --format html only draws it",
