@@ -292,6 +292,27 @@ def test_four_stuck_scorer_calls_stop_the_run_with_one_line(project: Project, st
     assert _run_status(project) == ["failed"]
 
 
+def test_a_report_that_must_score_stored_answers_stops_at_the_time_limit_with_one_line(
+        project: Project, start: Start) -> None:
+    # The run scored with `binary`; the file then names a scorer that spins on item i02: the report has
+    # to score the stored answers itself, and must neither hang nor write anything.
+    (project.root / "spin.py").write_text(SPIN_FROM_I02)
+    with ThreadedFaultServer(FaultPlan()) as server:
+        path = _experiment(project, server.url, [{"type": "binary", "field": "valid"}], scorer_timeout_s=0.5)
+        assert _finish(start(path), 60, "finish") is not None
+        _experiment(project, server.url, [{"name": "spinner", "type": "python", "function": "spin:score"}],
+                    scorer_timeout_s=0.5)
+    before = project.store_path().stat().st_mtime_ns
+    done = subprocess.run([sys.executable, "-m", "runner.cli", "report", str(path)], cwd=path.parent,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"runner: {path}: scorers[0]: scorer 'spinner' did not finish within 0.5 s on item 'i02' (scoring stored "
+        "answers); fix the scorer or raise limits.scorer_timeout_s"]
+    assert done.stdout == ""
+    assert project.store_path().stat().st_mtime_ns == before  # a reader: nothing written
+
+
 def _scores(project: Project) -> dict[str, list[dict[str, Any]]]:
     with sqlite3.connect(project.store_path()) as conn:
         rows = conn.execute("SELECT j.item_id, s.score_json FROM jobs j JOIN scores s USING (job_id)").fetchall()

@@ -36,6 +36,7 @@ from runner.analysis.stats import (
 from runner.analysis.text_measures import TEXT_METRICS, Unit, unit_values
 from runner.plan.planner import Job
 from runner.scoring.scorers import FAILED_SCORE, BinaryClassification, CodeTests, Score, Scorer, normalize
+from runner.scoring.time_limit import score_within
 from runner.store import JobRecord
 
 
@@ -517,10 +518,11 @@ def hashable(value: Any) -> Any:
 
 def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str, str], dict[str, Any]],
                fresh: list[tuple[str, str, dict[str, Any]]],
-               expected: dict[str, Any] | None = None) -> list[Score | None]:
-    """Scores from the store's cache where the scorer config matches; computed where not, and the
-    computed ones appended to `fresh` (for `runner score` and `runner run` to store; readers don't).
-    `expected`: item id -> its expected value in normal form, kept across calls for this scorer."""
+               expected: dict[str, Any] | None = None, limit_s: float | None = None) -> list[Score | None]:
+    """Scores from the store's cache where the scorer config matches; computed where not (each within
+    `limit_s`: ScorerTimedOut past it), and the computed ones appended to `fresh` (for `runner score`
+    and `runner run` to store; readers don't). `expected`: item id -> its expected value in normal form,
+    kept across calls for this scorer."""
     out: list[Score | None] = []
     # The store shares one dict per distinct stored score (`Store.scores_for`): one Score each, too.
     made: dict[int, Score] = {}
@@ -540,7 +542,7 @@ def scores_for(results: list[JobResult], scorer: Scorer, cached: dict[tuple[str,
                 hit = None  # the dataset's label changed since this was scored: score again
         if hit is None:
             scorer.ensure_tools()  # a compiler, a sandbox: needed only now, not to read cached scores
-            score = scorer.score(r.record.text or "", r.record.finish_reason, r.job.item)
+            score = score_within(scorer, r.record.text or "", r.record.finish_reason, r.job.item, limit_s)
             fresh.append((r.job.job_id, scorer.key, score.to_dict()))
         else:
             known = made.get(id(hit))

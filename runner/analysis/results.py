@@ -17,8 +17,10 @@ from typing import Any
 
 from runner.analysis.compare import CellOutcomes, Comparison, paired_comparisons
 from runner.analysis.metrics import CellStats, JobResult, hashable, scores_for
+from runner.errors import UserError
 from runner.plan.planner import Cell, Plan
 from runner.scoring.scorers import Score, Scorer
+from runner.scoring.time_limit import ScorerTimedOut
 from runner.store import Store
 
 
@@ -111,9 +113,15 @@ def load_results(plan: Plan, store: Store | None, scorers: list[Scorer],
     fresh: list[tuple[str, str, dict[str, Any]]] = []
     # Per scorer, each item's expected value in normal form: asked by every repeat in every cell.
     expected: list[dict[str, Any]] = [{} for _ in scorers]
-    cells = [CellResults(cell, results, [scores_for(results, scorer, cached, fresh, memo)
-                                         for scorer, memo in zip(scorers, expected, strict=True)])
-             for cell, results in by_cell]
+    limit = plan.experiment.limits.scorer_timeout_s
+    try:
+        cells = [CellResults(cell, results, [scores_for(results, scorer, cached, fresh, memo, limit)
+                                             for scorer, memo in zip(scorers, expected, strict=True)])
+                 for cell, results in by_cell]
+    except ScorerTimedOut as exc:  # a stored answer re-scored (a scorer changed): no reader may hang on it
+        index = next(i for i, s in enumerate(scorers) if s is exc.scorer)
+        raise UserError(f"{exc} (scoring stored answers)", file=plan.experiment.source_path,
+                        key=f"scorers[{index}]", fix="fix the scorer or raise limits.scorer_timeout_s") from None
     del cached
     _link_temperature_zero(plan, cells)
     return ResultSet(plan, scorers, cells, limit_items, fresh)
