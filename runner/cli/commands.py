@@ -113,6 +113,19 @@ def _judge_investigation(args: argparse.Namespace, report: Any) -> int:
     return api.decision_exit_code(report) if args.fail_on_verdict else 0
 
 
+def _interrupted(summary: Any) -> int:
+    """A run stopped by Ctrl-C or a signal: say so; the status of a process that signal stopped."""
+    print(INTERRUPTED, file=sys.stderr)
+    code: int = 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
+    _exit_now_if_something_would_hold_the_exit(code)
+    return code
+
+
+def _wants_report(args: argparse.Namespace) -> bool:
+    """After a run: the report is built to print it, or to judge it (--fail-on-verdict, --junit)."""
+    return not args.no_report or bool(args.fail_on_verdict or args.junit)
+
+
 def cmd_run_investigation(args: argparse.Namespace) -> int:
     if getattr(args, "ray", None) is not None:
         raise UserError("--ray is not available for an investigation yet (it runs one experiment's variants)",
@@ -139,11 +152,8 @@ def cmd_run_investigation(args: argparse.Namespace) -> int:
                                   cache=not args.no_cache)
     last = steps[-1].summary if steps else None
     if last is not None and last.interrupted:
-        print(INTERRUPTED, file=sys.stderr)
-        code = 128 + last.stop_signal if last.stop_signal else EXIT_INTERRUPTED
-        _exit_now_if_something_would_hold_the_exit(code)
-        return code
-    if args.no_report and not (args.fail_on_verdict or args.junit):
+        return _interrupted(last)
+    if not _wants_report(args):
         return 0
     report = api.report_investigation(args.file, limit=args.limit, max_jobs=args.max_jobs)
     if not args.no_report:
@@ -166,11 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"run {summary.run_id}: {summary.succeeded} succeeded, {summary.failed} failed, "
               f"{summary.resumed} resumed from the store, {summary.elapsed_s:.1f} s", file=sys.stderr)
     if summary.interrupted:
-        print(INTERRUPTED, file=sys.stderr)
-        code = 128 + summary.stop_signal if summary.stop_signal else EXIT_INTERRUPTED
-        _exit_now_if_something_would_hold_the_exit(code)
-        return code
-    if args.no_report and not (args.fail_on_verdict or args.junit):
+        return _interrupted(summary)
+    if not _wants_report(args):
         return 0
     # The run's own prepared experiment: loaded, planned and rendered once for both.
     report = api.report(summary.prepared or args.file, limit=args.limit, max_jobs=args.max_jobs)
