@@ -393,7 +393,7 @@ CASES = [
          "runner: $EXP: backend: base_url has a user and password and api_key_env names a key: only one can be "
          "sent; remove the user:password@ part or api_key_env"),
     Case("unreachable-server", changed(),
-         f"runner: $EXP: backend.base_url: cannot reach {CLOSED_URL} (ClientConnectorError); start the "
+         f"runner: $EXP: backend.base_url: cannot reach {CLOSED_URL} (ConnectionRefusedError); start the "
          "server or correct base_url"),
     # backend: llamacpp (embedded)
     Case("llamacpp-no-source", llamacpp(put("models", [{"name": "smol"}])),

@@ -105,7 +105,7 @@ def test_an_unreachable_endpoint_is_refused_at_start(
     path = project.write(_pool([f"{three[0].url}/v1", CLOSED_URL]))
     assert main(["run", str(path), "--quiet"]) == 2
     assert capsys.readouterr().err == (
-        f"runner: {path}: backend.endpoints[1]: cannot reach {CLOSED_URL} (ClientConnectorError); "
+        f"runner: {path}: backend.endpoints[1]: cannot reach {CLOSED_URL} (ConnectionRefusedError); "
         "start that server, or correct or remove it\n")
     assert not project.store_path().exists()
 

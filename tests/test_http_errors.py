@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from conftest import Project, base_experiment
-from runner.backends import Backend, create_backend
+from runner.backends import Backend, create_backend, wire
 from runner.backends.base import BackendError, ChatRequest
 from runner.backends.http import HttpClient, MalformedBody, _parse_completion, failure_name
 from runner.config.loader import load_experiment
@@ -43,15 +43,22 @@ async def failure(call: Any) -> BackendError:
     return info.value
 
 
-# (fault, retryable, what the message starts with, the transport error behind it)
+def aiohttp_only(client: HttpClient) -> HttpClient:
+    """The client as it talks to an https server (or follows a redirect): through aiohttp's session."""
+    client._wire = None
+    return client
+
+
+# (fault, retryable, what the message starts with, the transport error behind it: the lean client's
+# for plain http, aiohttp's for the rest)
 FAULTS = [
     ("rate_429", True, "HTTP 429", None),
     ("rate_500", True, "HTTP 500", None),
     ("rate_503", True, "HTTP 503", None),
-    ("rate_reset", True, "connection error", aiohttp.ClientConnectionError),
-    ("rate_malformed", True, "malformed response body", json.JSONDecodeError),
-    ("rate_truncated", True, "truncated response body", aiohttp.ClientPayloadError),
-    ("rate_garbage", True, "garbled response", aiohttp.ClientResponseError),
+    ("rate_reset", True, "connection error", (wire.ServerDisconnected, aiohttp.ClientConnectionError)),
+    ("rate_malformed", True, "malformed response body", (json.JSONDecodeError, json.JSONDecodeError)),
+    ("rate_truncated", True, "truncated response body", (wire.TruncatedBody, aiohttp.ClientPayloadError)),
+    ("rate_garbage", True, "garbled response", (wire.GarbledResponse, aiohttp.ClientResponseError)),
     ("rate_empty_choices", False, "response had no choices", None),
     ("rate_echo_headers", True, "HTTP 500", None),
     ("rate_404", False, "HTTP 404", None),
@@ -61,18 +68,24 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("rate", "retryable", "message", "cause"), FAULTS, ids=[f[0][5:] for f in FAULTS])
+@pytest.mark.parametrize("transport", ["wire", "aiohttp"])
+@pytest.mark.parametrize(("rate", "retryable", "message", "causes"), FAULTS, ids=[f[0][5:] for f in FAULTS])
 async def test_each_fault_is_a_classified_backend_error(fault_server: ThreadedFaultServer, client: HttpClient,
                                                         rate: str, retryable: bool, message: str,
-                                                        cause: type[BaseException] | None) -> None:
+                                                        causes: tuple[type[BaseException], type[BaseException]] | None,
+                                                        transport: str) -> None:
+    if transport == "aiohttp":
+        aiohttp_only(client)
     fault_server.set_plan(FaultPlan(**{rate: 1.0}))
     error = await failure(client.chat(REQUEST))
     assert error.retryable is retryable
     assert str(error).startswith(message), str(error)
     assert "\n" not in str(error)  # one line, as stored with the job and shown in reports
-    if cause is not None:
+    if causes is not None:
+        cause = causes[0] if transport == "wire" else causes[1]
         assert isinstance(error.__cause__, cause), repr(error.__cause__)
     assert fault_server.stats()["requests"] == 1
+    assert client._session is None if transport == "wire" else client._session is not None  # which one sent it
 
 
 async def test_429_and_503_carry_retry_after(fault_server: ThreadedFaultServer, client: HttpClient) -> None:
@@ -117,9 +130,9 @@ async def test_a_closed_port_is_a_retryable_connection_error() -> None:
     try:
         for call in (client.chat(REQUEST), client.get_json("/models")):
             error = await failure(call)
-            assert error.retryable and str(error).startswith("connection error")
-            assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
-            assert failure_name(error) == "ClientConnectorError"
+            assert error.retryable and str(error).startswith("connection error: ConnectionRefusedError: ")
+            assert isinstance(error.__cause__, ConnectionRefusedError)
+            assert failure_name(error) == "ConnectionRefusedError"
     finally:
         await client.close()
 
@@ -178,7 +191,7 @@ class _FailingSession:
     (aiohttp.InvalidURL("http://[::1"), False),
 ])
 async def test_every_transport_error_is_mapped(exc: BaseException, retryable: bool) -> None:
-    client = HttpClient("http://127.0.0.1:9/v1", timeout_s=2.0)
+    client = aiohttp_only(HttpClient("http://127.0.0.1:9/v1", timeout_s=2.0))
     client._session = _FailingSession(exc)  # type: ignore[assignment]
     for call in (client.chat(REQUEST), client.get_json("/models")):
         error = await failure(call)
@@ -249,7 +262,7 @@ async def test_lmstudio_that_stops_answering_is_backend_unavailable(project: Pro
         server.stop()  # gone between start() and serve()
         try:
             [variant] = build_plan(backend.experiment).variants()
-            with pytest.raises(BackendUnavailable, match=r"stopped answering .* \(ClientConnectorError\)"):
+            with pytest.raises(BackendUnavailable, match=r"stopped answering .* \(ConnectionRefusedError\)"):
                 async with backend.serve(variant):
                     pytest.fail("serve() yielded for a server that is gone")
         finally:

@@ -17,7 +17,9 @@ import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from runner.backends import wire
 from runner.backends.base import BackendError, ChatRequest, Completion
 from runner.config.schema import DEFAULT_MAX_RESPONSE_BYTES
 from runner.errors import BackendUnavailable, redact, register_secret
@@ -54,7 +56,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class HttpClient:
-    """One aiohttp session against an API root, with failures classified as retryable or not."""
+    """Requests to an API root, with failures classified as retryable or not: plain-HTTP URLs through
+    the lean client (runner/backends/wire.py), the rest (https, credentials in the URL, redirects)
+    through an aiohttp session."""
 
     def __init__(self, base_url: str, *, timeout_s: float, api_key: str | None = None,
                  connections: int = 100, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
@@ -66,6 +70,10 @@ class HttpClient:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        # A header value with a line break would be a second header on the wire; aiohttp refuses it.
+        self._wire = wire.WireClient({"User-Agent": "llm-runner", **self._headers}) \
+            if not any("\r" in v or "\n" in v for v in self._headers.values()) else None
+        self._targets: dict[str, tuple[str, int, str] | None] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -79,6 +87,8 @@ class HttpClient:
         return self._session
 
     async def close(self) -> None:
+        if self._wire is not None:
+            await self._wire.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -114,6 +124,62 @@ class HttpClient:
     async def _request(self, method: str, url: str, body: dict[str, Any] | bytes | None, timeout_s: float) -> Any:
         """The boundary: one request and its JSON answer, or a BackendError for every way it can fail.
         `body`: a value to send as JSON, or JSON already encoded."""
+        target = self._wire_target(url)
+        if target is not None:
+            raw = await self._wire_request(method, url, target, body, timeout_s)
+            if raw is not None:
+                return _decode_json(raw)
+        return _decode_json(await self._aiohttp_request(method, url, body, timeout_s))
+
+    def _wire_target(self, url: str) -> tuple[str, int, str] | None:
+        """(host, port, request target) where the lean client can send to `url`, else None."""
+        if url in self._targets:
+            return self._targets[url]
+        target: tuple[str, int, str] | None = None
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 80
+        except ValueError:  # a port out of range: aiohttp says so, classified as the request's fault
+            parts, port = None, 0
+        if (self._wire is not None and parts is not None and parts.scheme == "http" and parts.hostname
+                and not parts.username and not parts.password and url.isascii() and " " not in url):
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            target = (parts.hostname, port, path)
+        if len(self._targets) < 1024:  # a handful of URLs per backend; never a growing table
+            self._targets[url] = target
+        return target
+
+    async def _wire_request(self, method: str, url: str, target: tuple[str, int, str],
+                            body: dict[str, Any] | bytes | None, timeout_s: float) -> bytes | None:
+        """The answer's body through the lean client; None for a redirect, which aiohttp follows."""
+        assert self._wire is not None
+        host, port, path = target
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        try:
+            response = await self._wire.request(method, host, port, path, data, timeout_s=timeout_s,
+                                                cap=self.max_response_bytes, error_cap=_REDACTED_CHARS)
+        except TimeoutError as exc:
+            raise BackendError(f"timed out after {timeout_s:g} s", retryable=True) from exc
+        except wire.BodyOverCap as exc:
+            raise BodyTooLarge(f"response body larger than {format_size(self.max_response_bytes)} "
+                               "(backend.max_response_bytes); raise it or lower max_tokens",
+                               retryable=False, url=redact(url)) from exc
+        except wire.TruncatedBody as exc:
+            raise BackendError(f"truncated response body: TruncatedBody: {exc}", retryable=True) from exc
+        except wire.GarbledResponse as exc:
+            raise BackendError(redact(f"garbled response: GarbledResponse: {exc}")[:_QUOTED_CHARS],
+                               retryable=True) from exc
+        except (wire.WireError, OSError) as exc:  # ServerDisconnected, and refused/unreachable connects
+            raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                               [:_QUOTED_CHARS], retryable=True) from exc
+        if 300 <= response.status < 400:
+            return None
+        if response.status != 200:
+            raise _status_error(response.status, response.body, response.headers.get("retry-after"), url)
+        return response.body
+
+    async def _aiohttp_request(self, method: str, url: str, body: dict[str, Any] | bytes | None,
+                               timeout_s: float) -> bytes:
         import aiohttp
 
         timeout = self._timeouts.get(timeout_s)
@@ -138,12 +204,7 @@ class HttpClient:
         except OSError as exc:  # ConnectionError and other socket errors aiohttp did not wrap
             raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
                                retryable=True) from exc
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-            # A truncated body is what a proxy or a crashing server sends; another attempt may succeed.
-            quoted = redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace"))[:80].encode()
-            raise MalformedBody(f"malformed response body: {quoted!r}", retryable=True) from exc
+        return raw
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """The body, read chunk by chunk and never more than the cap (plus one chunk) into memory."""
@@ -172,6 +233,15 @@ class HttpClient:
                                                                  self.timeout_s))
         completion.request_json = encoded
         return completion
+
+
+def _decode_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+        # A truncated body is what a proxy or a crashing server sends; another attempt may succeed.
+        quoted = redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace"))[:80].encode()
+        raise MalformedBody(f"malformed response body: {quoted!r}", retryable=True) from exc
 
 
 async def _read_prefix(resp: aiohttp.ClientResponse, limit: int) -> bytes:

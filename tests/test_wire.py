@@ -1,0 +1,232 @@
+"""The lean HTTP/1.1 client (runner/backends/wire.py) through HttpClient, against real loopback servers.
+
+A raw asyncio server writes exactly the bytes a test gives (the framings and breakages an inference
+server or a proxy can send), an aiohttp server the rest (compression, redirects). What leaves
+HttpClient is an answer or a classified BackendError, whichever transport carried it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import zlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from conftest import CLOSED_PORT
+from runner.backends import wire
+from runner.backends.base import BackendError
+from runner.backends.http import BodyTooLarge, HttpClient
+
+ANSWER = json.dumps({"ok": True, "text": "x" * 100}).encode()
+
+
+class RawServer:
+    """Answers every request on a connection with the next of `answers` (bytes, or None: close at once).
+    It reads a whole request (headers, then Content-Length bytes) before answering, and records them."""
+
+    def __init__(self, answers: list[bytes | None]) -> None:
+        self.answers = answers
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers.pop(0)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            writer.close()
+
+
+def ok(body: bytes = ANSWER, *, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            .encode() + body)
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    parts = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size))
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + parts + b"0\r\n\r\n"
+
+
+async def answer_of(answers: list[bytes | None], call: Callable[[HttpClient], Any] = lambda c: c.get_json("/a"),
+                    **client: Any) -> tuple[Any, RawServer]:
+    server = RawServer(answers)
+    async with server as url:
+        http = HttpClient(url, timeout_s=client.pop("timeout_s", 2.0), **client)
+        try:
+            return await call(http), server
+        finally:
+            await http.close()
+
+
+async def error_of(answers: list[bytes | None], **client: Any) -> BackendError:
+    with pytest.raises(BackendError) as info:
+        await answer_of(answers, **client)
+    return info.value
+
+
+@pytest.mark.parametrize("answer", [
+    ok(),
+    chunked(ANSWER),
+    ok(extra="X-Long: " + "v" * 9000 + "\r\n"),  # a header longer than one read
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + ANSWER,  # no length: the close ends it
+    ok(gzip.compress(ANSWER), extra="Content-Encoding: gzip\r\n"),
+    ok(zlib.compress(ANSWER), extra="Content-Encoding: deflate\r\n"),
+], ids=["content-length", "chunked", "long-header", "until-close", "gzip", "deflate"])
+async def test_every_framing_of_a_body_is_read_whole(answer: bytes) -> None:
+    data, _ = await answer_of([answer])
+    assert data == json.loads(ANSWER)
+
+
+async def test_connections_are_kept_alive_and_the_request_is_well_formed() -> None:
+    async def three(http: HttpClient) -> list[Any]:
+        return [await http.get_json("/a"), await http.post_json("/b?x=1", {"q": "é"}), await http.get_json("/c")]
+
+    data, server = await answer_of([ok(), ok(), ok()], three, api_key="sk-test")
+    assert data == [json.loads(ANSWER)] * 3 and server.connections == 1
+    get, post, _ = server.requests
+    assert get.startswith(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:") and b"Authorization: Bearer sk-test\r\n" in get
+    assert post.startswith(b"POST /b?x=1 HTTP/1.1\r\n") and post.endswith(json.dumps({"q": "é"}).encode())
+    assert b"Content-Type: application/json\r\n" in post and b"Accept-Encoding" not in post
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (None, "connection error: ServerDisconnected: the server closed the connection without answering"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + ANSWER,
+     "truncated response body: TruncatedBody: the connection closed after 124 of the 500 promised bytes of "
+     "the body"),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", "garbled response: GarbledResponse: the connection closed in the middle "
+                                      "of the headers"),
+    (b"\x00\xffnot an HTTP response\r\n\r\n", "garbled response: GarbledResponse: not an HTTP answer ("),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "garbled response: GarbledResponse: not an "
+                                                                    "HTTP answer ("),
+    (ok(b"not gzip", extra="Content-Encoding: gzip\r\n"),
+     "garbled response: GarbledResponse: a gzip body that does not decompress"),
+    (ok(ANSWER, extra="Content-Encoding: br\r\n"), "garbled response: GarbledResponse: unsupported "
+                                                   "Content-Encoding 'br'"),
+], ids=["closed", "short-body", "cut-headers", "not-http", "bad-chunk", "bad-gzip", "brotli"])
+async def test_a_broken_answer_is_a_retryable_error_naming_the_breakage(answer: bytes | None, message: str) -> None:
+    error = await error_of([answer])
+    assert error.retryable and str(error).startswith(message), str(error)
+
+
+@pytest.mark.parametrize("answer", [ok(b"y" * 5000), chunked(b"y" * 5000, size=1000),
+                                    ok(gzip.compress(b"y" * 5000), extra="Content-Encoding: gzip\r\n")],
+                         ids=["content-length", "chunked", "gzip-bomb"])
+async def test_a_body_over_the_cap_is_final_and_stops_the_read(answer: bytes) -> None:
+    error = await error_of([answer], max_response_bytes=4096)
+    assert isinstance(error, BodyTooLarge) and not error.retryable
+    assert str(error) == "response body larger than 4 KiB (backend.max_response_bytes); raise it or lower max_tokens"
+
+
+async def test_an_error_page_is_quoted_from_its_start_and_the_rest_never_read() -> None:
+    page = b"overloaded " + b"z" * 100_000
+    error = await error_of([b"HTTP/1.1 503 Busy\r\nRetry-After: 2\r\nContent-Length: %d\r\n\r\n" % len(page) + page])
+    assert error.retryable and (error.status, error.retry_after) == (503, 2.0)
+    assert str(error).startswith("HTTP 503: overloaded zzz") and len(str(error)) < 400
+
+
+async def test_a_server_silent_past_the_timeout_is_a_timeout_and_the_connection_is_not_reused() -> None:
+    async def twice(http: HttpClient) -> Any:
+        with pytest.raises(BackendError, match=r"^timed out after 0.3 s$"):
+            await http.post_json("/a", {})
+        return await http.post_json("/b", {})
+
+    # The first answer comes after the client gave up (stalled mid-body); the second request must not
+    # read it as its own: it goes on a new connection.
+    stalled = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ANSWER) + ANSWER[:10]
+    data, server = await answer_of([stalled, ok()], twice, timeout_s=0.3)
+    assert data == json.loads(ANSWER) and server.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_picked() -> None:
+    # One answer per connection: the server closes after the first; the second request needs a new one.
+    server = RawServer([ok()])
+    async with server as url:
+        http = HttpClient(url, timeout_s=2.0)
+        try:
+            first = await http.get_json("/a")
+            await asyncio.sleep(0.1)
+            server.answers.append(ok())
+            second = await http.get_json("/b")
+        finally:
+            await http.close()
+    assert first == second == json.loads(ANSWER) and server.connections == 2
+
+
+@pytest.fixture
+async def redirecting() -> AsyncIterator[str]:
+    async def moved(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/v1/here")
+
+    async def here(_: web.Request) -> web.Response:
+        return web.json_response({"moved": True})
+
+    app = web.Application()
+    app.router.add_get("/v1/there", moved)
+    app.router.add_get("/v1/here", here)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("/v1"))
+    await server.close()
+
+
+async def test_a_redirect_is_followed_through_aiohttp(redirecting: str) -> None:
+    http = HttpClient(redirecting, timeout_s=2.0)
+    try:
+        assert await http.get_json("/there") == {"moved": True}
+        assert http._session is not None  # the lean client handed the redirect over
+        assert await http.get_json("/here") == {"moved": True}
+    finally:
+        await http.close()
+
+
+async def test_https_and_credentials_in_the_url_go_through_aiohttp() -> None:
+    for url in (f"https://127.0.0.1:{CLOSED_PORT}/v1", f"http://user:pw@127.0.0.1:{CLOSED_PORT}/v1"):
+        http = HttpClient(url, timeout_s=2.0)
+        try:
+            with pytest.raises(BackendError, match=r"^connection error: ClientConnectorError"):
+                await http.get_json("/models")
+        finally:
+            await http.close()
+
+
+def test_a_key_with_a_line_break_is_never_written_as_a_header() -> None:
+    http = HttpClient("http://127.0.0.1:1/v1", timeout_s=1.0, api_key="sk-1\r\nX-Evil: 1")
+    assert http._wire is None  # aiohttp refuses such a header value instead of sending it
+
+
+async def test_the_wire_client_alone_raises_only_its_own_errors_oserror_and_timeout() -> None:
+    client = wire.WireClient({})
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await client.request("GET", "127.0.0.1", CLOSED_PORT, "/", None, timeout_s=1.0, cap=100, error_cap=100)
+    finally:
+        await client.close()
