@@ -4,6 +4,9 @@ Both are timed as whole commands (a subprocess each: interpreter start-up, impor
 runner planning, the store, scoring, the progress line and the final report) sending the same N chat
 requests at the same concurrency to the project's fault server, in its own process, no faults, with
 `--latency-s` of server-side delay (0: zero latency). The bare loop only POSTs and reads the JSON.
+A second bare loop does the same through the runner's own transport (runner/backends/wire.py, not
+aiohttp's client): the goal is against the aiohttp loop; the second ratio shows what the runner's
+other work (store, scoring, planning, report, imports) costs over its transport.
 With two cores or more the server is pinned to the first and both clients to the second
 (`os.sched_setaffinity`), so the client's cost is what is measured. Every trial alternates the two
 and the ratio of their medians is printed (goal: 0.9 at concurrency 64, zero latency).
@@ -49,6 +52,31 @@ async def main():
             async with sem, session.post(url + "/v1/chat/completions", json=body) as resp:
                 await resp.json()
         await asyncio.gather(*(one(b) for b in bodies))
+asyncio.run(main())
+"""
+
+# The same loop on the runner's own transport (runner/backends/wire.py, which `runner run` sends
+# plain-http requests through): what is left of the runner's cost when the transport is taken out.
+BARE_WIRE = """
+import asyncio, importlib.util, json, sys
+from urllib.parse import urlsplit
+url, path, concurrency, module = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+spec = importlib.util.spec_from_file_location("wire", module)  # the file alone, not runner.backends
+wire = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(wire)
+WireClient = wire.WireClient
+parts = urlsplit(url)
+bodies = [json.loads(line) for line in open(path)]
+async def main():
+    sem = asyncio.Semaphore(concurrency)
+    client = WireClient({})
+    async def one(body):
+        async with sem:
+            resp = await client.request("POST", parts.hostname, parts.port, "/v1/chat/completions",
+                                        json.dumps(body).encode(), timeout_s=60, cap=1 << 22, error_cap=8192)
+            json.loads(resp.body)
+    await asyncio.gather(*(one(b) for b in bodies))
+    await client.close()
 asyncio.run(main())
 """
 
@@ -115,16 +143,19 @@ def measure(jobs: int, concurrency: int, latency_s: float, trials: int,
     url = server.stdout.readline().split()[-1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's install runs: bytecode cached
-    times: Times = {"bare": [], "runner": [], **({"baseline": []} if baseline is not None else {})}
+    times: Times = {"bare": [], "bare_wire": [], "runner": [], **({"baseline": []} if baseline is not None else {})}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             path = write_experiment(folder, url, jobs, concurrency)
             n = write_bodies(path, folder / "bodies.jsonl")
             bare = [sys.executable, "-c", BARE, url, str(folder / "bodies.jsonl"), str(concurrency)]
+            bare_wire = [sys.executable, "-c", BARE_WIRE, url, str(folder / "bodies.jsonl"), str(concurrency),
+                         str(ROOT / "runner" / "backends" / "wire.py")]
             run = [sys.executable, "-m", "runner.cli", "run", str(path)]
             for trial in range(trials):
                 times["bare"].append(_timed(bare, client_cpu, env))
+                times["bare_wire"].append(_timed(bare_wire, client_cpu, env))
                 order = [("runner", ROOT), ("baseline", baseline)]
                 for name, tree in order if trial % 2 == 0 else order[::-1]:  # neither always goes first
                     if tree is None:
@@ -144,18 +175,20 @@ def report(n: int, concurrency: int, latency_s: float, times: Times) -> float:
     def line(label: str, runs: list[tuple[float, float]]) -> float:
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        print(f"  {label:19s}{wall:6.2f} s  {n / wall:8.1f} requests/s  CPU {cpu:5.2f} s  "
+        print(f"  {label:31s}{wall:6.2f} s  {n / wall:8.1f} requests/s  CPU {cpu:5.2f} s  "
               f"(all: {', '.join(f'{w:.2f}' for w, _ in runs)})")
         return wall
 
     print(f"{n} requests, concurrency {concurrency}, server latency {latency_s * 1000:g} ms, "
           f"medians of {len(times['bare'])} trials (whole commands)")
     b = line("bare aiohttp loop:", times["bare"])
+    w = line("bare loop, runner's transport:", times["bare_wire"])
     r = line("runner run FILE:", times["runner"])
     if "baseline" in times:
         base = line("baseline's run:", times["baseline"])
         print(f"  ratio baseline/bare throughput: {b / base:.2f}")
-    print(f"  ratio runner/bare throughput: {b / r:.2f}")
+    print(f"  ratio runner/bare throughput: {b / r:.2f} (the goal: against the bare aiohttp loop)")
+    print(f"  ratio runner/bare loop on the runner's transport: {w / r:.2f} (what the rest of the runner costs)")
     return b / r
 
 
