@@ -139,6 +139,8 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     # a whole number below 2**53, so exact in any order: the same sums as before, bit for bit.
     exact = whole and g > 0 and float(np.abs(columns).max()) * g * g < 2.0 ** 53
     offsets = (np.arange(block, dtype=np.int64) * g)[:, None]
+    # The gathers below are np.take, not indexing: the same values in the same order, without fancy
+    # indexing's conversion of the 16-bit draws (1.4-1.8x faster a gather).
     # Fractions are summed item after item: that is the order numpy's reduction over the middle axis of
     # the (rows, items, columns) gather adds them in, for two or more columns, and the order of a running
     # sum (np.cumsum), whose last column is then the same number, bit for bit, at a third of the cost.
@@ -162,15 +164,15 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
                 sums[start:start + rows] = drawn.astype(np.float64) @ columns
             elif whole:
                 for c, column in enumerate(by_column):
-                    sums[start:start + rows, c] = column[picks].sum(axis=1)
+                    sums[start:start + rows, c] = np.take(column, picks).sum(axis=1)
             elif running:
                 for c, column in enumerate(by_column):
-                    gathered = column[picks]
+                    gathered = np.take(column, picks)
                     # A column of whole numbers (mean_of's counts) sums exactly in any order: the faster sum.
                     sums[start:start + rows, c] = gathered.sum(axis=1) if column_whole[c] \
                         else np.cumsum(gathered, axis=1)[:, -1]
             else:
-                sums[start:start + rows] = columns[picks].sum(axis=1)
+                sums[start:start + rows] = np.take(columns, picks, axis=0).sum(axis=1)
     values = statistic(sums)
     values = values[~np.isnan(values)]
     if len(values) == 0:
