@@ -66,3 +66,22 @@ def test_validate_with_report_metrics_still_checks_their_names(project: Project,
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "report.metrics: unknown metric 'nope'" in done.stderr
+
+
+# Imported only by what needs them: the regex engine by a regex scorer, the code sandboxes by code_tests,
+# the investigation stage by an investigation, the study's module by a study.
+LAZY = ("regex", "runner.scoring.sandbox", "runner.scoring.csharp", "runner.scoring.sandbox_boundary",
+        "runner.scoring.style", "runner.investigation.load", "runner.capabilities.context_window")
+
+
+def test_validate_loads_the_regex_engine_sandboxes_and_investigation_stage_only_when_it_uses_them(
+        project: Project, fault_server: ThreadedFaultServer) -> None:
+    path = project.write(base_experiment(f"{fault_server.url}/v1"))
+    code, modules = _modules_after("validate", str(path))
+    assert code == 0
+    assert [m for m in LAZY if m in modules] == []
+    regex_scorer = [{"type": "regex", "pattern": "(true|false)", "expected_field": "valid"}]
+    code, modules = _modules_after("validate", str(project.write(base_experiment(f"{fault_server.url}/v1"),
+                                                                 name="regex.yaml", scorers=regex_scorer)))
+    assert code == 0
+    assert "regex" in modules

@@ -37,7 +37,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from runner.analysis.stats import bootstrap_draws, wilson_interval
+from runner.analysis.stats import bootstrap_counts, bootstrap_draws, wilson_interval
 
 MIN_ITEMS_WITH = 5  # items showing the rarer outcome needed before repeats may narrow an interval
 MIN_BOOTSTRAP_ITEMS = 10  # items below which a percentile bootstrap interval is not given (see above)
@@ -139,6 +139,8 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
     # a whole number below 2**53, so exact in any order: the same sums as before, bit for bit.
     exact = whole and g > 0 and float(np.abs(columns).max()) * g * g < 2.0 ** 53
     offsets = (np.arange(block, dtype=np.int64) * g)[:, None]
+    # The gathers below are np.take, not indexing: the same values in the same order, without fancy
+    # indexing's conversion of the 16-bit draws (1.4-1.8x faster a gather).
     # Fractions are summed item after item: that is the order numpy's reduction over the middle axis of
     # the (rows, items, columns) gather adds them in, for two or more columns, and the order of a running
     # sum (np.cumsum), whose last column is then the same number, bit for bit, at a third of the cost.
@@ -147,22 +149,30 @@ def item_bootstrap(columns: npt.NDArray[np.float64], statistic: ItemStat, confid
         if (whole and not exact) or running else []
     column_whole = [bool(np.all(column == np.round(column))) and float(np.abs(column).max()) * g < 2.0 ** 53
                     for column in by_column]
-    for start, picks in zip(range(0, resamples, block), bootstrap_draws(g, resamples, seed, block), strict=True):
-        rows = len(picks)
-        if exact:
-            drawn = np.bincount((picks + offsets[:rows]).ravel(), minlength=rows * g).reshape(rows, g)
-            sums[start:start + rows] = drawn.astype(np.float64) @ columns
-        elif whole:
-            for c, column in enumerate(by_column):
-                sums[start:start + rows, c] = column[picks].sum(axis=1)
-        elif running:
-            for c, column in enumerate(by_column):
-                gathered = column[picks]
-                # A column of whole numbers (mean_of's counts) sums exactly in any order: the faster sum.
-                sums[start:start + rows, c] = gathered.sum(axis=1) if column_whole[c] \
-                    else np.cumsum(gathered, axis=1)[:, -1]
-        else:
-            sums[start:start + rows] = columns[picks].sum(axis=1)
+    # The draws' counts, where they are kept, are counted once for all of a report's intervals over these
+    # items (`bootstrap_counts`): the same counts, so the same products, as counting them here.
+    counted = bootstrap_counts(g, resamples, seed, block) if exact else None
+    if counted is not None:
+        for start, times in zip(range(0, resamples, block), counted, strict=True):
+            sums[start:start + len(times)] = times.astype(np.float64) @ columns
+    else:
+        for start, picks in zip(range(0, resamples, block), bootstrap_draws(g, resamples, seed, block),
+                                strict=True):
+            rows = len(picks)
+            if exact:
+                drawn = np.bincount((picks + offsets[:rows]).ravel(), minlength=rows * g).reshape(rows, g)
+                sums[start:start + rows] = drawn.astype(np.float64) @ columns
+            elif whole:
+                for c, column in enumerate(by_column):
+                    sums[start:start + rows, c] = np.take(column, picks).sum(axis=1)
+            elif running:
+                for c, column in enumerate(by_column):
+                    gathered = np.take(column, picks)
+                    # A column of whole numbers (mean_of's counts) sums exactly in any order: the faster sum.
+                    sums[start:start + rows, c] = gathered.sum(axis=1) if column_whole[c] \
+                        else np.cumsum(gathered, axis=1)[:, -1]
+            else:
+                sums[start:start + rows] = np.take(columns, picks, axis=0).sum(axis=1)
     values = statistic(sums)
     values = values[~np.isnan(values)]
     if len(values) == 0:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 def is_investigation(path: str | Path) -> bool:
     """Whether the file is an investigation (a YAML mapping with `steps:`) rather than an experiment."""
-    from runner.investigation.load import is_investigation as check
+    from runner.investigation.peek import is_investigation as check
 
     return check(path)
 

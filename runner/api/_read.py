@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from runner.api._prepare import Prepared, open_store, prepare
 from runner.errors import UserError
@@ -150,12 +151,14 @@ async def explain_async(path: str | Path, *, limit: int | None = None) -> list[F
 
 def render(report: Report | ContextStudy, fmt: str = "table") -> str:
     """A report as text: table, markdown, csv or json (a study renders as its text summary)."""
-    from runner.capabilities.context_window import ContextStudy
     from runner.reporting.render import render as render_report
 
-    if isinstance(report, ContextStudy):
-        return report.render()
-    return render_report(report, fmt)
+    # A study exists only where its module is loaded: a report's render does not import it (and the
+    # backends' retry code it brings) just to be told it is not one.
+    studies = sys.modules.get("runner.capabilities.context_window")
+    if studies is not None and isinstance(report, studies.ContextStudy):
+        return cast("ContextStudy", report).render()
+    return render_report(cast("Report", report), fmt)
 
 
 def render_findings(experiment: str, findings: list[Finding], fmt: str = "text") -> str:

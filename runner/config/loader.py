@@ -14,9 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from runner.backends import backend_settings_model, known_backends
 from runner.config.registry import known_scorers, registered_config_model
-from runner.config.safe_yaml import MAX_YAML_BYTES, load_yaml
 from runner.config.schema import Experiment
-from runner.config.text_files import read_text
+from runner.config.yaml_file import read_yaml_mapping
 from runner.errors import ConfigError, UserError
 
 
@@ -62,25 +61,6 @@ def _asked_here(exc: UserError, path: Path, key: str) -> UserError:
     if exc.file is not None:
         return exc
     return type(exc)(exc.problem, file=path, key=exc.key or key, fix=exc.fix)
-
-
-def read_yaml_mapping(path: Path, what: str = "experiment file") -> dict[str, Any]:
-    """The file's top-level mapping, read within the YAML limits; one-line errors otherwise."""
-    if path.is_dir():
-        raise ConfigError(f"a folder, not an {what}" if what[0] in "aeiou" else f"a folder, not a {what}",
-                          file=path, fix=f"name the files in it, e.g. {path}/*.yaml")
-    if not path.is_file():
-        raise ConfigError(f"{what} not found", file=path, fix="check the path")
-    text = read_text(path, what=what, limit=MAX_YAML_BYTES,
-                     fix="move bulk data into the dataset or a context file")
-    raw = load_yaml(text, file=path)
-    if raw is None:
-        raise ConfigError("the file is empty", file=path,
-                          fix="start the file with keys such as name:, models:, prompts:, dataset:")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"top level is {type(raw).__name__}, not a mapping", file=path,
-                          fix="start the file with keys such as name:, models:, prompts:, dataset:")
-    return raw
 
 
 def _is_backend_error(exc: ValidationError, settings_model: type[BaseModel]) -> bool:

@@ -15,24 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.config.loader import config_error, experiment_from_mapping, load_experiment, read_yaml_mapping
+from runner.config.loader import config_error, experiment_from_mapping, load_experiment
 from runner.config.schema import Experiment
+from runner.config.yaml_file import read_yaml_mapping
 from runner.errors import ConfigError, UserError
 from runner.investigation.overrides import AXES, apply, axes_of, can_take, definition
 from runner.investigation.schema import Investigation, Step
-
-
-def is_investigation(path: Path | str) -> bool:
-    """A YAML file is an investigation when its top level is a mapping with `steps:` (and no `models:`:
-    an experiment with a stray `steps` key is the experiment loader's error to report)."""
-    path = Path(path)
-    if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        return False
-    try:
-        raw = read_yaml_mapping(path)
-    except UserError:
-        return False  # the experiment loader says what is wrong with it
-    return "steps" in raw and "models" not in raw
 
 
 def load_investigation(path: Path | str) -> StepExperiments:

@@ -59,8 +59,14 @@ class Job:
     request_key: str = field(default="", hash=False, compare=False)
 
 
+# What json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str) builds
+# on every call (an encoder for its options), built once: the same text, for each prompt pair, item and
+# cell a plan encodes.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def canonical_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL(payload)
 
 
 def canonical_hash(payload: Any) -> str:

@@ -25,7 +25,7 @@ import functools
 import math
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from jinja2 import nodes
@@ -368,6 +368,12 @@ class LimitedEnvironment(SandboxedEnvironment):
         self.filters["runner_concat"] = _concat
         self.filters["runner_built"] = _built
         self.globals["range"] = _range
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one dict, not Jinja's ChainMap over the environment's: every render
+        copies them into its context, and copying a ChainMap walks it in Python (5 of a render's 13 us).
+        The same names and values, since nothing changes this environment's globals once it is built."""
+        return {**self.globals, **(d or {})}
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         # Environment._parse is where from_string and compile turn source into a tree, before the

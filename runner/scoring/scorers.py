@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import regex
-
 from runner.config.scorer_configs import (
     BinaryScorer,
     CodeTestsScorer,
@@ -40,13 +38,9 @@ from runner.scoring.base import (
     json_read_is_cheap,
     normalize,
 )
-from runner.scoring.csharp import compiles, extract_csharp, missing_tools, run_csharp_tests, split_tests
 from runner.scoring.errors import ScorerError
 from runner.scoring.extract import extract_json, get_path, is_missing
 from runner.scoring.registry import scorer_class
-from runner.scoring.sandbox import SandboxLimits, compile_error, count_tests, extract_code, run_tests
-from runner.scoring.sandbox_boundary import SandboxUnavailable, boundary
-from runner.scoring.style import check_style, ruff_binary
 from runner.scoring.values import as_boolean, as_number, is_number, label_value, same_answer
 
 __all__ = [
@@ -136,7 +130,10 @@ class RegexMatch(Scorer):
         # The `regex` engine: Python's syntax, but a search can be given a time limit, and it lets go
         # of the GIL while it runs (concurrent), so a pattern that backtracks for hours on one answer
         # fails that job after timeout_s instead of freezing the run. The pattern compiled when the
-        # experiment was validated (RegexScorer), so it compiles here.
+        # experiment was validated (RegexScorer), so it compiles here. Imported here: an experiment
+        # without a regex scorer never loads the engine (~10 ms of every run, report and explain).
+        import regex
+
         self.pattern = regex.compile(self.config.pattern)
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
@@ -256,6 +253,16 @@ class CodeTests(Scorer):
     config: CodeTestsScorer
     blocking = True
 
+    # The sandboxes (runner.scoring.sandbox, .csharp, .sandbox_boundary, .style) are imported by the
+    # methods that use them: an experiment without code tests never loads them (~10 ms of every run,
+    # report and explain); `warm` imports them before a run's first answer.
+
+    def warm(self) -> None:
+        import runner.scoring.csharp
+        import runner.scoring.sandbox
+        import runner.scoring.sandbox_boundary
+        import runner.scoring.style  # noqa: F401
+
     def expected(self, item: Item) -> Any:
         return None
 
@@ -270,6 +277,10 @@ class CodeTests(Scorer):
             self._check_tests(item, file, f"{key}.tests_field")
 
     def check_tools(self, file: Path, key: str) -> None:
+        from runner.scoring.csharp import missing_tools
+        from runner.scoring.sandbox_boundary import SandboxUnavailable, boundary
+        from runner.scoring.style import ruff_binary
+
         csharp = self.config.language == "csharp"
         if csharp:
             absent = missing_tools()
@@ -297,6 +308,8 @@ class CodeTests(Scorer):
                               fix="unset RUNNER_SANDBOX, with bubblewrap installed (or as root)")
 
     def _check_tests(self, item: Item, file: Path, key: str) -> None:
+        from runner.scoring.csharp import split_tests
+
         tests = item.fields[self.config.tests_field]
         # Each language's tests have their own JSON type, so that a dataset scored under the wrong language
         # is refused: a C# list stringified is one Python expression (any answer that compiles passes it),
@@ -327,15 +340,25 @@ class CodeTests(Scorer):
         return item.fields.get(self.config.tests_field, "")
 
     def _count(self, item: Item) -> int:
+        from runner.scoring.csharp import split_tests
+        from runner.scoring.sandbox import count_tests
+
         tests = self._tests(item)
         return len(split_tests(tests)) if self.config.language == "csharp" else count_tests(str(tests))
 
     def _compiles(self, code: str) -> bool:
+        from runner.scoring.csharp import compiles
+        from runner.scoring.sandbox import compile_error
+
         if self.config.language == "csharp":
             return compiles(code)[0]
         return compile_error(code) is None
 
     def score(self, text: str, finish_reason: str | None, item: Item) -> Score:
+        from runner.scoring.csharp import extract_csharp, run_csharp_tests, split_tests
+        from runner.scoring.sandbox import SandboxLimits, extract_code, run_tests
+        from runner.scoring.style import check_style
+
         csharp = self.config.language == "csharp"
         code = extract_csharp(text) if csharp else extract_code(text)
         total = self._count(item)

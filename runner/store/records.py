@@ -63,7 +63,9 @@ class Timings(TypedDict, total=False):
     endpoint: str  # which of `backend.endpoints` answered (or failed) the job, for a pool of endpoints
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of its 24 fields through object.__setattr__ (4.4 us a row
+# against 0.7 us), and the executor builds one per finished job; nothing changes a row once built.
+@dataclass(slots=True)
 class JobRow:
     """One finished job, as `Store.save_job` writes it (in one transaction with its scores)."""
 
