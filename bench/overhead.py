@@ -62,7 +62,7 @@ import asyncio, importlib.util, json, sys
 from urllib.parse import urlsplit
 url, path, concurrency, module = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 spec = importlib.util.spec_from_file_location("wire", module)  # the file alone, not runner.backends
-wire = importlib.util.module_from_spec(spec)
+wire = sys.modules["wire"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
 spec.loader.exec_module(wire)
 WireClient = wire.WireClient
 parts = urlsplit(url)

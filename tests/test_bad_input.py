@@ -387,6 +387,11 @@ CASES = [
     Case("missing-api-key", unset_env("RUNNER_TEST_NO_SUCH_KEY", put("backend.api_key_env", "RUNNER_TEST_NO_SUCH_KEY")),
          "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_NO_SUCH_KEY is not set; export "
          "RUNNER_TEST_NO_SUCH_KEY=... or remove api_key_env"),
+    Case("key-with-a-newline",  # read from a file with its newline: aiohttp raised ValueError
+         set_env("RUNNER_TEST_KEY", "sk-test-key-1234\n", put("backend.api_key_env", "RUNNER_TEST_KEY")),
+         "runner: $EXP: backend.api_key_env: environment variable RUNNER_TEST_KEY holds a line break, which cannot "
+         "be sent in a header; export RUNNER_TEST_KEY without it: "
+         "export RUNNER_TEST_KEY=\"$(tr -d '\\r\\n' < keyfile)\""),
     Case("key-and-password-in-url",  # aiohttp raised ValueError: an internal error, not a line about the file
          set_env("RUNNER_TEST_KEY", "sk-test-key-1234", put("backend.api_key_env", "RUNNER_TEST_KEY"),
                  put("backend.base_url", "http://user:pw@127.0.0.1:9/v1")),

@@ -151,7 +151,9 @@ def test_sigterm_in_a_busy_run_stops_it_whatever_is_in_flight(project: Project, 
     # is being handed back. (Python 3.11's asyncio.wait_for swallowed a cancel arriving with a result,
     # and the run then waited for ever; three stops make that all but certain to show.)
     project.write_dataset([{"id": f"b{n:03d}", "config": {"port": n}, "valid": n % 2 == 0} for n in range(125)])
-    with ThreadedFaultServer(FaultPlan()) as server:
+    # 20 ms a request: ~400 answers a second, so the signal lands mid-run (at zero latency the run's
+    # 1,000 jobs can all be done before the stored count is seen).
+    with ThreadedFaultServer(FaultPlan(latency_s=0.02)) as server:
         exp = base_experiment(f"{server.url}/v1")  # 125 items x 4 cells x 2 repeats = 1000 jobs
         exp["backend"]["concurrency"] = 8
         path = project.write(exp)

@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import socket
+import threading
+import time
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -95,11 +99,15 @@ async def error_of(answers: list[bytes | None], **client: Any) -> BackendError:
 @pytest.mark.parametrize("answer", [
     ok(),
     chunked(ANSWER),
+    b"HTTP/1.1 100 Continue\r\n\r\n" + ok(),  # an informational answer first: the real one follows
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok(),
+    ok().replace(b"\r\n", b"\n"),  # bare LF line ends, as small embedded servers send
     ok(extra="X-Long: " + "v" * 9000 + "\r\n"),  # a header longer than one read
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + ANSWER,  # no length: the close ends it
     ok(gzip.compress(ANSWER), extra="Content-Encoding: gzip\r\n"),
     ok(zlib.compress(ANSWER), extra="Content-Encoding: deflate\r\n"),
-], ids=["content-length", "chunked", "long-header", "until-close", "gzip", "deflate"])
+], ids=["content-length", "chunked", "100-continue", "103-early-hints", "bare-lf", "long-header", "until-close",
+        "gzip", "deflate"])
 async def test_every_framing_of_a_body_is_read_whole(answer: bytes) -> None:
     data, _ = await answer_of([answer])
     assert data == json.loads(ANSWER)
@@ -131,7 +139,9 @@ async def test_connections_are_kept_alive_and_the_request_is_well_formed() -> No
      "garbled response: GarbledResponse: a gzip body that does not decompress"),
     (ok(ANSWER, extra="Content-Encoding: br\r\n"), "garbled response: GarbledResponse: unsupported "
                                                    "Content-Encoding 'br'"),
-], ids=["closed", "short-body", "cut-headers", "not-http", "bad-chunk", "bad-gzip", "brotli"])
+    (b"HTTP/1.1 200 OK\r\nX-Loop: " + b"a" * 200_000, "garbled response: GarbledResponse: headers longer than "
+                                                       "65536 bytes"),
+], ids=["closed", "short-body", "cut-headers", "not-http", "bad-chunk", "bad-gzip", "brotli", "endless-header"])
 async def test_a_broken_answer_is_a_retryable_error_naming_the_breakage(answer: bytes | None, message: str) -> None:
     error = await error_of([answer])
     assert error.retryable and str(error).startswith(message), str(error)
@@ -151,6 +161,75 @@ async def test_an_error_page_is_quoted_from_its_start_and_the_rest_never_read() 
     error = await error_of([b"HTTP/1.1 503 Busy\r\nRetry-After: 2\r\nContent-Length: %d\r\n\r\n" % len(page) + page])
     assert error.retryable and (error.status, error.retry_after) == (503, 2.0)
     assert str(error).startswith("HTTP 503: overloaded zzz") and len(str(error)) < 400
+
+
+async def test_an_error_page_says_its_status_whatever_its_encoding_and_in_one_line() -> None:
+    bomb = gzip.compress(b"busy " * 100_000)  # inflates far past the cap
+    error = await error_of([b"HTTP/1.1 503 Busy\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+                            + bomb], max_response_bytes=4096)
+    assert error.retryable and error.status == 503 and str(error).startswith("HTTP 503: busy busy")
+    page = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body>\r\n</html>\r\n"
+    error = await error_of([b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n" % len(page) + page])
+    assert str(error) == "HTTP 502: <html> <head><title>502 Bad Gateway</title></head> <body>nginx</body> </html>"
+
+
+async def test_a_second_answer_in_the_same_read_is_never_taken_for_the_next_request() -> None:
+    # A server (or proxy) answering one request twice, both in one write: the second answer must not be
+    # read as the next request's; that request goes on a new connection and gets its own.
+    first, duplicate, own = (json.dumps({"answer": n}).encode() for n in ("first", "duplicate", "own"))
+
+    async def two(http: HttpClient) -> list[Any]:
+        return [await http.get_json("/a"), await http.get_json("/b")]
+
+    data, server = await answer_of([ok(first) + ok(duplicate), ok(own)], two)
+    assert data == [{"answer": "first"}, {"answer": "own"}] and server.connections == 2
+
+
+@pytest.mark.parametrize("banner", [b"", b"SSH-2.0-OpenSSH_9.6\r\n"], ids=["closes", "speaks-first"])
+async def test_a_port_that_accepts_and_closes_fails_at_once_not_at_the_timeout(banner: bytes) -> None:
+    # What ssh -L, socat or kubectl port-forward do with nothing behind them, or another protocol that
+    # speaks first: in a thread, so that the close can reach the client before the request is written.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def accept_and_close() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if banner:
+                conn.sendall(banner)
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    try:
+        for _ in range(20):  # the race goes both ways: each way must fail at once
+            http = HttpClient(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", timeout_s=5.0)
+            start = time.monotonic()
+            try:
+                with pytest.raises(BackendError) as info:
+                    await http.post_json("/x", {})
+            finally:
+                await http.close()
+            assert time.monotonic() - start < 2.0 and info.value.retryable
+            assert str(info.value).startswith("garbled response" if banner else "connection error"), str(info.value)
+    finally:
+        listener.close()
+
+
+async def test_a_body_of_tiny_chunks_costs_about_its_size_in_memory() -> None:
+    body = json.dumps({"text": "y" * 1_000_000}).encode()
+    answer = chunked(body, size=2)
+    tracemalloc.start()
+    try:
+        data, _ = await answer_of([answer], timeout_s=30.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(data["text"]) == 1_000_000
+    assert peak < 8 * len(body), peak  # a bytes object kept per 2-byte chunk was ~67x
 
 
 async def test_a_server_silent_past_the_timeout_is_a_timeout_and_the_connection_is_not_reused() -> None:
@@ -218,9 +297,15 @@ async def test_https_and_credentials_in_the_url_go_through_aiohttp() -> None:
             await http.close()
 
 
-def test_a_key_with_a_line_break_is_never_written_as_a_header() -> None:
-    http = HttpClient("http://127.0.0.1:1/v1", timeout_s=1.0, api_key="sk-1\r\nX-Evil: 1")
-    assert http._wire is None  # aiohttp refuses such a header value instead of sending it
+def test_a_key_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    # Backends refuse such a key with a line naming the file and the fix (tests/test_bad_input.py).
+    with pytest.raises(ValueError, match=r"^an API key with a line break would be a second header on the wire$"):
+        HttpClient("http://127.0.0.1:1/v1", timeout_s=1.0, api_key="sk-1\r\nX-Evil: 1")
+
+
+async def test_a_key_outside_latin_1_is_sent_as_utf_8() -> None:
+    _, server = await answer_of([ok()], api_key="sk-abc\u201d")
+    assert b"Authorization: Bearer sk-abc\xe2\x80\x9d\r\n" in server.requests[0]
 
 
 async def test_the_wire_client_alone_raises_only_its_own_errors_oserror_and_timeout() -> None:

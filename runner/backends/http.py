@@ -70,9 +70,9 @@ class HttpClient:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        # A header value with a line break would be a second header on the wire; aiohttp refuses it.
-        self._wire = wire.WireClient({"User-Agent": "llm-runner", **self._headers}) \
-            if not any("\r" in v or "\n" in v for v in self._headers.values()) else None
+        if api_key and any(c in api_key for c in "\r\n"):  # backends refuse such a key in check(), with the fix
+            raise ValueError("an API key with a line break would be a second header on the wire")
+        self._wire: wire.WireClient | None = wire.WireClient({"User-Agent": "llm-runner", **self._headers})
         self._targets: dict[str, tuple[str, int, str] | None] = {}
 
     @property
@@ -144,7 +144,7 @@ class HttpClient:
         if (self._wire is not None and parts is not None and parts.scheme == "http" and parts.hostname
                 and not parts.username and not parts.password and url.isascii() and " " not in url):
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            target = (parts.hostname, port, path)
+            target = (parts.hostname, port, path) if _resolvable(parts.hostname) else None
         if len(self._targets) < 1024:  # a handful of URLs per backend; never a growing table
             self._targets[url] = target
         return target
@@ -204,6 +204,9 @@ class HttpClient:
         except OSError as exc:  # ConnectionError and other socket errors aiohttp did not wrap
             raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
                                retryable=True) from exc
+        except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63 characters)
+            raise BackendError(redact(f"request error: the host name cannot be looked up ({exc})"),
+                               retryable=False) from exc
         return raw
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -233,6 +236,16 @@ class HttpClient:
                                                                  self.timeout_s))
         completion.request_json = encoded
         return completion
+
+
+def _resolvable(host: str) -> bool:
+    """A name the resolver can take (`localhost..` or a 64-character label fail IDNA, raising a bare
+    UnicodeError from connect): left to aiohttp, which says so as a connection error."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _decode_json(raw: bytes) -> Any:
@@ -294,7 +307,8 @@ def _client_error(exc: aiohttp.ClientError) -> BackendError:
 
 
 def _status_error(status: int, raw: bytes, retry_after: str | None, url: str) -> BackendError:
-    snippet = redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace")).strip()[:_QUOTED_CHARS].strip()
+    # One line: an HTML error page (a proxy's 502) has many.
+    snippet = " ".join(redact(raw[:_REDACTED_CHARS].decode("utf-8", "replace")).split())[:_QUOTED_CHARS].strip()
     retryable = status == 429 or status >= 500
     return BackendError(f"HTTP {status}: {snippet}", retryable=retryable,
                         retry_after=parse_retry_after(retry_after), status=status, url=redact(url))

@@ -26,6 +26,10 @@ class OpenAIBackend(Backend):
         if env and not os.environ.get(env):
             raise ConfigError(f"environment variable {env} is not set", file=self.experiment.source_path,
                               key="backend.api_key_env", fix=f"export {env}=... or remove api_key_env")
+        if env and any(c in os.environ[env] for c in "\r\n"):  # a key read from a file with its newline
+            raise ConfigError(f"environment variable {env} holds a line break, which cannot be sent in a header",
+                              file=self.experiment.source_path, key="backend.api_key_env",
+                              fix=f"export {env} without it: export {env}=\"$(tr -d '\\r\\n' < keyfile)\"")
 
     async def start(self, context: StartContext | None = None) -> None:
         await super().start(context)

@@ -19,6 +19,7 @@ raised, classified by type, for `HttpClient` to turn into a BackendError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import zlib
 from dataclasses import dataclass
@@ -67,14 +68,17 @@ class _Connection(asyncio.Protocol):
         self.pool_key = ("", 0)
         self._poll: select.poll | None = None
         self._parser = httptools.HttpResponseParser(self)
+        # Bare LF line endings: seen from small embedded servers; aiohttp reads them too.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self._waiter: asyncio.Future[Response] | None = None
+        self._spoke_first = False
+        self._answered = False
         self._reset()
 
     def _reset(self) -> None:
         self._status = 0
         self._headers: dict[str, str] = {}
-        self._header_name = b""
-        self._chunks: list[bytes] = []
+        self._chunks = bytearray()
         self._size = 0
         self._cap = 0
         self._error_cap = 0
@@ -99,6 +103,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
+            self._spoke_first = self._spoke_first or not self._answered
             self._abort()  # bytes nobody asked for: the connection's state is unknown, never reuse it
             return
         self._received += len(data)
@@ -109,6 +114,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not isinstance(exc.__context__, WireError):  # a callback's own failure is already set
                 self._fail(GarbledResponse(f"not an HTTP answer ({' '.join(str(exc).split())})"))
+            return
+        if not self._headers_done and self._received > _MAX_HEAD:  # httptools buffers a header whole
+            self._fail(GarbledResponse(f"headers longer than {_MAX_HEAD} bytes"))
 
     def eof_received(self) -> bool | None:
         self.closed = True  # now, not a loop turn later in connection_lost: the pool must not pick it
@@ -132,13 +140,14 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None:  # a second answer in the same read as the first: never reuse the connection
+            self._abort()
+            raise _Stop
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name:
-            self._header_name = name
-            self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        else:  # a value continued in another read
-            key = self._header_name.decode("latin-1").lower()
-            self._headers[key] += value.decode("latin-1")
+        # httptools hands each header over whole, however many reads it took (capped by _MAX_HEAD).
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -151,15 +160,19 @@ class _Connection(asyncio.Protocol):
         self._size += len(body)
         if self._status != 200 and self._size >= self._error_cap:
             # Only the start of an error page is wanted: the rest is never read.
-            self._chunks.append(body)
+            self._chunks += body
             self._complete(keep_alive=False, truncated=True)
             raise _Stop
         if self._size > self._cap:
             self._fail(BodyOverCap(f"the body is larger than {self._cap} bytes"))
             raise _Stop
-        self._chunks.append(body)
+        self._chunks += body
 
     def on_message_complete(self) -> None:
+        if 100 <= self._status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
+            self._status, self._headers, self._headers_done = 0, {}, False
+            return
+        self._answered = True
         self._complete(keep_alive=self._parser.should_keep_alive())
 
     # requests
@@ -168,6 +181,10 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._reset()
         self._waiter, self._cap, self._error_cap = waiter, cap, error_cap
+        if self.closed:  # closed, or spoke, before the request was written: nothing will settle the waiter
+            self._fail(GarbledResponse("the server spoke before the request") if self._spoke_first
+                       else ServerDisconnected("the server closed the connection without answering"))
+            return
         self.transport.write(data)
 
     def _complete(self, *, keep_alive: bool, truncated: bool = False) -> None:
@@ -176,9 +193,13 @@ class _Connection(asyncio.Protocol):
             self._abort()
         if waiter is None or waiter.done():
             return
-        body = b"".join(self._chunks)
+        body = bytes(self._chunks)
         encoding = self._headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "") and not truncated:
+        if encoding not in ("identity", "") and self._status != 200:
+            # An error page: its status decides, whatever its encoding; quoted inflated where that works.
+            with contextlib.suppress(WireError):  # else the raw bytes are quoted
+                body = _decode(body, encoding, self._error_cap, truncate=True)
+        elif encoding not in ("identity", ""):
             try:
                 body = _decode(body, encoding, self._cap)
             except WireError as exc:
@@ -199,12 +220,16 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+_MAX_HEAD = 64 * 1024
+
+
 class _Stop(WireError):
     """Raised from a callback to make llhttp stop parsing; the waiter already has its outcome."""
 
 
-def _decode(body: bytes, encoding: str, cap: int) -> bytes:
-    """gzip or deflate, never inflated past the cap (a small bomb cannot fill memory)."""
+def _decode(body: bytes, encoding: str, cap: int, *, truncate: bool = False) -> bytes:
+    """gzip or deflate, never inflated past the cap (a small bomb cannot fill memory): past it,
+    BodyOverCap, or with `truncate` the first `cap` bytes."""
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise GarbledResponse(f"unsupported Content-Encoding {encoding!r}")
     wbits = 31 if "gzip" in encoding else 15
@@ -220,6 +245,8 @@ def _decode(body: bytes, encoding: str, cap: int) -> bytes:
         except zlib.error:
             raise GarbledResponse("a deflate body that does not decompress") from None
     if len(out) > cap:
+        if truncate:
+            return out[:cap]
         raise BodyOverCap(f"the body is larger than {cap} bytes")
     return out
 
@@ -228,7 +255,8 @@ class WireClient:
     """Pooled keep-alive connections to plain-HTTP servers; `request` is the one way in."""
 
     def __init__(self, headers: Mapping[str, str]) -> None:
-        self._extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
+        # UTF-8, as aiohttp sends a value outside latin-1 (a key pasted with a curly quote).
+        self._extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._busy: set[_Connection] = set()
 
