@@ -232,6 +232,88 @@ async def test_a_body_of_tiny_chunks_costs_about_its_size_in_memory() -> None:
     assert peak < 8 * len(body), peak  # a bytes object kept per 2-byte chunk was ~67x
 
 
+async def test_an_endless_error_page_is_quoted_at_once_not_read_to_its_end() -> None:
+    # A 503 that says it is 10 GB and never stops coming: only its start is read, then the connection
+    # is dropped (read whole, this would run into the timeout instead).
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 10000000000\r\n\r\n")
+        try:
+            while True:
+                writer.write(b"overloaded " * 10_000)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client closed it, as it should
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    http = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=5.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BackendError) as info:
+            await http.post_json("/x", {})
+    finally:
+        await http.close()
+        server.close()
+        await server.wait_closed()
+    assert info.value.status == 503 and info.value.retryable and time.monotonic() - start < 2.0
+
+
+async def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
+    bomb = gzip.compress(b"\0" * 200_000_000)  # ~200 KB, under the cap, that would be 200 MB
+    answer = ok(bomb, extra="Content-Encoding: gzip\r\n")
+    tracemalloc.start()
+    try:
+        error = await error_of([answer], max_response_bytes=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(error, BodyTooLarge)
+    assert peak < 8 << 20, peak  # the compressed body and a cap's worth, not the 200 MB
+
+
+async def test_bytes_a_server_sends_to_an_idle_connection_retire_it() -> None:
+    # Stray bytes after a complete answer, in a later write (a server answering twice, late): the
+    # connection's state is unknown, so the next request goes on a new one and gets its own answer.
+    async def late_duplicate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ok(json.dumps({"answer": "first"}).encode()))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(ok(json.dumps({"answer": "duplicate"}).encode()))
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # never comes on this connection
+            writer.write(ok(json.dumps({"answer": "wrong connection"}).encode()))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        if len(connections) == 1:
+            await late_duplicate(reader, writer)
+        else:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ok(json.dumps({"answer": "own"}).encode()))
+            await writer.drain()
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    http = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=2.0)
+    try:
+        first = await http.get_json("/a")
+        await asyncio.sleep(0.2)  # the duplicate arrives while the connection sits in the pool
+        second = await http.get_json("/b")
+    finally:
+        await http.close()
+        server.close()
+        await server.wait_closed()
+    assert (first, second, len(connections)) == ({"answer": "first"}, {"answer": "own"}, 2)
+
+
 async def test_a_server_silent_past_the_timeout_is_a_timeout_and_the_connection_is_not_reused() -> None:
     async def twice(http: HttpClient) -> Any:
         with pytest.raises(BackendError, match=r"^timed out after 0.3 s$"):
