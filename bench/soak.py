@@ -10,7 +10,7 @@ kind it knows, 30% of requests in all):
 Then: every planned job is stored exactly once, every stored answer is the one the server gives for
 that job's request, the count of stored answers never went down across a kill (nothing finished was
 lost), and `runner report --format json` of the two copies is byte-identical.
-Run: .venv/bin/python bench/soak.py [--jobs 10000] [--kills 10] [--seed 1]
+Run: .venv/bin/python bench/soak.py [--jobs 10000] [--kills 10] [--seed 1] [--latency-s 0.05]
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ FAULTS = {"rate-429": 0.05, "rate-500": 0.04, "rate-503": 0.04, "rate-reset": 0.
 JOBS_PER_ITEM = 8  # 2 prompts x 2 temperatures x 2 repeats
 
 
-def start_server(seed: int) -> tuple[subprocess.Popen[str], str]:
-    flags = [f"--{k}={v}" for k, v in FAULTS.items()] + ["--hang-s=1", "--retry-after-s=0", f"--seed={seed}"]
+def start_server(seed: int, latency_s: float) -> tuple[subprocess.Popen[str], str]:
+    flags = [f"--{k}={v}" for k, v in FAULTS.items()] + ["--hang-s=1", "--retry-after-s=0", f"--seed={seed}",
+                                                         f"--latency-s={latency_s}"]
     proc = subprocess.Popen([sys.executable, "-m", "runner.testing.fault_server", "--port", "0", *flags],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
@@ -116,11 +117,14 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    # Server-side delay per answer: long enough a run that every kill lands in the middle of one (at
+    # zero latency the runner sends 10,000 jobs in a few seconds and the later kills find nothing left).
+    parser.add_argument("--latency-s", type=float, default=0.05)
     args = parser.parse_args()
     items = max(1, args.jobs // JOBS_PER_ITEM)
     planned = items * JOBS_PER_ITEM
     rng = random.Random(args.seed)
-    server, url = start_server(args.seed)
+    server, url = start_server(args.seed, args.latency_s)
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
