@@ -16,6 +16,7 @@ from conftest import ITEMS, Project, base_experiment
 from runner import Report, Store, build_plan, build_report, build_scorers, load_experiment, render
 from runner.analysis.results import load_results
 from runner.cli import main
+from runner.plan.planner import Plan
 from runner.testing.fault_server import FaultPlan, ThreadedFaultServer
 
 PLANNED = 2 * 2 * len(ITEMS) * 2  # prompts x temperatures x items x repeats
@@ -56,15 +57,20 @@ def _store_counts(project: Project) -> dict[str, int]:
         store.close()
 
 
-def _ok_by(path: Path, project: Project, axis: str) -> tuple[Counter[Any], Counter[Any]]:
-    """Straight from the store: ok and failed jobs per value of one axis."""
+def _statuses(path: Path, project: Project) -> tuple[Plan, dict[str, str]]:
+    """The experiment's plan and, straight from the store, each stored job's status."""
     plan = build_plan(load_experiment(path))
     store = Store.open_existing(project.store_path())
     assert store is not None
     try:
-        status = {r.job_id: r.status for r in store.jobs(j.job_id for j in plan.jobs())}
+        return plan, {r.job_id: r.status for r in store.jobs(j.job_id for j in plan.jobs())}
     finally:
         store.close()
+
+
+def _ok_by(path: Path, project: Project, axis: str) -> tuple[Counter[Any], Counter[Any]]:
+    """Straight from the store: ok and failed jobs per value of one axis."""
+    plan, status = _statuses(path, project)
     ok: Counter[Any] = Counter()
     failed: Counter[Any] = Counter()
     for job in plan.jobs():
@@ -77,13 +83,7 @@ def _ok_by(path: Path, project: Project, axis: str) -> tuple[Counter[Any], Count
 
 def _items_answered(path: Path, project: Project) -> Counter[Any]:
     """Straight from the store: per (prompt, temperature), the items with at least one ok job."""
-    plan = build_plan(load_experiment(path))
-    store = Store.open_existing(project.store_path())
-    assert store is not None
-    try:
-        status = {r.job_id: r.status for r in store.jobs(j.job_id for j in plan.jobs())}
-    finally:
-        store.close()
+    plan, status = _statuses(path, project)
     answered = {(j.cell.get("prompt"), j.cell.get("temperature"), j.item.id)
                 for j in plan.jobs() if status.get(j.job_id) == "ok"}
     return Counter((prompt, temperature) for prompt, temperature, _ in answered)

@@ -96,6 +96,18 @@ async def error_of(answers: list[bytes | None], **client: Any) -> BackendError:
     return info.value
 
 
+async def timed_failure(url: str) -> tuple[BackendError, float]:
+    """The error a POST to `url` ends in (a 5 s timeout) and the seconds it took to come."""
+    http = HttpClient(url, timeout_s=5.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BackendError) as info:
+            await http.post_json("/x", {})
+    finally:
+        await http.close()
+    return info.value, time.monotonic() - start
+
+
 @pytest.mark.parametrize("answer", [
     ok(),
     chunked(ANSWER),
@@ -206,15 +218,9 @@ async def test_a_port_that_accepts_and_closes_fails_at_once_not_at_the_timeout(b
     threading.Thread(target=accept_and_close, daemon=True).start()
     try:
         for _ in range(20):  # the race goes both ways: each way must fail at once
-            http = HttpClient(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", timeout_s=5.0)
-            start = time.monotonic()
-            try:
-                with pytest.raises(BackendError) as info:
-                    await http.post_json("/x", {})
-            finally:
-                await http.close()
-            assert time.monotonic() - start < 2.0 and info.value.retryable
-            assert str(info.value).startswith("garbled response" if banner else "connection error"), str(info.value)
+            error, seconds = await timed_failure(f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+            assert seconds < 2.0 and error.retryable
+            assert str(error).startswith("garbled response" if banner else "connection error"), str(error)
     finally:
         listener.close()
 
@@ -246,16 +252,12 @@ async def test_an_endless_error_page_is_quoted_at_once_not_read_to_its_end() -> 
             pass  # the client closed it, as it should
 
     server = await asyncio.start_server(endless, "127.0.0.1", 0)
-    http = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=5.0)
-    start = time.monotonic()
     try:
-        with pytest.raises(BackendError) as info:
-            await http.post_json("/x", {})
+        error, seconds = await timed_failure(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     finally:
-        await http.close()
         server.close()
         await server.wait_closed()
-    assert info.value.status == 503 and info.value.retryable and time.monotonic() - start < 2.0
+    assert error.status == 503 and error.retryable and seconds < 2.0
 
 
 async def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
