@@ -55,8 +55,7 @@ class BodyOverCap(WireError):
 class Response:
     status: int
     headers: Mapping[str, str]  # lower-case names; a repeated header keeps its last value
-    body: bytes  # at most the request's cap for a 200, at most `error_cap` bytes otherwise
-    truncated: bool = False  # an error answer's body cut at `error_cap` (the rest never read)
+    body: bytes  # at most the request's cap for a 200; an error answer's first `error_cap` bytes (the rest never read)
 
 
 class _Connection(asyncio.Protocol):
@@ -161,7 +160,7 @@ class _Connection(asyncio.Protocol):
         if self._status != 200 and self._size >= self._error_cap:
             # Only the start of an error page is wanted: the rest is never read.
             self._chunks += body
-            self._complete(keep_alive=False, truncated=True)
+            self._complete(keep_alive=False)
             raise _Stop
         if self._size > self._cap:
             self._fail(BodyOverCap(f"the body is larger than {self._cap} bytes"))
@@ -187,7 +186,7 @@ class _Connection(asyncio.Protocol):
             return
         self.transport.write(data)
 
-    def _complete(self, *, keep_alive: bool, truncated: bool = False) -> None:
+    def _complete(self, *, keep_alive: bool) -> None:
         waiter, self._waiter = self._waiter, None
         if not keep_alive:
             self._abort()
@@ -206,7 +205,7 @@ class _Connection(asyncio.Protocol):
                 self._abort()
                 waiter.set_exception(exc)
                 return
-        waiter.set_result(Response(self._status, self._headers, body, truncated))
+        waiter.set_result(Response(self._status, self._headers, body))
 
     def _fail(self, exc: WireError) -> None:
         waiter, self._waiter = self._waiter, None
