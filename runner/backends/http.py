@@ -3,8 +3,7 @@
 Every request goes through `HttpClient._request`, the one place transport errors are caught: plain
 http through the lean client (runner/backends/wire.py), https, credentials in the URL and redirects
 through aiohttp; what leaves this module is an answer or a `BackendError` (never an aiohttp, wire,
-socket or JSON error), with
-`retryable` saying whether another attempt could help. Connection errors, timeouts, 429, 5xx and
+socket or JSON error), with `retryable` saying whether another attempt could help. Connection errors, timeouts, 429, 5xx and
 truncated or garbled bodies are retryable; other 4xx, a bad URL, a bad certificate, too many
 redirects and a body over `backend.max_response_bytes` are not.
 
