@@ -50,7 +50,9 @@ def run(folder: Path, name: str, backend: dict[str, Any], items: int, repeats: i
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(exp))
-    assert runner_main(["run", str(path), "--quiet", "--no-report"]) == 0
+    # --no-cache: both runs ask the same requests; without it the second is answered from the
+    # response cache and measures nothing (it printed 160x).
+    assert runner_main(["run", str(path), "--quiet", "--no-report", "--no-cache"]) == 0
     with sqlite3.connect(folder / "results" / name / "results.sqlite") as conn:
         jobs = conn.execute("SELECT COUNT(*) FROM jobs WHERE status='ok'").fetchone()[0]
         start, end = conn.execute("SELECT started_at, ended_at FROM runs").fetchone()
