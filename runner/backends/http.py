@@ -3,9 +3,9 @@
 Every request goes through `HttpClient._request`, the one place transport errors are caught: plain
 http through the lean client (runner/backends/wire.py), https, credentials in the URL and redirects
 through aiohttp; what leaves this module is an answer or a `BackendError` (never an aiohttp, wire,
-socket or JSON error), with `retryable` saying whether another attempt could help. Connection errors, timeouts, 429, 5xx and
-truncated or garbled bodies are retryable; other 4xx, a bad URL, a bad certificate, too many
-redirects and a body over `backend.max_response_bytes` are not.
+socket or JSON error), with `retryable` saying whether another attempt could help. Connection
+errors, timeouts, 429, 5xx and truncated or garbled bodies are retryable; other 4xx, a bad URL, a
+bad certificate, too many redirects and a body over `backend.max_response_bytes` are not.
 
 Bodies are read up to that cap and no further (a server in a loop cannot fill memory), and every
 message quoting the server is redacted here, where it is built (`runner.errors.redact`): a server
