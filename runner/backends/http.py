@@ -171,8 +171,7 @@ class HttpClient:
             raise BackendError(redact(f"garbled response: GarbledResponse: {exc}")[:_QUOTED_CHARS],
                                retryable=True) from exc
         except (wire.WireError, OSError) as exc:  # ServerDisconnected, and refused/unreachable connects
-            raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}")
-                               [:_QUOTED_CHARS], retryable=True) from exc
+            raise _connection_error(exc) from exc
         if 300 <= response.status < 400:
             return None
         if response.status != 200:
@@ -203,8 +202,7 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             raise _client_error(exc) from exc
         except OSError as exc:  # ConnectionError and other socket errors aiohttp did not wrap
-            raise BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}"),
-                               retryable=True) from exc
+            raise _connection_error(exc) from exc
         except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63 characters)
             raise BackendError(redact(f"request error: the host name cannot be looked up ({exc})"),
                                retryable=False) from exc
@@ -237,6 +235,12 @@ class HttpClient:
                                                                  self.timeout_s))
         completion.request_json = encoded
         return completion
+
+
+def _connection_error(exc: Exception) -> BackendError:
+    """A socket-level failure of either transport, on one line, redacted (it may quote the URL)."""
+    return BackendError(redact(f"connection error: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                        [:_QUOTED_CHARS], retryable=True)
 
 
 def _resolvable(host: str) -> bool:
