@@ -28,9 +28,11 @@ stored stays, what was in flight is simply not stored, and the next run picks it
 Finished jobs are written in batches: one transaction for every `BATCH_JOBS` jobs, and at the
 latest `BATCH_S` after the first job of a batch finished (a timer on the loop), at the end of each
 variant and of the run, on a stop verdict and on Ctrl-C or SIGTERM. One commit per job cost 190 us
-on the event loop, a quarter of the request phase at 64 jobs in flight; a batch costs about 40 us
-a job. So a SIGKILL (or a power cut) loses exactly the requests in flight and the finished jobs of
-the open batch: fewer than `BATCH_JOBS`, all finished within the last `BATCH_S`. The next run sends
+on the event loop, a quarter of the request phase at 64 jobs in flight; a batch of 64 about 22 us a
+job, of 256 about 16 (most of a commit is rewriting the job-id index pages the batch touched, as
+many for 64 random ids as for 256). So a SIGKILL (or a power cut) loses exactly the requests in
+flight and the finished jobs of the open batch: fewer than `BATCH_JOBS`, all finished within the
+last `BATCH_S` (256 jobs fill a batch within `BATCH_S` only above 2,560 jobs/s). The next run sends
 those again, and nothing is stored twice (a job's row is keyed by its content hash). The response
 cache (another file) gets the answers of stored jobs in larger batches, checked at each commit
 (`CACHE_BATCH_JOBS`, `CACHE_BATCH_S`): a SIGKILL may also lose those answers to the cache, never to the store.
@@ -70,7 +72,7 @@ from runner.store import JobRow, JobStatus, Store
 from runner.store.database import encode_exchange
 from runner.store.response_cache import CachedAnswer, ResponseCache
 
-BATCH_JOBS = 64  # finished jobs per store transaction at most
+BATCH_JOBS = 256  # finished jobs per store transaction at most
 FILL_TRIES = 4  # jobs sent alone, at most, for one to succeed and fill the other slots (`_fill_slots`)
 FILL_HELD = 1024  # jobs the response cache answers, at most, held back meanwhile
 BATCH_S = 0.1  # and no finished job waits longer than this for its commit
