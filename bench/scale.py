@@ -95,13 +95,17 @@ def main() -> None:
     port_file.write_text(url.rsplit(":", 1)[-1])
     try:
         small, big = write_experiments(folder, url, args.items)
+        # A response cache of the bench's own: the user's is not filled with 100,000 fake answers, and a
+        # store deleted from the folder is built again by requests, not answered from a cache
+        # (which printed "0 requests" for a re-run that was no re-run at all).
+        os.environ["RUNNER_RESPONSE_CACHE"] = str(folder / "responses.sqlite")
         marker = folder / f"built-{args.items}"
-        if not marker.exists():
+        store = folder / "results" / "small" / "results.sqlite"
+        if not marker.exists() or not store.exists():
             start = time.perf_counter()
             subprocess.run([*RUNNER, "run", str(small), "--quiet", "--no-report"], check=True, cwd=ROOT)
             marker.write_text("")
             print(f"built the store: {args.items * 20} jobs in {time.perf_counter() - start:.1f} s")
-        store = folder / "results" / "small" / "results.sqlite"
         size_mb = sum(p.stat().st_size for p in store.parent.glob("results.sqlite*")) / 1e6
         print(f"store: {size_mb:.1f} MB ({store})")
 
