@@ -24,6 +24,10 @@ BAD_RIGHT = {n for n in range(N) if n % 4 == 0}  # 10 of 40
 GOOD_RIGHT = set(range(36))  # 36 of 40
 FINAL_TOKENS = 32
 
+# The final steps below take their prompt and temperature from picks made on the same items.
+BONFERRONI = ("(step final; a 98.8% interval, Bonferroni over the 4 settings it was chosen among on these"
+              " items: 2 prompt values of step prompts x 2 temperature values of step sweep)")
+
 
 def _answer(n: int, right: bool) -> tuple[str, str]:
     label = ITEMS[n]["valid"]
@@ -105,8 +109,9 @@ def test_a_better_prompt_is_supported_a_temperature_that_changes_nothing_is_refu
     assert table.splitlines()[2].split() == ["id", "hypothesis", "step", "tested", "effect", "[interval]", "p",
                                              "(Holm)", "n", "items", "verdict"]
     assert table.splitlines()[4].split()[:2] == ["H1", "prompt"] and table.splitlines()[4].split()[-1] == "supported"
-    assert table.endswith("decision:\n\n  viable: accuracy 0.90 [0.77, 0.96] >= 0.60 over 40 items (step final): "
-                          "use prompt good, temperature 0.0\n")
+    # Picked among 2 prompts x 2 temperatures on these 40 items: judged on a 98.75% interval, not 95%.
+    assert table.endswith("decision:\n\n  viable: accuracy 0.90 [0.72, 0.97] >= 0.60 over 40 items " + BONFERRONI
+                          + ": use prompt good, temperature 0.0\n")
     data = _report(path, capsys)
     assert _verdicts(data) == [("H1", "prompts", "supported"), ("H2", "sweep", "refuted"),
                                ("H3", None, "not tested"), ("H4", None, "not tested"),
@@ -121,9 +126,10 @@ def test_a_better_prompt_is_supported_a_temperature_that_changes_nothing_is_refu
     assert h2["why"].startswith("every interval lies within +-0.10, the smallest effect that matters: ")
     assert data["decision"] == {
         "verdict": "viable", "step": "final", "n_items": 40, "interval": data["decision"]["interval"],
+        "confidence": 0.9875,
         "metric": "accuracy", "min": 0.6,
-        "sentence": "viable: accuracy 0.90 [0.77, 0.96] >= 0.60 over 40 items (step final): use prompt good, "
-                    "temperature 0.0"}
+        "sentence": "viable: accuracy 0.90 [0.72, 0.97] >= 0.60 over 40 items " + BONFERRONI
+                    + ": use prompt good, temperature 0.0"}
 
 
 def test_the_decision_is_inadequate_when_the_final_step_is_clearly_below_the_bar_and_fail_on_verdict_exits_3(
@@ -134,8 +140,8 @@ def test_the_decision_is_inadequate_when_the_final_step_is_clearly_below_the_bar
     data = _report(path, capsys)
     assert data["decision"]["verdict"] == "inadequate"
     assert data["decision"]["sentence"] == (
-        "inadequate: accuracy 0.20 [0.10, 0.35] < 0.60 over 40 items (step final): pivot: the model is inadequate "
-        "for the task at this bar")
+        "inadequate: accuracy 0.20 [0.09, 0.39] < 0.60 over 40 items " + BONFERRONI
+        + ": pivot: the model is inadequate for the task at this bar")
     capsys.readouterr()
     assert main(["report", str(path), "--fail-on-verdict"]) == 3
 
@@ -160,9 +166,9 @@ def test_at_2_items_nothing_is_decided_and_the_table_says_what_would_decide(
     decision = data["decision"]
     assert (decision["verdict"], decision["n_items"]) == ("not decidable", 2)
     # The final step ran bad (the prompts were tied at 2 items): right on 1 of 2.
-    assert decision["sentence"] == ("not decidable at n=2 items: accuracy 0.50 [0.09, 0.91] straddles 0.60 over 2 "
-                                    "items (step final); about 158 items would decide it (exact binomial test, 80% "
-                                    "power)")
+    assert decision["sentence"] == ("not decidable at n=2 items: accuracy 0.50 [0.06, 0.94] straddles 0.60 over 2 "
+                                    "items " + BONFERRONI + "; about 236 items would decide it (exact binomial test, "
+                                    "80% power)")
 
 
 @pytest.mark.parametrize(("filler", "verdict"), [(0, "refuted"), (880, "supported")])

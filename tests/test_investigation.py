@@ -171,12 +171,38 @@ def test_report_json_shape(project: Project, capsys: pytest.CaptureFixture[str])
     assert h1["p"] == pytest.approx(2 * 0.5 ** 8)
     # 0.7 vs 0.0: item 0 right 2 of 3 vs 3 of 3, items 6 and 7 right 3 of 3 vs 0 of 3; 2 discordant by majority.
     assert (h2["effect"], h2["n_items"]) == (pytest.approx(23 / 24 - 0.75), 8)
-    assert list(data["decision"]) == ["verdict", "sentence", "step", "n_items", "interval", "metric", "min"]
+    assert list(data["decision"]) == ["verdict", "sentence", "step", "n_items", "interval", "metric", "min",
+                                      "confidence"]
+    # The final step's prompt and temperature were picked among 2 x 2 on these 8 items: its 95% interval
+    # [0.68, 1.00] would clear the bar, the 98.75% one that allows for the choice does not.
     assert {k: v for k, v in data["decision"].items() if k != "interval"} == {
-        "verdict": "viable", "step": "final", "n_items": 8, "metric": "accuracy", "min": 0.6,
-        "sentence": "viable: accuracy 1.00 [0.68, 1.00] >= 0.60 over 8 items x 2 repeats (step final): use prompt "
-                    "good, temperature 0.0"}
-    assert data["decision"]["interval"] == [pytest.approx(0.676, abs=0.001), 1.0]
+        "verdict": "not decidable", "step": "final", "n_items": 8, "metric": "accuracy", "min": 0.6,
+        "confidence": 0.9875,
+        "sentence": "not decidable at n=8 items: accuracy 1.00 [0.56, 1.00] straddles 0.60 over 8 items x 2 repeats "
+                    "(step final; a 98.8% interval, Bonferroni over the 4 settings it was chosen among on these items: "
+                    "2 prompt values of step prompts x 2 temperature values of step sweep); about 9 items would "
+                    "decide it (exact binomial test, 80% power)"}
+    assert data["decision"]["interval"] == [pytest.approx(0.56, abs=0.005), 1.0]
+
+
+def test_a_final_step_of_several_rows_is_judged_on_an_interval_that_allows_for_choosing_its_best(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # No picks: the final step itself has two rows (two temperatures), the most accurate judged.
+    with ThreadedFaultServer(_planted_plan()) as server:
+        path = _project(project, server.url, [{"name": "bad", "text": "BAD {{ config | tojson }}"}])
+        own = [{"name": "own", "text": "OWN {{ config | tojson }}"}]
+        _write(project, "final.yaml", step_experiment(server.url, "final", own, 32, temperature=[0.0, 0.5], repeats=2))
+        _write(project, "inv.yaml", {**INVESTIGATION, "steps": [
+            *INVESTIGATION["steps"][:2], {"name": "final", "experiment": "final.yaml"}]})
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(path), "--format", "json"]) == 0
+    decision = json.loads(capsys.readouterr().out)["decision"]
+    # OWN is right on all 8 items at both: 1.00 [0.68, 1.00] at 95%, [0.61, 1.00] at 97.5%.
+    assert (decision["verdict"], decision["confidence"]) == ("viable", 0.975)
+    assert decision["interval"] == [pytest.approx(0.614, abs=0.005), 1.0]
+    assert "; a 97.5% interval, Bonferroni over the 2 settings it was chosen among on these items: 2 rows of the " \
+           "step): use " in decision["sentence"]
 
 
 def test_report_before_any_run_says_to_run_first(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -343,9 +369,17 @@ def _junit(path: Path) -> Any:
 
 def test_junit_has_the_decision_as_the_case_that_fails_and_a_case_per_hypothesis(
         project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    with ThreadedFaultServer(_planted_plan()) as server:
+    # The final step is judged on items of its own (held out from the picks): no selection to allow for.
+    plan = _planted_plan()
+    plan.script.update({f'GOOD {{"name": "svc{n}",': (json.dumps({"valid": n % 2 == 0}), "stop") for n in range(8, 16)})
+    with ThreadedFaultServer(plan) as server:
         path = _project(project, server.url, [{"name": "bad", "text": "BAD {{ config | tojson }}"},
                                               {"name": "good", "text": "GOOD {{ config | tojson }}"}])
+        project.write_dataset([{"id": f"h{n}", "config": {"name": f"svc{n}", "port": 8000 + n}, "valid": n % 2 == 0}
+                               for n in range(8, 16)], "held_out.jsonl")
+        final = yaml.safe_load((project.root / "final.yaml").read_text())
+        final["dataset"]["path"] = "held_out.jsonl"
+        _write(project, "final.yaml", final)
         out = project.root / "ci" / "junit.xml"
         assert main(["run", str(path), "--quiet", "--no-report", "--junit", str(out), "--fail-on-verdict"]) == 0
     suite = _junit(out)

@@ -88,11 +88,11 @@ class CellStats:
     # item id -> [sum of its answers' shares of tests passed, answers with tests, style violations, lines
     # checked for style] over the answers a code scorer scored (test_pass_rate, style_violations).
     code_items: dict[str, list[float]] = field(default_factory=dict)
-    _intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict, repr=False)
+    _intervals: dict[tuple[str, float], tuple[float, float] | None] = field(default_factory=dict, repr=False)
     # (item id, share of its repeats giving the unit's most common answer) per repeated (cell, item) unit,
     # in `answers` order: agreement, its interval and the table all ask (cached, as the intervals are).
     _shares: list[tuple[str, float]] | None = field(default=None, repr=False)
-    _rates: dict[str, ClusteredRate | None] = field(default_factory=dict, repr=False)
+    _rates: dict[tuple[str, float], ClusteredRate | None] = field(default_factory=dict, repr=False)
 
     def add(self, result: JobResult, score: Score | None, scorer: Scorer | None,
             t0_text: str | None = None) -> None:
@@ -300,14 +300,16 @@ class CellStats:
         return matthews_corrcoef(self.tp, self.fp, self.tn, self.fn) if self.binary_n and self.both_classes() \
             else math.nan
 
-    def clustered(self, name: str) -> ClusteredRate | None:
+    def clustered(self, name: str, confidence: float = 0.95) -> ClusteredRate | None:
         """A rate metric with its interval over items (`runner.analysis.clustered`); None if not a rate.
-        Computed once per metric (the table's value, its interval and the JSON record all ask)."""
-        if name not in self._rates:
-            self._rates[name] = self._clustered(name)
-        return self._rates[name]
+        Computed once per metric and confidence (the table's value, its interval and the JSON record
+        all ask; a decision among several candidates asks for a wider one)."""
+        key = (name, confidence)
+        if key not in self._rates:
+            self._rates[key] = self._clustered(name, confidence)
+        return self._rates[key]
 
-    def _clustered(self, name: str) -> ClusteredRate | None:
+    def _clustered(self, name: str, confidence: float) -> ClusteredRate | None:
         parts = _RATE_PARTS.get(name)
         if parts is None:
             return None
@@ -319,20 +321,21 @@ class CellStats:
                 if len(answers) > 1:
                     by_item[item][0] += int(len(set(answers)) > 1)
                     by_item[item][1] += 1
-            return clustered_rate([a for a, _ in by_item.values()], [b for _, b in by_item.values()])
+            return clustered_rate([a for a, _ in by_item.values()], [b for _, b in by_item.values()], confidence)
         if name == "run_mean" and len({n for _, n in self.runs.values()}) > 1:
             return None  # runs of different sizes: their mean is not the accuracy, and has no interval here
         num, den = parts
         rows = list(self.items.values())
-        return clustered_rate(_item_sums(rows, num), _item_sums(rows, den))
+        return clustered_rate(_item_sums(rows, num), _item_sums(rows, den), confidence)
 
-    def bootstrap_interval(self, name: str) -> tuple[float, float] | None:
+    def bootstrap_interval(self, name: str, confidence: float = 0.95) -> tuple[float, float] | None:
         """A bootstrap interval over items for a metric that is not a ratio of counts; None if none
-        (fewer than MIN_BOOTSTRAP_ITEMS items: `runner.analysis.clustered`). Computed once per metric:
-        the table and the JSON records both ask."""
-        if name not in self._intervals:
-            self._intervals[name] = self._bootstrap_interval(name)
-        return self._intervals[name]
+        (fewer than MIN_BOOTSTRAP_ITEMS items: `runner.analysis.clustered`). Computed once per metric
+        and confidence: the table and the JSON records both ask."""
+        key = (name, confidence)
+        if key not in self._intervals:
+            self._intervals[key] = self._bootstrap_interval(name, confidence)
+        return self._intervals[key]
 
     def text_measure(self, name: str) -> float:
         """A measure of the answers' texts (runner.analysis.text_measures): the mean over (cell, item)
@@ -345,7 +348,7 @@ class CellStats:
             self._text_values[name] = unit_values(name, self.texts, self.reference_sims, self.t0_texts)
         return self._text_values[name]
 
-    def _bootstrap_interval(self, name: str) -> tuple[float, float] | None:
+    def _bootstrap_interval(self, name: str, confidence: float) -> tuple[float, float] | None:
         if name in TEXT_METRICS:
             # Per item: the sum of its units' values and their count, resampled as agreement's are.
             sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -354,7 +357,7 @@ class CellStats:
                 sums[item][1] += 1
             if len(sums) < MIN_BOOTSTRAP_ITEMS:
                 return None
-            return item_bootstrap(np.array(list(sums.values()), dtype=np.float64), mean_of)
+            return item_bootstrap(np.array(list(sums.values()), dtype=np.float64), mean_of, confidence)
         if name == "agreement":
             # Per item: the sum of its (cell, item) units' shares and their count, so a row pooling
             # cells resamples items (with all their cells), and the mean of the draws is the point value.
@@ -364,14 +367,14 @@ class CellStats:
                 by_item[item][1] += 1
             if len(by_item) < MIN_BOOTSTRAP_ITEMS:
                 return None
-            return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of)
+            return item_bootstrap(np.array(list(by_item.values()), dtype=np.float64), mean_of, confidence)
         if name in ("test_pass_rate", "style_violations"):
             # Per item: (its sum, its count), so the mean of a draw is the point value's ratio of sums.
             pairs = [(c[0], c[1]) if name == "test_pass_rate" else (100 * c[2], c[3]) for c in self.code_items.values()]
             pairs = [p for p in pairs if p[1] > 0]
             if len(pairs) < MIN_BOOTSTRAP_ITEMS:
                 return None
-            return item_bootstrap(np.array(pairs, dtype=np.float64), mean_of)
+            return item_bootstrap(np.array(pairs, dtype=np.float64), mean_of, confidence)
         columns = _BOOTSTRAP_COLUMNS.get(name)
         # F1 and balanced accuracy are defined over unanswered items too; kappa and MCC only over
         # answers that state a class.
@@ -381,7 +384,7 @@ class CellStats:
             return None
         cols, statistic = columns
         data = np.array([[r[i] for i in cols] for r in self.items.values()], dtype=np.float64)
-        return item_bootstrap(data, statistic)
+        return item_bootstrap(data, statistic, confidence)
 
     def kappa(self) -> float:
         """Cohen's kappa of the answers against the labels, from the confusion counts; undefined (nan)

@@ -20,7 +20,7 @@ report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
@@ -74,9 +74,14 @@ class Decision:
     metric: str
     min: float
 
+    # The interval's confidence: 0.95, or wider where the judged configuration was chosen among
+    # several on the same items (`decide`).
+    confidence: float = 0.95
+
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "sentence": self.sentence, "step": self.step, "n_items": self.n_items,
-                "interval": list(self.interval) if self.interval else None, "metric": self.metric, "min": self.min}
+                "interval": list(self.interval) if self.interval else None, "metric": self.metric, "min": self.min,
+                "confidence": self.confidence}
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class StepEvidence:
     uses: dict[str, Any]
     results: ResultSet | None = None
     study: ContextStudy | None = None
+    picked_from: dict[str, str] = field(default_factory=dict)  # axis -> the step whose results picked it
 
 
 def hypotheses(steps: list[StepEvidence]) -> list[Hypothesis]:
@@ -212,8 +218,15 @@ def _tokenizer_check(study: ContextStudy) -> str:
     return "tokenizer check: " + "; ".join(f"{v}: {c.get('detail', '')}" for v, c in checks)
 
 
+# The confidence of a verdict's interval; a decision among k candidates widens it to 1 - 0.05 / k.
+BASE_CONFIDENCE = 0.95
+
+
 def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
-    """The investigation's answer from the last step that is not a study."""
+    """The investigation's answer from the last step that is not a study. Where that step's settings
+    were picked (or its rows ranked) on the items it is judged on, the bar is judged on an interval
+    wide enough for every candidate at once (Bonferroni), since the best of several looks better
+    than it is."""
     metric, bar = threshold.metric, threshold.min
     final = next((s for s in reversed(steps) if s.study is None), None)
 
@@ -234,7 +247,10 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         key: Key = (tuple(hashable(cell.cell.get(a)) for a in axes), ())
         s = results.stats(cell, 0)
         stats[key] = stats[key].merge(s) if key in stats else s
-    judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha), strict=True))
+    among, picked = _chosen_among(final, steps)
+    k = among * len(stats)
+    confidence = BASE_CONFIDENCE if k == 1 else 1 - (1 - BASE_CONFIDENCE) / k
+    judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha / k, confidence), strict=True))
     row = ""
     if len(stats) > 1:
         found = best_row(axes, [], stats, results.scorers[0], alpha)
@@ -242,13 +258,19 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         label = label_of(axes, [], chosen)
         row = (f", best row {label}" if found.winner else
                f", its most accurate row {label} ({found.rule} from the runner-up; the bar is judged on it alone)")
+        picked.append(f"{len(stats)} rows of the step")
     else:
         chosen = next(iter(stats))
     v = judged[chosen]
     where = f"step {final.name}{row}"
+    if k > 1:
+        # Chosen as the best of k on these items, its 95% interval would be too kind (the winner's curse):
+        # every candidate's interval at 1 - 0.05/k covers all of them at once, the chosen one with them.
+        where += (f"; a {confidence:.1%} interval, Bonferroni over the {k} settings it was chosen among on "
+                  f"these items: {' x '.join(picked)}")
     if v.status == "not judged":
         return Decision("not decidable", f"not decidable at {where}: {v.text.split(': not judged: ', 1)[-1]}",
-                        final.name, v.n_items, None, metric, bar)
+                        final.name, v.n_items, None, metric, bar, confidence)
     assert v.value is not None and v.low is not None and v.high is not None
     shown = f"{metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
     over = f"over {unit(v.n_items, v.n_jobs)}"
@@ -258,12 +280,36 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         own = label_of(axes, [], chosen).replace("=", " ") if len(stats) > 1 else ""
         use = ", ".join(p for p in (settings, own) if p) or "the settings of the last step"
         return Decision("viable", f"viable: {shown} >= {bar:.2f} {over} ({where}): use {use}",
-                        final.name, v.n_items, interval, metric, bar)
+                        final.name, v.n_items, interval, metric, bar, confidence)
     if v.status == "not viable":
         return Decision("inadequate", f"inadequate: {shown} < {bar:.2f} {over} ({where}): pivot: the model is "
-                        "inadequate for the task at this bar", final.name, v.n_items, interval, metric, bar)
+                        "inadequate for the task at this bar", final.name, v.n_items, interval, metric, bar,
+                        confidence)
     return Decision("not decidable", f"not decidable at n={v.n_items} items: {shown} straddles {bar:.2f} {over} "
-                    f"({where}); {_to_decide(v)}", final.name, v.n_items, interval, metric, bar)
+                    f"({where}); {_to_decide(v)}", final.name, v.n_items, interval, metric, bar, confidence)
+
+
+def _chosen_among(final: StepEvidence, steps: list[StepEvidence]) -> tuple[int, list[str]]:
+    """How many settings the final step's configuration was picked among on items it is judged on: the
+    product of the candidates of each of its picks whose step shares items with it (a pick made on
+    other items is no selection on these), and what they were."""
+    by_name = {s.name: s for s in steps}
+    assert final.results is not None
+    items = _item_ids(final.results)
+    k, parts = 1, []
+    for axis, source in final.picked_from.items():
+        step = by_name.get(source)
+        if step is None or step.results is None:
+            continue
+        n = len(step.results.plan.axes.get(axis, []))
+        if n > 1 and not items.isdisjoint(_item_ids(step.results)):
+            k *= n
+            parts.append(f"{n} {axis} values of step {source}")
+    return k, parts
+
+
+def _item_ids(results: ResultSet) -> set[str]:
+    return {r.job.item.id for cell in results.cells for r in cell.results}
 
 
 def _to_decide(v: Verdict) -> str:

@@ -97,8 +97,12 @@ class InvestigationReport:
 
     def conclude(self) -> InvestigationReport:
         """Fill in the hypotheses table and the decision from the steps' results and studies."""
+        sources: dict[str, dict[str, str]] = {}
+        for p in self.picks:
+            sources.setdefault(p.step, {})[p.pick.axis] = p.source
         evidence = [StepEvidence(s.name, s.hypothesis, s.uses, s.results,
-                                 s.report if isinstance(s.report, ContextStudy) else None) for s in self.steps]
+                                 s.report if isinstance(s.report, ContextStudy) else None, sources.get(s.name, {}))
+                    for s in self.steps]
         self.hypotheses = hypotheses(evidence)
         self.decision = decide(self.threshold, evidence)
         self.findings = [StepFinding(s.name, HYPOTHESIS_OF_TAG.get(f.hypothesis or "", s.hypothesis), f)

@@ -62,8 +62,9 @@ def unit(n_items: int, n_jobs: int) -> str:
 
 
 def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[str],
-             stats: dict[Key, CellStats], alpha: float = 0.05) -> list[Verdict]:
-    """Each row against the experiment's bar, judged by its interval over items, not its point value."""
+             stats: dict[Key, CellStats], alpha: float = 0.05, confidence: float = 0.95) -> list[Verdict]:
+    """Each row against the experiment's bar, judged by its interval over items, not its point value
+    (at `confidence`: wider where the row was chosen among several on the same items)."""
     if threshold is None:
         return []
     out = []
@@ -75,7 +76,7 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
             return Verdict(label, metric, "not judged", None, None, None, bar, len(s.items), s.ok, None,
                            f"{label}: not judged: {why}")
 
-        rate = s.clustered(metric)
+        rate = s.clustered(metric, confidence)
         if s.failed:
             out.append(not_judged(f"{s.failed} requests failed (they are left out of {metric}); run again to retry "
                                   "them"))
@@ -92,7 +93,7 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
             value, low, high, n_items, n_jobs = rate.value, rate.low, rate.high, rate.n_items, rate.n_jobs
             n_eff: float | None = rate.n_eff
         else:
-            interval = s.bootstrap_interval(metric)
+            interval = s.bootstrap_interval(metric, confidence)
             value = float(s.metric(metric))
             if interval is None or math.isnan(value) or math.isnan(interval[0]):
                 out.append(not_judged(f"{metric} has no interval here (fewer than {MIN_BOOTSTRAP_ITEMS} items, "
