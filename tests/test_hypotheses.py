@@ -140,8 +140,8 @@ def test_the_decision_is_inadequate_when_the_final_step_is_clearly_below_the_bar
     data = _report(path, capsys)
     assert data["decision"]["verdict"] == "inadequate"
     assert data["decision"]["sentence"] == (
-        "inadequate: accuracy 0.20 [0.09, 0.39] < 0.60 over 40 items " + BONFERRONI
-        + ": pivot: the model is inadequate for the task at this bar")
+        "inadequate: accuracy 0.20 [0.10, 0.35] < 0.60 over 40 items (step final): pivot: the model is inadequate "
+        "for the task at this bar")  # at 95%: choosing the best of the 4 can only have flattered it
     capsys.readouterr()
     assert main(["report", str(path), "--fail-on-verdict"]) == 3
 
@@ -166,9 +166,10 @@ def test_at_2_items_nothing_is_decided_and_the_table_says_what_would_decide(
     decision = data["decision"]
     assert (decision["verdict"], decision["n_items"]) == ("not decidable", 2)
     # The final step ran bad (the prompts were tied at 2 items): right on 1 of 2.
-    assert decision["sentence"] == ("not decidable at n=2 items: accuracy 0.50 [0.06, 0.94] straddles 0.60 over 2 "
-                                    "items " + BONFERRONI + "; about 236 items would decide it (exact binomial test, "
-                                    "80% power)")
+    # Below the bar only "inadequate" can decide it, judged at 95%: no allowance for the picks.
+    assert (decision["sentence"], decision["confidence"]) == (
+        "not decidable at n=2 items: accuracy 0.50 [0.09, 0.91] straddles 0.60 over 2 items (step final); about 158 "
+        "items would decide it (exact binomial test, 80% power)", 0.95)
 
 
 @pytest.mark.parametrize(("filler", "verdict"), [(0, "refuted"), (880, "supported")])

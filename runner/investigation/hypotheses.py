@@ -15,11 +15,13 @@ records no per-job truncation flag), refuted when every prompt is below it, inco
 limit.
 
 The decision judges the last step that is not a study against the investigation's threshold by the
-report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, or its best row.
+report's verdict rule (`runner.reporting.judgement.verdicts`): its single row, or its best row, on
+an interval that allows for how many settings it was chosen among on the same items (Bonferroni).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +76,8 @@ class Decision:
     metric: str
     min: float
 
-    # The interval's confidence: 0.95, or wider where the judged configuration was chosen among
-    # several on the same items (`decide`).
+    # The interval's confidence: 0.95, or wider where the configuration was chosen among several on
+    # the same items and the bar is claimed or not shown (`decide`; "inadequate" is judged at 0.95).
     confidence: float = 0.95
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,9 +226,10 @@ BASE_CONFIDENCE = 0.95
 
 def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
     """The investigation's answer from the last step that is not a study. Where that step's settings
-    were picked (or its rows ranked) on the items it is judged on, the bar is judged on an interval
-    wide enough for every candidate at once (Bonferroni), since the best of several looks better
-    than it is."""
+    were picked (or its rows ranked) on the items it is judged on, "viable" is claimed only on an
+    interval wide enough for every candidate at once (Bonferroni), since the best of several looks
+    better than it is; "inadequate" needs the 95% interval below the bar (the choice can only have
+    flattered it)."""
     metric, bar = threshold.metric, threshold.min
     final = next((s for s in reversed(steps) if s.study is None), None)
 
@@ -250,7 +253,11 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
     among, picked = _chosen_among(final, steps)
     k = among * len(stats)
     confidence = BASE_CONFIDENCE if k == 1 else 1 - (1 - BASE_CONFIDENCE) / k
-    judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha / k, confidence), strict=True))
+    # "inadequate" is judged at 95%: choosing the best of several only makes it look better, so a
+    # chosen setting below the bar is below it. "viable" on the interval that allows for the choice.
+    judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha), strict=True))
+    widened = judged if k == 1 else dict(zip(stats, verdicts(threshold, axes, [], stats, alpha / k, confidence),
+                                             strict=True))
     row = ""
     if len(stats) > 1:
         found = best_row(axes, [], stats, results.scorers[0], alpha)
@@ -263,30 +270,40 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         chosen = next(iter(stats))
     v = judged[chosen]
     where = f"step {final.name}{row}"
-    if k > 1:
-        # Chosen as the best of k on these items, its 95% interval would be too kind (the winner's curse):
-        # every candidate's interval at 1 - 0.05/k covers all of them at once, the chosen one with them.
-        where += (f"; a {confidence:.1%} interval, Bonferroni over the {k} settings it was chosen among on "
-                  f"these items: {' x '.join(picked)}")
     if v.status == "not judged":
-        return Decision("not decidable", f"not decidable at {where}: {v.text.split(': not judged: ', 1)[-1]}",
-                        final.name, v.n_items, None, metric, bar, confidence)
+        return _not_judged(v, where, final.name, metric, bar)
+    assert v.value is not None and v.low is not None and v.high is not None
+    over = f"over {unit(v.n_items, v.n_jobs)}"
+    if v.status == "not viable":
+        shown = f"{metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
+        return Decision("inadequate", f"inadequate: {shown} < {bar:.2f} {over} ({where}): pivot: the model is "
+                        "inadequate for the task at this bar", final.name, v.n_items, (v.low, v.high), metric, bar)
+    used = BASE_CONFIDENCE
+    if k > 1 and v.value >= bar:
+        # Chosen as the best of k on these items, its 95% interval is too kind to claim the bar (the
+        # winner's curse): every candidate's interval at 1 - 0.05/k covers all of them at once, the
+        # chosen one with them. (Below the bar only "inadequate" can decide it: at 95%.)
+        v, used = widened[chosen], confidence
+        where += (f"; a {_percent(confidence)} interval, Bonferroni over the {k} settings it was chosen among on "
+                  f"these items: {' x '.join(picked)}")
+        if v.status == "not judged":  # a bootstrap with no draws to put the wider bounds on
+            return _not_judged(v, where, final.name, metric, bar)
     assert v.value is not None and v.low is not None and v.high is not None
     shown = f"{metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
-    over = f"over {unit(v.n_items, v.n_jobs)}"
     interval = (v.low, v.high)
     if v.status == "viable":
         settings = ", ".join(f"{a} {_show(x)}" for a, x in final.uses.items())
         own = label_of(axes, [], chosen).replace("=", " ") if len(stats) > 1 else ""
         use = ", ".join(p for p in (settings, own) if p) or "the settings of the last step"
         return Decision("viable", f"viable: {shown} >= {bar:.2f} {over} ({where}): use {use}",
-                        final.name, v.n_items, interval, metric, bar, confidence)
-    if v.status == "not viable":
-        return Decision("inadequate", f"inadequate: {shown} < {bar:.2f} {over} ({where}): pivot: the model is "
-                        "inadequate for the task at this bar", final.name, v.n_items, interval, metric, bar,
-                        confidence)
+                        final.name, v.n_items, interval, metric, bar, used)
     return Decision("not decidable", f"not decidable at n={v.n_items} items: {shown} straddles {bar:.2f} {over} "
-                    f"({where}); {_to_decide(v)}", final.name, v.n_items, interval, metric, bar, confidence)
+                    f"({where}); {_to_decide(v)}", final.name, v.n_items, interval, metric, bar, used)
+
+
+def _not_judged(v: Verdict, where: str, step: str, metric: str, bar: float) -> Decision:
+    return Decision("not decidable", f"not decidable at {where}: {v.text.split(': not judged: ', 1)[-1]}",
+                    step, v.n_items, None, metric, bar)
 
 
 def _chosen_among(final: StepEvidence, steps: list[StepEvidence]) -> tuple[int, list[str]]:
@@ -306,6 +323,12 @@ def _chosen_among(final: StepEvidence, steps: list[StepEvidence]) -> tuple[int, 
             k *= n
             parts.append(f"{n} {axis} values of step {source}")
     return k, parts
+
+
+def _percent(confidence: float) -> str:
+    """98.8%, 99.98%: as many decimals as it takes not to round up to 100%."""
+    decimals = max(1, math.ceil(-math.log10(1 - confidence)) - 1)
+    return f"{confidence:.{decimals}%}"
 
 
 def _item_ids(results: ResultSet) -> set[str]:
