@@ -7,6 +7,7 @@ inadequate or not decidable at 2 items, and --fail-on-verdict exits 3 unless it 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,53 @@ def test_the_decision_is_inadequate_when_the_final_step_is_clearly_below_the_bar
         "for the task at this bar")  # at 95%: choosing the best of the 4 can only have flattered it
     capsys.readouterr()
     assert main(["report", str(path), "--fail-on-verdict"]) == 3
+
+
+def test_a_pick_taken_through_another_steps_pick_still_counts_the_candidates_it_was_chosen_among(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    # The final step takes its prompt from the sweep, which ran only the prompt it took from `prompts`:
+    # the choice among 2 prompts was made there, on these items.
+    with ThreadedFaultServer(_plan()) as server:
+        path = _project(project, server.url)
+        inv = yaml.safe_load(path.read_text())
+        inv["steps"][2]["use"]["prompt"] = {"from": "sweep"}
+        path.write_text(yaml.safe_dump(inv, sort_keys=False))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    decision = _report(path, capsys)["decision"]
+    assert (decision["verdict"], decision["confidence"]) == ("viable", 0.9875)
+    assert BONFERRONI[:-1] in decision["sentence"]
+
+
+def test_a_pick_whose_step_lost_its_store_still_counts_the_candidates_its_record_names(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedFaultServer(_plan()) as server:
+        path = _project(project, server.url)
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    stores = list((project.root / "results" / "sweep").glob("results.sqlite*"))
+    assert stores
+    for store in stores:
+        store.unlink()
+    data = _report(path, capsys)
+    assert [s["status"] for s in data["steps"]] == ["done", "not run", "done"]
+    assert (data["decision"]["verdict"], data["decision"]["confidence"]) == ("viable", 0.9875)
+
+
+def test_inadequate_is_not_claimed_while_a_more_accurate_candidate_than_the_one_picked_may_reach_the_bar(
+        project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # good is right on 21 of 40 items, bad on 16: 5 discordant (McNemar p=0.06), so no best prompt and
+    # the first declared, bad, is taken. bad's 0.40 is below the bar; good's 0.53 [0.37, 0.67] is not.
+    bad = {n for n in range(N) if n % 5 < 2}
+    monkeypatch.setattr(sys.modules[__name__], "BAD_RIGHT", bad)
+    monkeypatch.setattr(sys.modules[__name__], "GOOD_RIGHT", bad | {2, 3, 4, 7, 8})
+    with ThreadedFaultServer(_plan()) as server:
+        path = _project(project, server.url)
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    data = _report(path, capsys)
+    assert [(p["step"], p["axis"], p["value"]) for p in data["picks"]][:1] == [("sweep", "prompt", "bad")]
+    assert data["decision"]["verdict"] == "not decidable"
+    assert data["decision"]["sentence"] == (
+        "not decidable: accuracy 0.40 [0.26, 0.55] < 0.60 over 40 items (step final), but prompt good, more "
+        "accurate than the prompt taken in step prompts (accuracy 0.53 [0.37, 0.67] there), is not shown below it")
 
 
 def test_at_2_items_nothing_is_decided_and_the_table_says_what_would_decide(

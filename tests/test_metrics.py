@@ -81,3 +81,20 @@ def test_a_registered_metric_is_allowed_in_report_metrics_and_an_unknown_one_is_
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].split() == ["prompt", "n", "double_n"]
     assert [line.split()[1:] for line in lines[4:6]] == [["4", "8"], ["4", "8"]]
+
+
+def test_a_bootstrap_verdict_wider_than_its_resamples_can_bound_is_not_judged(project: Project) -> None:
+    # 12 items, 8 right: f1 has a bootstrap interval. At 98.75% (4 settings) 12 of the 2,000 draws lie
+    # beyond each bound; at 99.9% (50 settings) one would: that bound is the sample's extreme.
+    from runner.config.schema import Threshold
+    from runner.reporting.judgement import verdicts
+
+    labels = {f"i{n}": n % 2 == 0 for n in range(12)}
+    stats = _cell_stats(project, labels, {i: (f'{{"valid": {str(v if n < 8 else not v).lower()}}}', "stop")
+                                          for n, (i, v) in enumerate(labels.items())})
+    rows = {(("a",), ()): stats}
+    judged = verdicts(Threshold(metric="f1", min=0.6), ["prompt"], [], rows, confidence=1 - 0.05 / 4)[0]
+    assert judged.status != "not judged" and judged.low is not None
+    wide = verdicts(Threshold(metric="f1", min=0.6), ["prompt"], [], rows, confidence=1 - 0.05 / 50)[0]
+    assert (wide.status, wide.text) == ("not judged", "prompt=a: not judged: a 99.9% bootstrap interval would rest "
+                                        "on fewer than 5 of its 2,000 resamples in each tail")

@@ -33,6 +33,7 @@ from runner.analysis.results import ResultSet
 from runner.capabilities.context_window import ContextStudy
 from runner.config.sampling import SAMPLING_KEYS
 from runner.config.schema import Threshold
+from runner.investigation.selection import PickedFrom, better_not_below, origins, settings_chosen_among
 from runner.reporting.effect import SMALLEST_EFFECT, axis_effect
 from runner.reporting.judgement import Key, Verdict, best_row, label_of, unit, verdicts
 
@@ -95,7 +96,7 @@ class StepEvidence:
     uses: dict[str, Any]
     results: ResultSet | None = None
     study: ContextStudy | None = None
-    picked_from: dict[str, str] = field(default_factory=dict)  # axis -> the step whose results picked it
+    picked_from: dict[str, PickedFrom] = field(default_factory=dict)  # axis -> how it was picked
 
 
 def hypotheses(steps: list[StepEvidence]) -> list[Hypothesis]:
@@ -220,8 +221,10 @@ def _tokenizer_check(study: ContextStudy) -> str:
     return "tokenizer check: " + "; ".join(f"{v}: {c.get('detail', '')}" for v, c in checks)
 
 
-# The confidence of a verdict's interval; a decision among k candidates widens it to 1 - 0.05 / k.
+# The confidence of a verdict's interval; a decision among k candidates widens it to 1 - 0.05 / k,
+# k counted up to MAX_SETTINGS (a float's precision ends not far beyond).
 BASE_CONFIDENCE = 0.95
+MAX_SETTINGS = 10**9
 
 
 def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
@@ -250,8 +253,9 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         key: Key = (tuple(hashable(cell.cell.get(a)) for a in axes), ())
         s = results.stats(cell, 0)
         stats[key] = stats[key].merge(s) if key in stats else s
-    among, picked = _chosen_among(final, steps)
-    k = among * len(stats)
+    picks = origins(final, steps)
+    among, picked = settings_chosen_among(results, picks)
+    k = min(among * len(stats), MAX_SETTINGS)  # beyond it no interval could show the bar anyway
     confidence = BASE_CONFIDENCE if k == 1 else 1 - (1 - BASE_CONFIDENCE) / k
     # "inadequate" is judged at 95%: choosing the best of several only makes it look better, so a
     # chosen setting below the bar is below it. "viable" on the interval that allows for the choice.
@@ -276,6 +280,10 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
     over = f"over {unit(v.n_items, v.n_jobs)}"
     if v.status == "not viable":
         shown = f"{metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
+        better = better_not_below(picks, threshold, alpha)
+        if better is not None:
+            return Decision("not decidable", f"not decidable: {shown} < {bar:.2f} {over} ({where}), but {better}",
+                            final.name, v.n_items, (v.low, v.high), metric, bar)
         return Decision("inadequate", f"inadequate: {shown} < {bar:.2f} {over} ({where}): pivot: the model is "
                         "inadequate for the task at this bar", final.name, v.n_items, (v.low, v.high), metric, bar)
     used = BASE_CONFIDENCE
@@ -306,33 +314,10 @@ def _not_judged(v: Verdict, where: str, step: str, metric: str, bar: float) -> D
                     step, v.n_items, None, metric, bar)
 
 
-def _chosen_among(final: StepEvidence, steps: list[StepEvidence]) -> tuple[int, list[str]]:
-    """How many settings the final step's configuration was picked among on items it is judged on: the
-    product of the candidates of each of its picks whose step shares items with it (a pick made on
-    other items is no selection on these), and what they were."""
-    by_name = {s.name: s for s in steps}
-    assert final.results is not None
-    items = _item_ids(final.results)
-    k, parts = 1, []
-    for axis, source in final.picked_from.items():
-        step = by_name.get(source)
-        if step is None or step.results is None:
-            continue
-        n = len(step.results.plan.axes.get(axis, []))
-        if n > 1 and not items.isdisjoint(_item_ids(step.results)):
-            k *= n
-            parts.append(f"{n} {axis} values of step {source}")
-    return k, parts
-
-
 def _percent(confidence: float) -> str:
     """98.8%, 99.98%: as many decimals as it takes not to round up to 100%."""
     decimals = max(1, math.ceil(-math.log10(1 - confidence)) - 1)
     return f"{confidence:.{decimals}%}"
-
-
-def _item_ids(results: ResultSet) -> set[str]:
-    return {r.job.item.id for cell in results.cells for r in cell.results}
 
 
 def _to_decide(v: Verdict) -> str:

@@ -43,7 +43,7 @@ class Pick:
 def pick_best(results: ResultSet, axis: str, alpha: float = 0.05) -> Pick:
     """The best value of `axis` over the step's results (the first scorer), by the rules above."""
     declared = list(results.plan.axes.get(axis, []))
-    stats = _stats_by_value(results, axis)
+    stats = stats_by_value(results, axis)
     rows = [_row(v, stats[v]) for v in declared if v in stats]
     evidence: dict[str, Any] = {"candidates": rows}
     answered = [v for v in declared if v in stats and stats[v].ok]
@@ -57,7 +57,7 @@ def pick_best(results: ResultSet, axis: str, alpha: float = 0.05) -> Pick:
     return _sampling(axis, declared, stats, evidence)
 
 
-def _stats_by_value(results: ResultSet, axis: str) -> dict[Any, CellStats]:
+def stats_by_value(results: ResultSet, axis: str) -> dict[Any, CellStats]:
     """The first scorer's statistics per value of the axis, pooled over the step's other axes."""
     out: dict[Any, CellStats] = {}
     for cell in results.cells:

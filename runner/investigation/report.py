@@ -15,6 +15,7 @@ from runner.diagnosis.diagnose import diagnose
 from runner.diagnosis.findings import Finding
 from runner.investigation.hypotheses import Decision, Hypothesis, StepEvidence, decide, hypotheses, render_conclusions
 from runner.investigation.pick import Pick
+from runner.investigation.selection import PickedFrom
 from runner.reporting.render import dump_json, render, report_data
 from runner.reporting.tables import Report
 
@@ -97,9 +98,10 @@ class InvestigationReport:
 
     def conclude(self) -> InvestigationReport:
         """Fill in the hypotheses table and the decision from the steps' results and studies."""
-        sources: dict[str, dict[str, str]] = {}
+        sources: dict[str, dict[str, PickedFrom]] = {}
         for p in self.picks:
-            sources.setdefault(p.step, {})[p.pick.axis] = p.source
+            candidates = len(p.pick.evidence.get("candidates") or [])
+            sources.setdefault(p.step, {})[p.pick.axis] = PickedFrom(p.source, candidates, p.pick.value)
         evidence = [StepEvidence(s.name, s.hypothesis, s.uses, s.results,
                                  s.report if isinstance(s.report, ContextStudy) else None, sources.get(s.name, {}))
                     for s in self.steps]

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from runner.analysis.clustered import MIN_BOOTSTRAP_ITEMS, items_to_decide
+from runner.analysis.clustered import BOOTSTRAP_RESAMPLES, MIN_BOOTSTRAP_ITEMS, items_to_decide
 from runner.analysis.compare import majority
 from runner.analysis.metrics import ITEM_COLUMNS, CellStats
 from runner.analysis.stats import binomial_greater, mcnemar_exact
@@ -26,6 +26,8 @@ from runner.config.schema import Threshold
 from runner.scoring.scorers import BinaryClassification, Scorer
 
 Key = tuple[tuple[Any, ...], tuple[Any, ...]]
+# A bootstrap bound from fewer draws beyond it than this is the sample's extreme, not a quantile.
+MIN_TAIL_DRAWS = 5
 _TP, _FP, _FN, _UP = (ITEM_COLUMNS.index(c) for c in ("tp", "fp", "fn", "unanswered_pos"))
 
 
@@ -93,6 +95,11 @@ def verdicts(threshold: Threshold | None, row_axes: list[str], col_axes: list[st
             value, low, high, n_items, n_jobs = rate.value, rate.low, rate.high, rate.n_items, rate.n_jobs
             n_eff: float | None = rate.n_eff
         else:
+            if (1 - confidence) / 2 * BOOTSTRAP_RESAMPLES < MIN_TAIL_DRAWS:
+                # The percentile bound would be one of the last few draws: not the confidence it is called.
+                out.append(not_judged(f"a {confidence * 100:.6g}% bootstrap interval would rest on fewer than "
+                                      f"{MIN_TAIL_DRAWS} of its {BOOTSTRAP_RESAMPLES:,} resamples in each tail"))
+                continue
             interval = s.bootstrap_interval(metric, confidence)
             value = float(s.metric(metric))
             if interval is None or math.isnan(value) or math.isnan(interval[0]):
