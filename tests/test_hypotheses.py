@@ -39,15 +39,12 @@ def _key(prefix: str, n: int) -> str:
     return f'{prefix} {{"name": "svc{n}",'
 
 
-def _plan(final_right: set[int] | None = None) -> FaultPlan:
+def _plan() -> FaultPlan:
     script = {_key("GOOD", n): _answer(n, n in GOOD_RIGHT) for n in range(N)}
     script |= {_key("BAD", n): _answer(n, n in BAD_RIGHT) for n in range(N)}
     # Temperature 0.7 swaps one right item for one wrong one: the same accuracy, 2 discordant items.
     rules = [ScriptRule(_answer(0, False), {"temperature": 0.7}, _key("GOOD", 0)),
              ScriptRule(_answer(36, True), {"temperature": 0.7}, _key("GOOD", 36))]
-    if final_right is not None:  # the final step (its own max_tokens) right only on these items
-        rules += [ScriptRule(_answer(n, n in final_right), {"max_tokens": FINAL_TOKENS}, _key("GOOD", n))
-                  for n in range(N)]
     return FaultPlan(script=script, rules=rules)
 
 
@@ -134,8 +131,12 @@ def test_a_better_prompt_is_supported_a_temperature_that_changes_nothing_is_refu
 
 
 def test_the_decision_is_inadequate_when_the_final_step_is_clearly_below_the_bar_and_fail_on_verdict_exits_3(
-        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    with ThreadedFaultServer(_plan(final_right=set(range(8)))) as server:
+        project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every prompt right on the same 8 of 40 items at every temperature: each candidate where it ran
+    # is below the bar, and so is the one taken (the first declared of the tied ones).
+    monkeypatch.setattr(sys.modules[__name__], "BAD_RIGHT", set(range(8)))
+    monkeypatch.setattr(sys.modules[__name__], "GOOD_RIGHT", set(range(8)))
+    with ThreadedFaultServer(_plan()) as server:
         path = _project(project, server.url)
         assert main(["run", str(path), "--quiet", "--no-report", "--fail-on-verdict"]) == 3
     data = _report(path, capsys)
@@ -190,8 +191,28 @@ def test_inadequate_is_not_claimed_while_a_more_accurate_candidate_than_the_one_
     assert [(p["step"], p["axis"], p["value"]) for p in data["picks"]][:1] == [("sweep", "prompt", "bad")]
     assert data["decision"]["verdict"] == "not decidable"
     assert data["decision"]["sentence"] == (
-        "not decidable: accuracy 0.40 [0.26, 0.55] < 0.60 over 40 items (step final), but prompt good, more "
-        "accurate than the prompt taken in step prompts (accuracy 0.53 [0.37, 0.67] there), is not shown below it")
+        "not decidable: accuracy 0.40 [0.26, 0.55] < 0.60 over 40 items (step final), but prompt good (accuracy 0.53 "
+        "[0.37, 0.67] in step prompts, not below the picked prompt's) is not shown below the bar; more items in step "
+        "prompts would tell")
+
+
+def test_inadequate_on_recall_checks_the_candidates_by_recall_not_by_the_accuracy_the_pick_went_by(
+        project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # good says valid to every item: recall 1.00, accuracy 0.50. bad is right on every invalid item and
+    # 4 valid ones: accuracy 0.60, recall 0.20. Not separable by accuracy, so bad (the first declared)
+    # is taken and its recall is below the bar; good's is not.
+    monkeypatch.setattr(sys.modules[__name__], "GOOD_RIGHT", {n for n in range(N) if n % 2 == 0})
+    monkeypatch.setattr(sys.modules[__name__], "BAD_RIGHT", {n for n in range(N) if n % 2} | {0, 2, 4, 6})
+    with ThreadedFaultServer(_plan()) as server:
+        path = _project(project, server.url)
+        inv = yaml.safe_load(path.read_text())
+        inv["threshold"] = {"metric": "recall", "min": 0.6}
+        path.write_text(yaml.safe_dump(inv, sort_keys=False))
+        assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    data = _report(path, capsys)
+    assert [(p["step"], p["axis"], p["value"]) for p in data["picks"]][:1] == [("sweep", "prompt", "bad")]
+    assert data["decision"]["verdict"] == "not decidable"
+    assert ", but prompt good (recall 1.00 [" in data["decision"]["sentence"]
 
 
 def test_at_2_items_nothing_is_decided_and_the_table_says_what_would_decide(

@@ -221,8 +221,8 @@ def _tokenizer_check(study: ContextStudy) -> str:
     return "tokenizer check: " + "; ".join(f"{v}: {c.get('detail', '')}" for v, c in checks)
 
 
-# The confidence of a verdict's interval; a decision among k candidates widens it to 1 - 0.05 / k,
-# k counted up to MAX_SETTINGS (a float's precision ends not far beyond).
+# The confidence of a verdict's interval; a decision among k candidates widens it to 1 - 0.05 / k.
+# Past MAX_SETTINGS the decision is not made at all (1 - 0.05 / k rounds to 1 near k = 10^15).
 BASE_CONFIDENCE = 0.95
 MAX_SETTINGS = 10**9
 
@@ -255,8 +255,8 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         stats[key] = stats[key].merge(s) if key in stats else s
     picks = origins(final, steps)
     among, picked = settings_chosen_among(results, picks)
-    k = min(among * len(stats), MAX_SETTINGS)  # beyond it no interval could show the bar anyway
-    confidence = BASE_CONFIDENCE if k == 1 else 1 - (1 - BASE_CONFIDENCE) / k
+    k = among * len(stats)
+    confidence = BASE_CONFIDENCE if k == 1 else 1 - (1 - BASE_CONFIDENCE) / min(k, MAX_SETTINGS)
     # "inadequate" is judged at 95%: choosing the best of several only makes it look better, so a
     # chosen setting below the bar is below it. "viable" on the interval that allows for the choice.
     judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha), strict=True))
@@ -292,6 +292,10 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         # winner's curse): every candidate's interval at 1 - 0.05/k covers all of them at once, the
         # chosen one with them. (Below the bar only "inadequate" can decide it: at 95%.)
         v, used = widened[chosen], confidence
+        if k > MAX_SETTINGS:
+            return Decision("not decidable", f"not decidable at {where}: its settings were chosen among {k:,} on "
+                            f"these items ({' x '.join(picked)}), more than any interval here allows for",
+                            final.name, v.n_items, None, metric, bar)
         where += (f"; a {_percent(confidence)} interval, Bonferroni over the {k} settings it was chosen among on "
                   f"these items: {' x '.join(picked)}")
         if v.status == "not judged":  # a bootstrap with no draws to put the wider bounds on

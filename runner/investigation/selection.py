@@ -4,13 +4,16 @@ A pick takes the best of its candidates on its step's items. Judged on those sam
 setting looks better than it is (the winner's curse), so "viable" is claimed only on an interval
 that covers every candidate at once: Bonferroni over how many settings the picks chose among
 (`settings_chosen_among`). "Inadequate" rests on the chosen setting's own 95% interval, which the
-choice can only have flattered, provided the pick took the most accurate candidate: a tie takes the
-first declared and a temperature the most accurate that does not flip, so a more accurate candidate
-must be shown below the bar where it ran too (`better_not_below`).
+choice can only have flattered, provided the pick took its best candidate on the bar's metric: a
+tie takes the first declared, a temperature the most accurate that does not flip, and picks go by
+accuracy where the bar may be f1 or recall, so every candidate scoring at least as high must be
+shown below the bar where it ran too (`better_not_below`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -85,24 +88,32 @@ def settings_chosen_among(final: ResultSet, picks: Sequence[Origin]) -> tuple[in
 
 
 def better_not_below(picks: Sequence[Origin], threshold: Threshold, alpha: float) -> str | None:
-    """Why "inadequate" would claim too much: a candidate more accurate than the one a pick took,
-    not shown below the bar (95%) in the step where it ran; None if there is none."""
+    """Why "inadequate" would claim too much: a candidate scoring at least as high on the bar's metric
+    as the one a pick took (or not scored at all), not shown below the bar (95%) in the step where it
+    ran; None if there is none."""
     for o in picks:
         if o.candidates <= 1:
             continue
         if o.results is None:
             return f"step {o.step}'s results are not in its store, so its other {o.axis} values cannot be checked"
         stats = stats_by_value(o.results, o.axis)
-        taken = stats.get(o.value)
+        key = json.dumps(o.value, sort_keys=True) if isinstance(o.value, list | dict) else o.value  # as keyed there
+        taken = stats.get(key)
+        floor = float(taken.metric(threshold.metric)) if taken is not None and taken.ok else math.nan
         for value, s in stats.items():
-            if value == o.value or not s.ok or (taken is not None and s.accuracy() <= taken.accuracy()):
+            if value == key:
+                continue
+            if not s.ok:
+                return f"{o.axis} {value} has no answers in step {o.step}, so it cannot be shown below the bar"
+            score = float(s.metric(threshold.metric))
+            if score < floor:  # a nan on either side is checked, not skipped
                 continue
             v = verdicts(threshold, [o.axis], [], {((value,), ()): s}, alpha)[0]
             if v.status != "not viable":
                 shown = (f"{v.metric} {v.value:.2f} [{v.low:.2f}, {v.high:.2f}]"
                          if v.value is not None and v.low is not None and v.high is not None else v.status)
-                return (f"{o.axis} {value}, more accurate than the {o.axis} taken in step {o.step} ({shown} "
-                        "there), is not shown below it")
+                return (f"{o.axis} {value} ({shown} in step {o.step}, not below the picked {o.axis}'s) is not "
+                        f"shown below the bar; more items in step {o.step} would tell")
     return None
 
 
