@@ -232,7 +232,7 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
     were picked (or its rows ranked) on the items it is judged on, "viable" is claimed only on an
     interval wide enough for every candidate at once (Bonferroni), since the best of several looks
     better than it is; "inadequate" needs the 95% interval below the bar (the choice can only have
-    flattered it)."""
+    flattered it) and every candidate scoring as high where it ran below it too (`selection`)."""
     metric, bar = threshold.metric, threshold.min
     final = next((s for s in reversed(steps) if s.study is None), None)
 
@@ -260,8 +260,6 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
     # "inadequate" is judged at 95%: choosing the best of several only makes it look better, so a
     # chosen setting below the bar is below it. "viable" on the interval that allows for the choice.
     judged = dict(zip(stats, verdicts(threshold, axes, [], stats, alpha), strict=True))
-    widened = judged if k == 1 else dict(zip(stats, verdicts(threshold, axes, [], stats, alpha / k, confidence),
-                                             strict=True))
     row = ""
     if len(stats) > 1:
         found = best_row(axes, [], stats, results.scorers[0], alpha)
@@ -291,7 +289,7 @@ def decide(threshold: Threshold, steps: list[StepEvidence]) -> Decision:
         # Chosen as the best of k on these items, its 95% interval is too kind to claim the bar (the
         # winner's curse): every candidate's interval at 1 - 0.05/k covers all of them at once, the
         # chosen one with them. (Below the bar only "inadequate" can decide it: at 95%.)
-        v, used = widened[chosen], confidence
+        v, used = verdicts(threshold, axes, [], {chosen: stats[chosen]}, alpha / k, confidence)[0], confidence
         if k > MAX_SETTINGS:
             return Decision("not decidable", f"not decidable at {where}: its settings were chosen among {k:,} on "
                             f"these items ({' x '.join(picked)}), more than any interval here allows for",
