@@ -118,4 +118,5 @@ def better_not_below(picks: Sequence[Origin], threshold: Threshold, alpha: float
 
 
 def item_ids(results: ResultSet) -> set[str]:
-    return {r.job.item.id for cell in results.cells for r in cell.results}
+    """The items a step's results are over (its plan's, within its item limit)."""
+    return {item.id for item in results.plan.item_subset(results.limit_items)}
